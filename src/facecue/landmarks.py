@@ -1,0 +1,247 @@
+"""MediaPipe Face Mesh landmarks (478 3D points with iris refinement) and face crop helpers.
+
+Coordinates returned by this module are **pixels**: ``x`` and ``y`` in the image's pixel grid
+(origin top-left, y down) and ``z`` on the same scale as ``x`` (MediaPipe's relative depth times
+the image width; smaller is closer to the camera).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .constants import CROP_SIZE, LEFT_EYE_CORNERS, N_LANDMARKS, N_MESH_POINTS, RIGHT_EYE_CORNERS
+from .errors import InputError, NoFaceError
+
+log = logging.getLogger(__name__)
+
+MIN_DETECTION_CONFIDENCE = 0.5
+MIN_TRACKING_CONFIDENCE = 0.5
+MAX_FACES_SEARCHED = 5  # faces looked for in a still image before picking the largest
+
+
+def _face_mesh_module():
+    # Imported lazily: mediapipe takes ~1 s to import and pulls in jax/protobuf.
+    from mediapipe.python.solutions import face_mesh
+
+    return face_mesh
+
+
+def _to_pixels(face_landmarks, width: int, height: int) -> np.ndarray:
+    """MediaPipe's normalized landmark list -> (478, 3) float32 pixels."""
+    pts = np.array([(p.x, p.y, p.z) for p in face_landmarks.landmark], dtype=np.float32)
+    if pts.shape[0] != N_LANDMARKS:
+        raise RuntimeError(f"MediaPipe returned {pts.shape[0]} landmarks, expected {N_LANDMARKS}")
+    pts[:, 0] *= width
+    pts[:, 1] *= height
+    pts[:, 2] *= width
+    return pts
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(None, f"expected an (H, W, 3) RGB image, got {getattr(image, 'shape', type(image))}")
+    if image.dtype != np.uint8:
+        raise InputError(None, f"expected a uint8 image, got {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+def face_bbox(landmarks: np.ndarray) -> np.ndarray:
+    """Bounding box ``(x0, y0, x1, y1)`` of the 468 mesh points, pixels. Works on ``(..., 478, 3)``."""
+    mesh = np.asarray(landmarks)[..., :N_MESH_POINTS, :2]
+    return np.concatenate([mesh.min(axis=-2), mesh.max(axis=-2)], axis=-1)
+
+
+def face_size(landmarks: np.ndarray) -> np.ndarray | float:
+    """Face size: diagonal of the mesh bounding box, pixels. ``(..., 478, 3)`` -> ``(...)``."""
+    box = face_bbox(landmarks)
+    size = np.hypot(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
+    return float(size) if np.ndim(size) == 0 else size
+
+
+def detect_landmarks(image: np.ndarray, *, source: str | Path | None = None) -> np.ndarray:
+    """Landmarks of the face in a still image.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8 RGB
+    source : file name used in error messages
+
+    Returns
+    -------
+    (478, 3) float32, pixels. With several faces, the largest one (a warning names the count).
+
+    Raises
+    ------
+    NoFaceError when no face is found.
+    """
+    image = _check_image(image)
+    height, width = image.shape[:2]
+    face_mesh = _face_mesh_module()
+    with face_mesh.FaceMesh(
+        static_image_mode=True,
+        max_num_faces=MAX_FACES_SEARCHED,
+        refine_landmarks=True,
+        min_detection_confidence=MIN_DETECTION_CONFIDENCE,
+    ) as mesh:
+        result = mesh.process(image)
+    faces = result.multi_face_landmarks or []
+    if not faces:
+        raise NoFaceError(source, "no face found in the image (a frontal, unoccluded face is needed)")
+    all_points = [_to_pixels(f, width, height) for f in faces]
+    if len(all_points) > 1:
+        warnings.warn(
+            f"{source or 'image'}: {len(all_points)} faces found; using the largest", stacklevel=2
+        )
+    areas = [np.prod(face_bbox(p)[2:] - face_bbox(p)[:2]) for p in all_points]
+    return all_points[int(np.argmax(areas))]
+
+
+class FaceTracker:
+    """Landmarks frame by frame through MediaPipe's video mode (detection, then tracking).
+
+    Use as a context manager; ``track(frame)`` returns ``(478, 3)`` float32 pixels or ``None``
+    when the frame has no face.
+    """
+
+    def __init__(self) -> None:
+        self._mesh = _face_mesh_module().FaceMesh(
+            static_image_mode=False,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=MIN_DETECTION_CONFIDENCE,
+            min_tracking_confidence=MIN_TRACKING_CONFIDENCE,
+        )
+
+    def track(self, frame: np.ndarray) -> np.ndarray | None:
+        frame = _check_image(frame)
+        result = self._mesh.process(frame)
+        if not result.multi_face_landmarks:
+            return None
+        return _to_pixels(result.multi_face_landmarks[0], frame.shape[1], frame.shape[0])
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def iter_tracked_landmarks(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
+    """Stream ``(478, 3)`` pixel landmarks (or ``None``) for each frame of an iterable."""
+    with FaceTracker() as tracker:
+        for frame in frames:
+            yield tracker.track(frame)
+
+
+def track_landmarks(
+    frames: Iterable[np.ndarray],
+    *,
+    source: str | Path | None = None,
+    progress: bool = False,
+    total: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks of a frame sequence (a video), tracked.
+
+    Frames where no face is found take the landmarks of the nearest frame that has one, and are
+    flagged invalid.
+
+    Returns
+    -------
+    landmarks : (T, 478, 3) float32, pixels
+    valid : (T,) bool, False where the face was not found
+
+    Raises
+    ------
+    NoFaceError when no frame has a face.
+    """
+    found: list[np.ndarray | None] = []
+    iterator = iter_tracked_landmarks(frames)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, total=total, desc="landmarks", unit="frame", leave=False)
+    for points in iterator:
+        found.append(points)
+    valid = np.array([p is not None for p in found], dtype=bool)
+    if not valid.any():
+        raise NoFaceError(source, f"no face found in any of the {len(found)} frames")
+    if not valid.all():
+        log.warning("%s: no face in %d of %d frames; held from neighbours", source, (~valid).sum(), len(found))
+    good = np.flatnonzero(valid)
+    out = np.empty((len(found), N_LANDMARKS, 3), dtype=np.float32)
+    for t in range(len(found)):
+        nearest = good[np.argmin(np.abs(good - t))]
+        out[t] = found[nearest]
+    return out, valid
+
+
+# --- crop / align --------------------------------------------------------------------------
+
+
+def alignment_matrix(
+    landmarks: np.ndarray,
+    size: int = CROP_SIZE,
+    *,
+    face_fraction: float = 0.55,
+    eye_height: float = 0.40,
+    keep_rotation: bool = False,
+) -> np.ndarray:
+    """Similarity transform (2x3) mapping image pixels to an aligned square face crop.
+
+    The eyes' midpoint lands at ``(size/2, eye_height*size)``; the face (mesh bounding-box
+    diagonal) spans ``face_fraction`` of the crop's diagonal; the eye line is made horizontal
+    unless ``keep_rotation``.
+
+    Parameters
+    ----------
+    landmarks : (478, 3) pixels
+    """
+    pts = np.asarray(landmarks, dtype=np.float64)
+    right_eye = pts[list(RIGHT_EYE_CORNERS), :2].mean(axis=0)
+    left_eye = pts[list(LEFT_EYE_CORNERS), :2].mean(axis=0)
+    centre = (right_eye + left_eye) / 2
+    dx, dy = left_eye - right_eye
+    angle = 0.0 if keep_rotation else np.arctan2(dy, dx)
+    scale = face_fraction * size * np.sqrt(2) / face_size(pts)
+    cos, sin = scale * np.cos(-angle), scale * np.sin(-angle)
+    linear = np.array([[cos, -sin], [sin, cos]])
+    target = np.array([size / 2, eye_height * size])
+    offset = target - linear @ centre
+    return np.hstack([linear, offset[:, None]]).astype(np.float64)
+
+
+def transform_landmarks(landmarks: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 similarity to ``(..., 478, 3)`` pixel landmarks; z is scaled like x and y."""
+    pts = np.asarray(landmarks, dtype=np.float32)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    scale = np.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    out = pts.copy()
+    out[..., :2] = pts[..., :2] @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2].astype(np.float32)
+    out[..., 2] = pts[..., 2] * scale
+    return out
+
+
+def crop_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE, **alignment
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned square crop of the face.
+
+    Returns
+    -------
+    crop : (size, size, 3) uint8
+    matrix : (2, 3) image -> crop similarity (invert with ``cv2.invertAffineTransform``)
+    """
+    matrix = alignment_matrix(landmarks, size, **alignment)
+    crop = cv2.warpAffine(
+        _check_image(image), matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+    )
+    return crop, matrix
