@@ -1,0 +1,55 @@
+"""Shared fixtures. Data under ../shared/data is optional: tests that need it skip with a reason."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FACECUE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real MEAD / speech / portrait sample; skips when it is absent."""
+    if not (SHARED_DATA / "mead_clips").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set FACECUE_SHARED_DATA to its folder)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def portrait_path() -> Path:
+    from facecue.cli import asset_path
+
+    return asset_path("portrait.png")
+
+
+@pytest.fixture(scope="session")
+def portrait(portrait_path) -> np.ndarray:
+    from facecue.io import read_image
+
+    return read_image(portrait_path)
+
+
+@pytest.fixture(scope="session")
+def portrait_landmarks(portrait) -> np.ndarray:
+    from facecue.landmarks import detect_landmarks
+
+    return detect_landmarks(portrait)
+
+
+@pytest.fixture(scope="session")
+def mead_landmarks(shared_data) -> dict[str, np.ndarray]:
+    """Tracked (T, 478, 3) landmarks of the 24 real MEAD clips, by clip stem."""
+    from facecue.io import iter_video_frames
+    from facecue.landmarks import track_landmarks
+
+    out = {}
+    for clip in sorted((shared_data / "mead_clips").glob("*_level*_001.mp4")):
+        out[clip.stem], _ = track_landmarks(iter_video_frames(clip), source=clip)
+    return out

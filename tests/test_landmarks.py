@@ -1,0 +1,82 @@
+"""MediaPipe landmarks on real images: detection, no-face and several-face handling, tracking, crops."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from facecue.constants import LEFT_EYE_CORNERS, N_LANDMARKS, RIGHT_EYE_CORNERS
+from facecue.errors import NoFaceError
+from facecue.landmarks import (
+    alignment_matrix,
+    crop_face,
+    detect_landmarks,
+    face_bbox,
+    face_size,
+    track_landmarks,
+    transform_landmarks,
+)
+
+
+def test_detect_on_portrait(portrait, portrait_landmarks):
+    assert portrait_landmarks.shape == (N_LANDMARKS, 3) and portrait_landmarks.dtype == np.float32
+    x0, y0, x1, y1 = face_bbox(portrait_landmarks)
+    h, w = portrait.shape[:2]
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    # the astronaut's face sits in the upper middle of the 512 px picture
+    assert 150 < (x0 + x1) / 2 < 300 and 50 < (y0 + y1) / 2 < 250
+    assert 100 < face_size(portrait_landmarks) < 400
+    # iris centres lie between their eye's corners
+    for corners, iris in ((RIGHT_EYE_CORNERS, 468), (LEFT_EYE_CORNERS, 473)):
+        xs = sorted(portrait_landmarks[list(corners), 0])
+        assert xs[0] < portrait_landmarks[iris, 0] < xs[1]
+
+
+def test_no_face_is_a_clear_error():
+    blank = np.full((256, 256, 3), 127, np.uint8)
+    with pytest.raises(NoFaceError, match="blank.png: no face"):
+        detect_landmarks(blank, source="blank.png")
+    with pytest.raises(NoFaceError, match="no face found in any of the 3 frames"):
+        track_landmarks([blank] * 3, source="clip.mp4")
+
+
+def test_several_faces_picks_the_largest_with_a_warning(portrait):
+    face = portrait[0:360, 60:420]  # the astronaut's head and shoulders
+    canvas = np.full((360, 600, 3), 200, np.uint8)
+    canvas[:, :360] = face
+    canvas[30:330, 300:600] = cv2.resize(face, (300, 300), interpolation=cv2.INTER_AREA)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        points = detect_landmarks(canvas, source="two.png")
+    assert any("2 faces found" in str(w.message) for w in caught)
+    assert face_bbox(points)[0] < 250, "the larger face on the left was chosen"
+
+
+def test_tracking_follows_a_moving_face(portrait, portrait_landmarks):
+    frames = [np.roll(portrait, shift=4 * k, axis=1) for k in range(6)]
+    frames.insert(3, np.full_like(portrait, 127))  # a frame without a face
+    points, valid = track_landmarks(frames)
+    assert points.shape == (7, N_LANDMARKS, 3)
+    assert valid.tolist() == [True, True, True, False, True, True, True]
+    dx = points[:, 1, 0] - portrait_landmarks[1, 0]
+    expected = np.array([0, 4, 8, 8, 12, 16, 20], float)  # invalid frame holds a neighbour
+    np.testing.assert_allclose(dx[valid], expected[valid], atol=1.5)
+
+
+def test_crop_face_puts_eyes_level_at_the_expected_place(portrait, portrait_landmarks):
+    crop, matrix = crop_face(portrait, portrait_landmarks, 256)
+    assert crop.shape == (256, 256, 3)
+    moved = transform_landmarks(portrait_landmarks, matrix)
+    right = moved[list(RIGHT_EYE_CORNERS), :2].mean(0)
+    left = moved[list(LEFT_EYE_CORNERS), :2].mean(0)
+    np.testing.assert_allclose((right + left) / 2, [128, 0.40 * 256], atol=0.5)
+    assert abs(right[1] - left[1]) < 0.5
+    # the landmarks re-detected on the crop agree with the transformed ones
+    again = detect_landmarks(crop)
+    assert np.median(np.linalg.norm(again[:, :2] - moved[:, :2], axis=1)) < 3.0
+    back = cv2.invertAffineTransform(matrix)
+    np.testing.assert_allclose(transform_landmarks(moved, back)[:, :2], portrait_landmarks[:, :2], atol=1e-3)
+    assert alignment_matrix(portrait_landmarks, 512).shape == (2, 3)
