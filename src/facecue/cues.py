@@ -23,6 +23,7 @@ Frames and units
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -679,7 +680,7 @@ class FaceCues:
                 meta = json.loads(str(data["meta"]))
         except CheckpointError:
             raise
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise CheckpointError(path, f"corrupt or incomplete cue file ({exc.__class__.__name__}: {exc})") from None
         if arrays["normalized"].ndim != 3 or arrays["normalized"].shape[1] != N_LANDMARKS:
             raise CheckpointError(path, f"cue file holds landmarks of shape {arrays['normalized'].shape[1:]}, expected ({N_LANDMARKS}, 3)")

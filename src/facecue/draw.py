@@ -62,7 +62,7 @@ def draw_cues(
             tip = origin + np.asarray(rotation, dtype=np.float64)[:2, axis] * length * 0.8
             cv2.arrowedLine(out, _pt(origin), _pt(tip), colour, thick + 1, cv2.LINE_AA, tipLength=0.2)
     if text:
-        font_scale = max(0.4, min(height, width) / 700)
+        font_scale = max(0.35, min(height, width) / 1000)
         cv2.putText(out, text, (8, int(24 * font_scale / 0.6)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
         cv2.putText(out, text, (8, int(24 * font_scale / 0.6)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thick, cv2.LINE_AA)
     return out

@@ -15,6 +15,7 @@ temporary file in the target's folder, renamed over the target only on success.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
@@ -160,16 +161,8 @@ def _check_input(path: PathLike, kinds: Sequence[str]) -> Path:
     kind = _kind_of(suffix)
     if kind is None or kind not in kinds:
         wanted = " or ".join(kinds)
-        supported = [
-            s
-            for k, group in (
-                ("video", SUPPORTED_VIDEO),
-                ("audio", SUPPORTED_AUDIO),
-                ("image", SUPPORTED_IMAGE),
-            )
-            if k in kinds
-            for s in group
-        ]
+        groups = {"video": SUPPORTED_VIDEO, "audio": SUPPORTED_AUDIO, "image": SUPPORTED_IMAGE}
+        supported = [s for k in kinds for s in groups[k]]
         if kind is not None:
             problem = f"is an {kind} file, expected {wanted}"
         else:
@@ -636,6 +629,40 @@ def check_output_path(path: PathLike, suffixes: Sequence[str]) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(p, f"output folder {str(parent)!r} is not writable")
     return p
+
+
+def media_kind(path: PathLike) -> str:
+    """``"video"``, ``"audio"`` or ``"image"`` for an existing, non-empty input file of a
+    supported type; raises :class:`InputError` otherwise (missing, empty, unknown extension)."""
+    p = _check_input(path, ("video", "audio", "image"))
+    return _kind_of(p.suffix.lower())  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; rename it over ``path`` when the block succeeds, remove
+    it when the block raises. For writers that take a file name (np.savez, torch.save...)."""
+    target = Path(path)
+    tmp = _temp_sibling(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def write_image(path: PathLike, image: np.ndarray) -> Path:
+    """Write an (H, W, 3) uint8 RGB image (png/jpg/...), atomically."""
+    p = check_output_path(path, SUPPORTED_IMAGE)
+    from PIL import Image
+
+    with atomic_path(p) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format=_PIL_FORMATS.get(p.suffix.lower()))
+    return p
+
+
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}
 
 
 def _temp_sibling(p: Path) -> Path:

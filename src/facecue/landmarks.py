@@ -7,7 +7,10 @@ the image width; smaller is closer to the camera).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,7 +25,27 @@ log = logging.getLogger(__name__)
 
 MIN_DETECTION_CONFIDENCE = 0.5
 MIN_TRACKING_CONFIDENCE = 0.5
-MAX_FACES_SEARCHED = 5  # faces looked for in a still image before picking the largest
+MAX_FACES_SEARCHED = 5
+_NOISY_FIRST_FRAMES = 3  # frames whose native log output is silenced  # faces looked for in a still image before picking the largest
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null while TFLite/absl start up (they print INFO/WARNING
+    lines from C++ that no Python setting reaches). Python-level errors are unaffected."""
+    if os.environ.get("FACECUE_DEBUG_NATIVE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _face_mesh_module():
@@ -83,7 +106,7 @@ def detect_landmarks(image: np.ndarray, *, source: str | Path | None = None) -> 
     image = _check_image(image)
     height, width = image.shape[:2]
     face_mesh = _face_mesh_module()
-    with face_mesh.FaceMesh(
+    with _native_stderr_silenced(), face_mesh.FaceMesh(
         static_image_mode=True,
         max_num_faces=MAX_FACES_SEARCHED,
         refine_landmarks=True,
@@ -110,22 +133,41 @@ class FaceTracker:
     """
 
     def __init__(self) -> None:
-        self._mesh = _face_mesh_module().FaceMesh(
-            static_image_mode=False,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=MIN_DETECTION_CONFIDENCE,
-            min_tracking_confidence=MIN_TRACKING_CONFIDENCE,
-        )
+        # MediaPipe's graph threads print TFLite banners during start-up and the first
+        # inferences, asynchronously: keep native stderr silenced until a few frames are done.
+        self._silencer = _native_stderr_silenced()
+        self._silencer.__enter__()
+        self._silenced = True
+        try:
+            self._mesh = _face_mesh_module().FaceMesh(
+                static_image_mode=False,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=MIN_DETECTION_CONFIDENCE,
+                min_tracking_confidence=MIN_TRACKING_CONFIDENCE,
+            )
+        except BaseException:
+            self._unsilence()
+            raise
+        self._frames_seen = 0
+
+    def _unsilence(self) -> None:
+        if self._silenced:
+            self._silenced = False
+            self._silencer.__exit__(None, None, None)
 
     def track(self, frame: np.ndarray) -> np.ndarray | None:
         frame = _check_image(frame)
         result = self._mesh.process(frame)
+        self._frames_seen += 1
+        if self._frames_seen >= _NOISY_FIRST_FRAMES:
+            self._unsilence()
         if not result.multi_face_landmarks:
             return None
         return _to_pixels(result.multi_face_landmarks[0], frame.shape[1], frame.shape[0])
 
     def close(self) -> None:
+        self._unsilence()
         self._mesh.close()
 
     def __enter__(self) -> FaceTracker:
