@@ -1,0 +1,173 @@
+"""Build the real-data priors of facecue's phonetic cue model (src/facecue/assets/cue_priors.npz).
+
+Usage: python scripts/build_cue_priors.py [--data ../shared/data]
+
+Everything in the priors is measured on real faces (MediaPipe landmarks, facecue cue geometry):
+
+* **viseme mouth shapes** (14 x 478 x 3, canonical units, offsets from the rest shape): for each
+  viseme an articulatory target (inner-lip opening, mouth width relative to rest) picks the
+  nearest real frames among the 7 real talking videos (``talking/``, 5 speakers) and the 3 neutral
+  MEAD clips; their lower-face offsets from the speaker's own closed-mouth rest shape, rescaled to
+  the template's mouth width, are averaged. Closed visemes (``sil``) are the rest shape itself.
+* **emotion expression offsets** (8 x 478 x 3): per actor (M030, W009, W011), the median
+  normalized shape of the emotion's clip minus that of the actor's neutral clip, averaged over
+  the 3 actors; mouth opening is removed (speech is not emotion).
+* **emotion dynamics** (per emotion): head pose offset and spread (degrees), gaze offset and
+  spread (degrees), blink rate (per minute), measured on the same 24 real MEAD clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from facecue.audio import VISEME_NAMES  # noqa: E402
+from facecue.constants import EMOTIONS, INNER_LIP_MID, MOUTH_CORNERS, N_LANDMARKS, N_MESH_POINTS  # noqa: E402
+from facecue.cues import FaceCues, default_template, detect_blinks, extract_cues  # noqa: E402
+
+# Articulatory targets: (inner-lip opening in canonical units, mouth width / rest width).
+VISEME_TARGETS = {
+    "sil": (0.0, 1.00),
+    "PP": (0.0, 0.97),
+    "FF": (0.025, 1.00),
+    "TH": (0.06, 1.00),
+    "DD": (0.07, 1.01),
+    "kk": (0.09, 1.00),
+    "CH": (0.06, 0.90),
+    "SS": (0.035, 1.04),
+    "RR": (0.06, 0.91),
+    "aa": (0.21, 1.02),
+    "E": (0.13, 1.06),
+    "I": (0.07, 1.08),
+    "O": (0.15, 0.88),
+    "U": (0.05, 0.84),
+}
+NEAREST_FRAMES = 30
+OPEN_SCALE, WIDTH_SCALE = 0.03, 0.03  # feature distances are measured in these units
+
+
+def lower_face_weight(points: np.ndarray) -> np.ndarray:
+    """(478,) weight of each point in mouth shapes: 1 below the nose base, fading above it."""
+    nose_base = points[2, 1]
+    weight = np.clip((points[:, 1] - (nose_base - 0.05)) / 0.15, 0, 1)
+    weight[N_MESH_POINTS:] = 0  # iris
+    return weight.astype(np.float32)
+
+
+def mouth_features(normalized: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    opening = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1]
+    width = np.linalg.norm(normalized[:, MOUTH_CORNERS[0]] - normalized[:, MOUTH_CORNERS[1]], axis=-1)
+    rest_width = np.linalg.norm(rest[MOUTH_CORNERS[0]] - rest[MOUTH_CORNERS[1]])
+    return np.stack([opening, width / rest_width], axis=-1)
+
+
+def rest_shape(normalized: np.ndarray) -> np.ndarray:
+    """Closed-mouth rest shape: median of the 15% of frames with the smallest lip gap."""
+    opening = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1]
+    closed = opening <= np.percentile(opening, 15)
+    return np.median(normalized[closed], axis=0)
+
+
+def viseme_shapes(sources: list[np.ndarray]) -> np.ndarray:
+    template = default_template().points
+    template_width = np.linalg.norm(template[MOUTH_CORNERS[0]] - template[MOUTH_CORNERS[1]])
+    weight = lower_face_weight(template)[:, None]
+    features, offsets = [], []
+    for normalized in sources:
+        rest = rest_shape(normalized)
+        rest_width = np.linalg.norm(rest[MOUTH_CORNERS[0]] - rest[MOUTH_CORNERS[1]])
+        features.append(mouth_features(normalized, rest))
+        offsets.append((normalized - rest) * (template_width / rest_width) * weight)
+    features = np.concatenate(features)
+    offsets = np.concatenate(offsets)
+    shapes = np.zeros((len(VISEME_NAMES), N_LANDMARKS, 3), np.float32)
+    for i, name in enumerate(VISEME_NAMES):
+        if name == "sil":
+            continue
+        target = np.array(VISEME_TARGETS[name])
+        distance = np.hypot((features[:, 0] - target[0]) / OPEN_SCALE, (features[:, 1] - target[1]) / WIDTH_SCALE)
+        nearest = np.argsort(distance)[:NEAREST_FRAMES]
+        shapes[i] = offsets[nearest].mean(axis=0)
+        got = features[nearest].mean(axis=0)
+        print(f"viseme {name:>3}: target open {target[0]:.3f} width {target[1]:.2f} -> got {got[0]:.3f} {got[1]:.2f}")
+    return shapes
+
+
+def emotion_priors(data: Path) -> dict[str, np.ndarray]:
+    actors = ("M030", "W009", "W011")
+    cues: dict[tuple[str, str], FaceCues] = {}
+    for actor in actors:
+        for emotion in EMOTIONS:
+            clip = next((data / "mead_clips").glob(f"{actor}_{emotion}_level*_001.mp4"))
+            cues[actor, emotion] = extract_cues(clip)
+    offsets = np.zeros((len(EMOTIONS), N_LANDMARKS, 3), np.float32)
+    pose_mean = np.zeros((len(EMOTIONS), 3), np.float32)
+    pose_std = np.zeros((len(EMOTIONS), 3), np.float32)
+    gaze_mean = np.zeros((len(EMOTIONS), 2), np.float32)
+    gaze_std = np.zeros((len(EMOTIONS), 2), np.float32)
+    blink_rate = np.zeros(len(EMOTIONS), np.float32)
+    for e, emotion in enumerate(EMOTIONS):
+        per_actor, blinks, seconds = [], 0, 0.0
+        for actor in actors:
+            c, neutral = cues[actor, emotion], cues[actor, "neutral"]
+            # closed-mouth rest shapes: the emotion's expression without the speech movement
+            diff = rest_shape(c.normalized) - rest_shape(neutral.normalized)
+            per_actor.append(diff)
+            pose_mean[e] += (np.median(c.pose_angles, 0) - np.median(neutral.pose_angles, 0)) / len(actors)
+            pose_std[e] += c.pose_angles.std(0) / len(actors)
+            gaze_mean[e] += (np.median(c.combined_gaze, 0) - np.median(neutral.combined_gaze, 0)) / len(actors)
+            gaze_std[e] += c.combined_gaze.std(0) / len(actors)
+            blinks += len(c.blinks())
+            seconds += c.duration_s
+        offsets[e] = np.mean(per_actor, axis=0)
+        offsets[e, N_MESH_POINTS:] = offsets[e, N_MESH_POINTS:].mean(0)  # iris moves with its eye
+        blink_rate[e] = 60.0 * blinks / seconds
+        print(
+            f"emotion {emotion:>9}: pose offset {np.round(pose_mean[e], 1)} std {np.round(pose_std[e], 1)} "
+            f"gaze offset {np.round(gaze_mean[e], 1)} std {np.round(gaze_std[e], 1)} blinks/min {blink_rate[e]:.0f}"
+        )
+    return dict(
+        emotion_offsets=offsets,
+        pose_mean=pose_mean,
+        pose_std=pose_std,
+        gaze_mean=gaze_mean,
+        gaze_std=gaze_std,
+        blink_rate=blink_rate,
+        _neutral_sources=np.array([cues[a, "neutral"].normalized for a in actors], dtype=object),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "src" / "facecue" / "assets" / "cue_priors.npz")
+    args = parser.parse_args()
+    if not (args.data / "talking").is_dir():
+        raise SystemExit(f"{args.data}: the shared real data (talking/, mead_clips/) is needed")
+    emotions = emotion_priors(args.data)
+    sources = [extract_cues(v, fps=25).normalized for v in sorted((args.data / "talking").glob("*.mp4"))]
+    sources += list(emotions.pop("_neutral_sources"))
+    shapes = viseme_shapes(sources)
+    template = default_template().points
+    np.savez_compressed(
+        args.out,
+        kind="facecue.cue_priors",
+        version=1,
+        viseme_names=np.array(VISEME_NAMES),
+        viseme_offsets=shapes,
+        emotion_names=np.array(EMOTIONS),
+        reference_mouth_width=np.float32(np.linalg.norm(template[MOUTH_CORNERS[0]] - template[MOUTH_CORNERS[1]])),
+        lower_face_weight=lower_face_weight(template),
+        **emotions,
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

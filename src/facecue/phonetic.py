@@ -1,0 +1,403 @@
+"""The training-free phonetic cue model: speech + emotion -> facial cues, with no network.
+
+Mouth timing comes from a speaker-independent phonetic front-end (pocketsphinx phones ->
+visemes) with co-articulation (Cohen & Massaro dominance functions); mouth *shapes*, emotion
+expressions and the statistics of head motion, gaze and blinks per emotion come from real faces
+(``assets/cue_priors.npz``, built by ``scripts/build_cue_priors.py`` from the real MEAD clips and
+talking videos). It is facecue's ``--cue-model phonetic`` and the teacher that makes the training
+data of the stage-1 network (see docs/MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .audio import VISEME_NAMES, Phone, loudness_envelope, n_video_frames, recognize_phones
+from .constants import DEFAULT_FPS, EMOTIONS, MOUTH_CORNERS, N_LANDMARKS, SAMPLE_RATE
+from .cues import (
+    FaceCues,
+    GazeBins,
+    angles_to_rotation,
+    combined_gaze,
+    eye_aperture,
+    gaze_from_normalized,
+    place_iris,
+    rotation_to_angles,
+)
+from .errors import CheckpointError, InputError
+from .motion import close_eyes
+
+PRIORS_KIND = "facecue.cue_priors"
+
+# Co-articulation: dominance (how strongly a viseme imposes its shape) and spread (how far, in
+# units of the phone's half-duration, its influence reaches). Lips must close on bilabials, so
+# PP dominates; tongue consonants barely constrain the lips and take the neighbouring vowels'.
+VISEME_DOMINANCE = {
+    "sil": 1.0, "PP": 8.0, "FF": 3.0, "TH": 0.6, "DD": 0.35, "kk": 0.3, "CH": 1.5, "SS": 0.6,
+    "RR": 0.8, "aa": 1.0, "E": 1.0, "I": 1.0, "O": 1.5, "U": 2.0,
+}
+VISEME_SPREAD = {"sil": 1.2, "PP": 0.9, "FF": 1.0}
+DEFAULT_SPREAD = 1.6
+MIN_HALF_DURATION_S = 0.035
+ANTICIPATION_S = 0.04  # lips move slightly before the sound they make
+
+BLINK_RATE_RANGE = (10.0, 24.0)  # per minute, the default per emotion is clipped into this
+BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S = 0.07, 0.04, 0.14
+SACCADE_S = 0.06
+MEAN_FIXATION_S = 1.6
+POSE_SMOOTHING_S = 0.5  # head motion is low-frequency
+POSE_MOTION_GAIN = 2.2  # MEAD's 4-second clips under-sample slow head motion
+
+
+@dataclass(frozen=True)
+class CuePriors:
+    """Real-data priors; arrays indexed by ``VISEME_NAMES`` and ``EMOTIONS``."""
+
+    viseme_offsets: np.ndarray  # (14, 478, 3) canonical units, offsets from the rest shape
+    emotion_offsets: np.ndarray  # (8, 478, 3)
+    reference_mouth_width: float
+    pose_mean: np.ndarray  # (8, 3) degrees (yaw, pitch, roll) relative to neutral
+    pose_std: np.ndarray  # (8, 3)
+    gaze_mean: np.ndarray  # (8, 2) degrees relative to neutral
+    gaze_std: np.ndarray  # (8, 2)
+    blink_rate: np.ndarray  # (8,) per minute, as measured
+
+
+@lru_cache(maxsize=1)
+def load_priors() -> CuePriors:
+    with resources.as_file(resources.files("facecue") / "assets" / "cue_priors.npz") as path:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["kind"]) != PRIORS_KIND:
+                raise CheckpointError(path, "not a facecue cue-priors file")
+            if tuple(data["viseme_names"]) != tuple(VISEME_NAMES) or tuple(data["emotion_names"]) != tuple(EMOTIONS):
+                raise CheckpointError(path, "cue priors were built for other viseme/emotion sets; rebuild them")
+            return CuePriors(
+                viseme_offsets=data["viseme_offsets"].astype(np.float32),
+                emotion_offsets=data["emotion_offsets"].astype(np.float32),
+                reference_mouth_width=float(data["reference_mouth_width"]),
+                pose_mean=data["pose_mean"].astype(np.float32),
+                pose_std=data["pose_std"].astype(np.float32),
+                gaze_mean=data["gaze_mean"].astype(np.float32),
+                gaze_std=data["gaze_std"].astype(np.float32),
+                blink_rate=data["blink_rate"].astype(np.float32),
+            )
+
+
+# --- emotion schedule ----------------------------------------------------------------------
+
+
+def emotion_id(name: str) -> int:
+    """Index of an emotion name in ``EMOTIONS``; the error lists the valid names."""
+    key = str(name).strip().lower()
+    if key not in EMOTIONS:
+        raise InputError(None, f"unknown emotion {name!r}; choose one of: {', '.join(EMOTIONS)}")
+    return EMOTIONS.index(key)
+
+
+def parse_emotion_schedule(text: str) -> list[tuple[float, str]]:
+    """``"happy"`` or ``"neutral@0,happy@2.5,sad@6"`` -> [(start seconds, emotion), ...]."""
+    items = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not items:
+        raise InputError(None, "empty emotion; give a name or a schedule like 'neutral@0,happy@2.5'")
+    schedule = []
+    for item in items:
+        name, _, at = item.partition("@")
+        emotion_id(name)
+        try:
+            start = float(at) if at else 0.0
+        except ValueError:
+            raise InputError(None, f"bad emotion schedule entry {item!r}: the time after '@' must be seconds") from None
+        if start < 0:
+            raise InputError(None, f"bad emotion schedule entry {item!r}: negative time")
+        schedule.append((start, name.strip().lower()))
+    schedule.sort()
+    if schedule[0][0] > 0:
+        schedule.insert(0, (0.0, schedule[0][1]))
+    return schedule
+
+
+def emotion_weights(schedule: list[tuple[float, str]] | str, n_frames: int, fps: float, blend_s: float = 0.6) -> np.ndarray:
+    """(T, 8) per-frame emotion weights (rows sum to 1); changes are blended over ``blend_s``."""
+    if isinstance(schedule, str):
+        schedule = parse_emotion_schedule(schedule)
+    weights = np.zeros((n_frames, len(EMOTIONS)), np.float32)
+    starts = [int(round(s * fps)) for s, _ in schedule]
+    for k, (_, name) in enumerate(schedule):
+        stop = starts[k + 1] if k + 1 < len(schedule) else n_frames
+        weights[max(0, starts[k]) : max(0, stop), emotion_id(name)] = 1.0
+    sigma = blend_s * fps / 3
+    if len(schedule) > 1 and sigma > 0 and n_frames > 1:
+        weights = gaussian_filter1d(weights, sigma, axis=0, mode="nearest")
+        weights /= weights.sum(axis=1, keepdims=True)
+    return weights
+
+
+# --- mouth ---------------------------------------------------------------------------------
+
+
+def viseme_weights(phones: list[Phone], n_frames: int, fps: float) -> np.ndarray:
+    """(T, 14) co-articulated viseme mixture per frame (rows sum to 1).
+
+    Each phone's dominance decays exponentially from its centre, so neighbouring phones blend
+    (co-articulation) while bilabials, which dominate strongly, still close the lips.
+    """
+    from .audio import phone_to_viseme
+
+    times = np.arange(n_frames) / fps + ANTICIPATION_S
+    weights = np.full((n_frames, len(VISEME_NAMES)), 1e-6, np.float64)
+    weights[:, 0] += 1e-6  # rest shape where nothing is said
+    for phone in phones:
+        viseme = phone_to_viseme(phone.label)
+        v = VISEME_NAMES.index(viseme)
+        centre = 0.5 * (phone.start_s + phone.end_s)
+        half = max(0.5 * (phone.end_s - phone.start_s), MIN_HALF_DURATION_S)
+        tau = half * VISEME_SPREAD.get(viseme, DEFAULT_SPREAD)
+        lo = np.searchsorted(times, centre - 6 * tau)
+        hi = np.searchsorted(times, centre + 6 * tau)
+        if hi <= lo:
+            continue
+        dominance = VISEME_DOMINANCE[viseme] * np.exp(-np.abs(times[lo:hi] - centre) / tau)
+        weights[lo:hi, v] += dominance
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def loudness_gain(audio: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
+    """(T,) multiplier of mouth movement from the loudness envelope: louder speech opens more,
+    near-silence closes the mouth."""
+    rms = loudness_envelope(audio, fps, n_frames).astype(np.float64)
+    if not rms.any():
+        return np.zeros(n_frames, np.float32)
+    ref = np.percentile(rms[rms > 0], 95) + 1e-9
+    level = np.clip(rms / ref, 0, 1.5)
+    gain = 0.25 + 0.9 * level
+    silent = 20 * np.log10(rms / ref + 1e-9) < -32
+    gain[silent] = 0.0
+    return gaussian_filter1d(gain, 0.8, mode="nearest").astype(np.float32)
+
+
+def mouth_offsets(
+    audio: np.ndarray, phones: list[Phone], n_frames: int, fps: float, mouth_scale: float = 1.0
+) -> np.ndarray:
+    """(T, 478, 3) lower-face offsets in canonical units for the speech."""
+    priors = load_priors()
+    mix = viseme_weights(phones, n_frames, fps)
+    gain = loudness_gain(audio, n_frames, fps) * mouth_scale
+    shapes = priors.viseme_offsets.reshape(len(VISEME_NAMES), -1)
+    return ((mix @ shapes) * gain[:, None]).reshape(n_frames, N_LANDMARKS, 3)
+
+
+# --- eyes, gaze, head ----------------------------------------------------------------------
+
+
+def blink_closure(n_frames: int, fps: float, rate_per_min: float, rng: np.random.Generator) -> np.ndarray:
+    """(T,) lid closure in [0, 1]: blinks at gamma-distributed intervals of mean 60/rate s."""
+    closure = np.zeros(n_frames)
+    if rate_per_min <= 0 or n_frames == 0:
+        return closure
+    duration = n_frames / fps
+    mean_interval = 60.0 / rate_per_min
+    t = rng.uniform(0.3, min(mean_interval, 2.5))
+    times = np.arange(n_frames) / fps
+    while t < duration:
+        rise = np.clip((times - t) / BLINK_CLOSE_S, 0, 1)
+        fall = np.clip(1 - (times - t - BLINK_CLOSE_S - BLINK_HOLD_S) / BLINK_OPEN_S, 0, 1)
+        closure = np.maximum(closure, np.minimum(rise, fall) * (times >= t))
+        t += max(0.5, rng.gamma(4.0, mean_interval / 4.0))
+    return closure
+
+
+def head_motion(
+    n_frames: int, fps: float, weights: np.ndarray, intensity: float, audio_gain: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """(T, 3) head angle offsets (yaw, pitch, roll) degrees: the emotion's pose offset, slow
+    filtered noise with the emotion's spread, and small nods with speech emphasis."""
+    priors = load_priors()
+    mean = weights @ priors.pose_mean * intensity
+    std = weights @ (priors.pose_std * POSE_MOTION_GAIN)
+    sigma = POSE_SMOOTHING_S * fps
+    noise = gaussian_filter1d(rng.standard_normal((n_frames + int(6 * sigma), 3)), sigma, axis=0, mode="wrap")
+    noise = noise[: n_frames] / (noise.std(axis=0, keepdims=True) + 1e-9)
+    emphasis = gaussian_filter1d(np.clip(np.diff(audio_gain, prepend=audio_gain[:1]), 0, None), 2.0)
+    nod = np.zeros((n_frames, 3))
+    nod[:, 1] = -6.0 * emphasis  # chin dips on stressed syllables
+    return (mean + std * noise + nod).astype(np.float32)
+
+
+def gaze_track(
+    n_frames: int, fps: float, weights: np.ndarray, intensity: float, rng: np.random.Generator, bins: GazeBins
+) -> np.ndarray:
+    """(T, 2) gaze (yaw, pitch) degrees relative to looking at the camera: fixations at
+    discretized targets (``bins``' centres, as in the paper) joined by quick saccades."""
+    priors = load_priors()
+    mean = weights @ priors.gaze_mean * intensity
+    std = weights @ priors.gaze_std
+    out = np.zeros((n_frames, 2))
+    t, current = 0, np.zeros(2)
+    while t < n_frames:
+        length = max(int(0.4 * fps), int(rng.exponential(MEAN_FIXATION_S) * fps))
+        if rng.random() < 0.55:
+            target = mean[t]
+        else:
+            target = mean[t] + rng.standard_normal(2) * std[t] * 2.0
+        target = bins.decode(bins.encode(target))
+        steps = max(1, int(round(SACCADE_S * fps)))
+        ramp = np.linspace(0, 1, steps + 1)[1:, None]
+        segment = np.concatenate([current + (target - current) * ramp, np.repeat(target[None], max(0, length - steps), 0)])
+        out[t : t + len(segment)] = segment[: n_frames - t]
+        t += len(segment)
+        current = target
+    return out.astype(np.float32)
+
+
+# --- the model -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CueControls:
+    """Per-cue knobs shared by every cue model.
+
+    pose_scale : multiplies generated head motion around the portrait's pose (0 = still head)
+    pose_angles : (T, 3) head angle offsets (yaw, pitch, roll) degrees to use instead of
+        generated motion (e.g. copied from a reference video); pose_scale still applies
+    gaze : "auto" (fixations and saccades), "camera" (keeps the portrait's gaze, eyes counter the
+        head's motion) or (yaw, pitch) degrees relative to the camera
+    blink_rate : blinks per minute; None = the emotion's typical rate
+    mouth_scale : multiplies mouth movement
+    """
+
+    pose_scale: float = 1.0
+    pose_angles: np.ndarray | None = None
+    gaze: str | tuple[float, float] = "auto"
+    blink_rate: float | None = None
+    mouth_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pose_scale <= 5:
+            raise InputError(None, f"pose scale must be within 0..5, got {self.pose_scale}")
+        if self.blink_rate is not None and not 0 <= self.blink_rate <= 120:
+            raise InputError(None, f"blink rate must be within 0..120 per minute, got {self.blink_rate}")
+        if not 0 <= self.mouth_scale <= 3:
+            raise InputError(None, f"mouth scale must be within 0..3, got {self.mouth_scale}")
+        if isinstance(self.gaze, str) and self.gaze not in ("auto", "camera"):
+            raise InputError(None, f"gaze must be 'auto', 'camera' or 'yaw,pitch' degrees, got {self.gaze!r}")
+
+
+def default_blink_rate(weights: np.ndarray) -> float:
+    rate = float(np.mean(weights @ load_priors().blink_rate))
+    return float(np.clip(rate, *BLINK_RATE_RANGE))
+
+
+def assemble_cues(
+    portrait: FaceCues,
+    expression: np.ndarray,
+    head_offsets: np.ndarray,
+    gaze_offsets: np.ndarray,
+    closure: np.ndarray,
+    fps: float,
+    controls: CueControls,
+    meta: dict,
+) -> FaceCues:
+    """Build a FaceCues sequence anchored on the portrait.
+
+    expression : (T, 478, 3) canonical offsets added to the portrait's normalized shape
+    head_offsets : (T, 3) generated head angle offsets, degrees
+    gaze_offsets : (T, 2) gaze relative to the camera, degrees (used with controls.gaze 'auto')
+    closure : (T,) blink lid closure 0..1
+    """
+    n_frames = len(expression)
+    base = portrait.normalized[0].astype(np.float64)
+    width = np.linalg.norm(base[MOUTH_CORNERS[0]] - base[MOUTH_CORNERS[1]])
+    expression = expression * (width / load_priors().reference_mouth_width)
+    normalized = base[None] + expression
+    normalized = close_eyes(normalized, closure)
+    head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]
+    if len(head) < n_frames:  # a shorter reference pose holds its last value
+        head = np.concatenate([head, np.repeat(head[-1:], n_frames - len(head), 0)])
+    head = head * controls.pose_scale
+    angles0 = rotation_to_angles(portrait.rotation[0])
+    rotation = angles_to_rotation(angles0[None] + head)
+    # Gaze relative to the head: the portrait's own gaze (usually at the camera), minus the head's
+    # extra rotation (the eyes keep their target while the head moves), plus any shift.
+    gaze0 = combined_gaze(portrait.gaze[0], portrait.aperture[0]).astype(np.float64)
+    if controls.gaze == "auto":
+        shift = gaze_offsets
+    elif controls.gaze == "camera":
+        shift = np.zeros((n_frames, 2))
+    else:
+        shift = np.broadcast_to(np.asarray(controls.gaze, np.float64), (n_frames, 2))
+    gaze = gaze0[None] + shift - head[:, :2]
+    normalized = place_iris(normalized, gaze)
+    return FaceCues(
+        normalized=normalized.astype(np.float32),
+        scale=np.full(n_frames, portrait.scale[0], np.float32),
+        rotation=rotation.astype(np.float32),
+        translation=np.repeat(portrait.translation[:1], n_frames, 0).astype(np.float32),
+        gaze=gaze_from_normalized(normalized),
+        aperture=eye_aperture(normalized),
+        valid=np.ones(n_frames, bool),
+        identity=portrait.normalized[0].astype(np.float32),
+        fps=float(fps),
+        image_size=portrait.image_size,
+        meta=meta,
+    )
+
+
+def phonetic_cues(
+    audio: np.ndarray,
+    portrait: FaceCues,
+    emotion: str | list[tuple[float, str]] = "neutral",
+    intensity: float = 1.0,
+    *,
+    fps: float = DEFAULT_FPS,
+    seed: int = 0,
+    controls: CueControls | None = None,
+    text: str | None = None,
+    phones: list[Phone] | None = None,
+    gaze_bins: GazeBins | None = None,
+) -> FaceCues:
+    """Speech + emotion -> facial cues anchored on the portrait, without a trained network.
+
+    Parameters
+    ----------
+    audio : (N,) float32 mono at SAMPLE_RATE
+    portrait : cues of the portrait (one frame is used: its identity, pose and gaze)
+    emotion : an emotion name, or a schedule [(start seconds, name), ...] or "neutral@0,happy@2.5"
+    intensity : 0..1 strength of the emotion's expression, pose and gaze offsets
+    text : optional transcript; forces phone alignment to it (better timing)
+    phones : precomputed phones (skips recognition)
+
+    Returns
+    -------
+    FaceCues of ``n_video_frames(len(audio), fps)`` frames in the portrait's image space.
+    """
+    controls = controls or CueControls()
+    if not 0 <= intensity <= 1:
+        raise InputError(None, f"intensity must be within 0..1, got {intensity}")
+    audio = np.asarray(audio, dtype=np.float32)
+    n_frames = n_video_frames(len(audio), fps)
+    weights = emotion_weights(emotion if not isinstance(emotion, str) else parse_emotion_schedule(emotion), n_frames, fps)
+    rng = np.random.default_rng(seed)
+    if phones is None:
+        phones = recognize_phones(audio, text=text)
+    priors = load_priors()
+    mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale)
+    expression = mouth + intensity * np.einsum("te,ekd->tkd", weights, priors.emotion_offsets)
+    gain = loudness_gain(audio, n_frames, fps)
+    head = head_motion(n_frames, fps, weights, intensity, gain, rng)
+    gaze = gaze_track(n_frames, fps, weights, intensity, rng, gaze_bins or GazeBins())
+    rate = controls.blink_rate if controls.blink_rate is not None else default_blink_rate(weights)
+    closure = blink_closure(n_frames, fps, rate, rng)
+    meta = {
+        "cue_model": "phonetic",
+        "emotion": emotion if isinstance(emotion, str) else [[s, e] for s, e in emotion],
+        "intensity": float(intensity),
+        "seed": int(seed),
+        "blink_rate": float(rate),
+        "sample_rate": SAMPLE_RATE,
+    }
+    return assemble_cues(portrait, expression, head, gaze, closure, fps, controls, meta)
