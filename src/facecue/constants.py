@@ -46,3 +46,8 @@ INNER_LIP_MID = (13, 14)
 MOUTH_CORNERS = (61, 291)
 
 CUES_FORMAT_VERSION = 1  # bump when FaceCues' .npz layout changes
+
+# --- emotions ------------------------------------------------------------------------------
+# MEAD's 8 classes; the position in this tuple is the class id of every model and data file.
+EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
+MEAD_LEVELS = 3  # MEAD intensity levels 1..3; level n is intensity n / MEAD_LEVELS in 0..1
