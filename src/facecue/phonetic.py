@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from .audio import VISEME_NAMES, Phone, loudness_envelope, n_video_frames, recognize_phones
-from .constants import DEFAULT_FPS, EMOTIONS, MOUTH_CORNERS, N_LANDMARKS, SAMPLE_RATE
+from .constants import DEFAULT_FPS, EMOTIONS, INNER_LIP_MID, MOUTH_CORNERS, N_LANDMARKS, SAMPLE_RATE
 from .cues import (
     FaceCues,
     GazeBins,
@@ -30,7 +30,7 @@ from .cues import (
     rotation_to_angles,
 )
 from .errors import CheckpointError, InputError
-from .motion import close_eyes
+from .motion import close_eyes, open_mouth
 
 PRIORS_KIND = "facecue.cue_priors"
 
@@ -292,6 +292,19 @@ def default_blink_rate(weights: np.ndarray) -> float:
     return float(np.clip(rate, *BLINK_RATE_RANGE))
 
 
+REST_LIP_GAP = 0.004  # canonical units: lips touching
+
+
+def closed_mouth(normalized: np.ndarray) -> np.ndarray:
+    """(478, 3) the shape with its jaw raised until the inner lips touch; the rest shape that
+    mouth offsets start from (a portrait that smiles with parted lips would otherwise never close)."""
+    base = np.asarray(normalized, dtype=np.float64)
+    gap = base[INNER_LIP_MID[1], 1] - base[INNER_LIP_MID[0], 1]
+    if gap <= REST_LIP_GAP:
+        return base.copy()
+    return open_mouth(base, -(gap - REST_LIP_GAP))
+
+
 def assemble_cues(
     portrait: FaceCues,
     expression: np.ndarray,
@@ -310,7 +323,7 @@ def assemble_cues(
     closure : (T,) blink lid closure 0..1
     """
     n_frames = len(expression)
-    base = portrait.normalized[0].astype(np.float64)
+    base = closed_mouth(portrait.normalized[0])
     width = np.linalg.norm(base[MOUTH_CORNERS[0]] - base[MOUTH_CORNERS[1]])
     expression = expression * (width / load_priors().reference_mouth_width)
     normalized = base[None] + expression
@@ -401,3 +414,52 @@ def phonetic_cues(
         "sample_rate": SAMPLE_RATE,
     }
     return assemble_cues(portrait, expression, head, gaze, closure, fps, controls, meta)
+
+
+def apply_controls(cues: FaceCues, portrait: FaceCues, controls: CueControls, *, seed: int = 0) -> FaceCues:
+    """Apply the per-cue knobs to cues made by another model (the stage-1 network).
+
+    Head motion is rescaled (or replaced) around the portrait's pose; gaze is replaced unless
+    "auto"; with an explicit blink rate the model's blinks are removed (lids held at their median
+    opening) and blinks at that rate are drawn instead.
+    """
+    from .constants import LEFT_LOWER_LID, LEFT_UPPER_LID, RIGHT_LOWER_LID, RIGHT_UPPER_LID
+
+    n_frames = cues.n_frames
+    angles0 = rotation_to_angles(portrait.rotation[0])
+    head = rotation_to_angles(cues.rotation) - angles0[None]
+    if controls.pose_angles is not None:
+        head = np.asarray(controls.pose_angles, np.float64)[:n_frames]
+        if len(head) < n_frames:
+            head = np.concatenate([head, np.repeat(head[-1:], n_frames - len(head), 0)])
+    head = head * controls.pose_scale
+    normalized = cues.normalized.astype(np.float64).copy()
+    if controls.blink_rate is not None:
+        lids = list(RIGHT_UPPER_LID + RIGHT_LOWER_LID + LEFT_UPPER_LID + LEFT_LOWER_LID)
+        normalized[:, lids] = np.median(normalized[:, lids], axis=0)
+        rng = np.random.default_rng(seed)
+        normalized = close_eyes(normalized, blink_closure(n_frames, cues.fps, controls.blink_rate, rng))
+    gaze0 = combined_gaze(portrait.gaze[0], portrait.aperture[0]).astype(np.float64)
+    if controls.gaze == "auto":
+        gaze = cues.gaze.astype(np.float64)
+        old_head = rotation_to_angles(cues.rotation) - angles0[None]
+        gaze = gaze + (old_head - head)[:, None, :2]  # keep the eyes' target when the head is rescaled
+    elif controls.gaze == "camera":
+        gaze = np.repeat((gaze0[None] - head[:, :2])[:, None], 2, axis=1)
+    else:
+        gaze = np.repeat((gaze0[None] + np.asarray(controls.gaze, np.float64) - head[:, :2])[:, None], 2, axis=1)
+    normalized = place_iris(normalized, gaze)
+    return FaceCues(
+        normalized=normalized.astype(np.float32),
+        scale=cues.scale,
+        rotation=angles_to_rotation(angles0[None] + head).astype(np.float32),
+        translation=cues.translation,
+        gaze=gaze_from_normalized(normalized),
+        aperture=eye_aperture(normalized),
+        valid=cues.valid,
+        identity=cues.identity,
+        fps=cues.fps,
+        image_size=cues.image_size,
+        meta={**cues.meta, "controls": {"pose_scale": controls.pose_scale, "gaze": controls.gaze,
+                                        "blink_rate": controls.blink_rate}},
+    )

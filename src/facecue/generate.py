@@ -1,0 +1,266 @@
+"""The end-to-end job: portrait + speech + emotion -> talking-face MP4 (and its cues).
+
+``generate()`` validates every input before loading any model, then runs the stages with a
+progress bar each: landmarks of the portrait -> speech-to-cues (stage 1) -> controls -> renderer
+(stage 2) streaming into the H.264/AAC writer. Memory stays bounded in the audio length: cues are
+a few KB per frame and frames are rendered and encoded one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .constants import DEFAULT_FPS, SAMPLE_RATE
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+CUE_MODELS = ("auto", "network", "phonetic")
+DEFAULT_MAX_SECONDS = 900.0  # longer audio needs an explicit --max-seconds (a typo guard, not a limit)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Everything that decides the output of :func:`generate`; saved next to every output."""
+
+    emotion: str = "neutral"  # a name, or a schedule "neutral@0,happy@2.5,sad@6" (seconds)
+    intensity: float = 1.0  # 0..1 strength of the emotion
+    cue_model: str = "auto"  # "network" (bundled stage-1 checkpoint), "phonetic" (no network), "auto"
+    checkpoint: str | None = None  # a stage-1 checkpoint instead of the bundled one
+    seed: int = 0
+    temperature: float = 1.0  # sampling temperature of the network's gaze and pose
+    pose_scale: float = 1.0  # head-motion amplitude (0 = still head)
+    pose_from: str | None = None  # video whose head motion is copied
+    gaze: str = "auto"  # "auto", "camera" or "yaw,pitch" degrees
+    blink_rate: float | None = None  # per minute; None = the emotion's typical rate
+    renderer: str = "mesh"
+    size: int | None = None  # output height/width in px (crop) or longest side (full); None = portrait's
+    fps: float = DEFAULT_FPS
+    full: bool = True  # paste back into the whole portrait; False = aligned square face crop
+    max_seconds: float | None = None  # refuse longer audio (None = DEFAULT_MAX_SECONDS)
+    text: str | None = None  # transcript of the speech (sharper phone timing for the phonetic model)
+
+    def validate(self) -> GenerateConfig:
+        from .phonetic import CueControls, parse_emotion_schedule
+
+        parse_emotion_schedule(self.emotion)
+        if not 0 <= self.intensity <= 1:
+            raise InputError(None, f"intensity must be within 0..1, got {self.intensity}")
+        if self.cue_model not in CUE_MODELS:
+            raise InputError(None, f"unknown cue model {self.cue_model!r}; choose one of: {', '.join(CUE_MODELS)}")
+        if not 1 <= self.fps <= 120:
+            raise InputError(None, f"fps must be within 1..120, got {self.fps}")
+        if self.size is not None and not 64 <= self.size <= 4096:
+            raise InputError(None, f"size must be within 64..4096 px, got {self.size}")
+        if not 0 < self.temperature <= 5:
+            raise InputError(None, f"temperature must be within 0..5, got {self.temperature}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InputError(None, f"max seconds must be positive, got {self.max_seconds}")
+        CueControls(pose_scale=self.pose_scale, gaze=parse_gaze(self.gaze), blink_rate=self.blink_rate)
+        from .render import available_renderers
+
+        if self.renderer not in available_renderers():
+            raise InputError(None, f"unknown renderer {self.renderer!r}; choose one of: {', '.join(available_renderers())}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_gaze(text: str | tuple) -> str | tuple[float, float]:
+    """"auto", "camera" or "yaw,pitch" (degrees) -> the CueControls gaze value."""
+    if isinstance(text, tuple):
+        return (float(text[0]), float(text[1]))
+    value = str(text).strip().lower()
+    if value in ("auto", "camera"):
+        return value
+    parts = value.split(",")
+    try:
+        yaw, pitch = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(None, f"gaze must be 'auto', 'camera' or 'yaw,pitch' in degrees, got {text!r}") from None
+    if abs(yaw) > 40 or abs(pitch) > 30:
+        raise InputError(None, f"gaze {yaw},{pitch} is outside the eye's range (|yaw| <= 40, |pitch| <= 30 degrees)")
+    return (yaw, pitch)
+
+
+@dataclass
+class GenerateResult:
+    path: Path  # the MP4 written
+    cues: object  # the FaceCues that drove it
+    n_frames: int
+    seconds: float  # media duration
+    timings: dict[str, float] = field(default_factory=dict)  # compute seconds per stage
+
+    @property
+    def real_time_factor(self) -> float:
+        return sum(self.timings.values()) / max(self.seconds, 1e-9)
+
+    def summary(self) -> str:
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
+        return (
+            f"{self.path}: {self.n_frames} frames, {self.seconds:.2f} s of video, "
+            f"{sum(self.timings.values()):.1f} s compute (real-time factor {self.real_time_factor:.2f}; {stages})"
+        )
+
+
+def bundled_checkpoint() -> Path | None:
+    """The stage-1 checkpoint shipped in the package, if this build has one."""
+    from importlib import resources
+
+    path = Path(str(resources.files("facecue") / "assets" / "stage1.pt"))
+    return path if path.is_file() else None
+
+
+def resolve_cue_model(config: GenerateConfig) -> tuple[str, Path | None]:
+    if config.cue_model == "phonetic":
+        return "phonetic", None
+    checkpoint = Path(config.checkpoint) if config.checkpoint else bundled_checkpoint()
+    if checkpoint is None:
+        if config.cue_model == "network":
+            raise InputError(None, "no stage-1 checkpoint is bundled with this build; pass --checkpoint or use --cue-model phonetic")
+        return "phonetic", None
+    if not checkpoint.is_file():
+        raise InputError(checkpoint, "checkpoint not found")
+    return "network", checkpoint
+
+
+def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Path, Path, Path]:
+    """Check files, sizes and options before anything heavy runs; raises FacecueError subclasses."""
+    from . import io
+
+    portrait = Path(portrait)
+    audio = Path(audio)
+    if io.media_kind(portrait) != "image":
+        raise InputError(portrait, "the portrait must be an image (png, jpg, ...)")
+    if io.media_kind(audio) == "image":
+        raise InputError(audio, "is an image; give speech audio (wav, mp3, m4a, flac, ogg) or a video with sound")
+    output = io.check_output_path(output, (".mp4",))
+    config.validate()
+    limit = config.max_seconds or DEFAULT_MAX_SECONDS
+    duration = io.audio_duration(audio)
+    if duration > limit:
+        raise InputError(
+            audio,
+            f"audio is {duration:.0f} s long, over the {limit:.0f} s limit; pass --max-seconds {int(np.ceil(duration))} to render it all",
+        )
+    if duration * config.fps < 1:
+        raise InputError(audio, f"audio is too short ({duration * 1000:.0f} ms) for one video frame")
+    if config.pose_from is not None and io.media_kind(config.pose_from) != "video":
+        raise InputError(config.pose_from, "--pose-from needs a video of a face")
+    resolve_cue_model(config)
+    return portrait, audio, output
+
+
+def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None):
+    """Stage 1 with the chosen cue model, then the per-cue controls."""
+    from .phonetic import parse_emotion_schedule, phonetic_cues
+
+    schedule = parse_emotion_schedule(config.emotion)
+    if cue_model == "phonetic":
+        return phonetic_cues(
+            audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps, seed=config.seed,
+            controls=controls, text=config.text,
+        )
+    from .stage1 import speech_to_cues
+
+    cues = speech_to_cues(
+        audio_samples, schedule, config.intensity, portrait_cues, seed=config.seed, checkpoint=checkpoint,
+        temperature=config.temperature, fps=config.fps,
+    )
+    from .phonetic import apply_controls
+
+    return apply_controls(cues, portrait_cues, controls, seed=config.seed)
+
+
+def generate(
+    portrait: str | Path,
+    audio: str | Path,
+    output: str | Path,
+    config: GenerateConfig | None = None,
+    *,
+    save_cues: str | Path | None = None,
+    preview_landmarks: str | Path | None = None,
+    progress: bool = False,
+    **overrides,
+) -> GenerateResult:
+    """Portrait + speech + emotion -> talking-face MP4 with the speech muxed in.
+
+    Parameters
+    ----------
+    portrait : image file with one face (the largest is used if several)
+    audio : speech (wav/mp3/m4a/flac/ogg, or a video's audio track)
+    output : .mp4 to write (atomically)
+    config : a GenerateConfig; keyword ``overrides`` replace its fields (e.g. ``emotion="happy"``)
+    save_cues : also write the cue sequence (.npz)
+    preview_landmarks : also write a video of the relocated landmarks over the portrait (.mp4)
+
+    Returns
+    -------
+    GenerateResult with the path, the cues and per-stage compute times.
+    """
+    from . import io
+    from .cues import extract_cues
+    from .phonetic import CueControls
+
+    config = dataclasses.replace(config or GenerateConfig(), **overrides)
+    portrait, audio, output = validate_inputs(portrait, audio, output, config)
+    if save_cues is not None:
+        io.check_output_path(save_cues, (".npz",))
+    if preview_landmarks is not None:
+        io.check_output_path(preview_landmarks, (".mp4",))
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    image = io.read_image(portrait)
+    portrait_cues = extract_cues(image)
+    samples = io.read_audio(audio)
+    from .audio import is_silent, n_video_frames
+
+    if is_silent(samples):
+        raise InputError(audio, "the audio is silent (nothing louder than -50 dBFS); give speech")
+    pose_angles = None
+    if config.pose_from is not None:
+        reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
+        pose_angles = reference.pose_angles - reference.pose_angles[:1]
+    timings["landmarks"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    cue_model, checkpoint = resolve_cue_model(config)
+    controls = CueControls(pose_scale=config.pose_scale, pose_angles=pose_angles, gaze=parse_gaze(config.gaze),
+                           blink_rate=config.blink_rate)
+    cues = speech_cues(samples, portrait_cues, config, controls, cue_model, checkpoint)
+    n_frames = n_video_frames(len(samples), config.fps)
+    assert cues.n_frames == n_frames, (cues.n_frames, n_frames)
+    cues = dataclasses.replace(cues, meta={**cues.meta, "config": config.to_dict(), "portrait": str(portrait),
+                                             "audio": str(audio), "cue_model": cue_model})
+    timings["cues"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    from .render import render
+
+    frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
+                    output_size=config.size, full=config.full, progress=progress)
+    with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
+        for frame in frames:
+            writer.write(frame)
+    timings["render+encode"] = time.perf_counter() - start
+
+    if save_cues is not None:
+        cues.save(save_cues)
+    if preview_landmarks is not None:
+        from .cli import write_preview
+
+        write_preview(portrait, cues, Path(preview_landmarks), audio=samples, progress=progress)
+    config_path = output.with_suffix(".json")
+    with io.atomic_path(config_path) as tmp:
+        tmp.write_text(json.dumps({"facecue_config": config.to_dict(), "cue_model": cue_model,
+                                   "checkpoint": None if checkpoint is None else str(checkpoint)}, indent=2))
+    return GenerateResult(path=output, cues=cues, n_frames=n_frames, seconds=n_frames / config.fps, timings=timings)

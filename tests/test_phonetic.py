@@ -1,0 +1,160 @@
+"""The training-free phonetic cue model: lip closure, rounding, silence, emotion, blinks, pose, gaze."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from facecue.audio import Phone, loudness_envelope, visemes_to_frames, VISEME_NAMES
+from facecue.constants import EMOTIONS, INNER_LIP_MID, MOUTH_CORNERS
+from facecue.cues import extract_cues
+from facecue.errors import InputError
+from facecue.phonetic import (
+    CueControls,
+    apply_controls,
+    emotion_weights,
+    load_priors,
+    parse_emotion_schedule,
+    phonetic_cues,
+    viseme_weights,
+)
+
+
+@pytest.fixture(scope="module")
+def portrait_cues(portrait):
+    return extract_cues(portrait)
+
+
+@pytest.fixture(scope="module")
+def bob_speech(tmp_path_factory):
+    """'Bob bought my mom a blue boat' from espeak-ng, with 1 s of silence before and after."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make test installs it)")
+    folder = tmp_path_factory.mktemp("speech")
+    wav = folder / "bob.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(wav), "Bob bought my mom a blue boat"], check=True)
+    from facecue.io import read_audio
+
+    speech = read_audio(wav)
+    silence = np.zeros(16000, np.float32)
+    return np.concatenate([silence, speech, silence]), "bob bought my mom a blue boat"
+
+
+def opening(cues):
+    return cues.normalized[:, INNER_LIP_MID[1], 1] - cues.normalized[:, INNER_LIP_MID[0], 1]
+
+
+def width(cues):
+    return np.linalg.norm(cues.normalized[:, MOUTH_CORNERS[0]] - cues.normalized[:, MOUTH_CORNERS[1]], axis=-1)
+
+
+def test_priors_are_real_shapes():
+    priors = load_priors()
+    shapes = priors.viseme_offsets
+    gap = shapes[:, INNER_LIP_MID[1], 1] - shapes[:, INNER_LIP_MID[0], 1]
+    assert gap[VISEME_NAMES.index("aa")] > 0.15 and abs(gap[VISEME_NAMES.index("PP")]) < 0.02
+    corners = shapes[:, MOUTH_CORNERS[1], 0] - shapes[:, MOUTH_CORNERS[0], 0]
+    assert corners[VISEME_NAMES.index("U")] < -0.05, "U rounds the lips: corners move in"
+    assert corners[VISEME_NAMES.index("I")] > 0.0, "I spreads the lips"
+    happy = priors.emotion_offsets[EMOTIONS.index("happy")]
+    assert happy[MOUTH_CORNERS[1], 0] - happy[MOUTH_CORNERS[0], 0] > 0.02, "a smile widens the mouth"
+
+
+def test_lips_close_on_bilabials_round_on_u_and_rest_in_silence(portrait_cues, bob_speech):
+    audio, text = bob_speech
+    cues = phonetic_cues(audio, portrait_cues, "neutral", 1.0, text=text, seed=0)
+    from facecue.audio import recognize_phones
+
+    phones = recognize_phones(audio, text=text)
+    visemes = visemes_to_frames(phones, 25, cues.n_frames)
+    open_ = opening(cues)
+    pp = visemes == VISEME_NAMES.index("PP")
+    vowel = np.isin(visemes, [VISEME_NAMES.index(v) for v in ("aa", "O", "E")])
+    assert pp.sum() >= 4 and vowel.sum() >= 4
+    assert np.median(open_[pp]) < 0.35 * np.median(open_[vowel]), "lips close on m/b/p"
+    u = visemes == VISEME_NAMES.index("U")
+    assert u.any() and width(cues)[u].mean() < np.median(width(cues)[:25]) - 0.01, "lips round on u/w"
+    assert open_[:20].max() < 0.02 and open_[-20:].max() < 0.02, "mouth rests closed in silence"
+    rms = loudness_envelope(audio, 25, cues.n_frames)
+    assert np.corrcoef(open_, rms)[0, 1] > 0.5
+
+
+def test_silence_keeps_the_mouth_closed(portrait_cues):
+    cues = phonetic_cues(np.zeros(32000, np.float32), portrait_cues, "neutral", 1.0, phones=[Phone("SIL", 0, 2.0)])
+    assert opening(cues).max() < 0.01
+
+
+def test_controls_blinks_pose_gaze(portrait_cues):
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(16000 * 30)).astype(np.float32)
+    phones = [Phone("AA", 0, 30.0)]
+    cues = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones, seed=3)
+    assert cues.n_frames == 750
+    rate = len(cues.blinks()) * 2  # per minute
+    assert 8 <= rate <= 30, rate
+    assert cues.pose_angles[:, 0].std() > 1.0, "head motion present"
+    still = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones, seed=3,
+                          controls=CueControls(pose_scale=0, gaze="camera", blink_rate=0))
+    np.testing.assert_allclose(still.pose_angles, still.pose_angles[:1].repeat(750, 0), atol=1e-3)
+    assert still.blinks() == [] and np.ptp(still.gaze, axis=0).max() < 0.5
+    fast = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones, seed=3, controls=CueControls(blink_rate=40))
+    assert len(fast.blinks()) > len(cues.blinks())
+    looking = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones, seed=3,
+                            controls=CueControls(pose_scale=0, gaze=(15.0, -5.0)))
+    shift = looking.combined_gaze - still.combined_gaze
+    np.testing.assert_allclose(shift.mean(0), [15.0, -5.0], atol=1.0)
+    again = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones, seed=3)
+    np.testing.assert_array_equal(again.normalized, cues.normalized)
+
+
+def test_apply_controls_to_other_cues(portrait_cues):
+    audio = (0.1 * np.random.default_rng(1).standard_normal(16000 * 8)).astype(np.float32)
+    cues = phonetic_cues(audio, portrait_cues, "happy", 1.0, phones=[Phone("AA", 0, 8.0)], seed=1)
+    still = apply_controls(cues, portrait_cues, CueControls(pose_scale=0, blink_rate=0))
+    assert np.ptp(still.pose_angles, axis=0).max() < 1e-3 and still.blinks() == []
+    np.testing.assert_allclose(still.normalized[:, 14], cues.normalized[:, 14], atol=1e-5)  # mouth untouched
+
+
+def test_emotion_changes_the_face(portrait_cues):
+    audio = np.zeros(16000, np.float32)
+    phones = [Phone("SIL", 0, 1.0)]
+    neutral = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones)
+    happy = phonetic_cues(audio, portrait_cues, "happy", 1.0, phones=phones)
+    half = phonetic_cues(audio, portrait_cues, "happy", 0.5, phones=phones)
+    widen = width(happy).mean() - width(neutral).mean()
+    assert widen > 0.02 and 0.3 * widen < width(half).mean() - width(neutral).mean() < 0.7 * widen
+
+
+def test_emotion_schedule():
+    assert parse_emotion_schedule("happy") == [(0.0, "happy")]
+    assert parse_emotion_schedule("neutral@0, happy@2.5,sad@6") == [(0.0, "neutral"), (2.5, "happy"), (6.0, "sad")]
+    assert parse_emotion_schedule("happy@1") == [(0.0, "happy"), (1.0, "happy")]
+    weights = emotion_weights("neutral@0,happy@2", 100, 25)
+    np.testing.assert_allclose(weights.sum(1), 1, atol=1e-6)
+    assert weights[10, EMOTIONS.index("neutral")] > 0.99 and weights[90, EMOTIONS.index("happy")] > 0.99
+    assert 0.3 < weights[50, EMOTIONS.index("happy")] < 0.7, "changes are blended"
+    with pytest.raises(InputError, match="choose one of: neutral, angry"):
+        parse_emotion_schedule("joyful")
+    with pytest.raises(InputError, match="seconds"):
+        parse_emotion_schedule("happy@soon")
+
+
+def test_bad_controls():
+    with pytest.raises(InputError, match="pose scale"):
+        CueControls(pose_scale=-1)
+    with pytest.raises(InputError, match="blink rate"):
+        CueControls(blink_rate=500)
+    with pytest.raises(InputError, match="gaze"):
+        CueControls(gaze="sideways")
+
+
+def test_viseme_weights_are_a_mixture():
+    phones = [Phone("SIL", 0, 0.2), Phone("M", 0.2, 0.3), Phone("AA", 0.3, 0.5), Phone("SIL", 0.5, 1.0)]
+    w = viseme_weights(phones, 25, 25)
+    np.testing.assert_allclose(w.sum(1), 1, atol=1e-5)
+    assert w[6, VISEME_NAMES.index("PP")] > 0.6  # M's centre, 0.25 s, minus anticipation
+    assert w[9, VISEME_NAMES.index("aa")] > 0.5
+    assert w[22, VISEME_NAMES.index("sil")] > 0.9
