@@ -92,17 +92,18 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, monkeypatch, args, messa
     assert not list(tmp_path.glob("x.*")) and not list(tmp_path.glob(".x*")), "nothing half-written"
 
 
-def test_demo_writes_cues_and_preview(tmp_path, capsys):
+def test_demo_writes_video_cues_and_preview(tmp_path, capsys):
     code, out, err = run_cli(["demo", "-o", tmp_path, "-q"], capsys)
     assert code == 0, err
-    info = probe_video(tmp_path / "demo_preview.mp4")
     from facecue.io import audio_duration
 
     speech = audio_duration(asset_path("speech.wav"))
-    assert abs(info.n_frames - round(speech * 25)) <= 1 and info.has_audio
+    for name in ("demo.mp4", "demo_landmarks.mp4"):
+        info = probe_video(tmp_path / name)
+        assert abs(info.n_frames - round(speech * 25)) <= 1 and info.has_audio
     cues = FaceCues.load(tmp_path / "demo_cues.npz")
-    assert cues.pose_angles[:, 0].std() > 3, "the scripted head turn is there"
-    assert len(cues.blinks()) >= 2
+    assert cues.pose_angles[:, 0].std() > 0.5, "the head moves"
+    assert "real-time factor" in out
 
 
 @pytest.mark.skipif(shutil.which("facecue") is None and not (sys.prefix and (__import__("pathlib").Path(sys.prefix) / "bin" / "facecue").exists()),

@@ -21,7 +21,8 @@ from .errors import FacecueError
 log = logging.getLogger("facecue")
 
 EPILOG = """examples:
-  facecue demo                                   cues + preview of the bundled portrait
+  facecue demo                                   the bundled portrait speaking the bundled clip
+  facecue generate --portrait me.jpg --audio hi.wav --emotion happy -o hi.mp4
   facecue cues talk.mp4 -o talk.npz --preview talk_preview.mp4
   facecue cues portrait.jpg -o portrait.npz --preview portrait_preview.png
 
@@ -92,31 +93,310 @@ def write_preview(source: Path, cues, output: Path, *, audio: np.ndarray | None 
             writer.write(draw_cues(frame, landmarks[t], cues.rotation[t], cues.scale[t], cues.gaze[t], text))
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import GenerateConfig, generate
+
+    config = GenerateConfig(
+        emotion=args.emotion, intensity=args.intensity, cue_model=args.cue_model, checkpoint=args.checkpoint,
+        seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale, pose_from=args.pose_from,
+        gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer, size=args.size, fps=args.fps,
+        full=args.full, max_seconds=args.max_seconds, text=args.text,
+    )
+    result = generate(args.portrait, args.audio, args.output, config, save_cues=args.save_cues,
+                      preview_landmarks=args.preview_landmarks, progress=not args.quiet)
+    print(result.summary())
+    return 0
+
+
+def _add_generate_parser(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="portrait + speech + emotion -> talking-face video (the main job)",
+        description="Make a talking-face MP4 from a portrait, a speech recording and an emotion. The speech is "
+        "muxed in; the video lasts as long as the audio.",
+        epilog="examples:\n  facecue generate --portrait me.jpg --audio hello.wav --emotion happy -o hello.mp4\n"
+        "  facecue generate --portrait me.jpg --audio talk.m4a --emotion 'neutral@0,happy@2.5,sad@6' \\\n"
+        "      --pose-scale 0.5 --gaze camera --blink-rate 15 --crop --size 256 -o talk.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--portrait", required=True, help="image with one face (the largest is used if several)")
+    p.add_argument("--audio", required=True, help="speech: wav/mp3/m4a/flac/ogg, or a video with sound")
+    p.add_argument("-o", "--output", required=True, help="video to write (.mp4)")
+    g = p.add_argument_group("emotion")
+    g.add_argument("--emotion", default="neutral", help="neutral, angry, contempt, disgusted, fear, happy, sad, "
+                   "surprised; or a schedule 'neutral@0,happy@2.5,sad@6' (changes at those seconds, blended)")
+    g.add_argument("--intensity", type=float, default=1.0, help="emotion strength 0..1 (default 1)")
+    g = p.add_argument_group("motion controls")
+    g.add_argument("--pose-scale", type=float, default=1.0, help="head-motion amplitude; 0 = still head (default 1)")
+    g.add_argument("--pose-from", metavar="VIDEO", help="copy the head motion of a reference video")
+    g.add_argument("--gaze", default="auto", help="auto (natural shifts), camera, or YAW,PITCH degrees (default auto)")
+    g.add_argument("--blink-rate", type=float, help="blinks per minute (default: the emotion's typical rate)")
+    g.add_argument("--seed", type=int, default=0, help="random seed of gaze, blinks and head motion (default 0)")
+    g = p.add_argument_group("models")
+    g.add_argument("--cue-model", default="auto", choices=("auto", "network", "phonetic"),
+                   help="speech-to-cues model: the bundled network, the training-free phonetic model, or auto")
+    g.add_argument("--checkpoint", help="a stage-1 checkpoint instead of the bundled one")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the network (default 1)")
+    g.add_argument("--renderer", default="mesh", help="face renderer: mesh (default, no weights) or neural")
+    g.add_argument("--text", help="transcript of the speech (sharper lip timing for the phonetic model)")
+    g = p.add_argument_group("output")
+    g.add_argument("--size", type=int, help="output size in px: side of the crop, or longest side with --full")
+    g.add_argument("--fps", type=_positive_float, default=25.0, help="frame rate (default 25)")
+    framing = g.add_mutually_exclusive_group()
+    framing.add_argument("--full", dest="full", action="store_true", default=True,
+                         help="paste the face back into the whole portrait (default)")
+    framing.add_argument("--crop", dest="full", action="store_false", help="output an aligned square face crop")
+    g.add_argument("--max-seconds", type=_positive_float, help="refuse audio longer than this (default 900)")
+    g.add_argument("--save-cues", metavar="NPZ", help="also save the cue sequence (.npz)")
+    g.add_argument("--preview-landmarks", metavar="MP4", help="also write the relocated landmarks over the portrait")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_generate)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The furthest pipeline step that exists, on the bundled portrait and speech."""
-    from . import io
-    from .audio import n_video_frames
-    from .constants import DEFAULT_FPS
-    from .cues import extract_cues
-    from .motion import scripted_motion
+    """The main job on the bundled portrait and speech, with no arguments."""
+    from .generate import GenerateConfig, generate
 
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    portrait = asset_path("portrait.png")
-    speech = io.read_audio(asset_path("speech.wav"))
-    started = time.perf_counter()
-    portrait_cues = extract_cues(portrait)
-    portrait_cues.save(out_dir / "portrait_cues.npz")
-    n_frames = n_video_frames(len(speech), DEFAULT_FPS)
-    motion = scripted_motion(portrait_cues, n_frames, DEFAULT_FPS)
-    motion.save(out_dir / "demo_cues.npz")
-    preview = out_dir / "demo_preview.mp4"
-    write_preview(portrait, motion, preview, audio=speech, progress=not args.quiet)
-    print(
-        f"{preview}: {n_frames} frames ({n_frames / DEFAULT_FPS:.1f} s) of relocated landmarks on the bundled "
-        f"portrait with the bundled speech; cues in {out_dir} ({time.perf_counter() - started:.1f} s)"
+    result = generate(
+        asset_path("portrait.png"), asset_path("speech.wav"), out_dir / "demo.mp4",
+        GenerateConfig(emotion=args.emotion, intensity=1.0),
+        save_cues=out_dir / "demo_cues.npz", preview_landmarks=out_dir / "demo_landmarks.mp4",
+        progress=not args.quiet,
     )
+    print(result.summary())
+    print(f"cues in {out_dir / 'demo_cues.npz'}, landmark preview in {out_dir / 'demo_landmarks.mp4'}")
     return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Metrics of generated videos against ground truth; writes report.md/json and plots."""
+    from .evaluate import evaluate_videos
+
+    started = time.perf_counter()
+    report = evaluate_videos(
+        args.pred, args.gt, args.output, args.audio,
+        lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
+        syncnet_weights=args.syncnet_weights, emotion_classifier=args.emotion_classifier,
+        max_lag=args.max_lag, plots=not args.no_plots, progress=not args.quiet,
+    )
+    mean = report.mean
+    parts = [f"{len(report.results)} pair(s)"]
+    for key, label, spec in (("psnr", "PSNR", "{:.2f} dB"), ("ssim", "SSIM", "{:.4f}"),
+                             ("m_lmd_mp", "M-LMD-MP", "{:.3f} px"), ("sync_r", "Sync-r", "{:.3f}")):
+        if key in mean:
+            parts.append(f"{label} {spec.format(mean[key])}")
+    unpaired = len(report.unpaired_pred) + len(report.unpaired_gt)
+    if unpaired:
+        parts.append(f"{unpaired} unpaired video(s) listed in the report")
+    print(f"{report.paths['markdown']}: " + ", ".join(parts) + f" ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score generated videos against ground truth (PSNR, SSIM, LMD, pose/gaze, lip sync, liveliness)",
+        description="Pair the videos of --pred and --gt by file stem and measure each pair: PSNR and SSIM\n"
+        "(pred resized to the gt size, truncated to the shorter clip), M-/F-LMD-MP (68 MediaPipe points,\n"
+        "256 px), head-pose and gaze errors, lip sync (mouth opening vs audio loudness), blink rate,\n"
+        "head-motion, gaze and jitter statistics. Landmarks are measured by re-running MediaPipe, so videos\n"
+        "of any system work. Writes report.md, report.json and one cue-trajectory plot per pair.\n"
+        "LPIPS, FID, LSE-C/LSE-D and emotion accuracy are added only when their weight files are given.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  facecue evaluate --pred out/generated --gt data/mead -o report/\n"
+        "  facecue evaluate --pred out/generated --gt data/mead --audio data/wav -o report/ "
+        "--syncnet-weights syncnet_v2.model",
+    )
+    p.add_argument("--pred", required=True, metavar="DIR", help="folder of generated videos")
+    p.add_argument("--gt", required=True, metavar="DIR", help="folder of ground-truth videos (same file stems)")
+    p.add_argument("--audio", metavar="DIR", help="folder of <stem>.wav used for lip sync when a generated "
+                   "video has no audio track")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder to write")
+    p.add_argument("--lpips-weights", metavar="FILE", help="LPIPS v0.1 state dict (trunk + linear layers; "
+                   "see facecue.evaluate.load_lpips)")
+    p.add_argument("--inception-weights", metavar="FILE", help="pt_inception-2015-12-05 state dict, for FID")
+    p.add_argument("--syncnet-weights", metavar="FILE", help="syncnet_v2.model state dict, for LSE-C / LSE-D")
+    p.add_argument("--emotion-classifier", metavar="FILE", help="facecue emotion classifier checkpoint, for "
+                   "emotion accuracy (target emotion from MEAD file names)")
+    p.add_argument("--max-lag", type=int, default=5, metavar="N", help="lip-sync lags searched, +-N frames (default 5)")
+    p.add_argument("--no-plots", action="store_true", help="do not write the per-video PNG plots")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    """MEAD tree or labelled video folder -> cue cache (cues + audio features per clip)."""
+    from .data import find_mead_clips, preprocess, read_labels
+    from .errors import InputError
+
+    if bool(args.mead) == bool(args.videos):
+        raise InputError(None, "give either --mead ROOT or --videos DIR --labels labels.csv")
+    if args.videos and not args.labels:
+        raise InputError(None, "--videos needs --labels labels.csv (columns: path, emotion, intensity, speaker)")
+    sources, problems = find_mead_clips(args.mead) if args.mead else read_labels(args.videos, args.labels)
+    started = time.perf_counter()
+    report = preprocess(sources, args.out, jobs=args.jobs, progress=not args.quiet, problems=problems)
+    print(f"{args.out}: {report.summary()} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model from a YAML config (one process, or one per torchrun rank)."""
+    import dataclasses
+    import os
+
+    from .stage1 import ClassifierConfig, ClassifierTask, Stage1Config, Stage1Task
+    from .train import load_config, train
+
+    config_cls, task_cls = {"stage1": (Stage1Config, Stage1Task), "classifier": (ClassifierConfig, ClassifierTask)}[args.model]
+    config = load_config(config_cls, args.config, args.set or [])
+    if args.out:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, out_dir=str(args.out)))
+    started = time.perf_counter()
+    final = train(task_cls(config), resume=args.resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{final}: {args.model} trained to step {config.train.steps}; logs in {final.parent} "
+              f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def cmd_cues_from_speech(args: argparse.Namespace) -> int:
+    """Speech + emotion + portrait -> generated cues (+ a landmark preview)."""
+    from . import io
+    from .cues import FaceCues, extract_cues
+    from .data import emotion_id
+    from .errors import InputError
+    from .stage1 import check_intensity, load_stage1, speech_to_cues
+
+    emotion_id(args.emotion)
+    check_intensity(args.intensity)
+    if args.checkpoint is None:
+        raise InputError(None, "--checkpoint is required: no stage-1 checkpoint is bundled yet "
+                         "(train one with 'facecue train stage1 --config configs/stage1_default.yaml')")
+    audio_path, portrait = Path(args.audio), Path(args.portrait)
+    for path, what in ((audio_path, "audio"), (portrait, "portrait"), (Path(args.checkpoint), "checkpoint")):
+        if not path.is_file():
+            raise InputError(path, f"{what} file not found")
+    portrait_kind = "cues" if portrait.suffix.lower() == ".npz" else io.media_kind(portrait)
+    io.check_output_path(args.output, (".npz",))
+    if args.preview:
+        io.check_output_path(args.preview, (".mp4",))
+    load_stage1(args.checkpoint)  # a wrong or corrupt checkpoint fails here, before any work
+    started = time.perf_counter()
+    audio = io.read_audio(audio_path)
+    portrait_cues = FaceCues.load(portrait) if portrait_kind == "cues" else extract_cues(portrait)
+    cues = speech_to_cues(audio, args.emotion, args.intensity, portrait_cues, seed=args.seed,
+                          checkpoint=args.checkpoint, temperature=args.temperature, progress=not args.quiet)
+    cues.save(args.output)
+    summary = f"{args.output}: {cues.n_frames} frames ({cues.duration_s:.1f} s) of {cues.meta['emotion']} cues"
+    if args.preview:
+        if portrait_kind == "image":
+            write_preview(portrait, cues, Path(args.preview), audio=audio, progress=not args.quiet)
+        else:
+            still = next(iter(io.iter_video_frames(portrait))) if portrait_kind == "video" else None
+            _preview_on_still(still, cues, Path(args.preview), audio, progress=not args.quiet)
+        summary += f"; preview {args.preview}"
+    print(f"{summary} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _preview_on_still(frame: np.ndarray | None, cues, output: Path, audio: np.ndarray, *, progress: bool) -> None:
+    """Draw ``cues`` on one still frame (or a dark canvas of the cues' image size) for every frame."""
+    from . import io
+    from .draw import cue_status, draw_cues
+
+    width, height = cues.image_size
+    base = frame if frame is not None else np.full((height, width, 3), 32, np.uint8)
+    landmarks = cues.landmarks()
+    frames = range(cues.n_frames)
+    if progress:
+        from tqdm import tqdm
+
+        frames = tqdm(frames, desc="preview", unit="frame", leave=False)
+    with io.VideoWriter(output, cues.fps, (base.shape[1], base.shape[0]), audio=audio) as writer:
+        for t in frames:
+            text = cue_status(cues.rotation[t], cues.gaze[t], cues.aperture[t], t)
+            writer.write(draw_cues(base, landmarks[t], cues.rotation[t], cues.scale[t], cues.gaze[t], text))
+
+
+def _add_stage1_parsers(sub) -> None:
+    from .constants import EMOTIONS
+
+    p = sub.add_parser(
+        "preprocess",
+        help="turn MEAD (or labelled talking videos) into a training cache of cues + audio features",
+        description="Extract cues (normalized landmarks, pose, gaze, blinks at 25 fps) and per-frame audio features\n"
+        "of every clip into CACHE/clips/<clip>.npz, with CACHE/index.csv. Resumable: a rerun skips finished\n"
+        "clips and redoes corrupt ones. Clips that fail are listed in CACHE/failures.csv (clip, reason).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  facecue preprocess --mead /data/MEAD --out cache/mead -j 8\n"
+        "  facecue preprocess --videos clips/ --labels clips/labels.csv --out cache/mine",
+    )
+    p.add_argument("--mead", metavar="ROOT", help="MEAD root: <actor>/video/front/<emotion>/level_<n>/<id>.mp4 and "
+                   "<actor>/audio/<emotion>/level_<n>/<id>.m4a")
+    p.add_argument("--videos", metavar="DIR", help="a folder of talking videos (with --labels)")
+    p.add_argument("--labels", metavar="CSV", help="labels of --videos: columns path, emotion, intensity (0..1 or "
+                   "level_N), speaker")
+    p.add_argument("--out", required=True, metavar="CACHE", help="cache folder (created)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N", help="worker processes (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser(
+        "train",
+        help="train the stage-1 speech-to-cues model or the emotion classifier",
+        description="Train from a YAML config (unknown keys are errors). Several processes: prefix with\n"
+        "'torchrun --nproc_per_node N -m facecue.cli' instead of 'facecue' (DDP; rank 0 writes logs).\n"
+        "Writes OUT/config.yaml, OUT/log.csv, OUT/tb (TensorBoard), OUT/checkpoints, OUT/last.pt, OUT/final.pt.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  facecue train classifier --config configs/classifier_default.yaml\n"
+        "  facecue train stage1 --config configs/stage1_default.yaml --set loss.classifier=runs/classifier/final.pt\n"
+        "  facecue train stage1 --config configs/stage1_default.yaml --resume   (continue from OUT/last.pt)\n"
+        "  torchrun --nproc_per_node 2 -m facecue.cli train stage1 --config configs/stage1_default.yaml",
+    )
+    p.add_argument("model", choices=("stage1", "classifier"), help="what to train")
+    p.add_argument("--config", metavar="YAML", help="config file (default: the built-in defaults)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.lr=1e-3 "
+                   "(repeatable)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: train.out_dir of the config)")
+    p.add_argument("--resume", nargs="?", const="auto", metavar="CKPT", help="continue from a checkpoint "
+                   "(default: OUT/last.pt)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "cues-from-speech",
+        help="generate facial cues (expression, gaze, blinks, head pose) from speech and an emotion",
+        description="Stage 1: synthesize 25 fps cues that speak AUDIO with EMOTION, anchored on the portrait's\n"
+        "identity, pose and gaze. Emotions: " + ", ".join(EMOTIONS) + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  facecue cues-from-speech --audio talk.wav --emotion happy --intensity 0.7 "
+        "--portrait me.png --checkpoint runs/stage1/final.pt -o cues.npz --preview preview.mp4",
+    )
+    p.add_argument("--audio", required=True, help="speech (wav/mp3/m4a/... or a video's audio track)")
+    p.add_argument("--emotion", required=True, help="one of: " + ", ".join(EMOTIONS))
+    p.add_argument("--intensity", type=float, default=1.0, help="emotion intensity 0..1 (default 1; MEAD level n = n/3)")
+    p.add_argument("--portrait", required=True, help="portrait image (or video: first frame), or its cue file (.npz)")
+    p.add_argument("--checkpoint", help="stage-1 checkpoint (required: none is bundled yet)")
+    p.add_argument("-o", "--output", required=True, help="cue file to write (.npz)")
+    p.add_argument("--preview", help="also write an .mp4 of the relocated landmarks over the portrait, with the audio")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of gaze and pose (0: most "
+                   "likely; default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_cues_from_speech)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return value
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -150,11 +430,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="run the main job on the bundled portrait and speech",
-        description="Run the furthest step of the pipeline that exists on the bundled portrait and speech clip.",
+        description="Make a talking-face video of the bundled portrait speaking the bundled speech clip, "
+        "offline on the CPU.",
     )
+    p.add_argument("--emotion", default="happy", help="emotion or schedule (default happy)")
     p.add_argument("-o", "--output-dir", default="out/demo", help="folder for the outputs (default: out/demo)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    _add_generate_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_stage1_parsers(sub)
     return parser
 
 

@@ -71,7 +71,8 @@ class GenerateConfig:
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-able view (paths as strings)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 def parse_gaze(text: str | tuple) -> str | tuple[float, float]:
