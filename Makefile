@@ -4,24 +4,34 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng sox ffmpeg
+# command -> Debian package; espeak-ng + sox synthesize speech, ffmpeg gives ffprobe for checks,
+# chromium runs the web UI's browser test (make test only).
+DEMO_DEPS := espeak-ng:espeak-ng sox:sox ffprobe:ffmpeg
+TEST_DEPS := $(DEMO_DEPS) chromium:chromium
 STAMP := $(VENV)/.facecue-installed
 
-.PHONY: demo test setup system-deps clean help
+.PHONY: demo test setup system-deps test-system-deps clean help
 
 help:
 	@echo "make demo   - install everything into .venv and render the bundled demo"
 	@echo "make test   - install everything (with test extras) and run pytest"
 	@echo "make clean  - remove .venv and build outputs"
 
-# Debian packages: espeak-ng + sox synthesize test speech, ffmpeg gives ffprobe for checks.
-system-deps:
-	@missing=""; for c in espeak-ng sox ffmpeg; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+define install_debian
+	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+system-deps:
+	$(call install_debian,$(DEMO_DEPS))
+
+test-system-deps:
+	$(call install_debian,$(TEST_DEPS))
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: facecue needs Python 3.11 (set PYTHON=...)"; exit 2; }
@@ -38,7 +48,7 @@ setup: system-deps $(STAMP)
 demo: setup
 	$(BIN)/facecue demo
 
-test: setup
+test: test-system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -208,7 +208,8 @@ def generate(
     GenerateResult with the path, the cues and per-stage compute times.
     """
     from . import io
-    from .cues import extract_cues
+    from .cues import FaceCues, extract_cues
+    from .landmarks import detect_landmarks
     from .phonetic import CueControls
 
     config = dataclasses.replace(config or GenerateConfig(), **overrides)
@@ -221,7 +222,8 @@ def generate(
 
     start = time.perf_counter()
     image = io.read_image(portrait)
-    portrait_cues = extract_cues(image)
+    portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
+                                            (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
     samples = io.read_audio(audio)
     from .audio import is_silent, n_video_frames
 

@@ -353,7 +353,7 @@ def assemble_cues(
         gaze=gaze_from_normalized(normalized),
         aperture=eye_aperture(normalized),
         valid=np.ones(n_frames, bool),
-        identity=portrait.normalized[0].astype(np.float32),
+        identity=base.astype(np.float32),  # the closed-mouth rest shape the expression starts from
         fps=float(fps),
         image_size=portrait.image_size,
         meta=meta,

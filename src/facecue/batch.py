@@ -1,0 +1,330 @@
+"""``facecue batch jobs.csv -j N``: many :func:`facecue.generate.generate` jobs from one CSV.
+
+The CSV has a header row and one job per row::
+
+    portrait,audio,emotion,output,intensity,seed,size,full
+    me.png,hello.wav,happy,out/hello.mp4,0.8,1,256,false
+    me.png,bye.m4a,"neutral@0,sad@2",out/bye.mp4,,,,
+
+Required columns: ``portrait``, ``audio``, ``emotion``, ``output``. Optional columns: any
+:class:`~facecue.generate.GenerateConfig` field (``intensity``, ``seed``, ``pose_scale``, ``gaze``,
+``blink_rate``, ``size``, ``full``, ``cue_model``, ...); an empty cell keeps the default. Relative
+paths resolve against the CSV's folder; output folders are created.
+
+The whole CSV is validated first. Rows with a problem (a missing file, an unknown emotion, a bad
+value, an output another row also writes) are reported as failures; the other rows still run.
+Rows whose output already exists are skipped (rerun-safe; ``force`` redoes them). Row numbers are
+the spreadsheet's: the header is row 1. Failures go to ``<csv stem>.failures.csv`` (row, output,
+reason) next to the CSV, rewritten by every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import FacecueError, InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("portrait", "audio", "emotion", "output")
+PATH_FIELDS = ("checkpoint", "pose_from")  # GenerateConfig fields that name files
+FAILURE_COLUMNS = ("row", "output", "reason")
+_TRUE = ("1", "true", "yes", "y", "on")
+_FALSE = ("0", "false", "no", "n", "off")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One valid CSV row, ready for :func:`generate`."""
+
+    row: int  # spreadsheet row number (header = 1)
+    portrait: Path
+    audio: Path
+    output: Path
+    config: object  # GenerateConfig
+    output_cell: str = ""  # the output as the CSV writes it (for reports)
+
+
+@dataclass
+class BatchReport:
+    done: list[int] = field(default_factory=list)  # row numbers
+    skipped: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str, str]] = field(default_factory=list)  # (row, output, reason)
+    failures_path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.failed else 0
+
+    def summary(self) -> str:
+        text = f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed"
+        if self.failed and self.failures_path is not None:
+            text += f"; failures listed in {self.failures_path}"
+        return text
+
+
+# --- reading and validating the CSV ----------------------------------------------------------
+
+
+def _config_fields() -> dict[str, str]:
+    """GenerateConfig field name -> its annotation (a string: ``from __future__ import annotations``)."""
+    from .generate import GenerateConfig
+
+    return {f.name: str(f.type) for f in dataclasses.fields(GenerateConfig)}
+
+
+def _column_name(header: str) -> str:
+    return header.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def read_jobs(
+    csv_path: str | Path, *, force: bool = False
+) -> tuple[list[BatchJob], list[int], list[tuple[int, str, str]]]:
+    """Validate every row of ``csv_path``.
+
+    Returns
+    -------
+    (jobs to run, rows skipped because their output exists, failures ``(row, output, reason)``).
+
+    Raises
+    ------
+    InputError
+        The CSV is missing or unreadable, lacks a required column or has an unknown one.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(csv_path, "CSV file not found")
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            records = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(csv_path, f"cannot read the CSV ({exc})") from None
+    if not header or not any(h.strip() for h in header):
+        raise InputError(csv_path, "empty CSV; the first row must name the columns: " + ", ".join(REQUIRED_COLUMNS))
+    columns = [_column_name(h) for h in header]
+    known = _config_fields()
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise InputError(csv_path, f"missing column(s): {', '.join(missing)} (the header is: {', '.join(header)})")
+    unknown = [h for h, c in zip(header, columns) if c not in REQUIRED_COLUMNS and c not in known]
+    if unknown:
+        optional = ", ".join(sorted(set(known) - set(REQUIRED_COLUMNS)))
+        raise InputError(csv_path, f"unknown column(s): {', '.join(unknown)}; besides "
+                         f"{', '.join(REQUIRED_COLUMNS)} the columns can be: {optional}")
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise InputError(csv_path, f"column(s) given twice: {', '.join(duplicated)}")
+
+    base = csv_path.parent
+    jobs: list[BatchJob] = []
+    skipped: list[int] = []
+    failed: list[tuple[int, str, str]] = []
+    outputs: dict[Path, int] = {}
+    for row, record in enumerate(records, start=2):
+        if not any(cell.strip() for cell in record):
+            continue  # blank line
+        if len(record) > len(columns):
+            failed.append((row, "", f"{len(record)} cells but the header has {len(columns)} columns"))
+            continue
+        values = {c: v.strip() for c, v in zip(columns, record)}
+        output_text = values.get("output", "")
+        output = _resolve(base, output_text) if output_text else None
+        if output is not None:
+            first = outputs.setdefault(output.resolve(), row)
+            if first != row:
+                failed.append((row, output_text, f"same output as row {first}"))
+                continue
+        if output is not None and output.exists() and not force:
+            skipped.append(row)
+            continue
+        try:
+            jobs.append(_job_from_row(row, values, base, known))
+        except FacecueError as exc:
+            failed.append((row, output_text, str(exc)))
+    return jobs, skipped, failed
+
+
+def _resolve(base: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _job_from_row(row: int, values: dict[str, str], base: Path, known: dict[str, str]) -> BatchJob:
+    """A BatchJob from one row's cells; raises FacecueError naming the first problem."""
+    from .generate import GenerateConfig, validate_inputs
+
+    empty = [c for c in REQUIRED_COLUMNS if not values.get(c)]
+    if empty:
+        raise InputError(None, f"empty {', '.join(empty)}")
+    overrides = {}
+    for name, text in values.items():
+        if name in ("portrait", "audio", "output") or text == "":
+            continue
+        overrides[name] = _parse_value(name, text, known[name], base)
+    config = GenerateConfig(**overrides).validate()
+    portrait, audio, output = (_resolve(base, values[c]) for c in ("portrait", "audio", "output"))
+    for path, what in ((portrait, "portrait"), (audio, "audio")):
+        if not path.exists():
+            raise InputError(path, f"{what} file not found")
+    if output.suffix.lower() != ".mp4":
+        raise OutputError(output, f"unsupported output type {output.suffix or '(no extension)'!r}; use .mp4")
+    if not output.parent.exists():
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(output, f"cannot create its folder ({exc})") from None
+    validate_inputs(portrait, audio, output, config)
+    return BatchJob(row, portrait, audio, output, config, values["output"])
+
+
+def _parse_value(name: str, text: str, annotation: str, base: Path):
+    """A cell's text as the type of GenerateConfig field ``name``."""
+    if name in PATH_FIELDS:
+        return str(_resolve(base, text))
+    kind = annotation.replace(" | None", "").strip()
+    try:
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered not in _TRUE + _FALSE:
+                raise ValueError
+            return lowered in _TRUE
+        if kind == "int":
+            number = float(text)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise InputError(None, f"{name}: {text!r} is not a{'n' if kind == 'int' else ''} {kind}") from None
+    return text
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def run_job(job: BatchJob) -> dict:
+    """Worker body: generate one row's video; never raises (a failure is returned)."""
+    from .generate import generate
+
+    started = time.perf_counter()
+    try:
+        generate(job.portrait, job.audio, job.output, job.config, progress=False)
+    except FacecueError as exc:
+        return {"row": job.row, "status": "failed", "reason": str(exc)}
+    except Exception as exc:  # a crash on one row must not end the batch
+        log.debug("row %d crashed", job.row, exc_info=True)
+        return {"row": job.row, "status": "failed", "reason": f"{exc.__class__.__name__}: {exc}"}
+    return {"row": job.row, "status": "done", "seconds": time.perf_counter() - started}
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Spawned workers inherit the environment at start: one BLAS/OpenMP thread each."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def run_batch(csv_path: str | Path, jobs: int = 1, force: bool = False, progress: bool = True) -> BatchReport:
+    """Run every row of ``csv_path`` with ``jobs`` worker processes (spawn; one job per worker at a time).
+
+    Returns a :class:`BatchReport`; writes ``<csv stem>.failures.csv`` next to the CSV. Raises
+    :class:`InputError` only for problems of the whole CSV (missing file, missing/unknown columns).
+    """
+    if jobs < 1:
+        raise InputError(None, f"jobs must be >= 1, got {jobs}")
+    csv_path = Path(csv_path)
+    started = time.perf_counter()
+    todo, skipped, failed = read_jobs(csv_path, force=force)
+    report = BatchReport(skipped=skipped, failed=list(failed))
+    outputs = {job.row: job.output_cell for job in todo}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo) + len(skipped) + len(failed), initial=len(skipped) + len(failed), desc="batch",
+                   unit="video", dynamic_ncols=True)
+        bar.set_postfix(failed=len(report.failed))
+
+    def record(result: dict) -> None:
+        if result["status"] == "done":
+            report.done.append(result["row"])
+        else:
+            report.failed.append((result["row"], outputs.get(result["row"], ""), result["reason"]))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(failed=len(report.failed))
+
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            for job in todo:
+                record(run_job(job))
+        else:
+            _run_pool(todo, min(jobs, len(todo)), record)
+    finally:
+        if bar is not None:
+            bar.close()
+        report.done.sort()
+        report.failed.sort()
+        report.seconds = time.perf_counter() - started
+        report.failures_path = write_failures(csv_path.with_name(f"{csv_path.stem}.failures.csv"), report.failed)
+    return report
+
+
+def _run_pool(todo: list[BatchJob], workers: int, record) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    with _single_threaded_children(), ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+    ) as pool:
+        futures = {pool.submit(run_job, job): job for job in todo}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                record(future.result())
+            except BrokenProcessPool:
+                record({"row": job.row, "status": "failed", "reason": "worker process crashed (rerun to retry)"})
+            except Exception as exc:  # pragma: no cover - run_job catches
+                record({"row": job.row, "status": "failed", "reason": f"{exc.__class__.__name__}: {exc}"})
+
+
+def write_failures(path: Path, failed: list[tuple[int, str, str]]) -> Path:
+    """``row, output, reason`` per failure (a header only when nothing failed), atomically."""
+    from .io import atomic_path
+
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(FAILURE_COLUMNS)
+            writer.writerows(failed)
+    except OSError as exc:
+        raise OutputError(path, f"cannot write the failures report ({exc})") from None
+    return path

@@ -1,0 +1,141 @@
+"""`facecue batch`: a CSV of generate jobs, run in worker processes, rerun-safe, failures reported."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facecue.batch import read_jobs, run_batch
+from facecue.cli import asset_path, main
+from facecue.errors import InputError
+from facecue.io import probe_video, read_audio, write_wav
+
+SECONDS = 1.6
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """A folder with a portrait and a short speech clip, next to which the CSVs are written."""
+    folder = tmp_path_factory.mktemp("batch")
+    (folder / "in").mkdir()
+    (folder / "in" / "me.png").write_bytes(asset_path("portrait.png").read_bytes())
+    write_wav(folder / "in" / "hi.wav", read_audio(asset_path("speech.wav"))[: int(SECONDS * 16000)])
+    return folder
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    columns = columns or list(rows[0])
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_failures(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_batch_runs_good_rows_reports_bad_ones_and_reruns_safely(inputs, capsys):
+    jobs = write_csv(inputs / "jobs.csv", [
+        dict(portrait="in/me.png", audio="in/hi.wav", emotion="happy", output="out/happy.mp4", intensity="0.8",
+             seed="", size="128", full="false"),
+        dict(portrait="in/missing.png", audio="in/hi.wav", emotion="sad", output="out/missing.mp4", intensity="",
+             seed="", size="128", full="false"),
+        dict(portrait="in/me.png", audio="in/hi.wav", emotion="neutral@0,sad@0.8", output="out/sad.mp4", intensity="",
+             seed="3", size="128", full="false"),
+    ])
+    assert main(["batch", str(jobs), "-j", "2", "-q"]) == 2
+    out, err = capsys.readouterr()
+    assert "2 done, 0 skipped, 1 failed" in out
+    assert "row 3" in err and "missing.png" in err
+    for name in ("happy", "sad"):
+        info = probe_video(inputs / "out" / f"{name}.mp4")
+        assert (info.width, info.height) == (128, 128) and info.has_audio
+        assert abs(info.n_frames - SECONDS * 25) <= 1
+    assert not (inputs / "out" / "missing.mp4").exists()
+    failures = read_failures(inputs / "jobs.failures.csv")
+    assert [f["row"] for f in failures] == ["3"]
+    assert failures[0]["output"] == "out/missing.mp4" and "portrait file not found" in failures[0]["reason"]
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (inputs / "out").glob("*.mp4")}
+    report = run_batch(jobs, jobs=2, progress=False)
+    assert report.done == [] and report.skipped == [2, 4] and [f[0] for f in report.failed] == [3]
+    assert report.exit_code == 2
+    assert {p.name: p.stat().st_mtime_ns for p in (inputs / "out").glob("*.mp4")} == mtimes, "nothing re-rendered"
+    assert [f["row"] for f in read_failures(inputs / "jobs.failures.csv")] == ["3"]
+
+
+def test_every_row_is_checked_before_anything_runs(inputs):
+    (inputs / "out").mkdir(exist_ok=True)
+    (inputs / "out" / "exists.mp4").write_bytes(b"finished earlier")
+    good = dict(portrait="in/me.png", audio="in/hi.wav", emotion="happy", output="out/a.mp4", pose_scale="", gaze="")
+    rows = [
+        good,
+        {**good, "emotion": "bored", "output": "out/b.mp4"},
+        {**good, "output": "out/a.mp4"},
+        {**good, "audio": "in/none.wav", "output": "out/c.mp4"},
+        {**good, "pose_scale": "lots", "output": "out/d.mp4"},
+        {**good, "gaze": "50,0", "output": "out/e.mp4"},
+        {**good, "output": "out/f.avi"},
+        {**good, "emotion": "", "output": "out/g.mp4"},
+        {**good, "output": "out/exists.mp4"},
+        {**good, "output": "new/folder/h.mp4", "pose_scale": "0.5", "gaze": "camera"},
+    ]
+    path = write_csv(inputs / "check.csv", rows)
+    todo, skipped, failed = read_jobs(path)
+    reasons = {row: reason for row, _, reason in failed}
+    assert [job.row for job in todo] == [2, 11] and skipped == [10]
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 9]
+    assert "bored" in reasons[3]
+    assert reasons[4] == "same output as row 2"
+    assert "none.wav: audio file not found" in reasons[5]
+    assert "pose_scale: 'lots' is not a float" in reasons[6]
+    assert "gaze" in reasons[7] and ".avi" in reasons[8] and "empty emotion" in reasons[9]
+    last = todo[1]
+    assert last.output == inputs / "new" / "folder" / "h.mp4" and last.output.parent.is_dir(), "output folders are made"
+    assert last.portrait == inputs / "in" / "me.png", "relative to the CSV's folder"
+    assert last.config.pose_scale == 0.5 and last.config.gaze == "camera" and last.config.emotion == "happy"
+    todo, skipped, _ = read_jobs(path, force=True)
+    assert 10 in [job.row for job in todo] and skipped == []
+
+
+@pytest.mark.parametrize("columns, message", [
+    (["portrait", "audio", "output"], "missing column"),
+    (["portrait", "audio", "emotion", "output", "colour"], "unknown column"),
+    (["portrait", "audio", "emotion", "output", "Seed", "seed"], "given twice"),
+])
+def test_csv_level_problems_stop_the_batch(inputs, columns, message, capsys):
+    path = inputs / "bad_header.csv"
+    path.write_text(",".join(columns) + "\n" + ",".join(["x"] * len(columns)) + "\n")
+    with pytest.raises(InputError, match=message):
+        run_batch(path, progress=False)
+    assert main(["batch", str(path), "-q"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_all_skipped_is_success(inputs, capsys):
+    (inputs / "out").mkdir(exist_ok=True)
+    (inputs / "out" / "done.mp4").write_bytes(np.zeros(10, np.uint8).tobytes())
+    path = write_csv(inputs / "done.csv", [dict(portrait="in/me.png", audio="in/hi.wav", emotion="sad",
+                                                output="out/done.mp4")])
+    assert main(["batch", str(path), "-q"]) == 0
+    assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().out
+    assert read_failures(inputs / "done.failures.csv") == []
+
+
+def test_a_row_failing_while_running_is_reported(inputs):
+    from facecue.io import write_image
+
+    write_image(inputs / "in" / "wall.png", np.full((200, 200, 3), 140, np.uint8))
+    path = write_csv(inputs / "wall.csv", [dict(portrait="in/wall.png", audio="in/hi.wav", emotion="happy",
+                                                output="out/wall.mp4")])
+    report = run_batch(path, jobs=1, progress=False)
+    assert report.done == [] and report.exit_code == 2
+    assert report.failed[0][:2] == (2, "out/wall.mp4") and "no face found" in report.failed[0][2]
+    assert not (inputs / "out" / "wall.mp4").exists()
+    assert read_failures(inputs / "wall.failures.csv")[0]["row"] == "2"
