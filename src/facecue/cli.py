@@ -153,6 +153,76 @@ def _add_generate_parser(sub) -> None:
     p.set_defaults(func=cmd_generate)
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    """Stage 2 alone: the portrait driven by a cue file (its own, or retargeted from another face)."""
+    from . import io
+    from .constants import SAMPLE_RATE
+    from .cues import FaceCues
+    from .errors import InputError
+    from .render import available_renderers, detect_portrait_landmarks, driving_landmarks, render
+
+    portrait = Path(args.portrait)
+    if io.media_kind(portrait) != "image":
+        raise InputError(portrait, "the portrait must be an image (png, jpg, ...)")
+    if args.audio:
+        io.media_kind(args.audio)  # exists, non-empty, a supported type
+    io.check_output_path(args.output, (".mp4",))
+    if args.renderer not in available_renderers():
+        raise InputError(None, f"unknown renderer {args.renderer!r}; available: {', '.join(available_renderers())}")
+    if args.size is not None and args.size < 16:
+        raise InputError(None, f"--size must be at least 16 px, got {args.size}")
+    cues = FaceCues.load(args.cues)  # checks kind, version and the landmark count
+    audio = io.read_audio(args.audio) if args.audio else None
+    image = io.read_image(portrait)
+    started = time.perf_counter()
+    points = detect_portrait_landmarks(image, source=portrait)
+    height, width = image.shape[:2]
+    portrait_cues = FaceCues.from_landmarks(points[None], cues.fps, (width, height), meta={"source": str(portrait)})
+    landmarks = driving_landmarks(portrait_cues, cues, retarget=args.retarget)
+    if audio is not None and abs(len(audio) / SAMPLE_RATE - cues.duration_s) > 0.1:
+        log.warning("audio lasts %.2f s, the cues %.2f s: the audio is cut or padded with silence",
+                    len(audio) / SAMPLE_RATE, cues.duration_s)
+    frames = render(image, points, landmarks, renderer=args.renderer, output_size=args.size, full=args.full,
+                    progress=not args.quiet)
+    with io.VideoWriter(args.output, cues.fps, audio=audio) as writer:
+        for frame in frames:
+            writer.write(frame)
+    w, h = writer.size
+    print(f"{args.output}: {writer.n_frames} frames ({writer.n_frames / cues.fps:.2f} s) at {cues.fps:g} fps, {w}x{h}, "
+          f"renderer {args.renderer}{', with audio' if audio is not None else ''} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _add_render_parser(sub) -> None:
+    p = sub.add_parser(
+        "render",
+        help="render a portrait driven by a cue file (stage 2 alone)",
+        description="Animate a portrait with the facial cues of a .npz cue file (facecue cues, generate\n"
+        "--save-cues). Cues made on this portrait drive it as they are; cues of another face are\n"
+        "retargeted: their expression and pose changes are applied to the portrait's own face and pose.",
+        epilog="examples:\n  facecue cues talk.mp4 -o talk.npz\n"
+        "  facecue render --portrait me.jpg --cues talk.npz --audio talk.mp4 -o me_talking.mp4\n"
+        "  facecue render --portrait me.jpg --cues talk.npz --crop --size 256 -o me_256.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--portrait", required=True, help="image with one face (the largest is used if several)")
+    p.add_argument("--cues", required=True, help="cue file (.npz) to drive the portrait")
+    p.add_argument("--audio", help="audio to mux in (wav/mp3/m4a/..., or a video with sound); default none")
+    p.add_argument("-o", "--output", required=True, help="video to write (.mp4)")
+    p.add_argument("--renderer", default="mesh", help="face renderer (default mesh: a mesh warp, no weights)")
+    p.add_argument("--size", type=int, help="output size in px: longest side of the full frame, or side of the "
+                   "crop with --crop (default: the portrait's own size / 256)")
+    framing = p.add_mutually_exclusive_group()
+    framing.add_argument("--full", dest="full", action="store_true", default=True,
+                         help="the whole portrait, face pasted back (default)")
+    framing.add_argument("--crop", dest="full", action="store_false", help="an aligned square face crop")
+    p.add_argument("--retarget", choices=("auto", "always", "never"), default="auto",
+                   help="map the cues onto the portrait's face and pose: auto (when they come from another "
+                   "face or image), always, never")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_render)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the bundled portrait and speech, with no arguments."""
     from .generate import GenerateConfig, generate
@@ -250,7 +320,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .stage1 import ClassifierConfig, ClassifierTask, Stage1Config, Stage1Task
     from .train import load_config, train
 
-    config_cls, task_cls = {"stage1": (Stage1Config, Stage1Task), "classifier": (ClassifierConfig, ClassifierTask)}[args.model]
+    if args.model in ("renderer", "mapper"):
+        from .neural import MapperConfig, MapperTask, RendererConfig, RendererTask
+
+        config_cls, task_cls = {"renderer": (RendererConfig, RendererTask), "mapper": (MapperConfig, MapperTask)}[args.model]
+    else:
+        config_cls, task_cls = {"stage1": (Stage1Config, Stage1Task), "classifier": (ClassifierConfig, ClassifierTask)}[args.model]
     config = load_config(config_cls, args.config, args.set or [])
     if args.out:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, out_dir=str(args.out)))
@@ -260,6 +335,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{final}: {args.model} trained to step {config.train.steps}; logs in {final.parent} "
               f"({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def cmd_preprocess_frames(args: argparse.Namespace) -> int:
+    """Talking videos -> frame cache (aligned face crops + landmarks) for the neural renderer."""
+    from .neural import preprocess_frames
+
+    started = time.perf_counter()
+    files = preprocess_frames(args.videos if len(args.videos) > 1 else args.videos[0], args.out, size=args.size,
+                              holdout_seconds=args.holdout_seconds, jpeg_quality=args.jpeg_quality,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    print(f"{args.out}: {len(files)} clips ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _add_preprocess_frames_parser(sub) -> None:
+    p = sub.add_parser(
+        "preprocess-frames",
+        help="turn talking videos into a frame cache (aligned face crops + landmarks) for the neural renderer",
+        description="Track MediaPipe landmarks, align every clip with one similarity (the head still moves in the\n"
+        "crop) and write OUT/<clip>.npz: uint8 crops, landmarks in crop pixels, and the first held-out frame.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  facecue preprocess-frames videos/ --out cache/frames --holdout-seconds 1.0",
+    )
+    p.add_argument("videos", nargs="+", help="a folder of videos, or video files")
+    p.add_argument("--out", required=True, metavar="CACHE", help="cache folder (created; finished clips are kept)")
+    p.add_argument("--size", type=_positive_int, default=256, help="crop side in px (default 256)")
+    p.add_argument("--holdout-seconds", type=float, default=1.0, metavar="S",
+                   help="keep the last S seconds of every clip out of training (default 1.0)")
+    p.add_argument("--jpeg-quality", type=int, default=0, metavar="Q", help="store frames as JPEG of quality Q "
+                   "(default 0: raw)")
+    p.add_argument("--overwrite", action="store_true", help="redo clips already in the cache")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_preprocess_frames)
 
 
 def cmd_cues_from_speech(args: argparse.Namespace) -> int:
@@ -346,7 +454,7 @@ def _add_stage1_parsers(sub) -> None:
 
     p = sub.add_parser(
         "train",
-        help="train the stage-1 speech-to-cues model or the emotion classifier",
+        help="train the stage-1 speech-to-cues model, the emotion classifier, or the neural renderer and its mapper",
         description="Train from a YAML config (unknown keys are errors). Several processes: prefix with\n"
         "'torchrun --nproc_per_node N -m facecue.cli' instead of 'facecue' (DDP; rank 0 writes logs).\n"
         "Writes OUT/config.yaml, OUT/log.csv, OUT/tb (TensorBoard), OUT/checkpoints, OUT/last.pt, OUT/final.pt.",
@@ -354,9 +462,11 @@ def _add_stage1_parsers(sub) -> None:
         epilog="examples:\n  facecue train classifier --config configs/classifier_default.yaml\n"
         "  facecue train stage1 --config configs/stage1_default.yaml --set loss.classifier=runs/classifier/final.pt\n"
         "  facecue train stage1 --config configs/stage1_default.yaml --resume   (continue from OUT/last.pt)\n"
-        "  torchrun --nproc_per_node 2 -m facecue.cli train stage1 --config configs/stage1_default.yaml",
+        "  torchrun --nproc_per_node 2 -m facecue.cli train stage1 --config configs/stage1_default.yaml\n"
+        "  facecue train renderer --config configs/renderer_default.yaml   (frame cache: facecue preprocess-frames)\n"
+        "  facecue train mapper --config configs/mapper_default.yaml --set renderer=runs/renderer/final.pt",
     )
-    p.add_argument("model", choices=("stage1", "classifier"), help="what to train")
+    p.add_argument("model", choices=("stage1", "classifier", "renderer", "mapper"), help="what to train")
     p.add_argument("--config", metavar="YAML", help="config file (default: the built-in defaults)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.lr=1e-3 "
                    "(repeatable)")
@@ -387,6 +497,76 @@ def _add_stage1_parsers(sub) -> None:
                    "likely; default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_cues_from_speech)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Many generate jobs from a CSV; exit 2 when any row failed."""
+    from .batch import run_batch
+
+    report = run_batch(args.csv, jobs=args.jobs, force=args.force, progress=not args.quiet)
+    for row, output, reason in report.failed:
+        print(f"facecue: row {row}{f' ({output})' if output else ''}: {reason}", file=sys.stderr)
+    print(f"{args.csv}: {report.summary()} ({report.seconds:.1f} s)")
+    return report.exit_code
+
+
+def _add_batch_parser(sub) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="generate many videos from a CSV of jobs (rerun-safe, parallel)",
+        description="Run one 'generate' job per CSV row. Columns: portrait, audio, emotion, output (required),\n"
+        "and optionally any generate setting by its field name: intensity, seed, pose_scale, gaze, blink_rate,\n"
+        "size, full (true/false), cue_model, fps, temperature, text, checkpoint, pose_from, max_seconds.\n"
+        "Empty cells keep the default; relative paths are relative to the CSV's folder. The whole CSV is\n"
+        "checked first: rows with problems are reported, the others still run. Rows whose output exists are\n"
+        "skipped. Failures go to <csv stem>.failures.csv (row, output, reason); the exit code is 2 if any.",
+        epilog="example:\n  facecue batch jobs.csv -j 2\n\n"
+        "jobs.csv:\n  portrait,audio,emotion,output,intensity,size,full\n"
+        "  me.png,hello.wav,happy,out/hello.mp4,0.8,256,false\n"
+        "  me.png,bye.m4a,\"neutral@0,sad@2\",out/bye.mp4,,,",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("csv", help="jobs file (.csv with a header row)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                   help="worker processes, one video each at a time (default 1)")
+    p.add_argument("--force", action="store_true", help="redo rows whose output already exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_batch)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Serve the web page until interrupted."""
+    from .ui import launch
+
+    launch(args.host, args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+           queue_size=args.queue_size, output_dir=args.output_dir)
+    return 0
+
+
+def _add_ui_parser(sub) -> None:
+    from .ui import DEFAULT_HOST, DEFAULT_MAX_SECONDS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, DEFAULT_QUEUE_SIZE
+
+    p = sub.add_parser(
+        "ui",
+        help="web page: upload a portrait and speech, pick an emotion, get the video",
+        description="Serve a local web page (Gradio) for the main job, with every generate control, a\n"
+        "landmark preview and the result video. One job runs at a time; others wait in a queue.\n"
+        "Only this machine can reach it unless --host says otherwise.",
+        epilog="examples:\n  facecue ui                       then open http://127.0.0.1:7860\n"
+        "  facecue ui --host 0.0.0.0 --port 8080 --max-seconds 60   (reachable from the network)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this "
+                   "machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=_positive_int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
+                   help=f"largest upload accepted (default {DEFAULT_MAX_UPLOAD_MB:g})")
+    p.add_argument("--max-seconds", type=_positive_float, default=DEFAULT_MAX_SECONDS, metavar="S",
+                   help=f"longest speech accepted, in seconds (default {DEFAULT_MAX_SECONDS:g})")
+    p.add_argument("--queue-size", type=_positive_int, default=DEFAULT_QUEUE_SIZE, metavar="N",
+                   help=f"jobs that may wait; more are refused (default {DEFAULT_QUEUE_SIZE})")
+    p.add_argument("--output-dir", metavar="DIR", help="folder for the generated files (default: a new temp folder)")
+    p.set_defaults(func=cmd_ui)
 
 
 def _positive_int(text: str) -> int:
@@ -439,8 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     _add_generate_parser(sub)
+    _add_render_parser(sub)
     _add_evaluate_parser(sub)
     _add_stage1_parsers(sub)
+    _add_preprocess_frames_parser(sub)
+    _add_batch_parser(sub)
+    _add_ui_parser(sub)
     return parser
 
 

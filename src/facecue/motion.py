@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import (
-    INNER_LIP_MID,
+    MOUTH_CORNERS,
     LEFT_LOWER_LID,
     LEFT_UPPER_LID,
     N_MESH_POINTS,
@@ -17,10 +17,6 @@ from .constants import (
     RIGHT_UPPER_LID,
 )
 from .cues import FaceCues, angles_to_rotation, eye_aperture, gaze_from_normalized, place_iris, rotation_to_angles
-
-# Lower-face points that follow the jaw when the mouth opens: everything below the upper lip's
-# inner edge, weighted by how far below it they sit (computed on the face itself).
-_JAW_FALLOFF = 0.35  # canonical units over which the jaw's pull fades above the lip line
 
 
 def close_eyes(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
@@ -41,9 +37,18 @@ def close_eyes(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray
     return norm
 
 
+# Lip contours (MediaPipe indices), corner to corner along x.
+UPPER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
+_CORNERS = (61, 291, 78, 308)
+
+
 def open_mouth(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
-    """Drop the jaw: points below the inner upper lip move down by ``amount`` canonical units,
-    fully at the lower lip and chin, fading to zero at the upper lip line.
+    """Drop the jaw by ``amount`` canonical units (negative raises it).
+
+    The lower lip and the chin move fully, the mouth corners by 30%, the upper lip not at all;
+    the pull fades above the upper lip's line and sideways past the mouth corners (so faces whose
+    mouth corners sit below the upper lip's middle keep their upper lip in place).
 
     Parameters
     ----------
@@ -52,12 +57,17 @@ def open_mouth(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray
     """
     norm = np.array(normalized, dtype=np.float64, copy=True)
     ref = norm.reshape(-1, *norm.shape[-2:])[0]
-    upper_y, lower_y = ref[INNER_LIP_MID[0], 1], ref[INNER_LIP_MID[1], 1]
-    below = ref[:N_MESH_POINTS, 1] - upper_y
-    weight = np.clip(below / max(lower_y - upper_y, 1e-6), 0, 1)
-    # points below the upper lip but on the cheeks move less the further they are from the midline
-    weight *= np.exp(-((ref[:N_MESH_POINTS, 0] / 0.9) ** 4))
-    weight[below <= 0] = 0
+    upper = np.array(UPPER_LIP)
+    order = np.argsort(ref[upper, 0])
+    x = ref[:N_MESH_POINTS, 0]
+    lip_line = np.interp(x, ref[upper, 0][order], ref[upper, 1][order])
+    left, right = ref[MOUTH_CORNERS[0], 0], ref[MOUTH_CORNERS[1], 0]
+    rel = (x - (left + right) / 2) / (abs(right - left) / 2)
+    across = np.where(np.abs(rel) <= 1, 0.3 + 0.7 * (1 - rel**2), 0.3 * np.exp(-(((np.abs(rel) - 1) / 0.8) ** 2)))
+    weight = np.clip((ref[:N_MESH_POINTS, 1] - lip_line) / 0.12, 0, 1) * across
+    weight[upper] = 0.0
+    weight[list(LOWER_LIP)] = across[list(LOWER_LIP)]
+    weight[list(_CORNERS)] = 0.3
     a = np.asarray(amount, dtype=np.float64)[..., None]
     norm[..., :N_MESH_POINTS, 1] += a * weight
     return norm

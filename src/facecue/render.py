@@ -1,0 +1,1316 @@
+"""Stage 2: relocated landmarks -> frames of the portrait.
+
+A renderer turns ``(portrait image, portrait landmarks, sequence of relocated landmarks)`` into
+frames, one at a time (bounded memory for any length)::
+
+    frames = facecue.render.render(portrait, portrait_landmarks, landmark_sequence)  # iterator
+    for frame in frames: writer.write(frame)
+
+Renderers are chosen by name (:func:`get_renderer`, :func:`available_renderers`); the default,
+``"mesh"`` (:class:`MeshRenderer`), needs no weights. Other renderers (a trained "neural" one)
+add themselves with :func:`register_renderer`, either as a class or as a lazy
+``"module:attribute"`` string.
+
+The mesh renderer
+-----------------
+A piecewise-affine warp of the portrait along the dense MediaPipe triangle mesh, from the
+portrait's own landmarks to each frame's landmarks:
+
+* **Mesh**: the triangles of ``FACEMESH_TESSELATION`` (edges -> 3-cycles, separating triangles
+  dropped: 852 faces); the eye and mouth openings, holes of that mesh, are closed with strips of
+  triangles between the lid (lip) contours; a thin lash band above each upper lid moves rigidly
+  with the lid margin. Around the face oval, loops of anchor points (:data:`RINGS`) follow a
+  decaying fraction of the oval's motion, down to a fixed outer loop outside which the portrait
+  is left exactly as it is: the background stays still while the head moves, and hair and neck
+  stretch smoothly in between.
+* **Per frame**: the triangle ids of the *target* mesh are rasterized into an index buffer
+  (far triangles first, so that the nose covers the far cheek on a head turn), each pixel takes
+  its source coordinate from its triangle's inverse affine, and one ``cv2.remap`` samples the
+  portrait at full resolution (the paste-back is the warp itself: no seam). Fold edges (a cheek's
+  silhouette on a head turn) are anti-aliased. Everything that depends only on the portrait is
+  computed once in ``prepare``.
+* **Eyes**: the portrait's iris is removed from the texture (sclera colour) once; per frame the
+  iris disc (from the portrait, its hidden part filled by point reflection) is drawn at the target
+  iris centre, clipped to the target lid opening with soft edges. A closing lid stretches the
+  upper-lid skin over the eye (blended toward a lash-free, smoothed copy of that skin so that it
+  does not streak), the lashes stay a thin line, and the last sliver of the opening turns to
+  lashes when the lids meet.
+* **Mouth**: the interior is a layer composited inside the target inner-lip polygon (feathered).
+  From a closed portrait mouth it is synthesized (dark cavity gradient, shaded upper teeth rigid
+  with the upper lip, a tongue hint rising from the lower lip, all scaled to the face and shaded
+  to the portrait's lighting); from an open portrait mouth the portrait's own interior is reused,
+  its upper part moving rigidly with the upper lip (teeth are not stretched) and its lower part
+  with the lower lip, with the cavity in between.
+
+Everything is a deterministic function of the frame's landmarks (no temporal state), so seams
+and the mouth interior cannot flicker unless the landmarks do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .constants import (
+    CROP_SIZE,
+    INNER_LIP_MID,
+    LEFT_EYE_CORNERS,
+    LEFT_EYELID_PAIRS,
+    LEFT_IRIS,
+    LEFT_LOWER_LID,
+    LEFT_UPPER_LID,
+    MOUTH_CORNERS,
+    N_LANDMARKS,
+    N_MESH_POINTS,
+    RIGHT_EYE_CORNERS,
+    RIGHT_EYELID_PAIRS,
+    RIGHT_IRIS,
+    RIGHT_LOWER_LID,
+    RIGHT_UPPER_LID,
+)
+from .errors import InputError
+
+# --- tunables of the mesh renderer ---------------------------------------------------------
+
+# Anchor rings around the face oval: (distance beyond the oval as a fraction of the oval's
+# radius from its centre, fraction of the oval's motion they follow). The first, close ring
+# carries the rim of skin that MediaPipe's oval leaves outside (it would lag behind the face
+# otherwise); the next ones let hair and neck stretch; the last one is fixed, and the portrait is
+# left exactly as it is outside it (were it not fixed, a fixed loop on the image border is added).
+RINGS: tuple[tuple[float, float], ...] = ((0.08, 0.95), (0.35, 0.6), (0.9, 0.2), (1.6, 0.0))
+BORDER_MARGIN_PX = 2.0  # the fixed border loop lies this far outside the image (or the last ring)
+
+IRIS_RADIUS_SCALE = 1.12  # MediaPipe's iris rim sits a little inside the limbus
+DEFAULT_SCLERA_RGB = (212, 200, 192)
+HOLE_DEPTH_BIAS = 0.03  # eye/mouth fills drawn behind neighbours: x eye distance (pixels of z)
+# Lashes: a band this thick (x eye width) above the upper-lid margin moves rigidly with the margin,
+# so that a closing lid stretches the lid skin above it, not the lashes.
+LASH_BAND = 0.09
+
+MOUTH_OPEN_RATIO = 0.06  # portrait's inner-lip gap / mouth width above which its interior is reused
+MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
+# Synthesized mouth interior, sizes in units of the outer-eye-corner distance (about 9 cm).
+TEETH_HEIGHT = 0.105  # visible height of the upper incisors
+TEETH_HALF_WIDTH = 0.24  # upper teeth visible up to this distance from the midline
+TOOTH_EDGES = (0.0, 0.095, 0.165, 0.225)  # tooth boundaries from the midline (incisors, canine)
+TONGUE_HALF_WIDTH = 0.22
+TONGUE_HEIGHT = 0.09
+TEETH_RGB = (236, 226, 206)  # in a well-lit portrait; scaled by the portrait's skin lightness
+SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lightness is read
+CAVITY_DARK_RGB = (28, 9, 11)
+CAVITY_LIGHT_RGB = (82, 30, 34)
+TONGUE_RGB = (158, 66, 72)
+
+
+# --- registry --------------------------------------------------------------------------------
+
+
+class Renderer(ABC):
+    """A stage-2 renderer: ``prepare`` once on the portrait, then ``render_frame`` per frame.
+
+    Landmarks given to a renderer are in the pixel space of the image given to ``prepare``
+    (:func:`render` takes care of resizing / cropping).
+    """
+
+    name = "renderer"
+
+    @abstractmethod
+    def prepare(self, portrait: np.ndarray, portrait_landmarks: np.ndarray) -> None:
+        """Precompute what depends only on the portrait ``(H, W, 3) uint8`` and its ``(478, 3)`` landmarks."""
+
+    @abstractmethod
+    def render_frame(self, landmarks: np.ndarray) -> np.ndarray:
+        """``(478, 3)`` target landmarks (pixels) -> ``(H, W, 3) uint8`` frame."""
+
+    def render(self, landmark_sequence: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Frames for an iterable of ``(478, 3)`` landmark arrays, lazily, one at a time."""
+        for index, landmarks in enumerate(landmark_sequence):
+            yield self.render_frame(check_landmarks(landmarks, f"landmark frame {index}"))
+
+
+_RENDERERS: dict[str, Callable[..., Renderer] | str] = {}
+
+
+def register_renderer(name: str, factory: Callable[..., Renderer] | str, *, replace: bool = False) -> None:
+    """Make a renderer available by name.
+
+    Parameters
+    ----------
+    name : the name given to :func:`get_renderer` / ``facecue render --renderer``
+    factory : a class (or callable) taking keyword options and returning a :class:`Renderer`, or
+        a ``"package.module:attribute"`` string imported on first use (keeps start-up fast and
+        lets optional renderers with heavy dependencies register without importing them)
+    replace : allow replacing an existing entry
+    """
+    if not replace and name in _RENDERERS:
+        raise ValueError(f"a renderer named {name!r} is already registered")
+    if isinstance(factory, str) and ":" not in factory:
+        raise ValueError(f"lazy renderer must be 'module:attribute', got {factory!r}")
+    _RENDERERS[name] = factory
+
+
+def available_renderers() -> list[str]:
+    """Names accepted by :func:`get_renderer`, sorted."""
+    return sorted(_RENDERERS)
+
+
+def get_renderer(name: str = "mesh", **options) -> Renderer:
+    """A new renderer by name, built with ``options`` (see the renderer's class)."""
+    if name not in _RENDERERS:
+        raise InputError(None, f"unknown renderer {name!r}; available: {', '.join(available_renderers())}")
+    factory = _RENDERERS[name]
+    if isinstance(factory, str):
+        module, _, attribute = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attribute)
+        _RENDERERS[name] = factory
+    return factory(**options)
+
+
+# --- input checks --------------------------------------------------------------------------
+
+
+def check_portrait(image: np.ndarray) -> np.ndarray:
+    """Validate an ``(H, W, 3) uint8`` RGB portrait; returns it C-contiguous."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        got = getattr(image, "shape", type(image).__name__)
+        raise InputError(None, f"portrait must be an (H, W, 3) RGB image, got {got}")
+    if image.dtype != np.uint8:
+        raise InputError(None, f"portrait must be uint8, got {image.dtype}")
+    if min(image.shape[:2]) < 16:
+        raise InputError(None, f"portrait of {image.shape[1]}x{image.shape[0]} px is too small")
+    return np.ascontiguousarray(image)
+
+
+def check_landmarks(landmarks: np.ndarray, what: str = "landmarks") -> np.ndarray:
+    """Validate ``(478, 3)`` finite pixel landmarks; returns float32."""
+    arr = np.asarray(landmarks)
+    if arr.shape != (N_LANDMARKS, 3):
+        raise InputError(None, f"{what}: expected {N_LANDMARKS} landmarks of shape ({N_LANDMARKS}, 3) "
+                         f"(MediaPipe mesh + iris), got shape {arr.shape}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise InputError(None, f"{what}: landmarks contain NaN or infinite values")
+    return arr
+
+
+# --- mesh topology (derived from MediaPipe's edge list; nothing shipped) -------------------
+
+
+@dataclass(frozen=True)
+class MeshTopology:
+    """Triangles and contours of the MediaPipe face mesh.
+
+    face_triangles : (852, 3) int vertex indices (0..467)
+    oval : (36,) the mesh's outer boundary loop, in order
+    eye_loops : per eye (right, left) the (16,) lid-margin loop; upper/lower chains corner to corner
+    mouth_loop : (20,) inner-lip loop; mouth_upper / mouth_lower chains corner to corner (11,)
+    hole_triangles : (46, 3) strips closing both eyes and the mouth
+    """
+
+    face_triangles: np.ndarray
+    oval: np.ndarray
+    eye_loops: tuple[np.ndarray, np.ndarray]
+    eye_upper: tuple[np.ndarray, np.ndarray]
+    eye_lower: tuple[np.ndarray, np.ndarray]
+    mouth_loop: np.ndarray
+    mouth_upper: np.ndarray
+    mouth_lower: np.ndarray
+    hole_triangles: np.ndarray
+
+
+def triangles_from_edges(edges: Iterable[tuple[int, int]]) -> np.ndarray:
+    """Faces of a triangle mesh given as an edge list: its 3-cycles, minus separating triangles.
+
+    A 3-cycle whose every edge is shared by more than two 3-cycles is not a face (it encloses a
+    vertex); such cycles are dropped until every edge borders at most two faces.
+    """
+    unique = {tuple(sorted(map(int, e))) for e in edges}
+    neighbours: dict[int, set[int]] = defaultdict(set)
+    for a, b in unique:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    cycles = {tuple(sorted((a, b, c))) for a, b in unique for c in neighbours[a] & neighbours[b]}
+    while True:
+        use: dict[tuple[int, int], int] = defaultdict(int)
+        for t in cycles:
+            for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2])):
+                use[e] += 1
+        crowded = [t for t in cycles if all(use[e] > 2 for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2])))]
+        if not crowded:
+            break
+        cycles -= set(crowded)
+    return np.array(sorted(cycles), dtype=np.int64)
+
+
+def boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:
+    """Ordered vertex loops of the edges that border exactly one triangle."""
+    use: dict[tuple[int, int], int] = defaultdict(int)
+    for t in triangles:
+        for i in range(3):
+            use[tuple(sorted((int(t[i]), int(t[(i + 1) % 3]))))] += 1
+    adjacent: dict[int, list[int]] = defaultdict(list)
+    for (a, b), n in use.items():
+        if n == 1:
+            adjacent[a].append(b)
+            adjacent[b].append(a)
+    loops, seen = [], set()
+    for start in sorted(adjacent):
+        if start in seen:
+            continue
+        loop, previous, current = [start], None, start
+        seen.add(start)
+        while True:
+            following = [v for v in adjacent[current] if v != previous and v not in seen]
+            if not following:
+                break
+            previous, current = current, following[0]
+            loop.append(current)
+            seen.add(current)
+        loops.append(np.array(loop, dtype=np.int64))
+    return loops
+
+
+def _split_loop(loop: np.ndarray, corner_a: int, corner_b: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split a closed loop at two of its vertices into (upper, lower) chains from a to b."""
+    loop = list(loop)
+    i = loop.index(corner_a)
+    loop = loop[i:] + loop[:i]
+    j = loop.index(corner_b)
+    forward = np.array(loop[: j + 1])
+    backward = np.array([loop[0]] + loop[j:][::-1])
+    if points[forward[1:-1], 1].mean() < points[backward[1:-1], 1].mean():  # y down: smaller is upper
+        return forward, backward
+    return backward, forward
+
+
+def _strip(upper: np.ndarray, lower: np.ndarray) -> list[tuple[int, int, int]]:
+    """Triangles between two chains that share their end points (same length)."""
+    if len(upper) != len(lower):
+        raise ValueError("strip chains must have the same length")
+    n = len(upper) - 1
+    tris = [(upper[0], upper[1], lower[1])]
+    for i in range(1, n - 1):
+        tris += [(upper[i], upper[i + 1], lower[i + 1]), (upper[i], lower[i + 1], lower[i])]
+    tris.append((upper[n - 1], upper[n], lower[n - 1]))
+    return [tuple(int(v) for v in t) for t in tris]
+
+
+@lru_cache(maxsize=1)
+def mesh_topology() -> MeshTopology:
+    """The face mesh's triangles and contours, derived from ``FACEMESH_TESSELATION``."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    from .cues import default_template
+
+    template = default_template().points
+    triangles = triangles_from_edges(FACEMESH_TESSELATION)
+    loops = boundary_loops(triangles)
+    oval = max(loops, key=len)
+
+    def loop_with(vertex: int) -> np.ndarray:
+        return next(lp for lp in loops if vertex in set(lp.tolist()))
+
+    eye_loops, uppers, lowers = [], [], []
+    for corners in (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS):
+        lp = loop_with(corners[0])
+        up, lo = _split_loop(lp, corners[0], corners[1], template)
+        eye_loops.append(lp)
+        uppers.append(up)
+        lowers.append(lo)
+    mouth_loop = loop_with(INNER_LIP_MID[0])
+    # inner mouth corners: the loop's vertices nearest to the outer lip corners
+    loop_pts = template[mouth_loop, :2]
+    inner = [int(mouth_loop[np.argmin(np.linalg.norm(loop_pts - template[c, :2], axis=1))]) for c in MOUTH_CORNERS]
+    mouth_upper, mouth_lower = _split_loop(mouth_loop, inner[0], inner[1], template)
+    holes = _strip(uppers[0], lowers[0]) + _strip(uppers[1], lowers[1]) + _strip(mouth_upper, mouth_lower)
+    return MeshTopology(
+        face_triangles=triangles,
+        oval=oval,
+        eye_loops=(eye_loops[0], eye_loops[1]),
+        eye_upper=(uppers[0], uppers[1]),
+        eye_lower=(lowers[0], lowers[1]),
+        mouth_loop=mouth_loop,
+        mouth_upper=mouth_upper,
+        mouth_lower=mouth_lower,
+        hole_triangles=np.array(holes, dtype=np.int64),
+    )
+
+
+# --- small geometry helpers ----------------------------------------------------------------
+
+
+def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Per-triangle affine maps taking ``dst`` triangles onto ``src`` triangles.
+
+    src, dst : (N, 3, 2). Returns (N, 2, 3) float64 with ``src = A @ [x, y, 1]`` for points of dst.
+    Degenerate dst triangles map to their source centroid.
+    """
+    d1 = dst[:, 1] - dst[:, 0]
+    d2 = dst[:, 2] - dst[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+    ok = np.abs(det) > 1e-9
+    inv_det = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    # inverse of the 2x2 [d1 d2] (columns)
+    inv = np.empty((len(dst), 2, 2))
+    inv[:, 0, 0] = d2[:, 1] * inv_det
+    inv[:, 0, 1] = -d2[:, 0] * inv_det
+    inv[:, 1, 0] = -d1[:, 1] * inv_det
+    inv[:, 1, 1] = d1[:, 0] * inv_det
+    s1 = src[:, 1] - src[:, 0]
+    s2 = src[:, 2] - src[:, 0]
+    linear = np.stack([s1, s2], axis=-1) @ inv  # (N, 2, 2)
+    offset = src[:, 0] - np.einsum("nij,nj->ni", linear, dst[:, 0])
+    offset[~ok] = src[~ok].mean(axis=1)
+    return np.concatenate([linear, offset[:, :, None]], axis=2)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, origin: np.ndarray, blur: float) -> np.ndarray:
+    """Anti-aliased filled polygon (pixels, in an image patch at ``origin``) as float32 in [0, 1]."""
+    mask = np.zeros(shape, np.uint8)
+    pts = np.round((polygon - origin) * 16).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=4)
+    out = mask.astype(np.float32) * (1.0 / 255.0)
+    if blur > 0.05:
+        out = cv2.GaussianBlur(out, (0, 0), blur)
+    return out
+
+
+def _patch_box(points: np.ndarray, pad: float, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Integer box (x0, y0, x1, y1) around points, padded, clipped; None if empty."""
+    x0 = max(int(math.floor(points[:, 0].min() - pad)), 0)
+    y0 = max(int(math.floor(points[:, 1].min() - pad)), 0)
+    x1 = min(int(math.ceil(points[:, 0].max() + pad)) + 1, width)
+    y1 = min(int(math.ceil(points[:, 1].max() + pad)) + 1, height)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return x0, y0, x1, y1
+
+
+def _blend(frame: np.ndarray, box, colour: np.ndarray, alpha: np.ndarray) -> None:
+    """frame[box] = alpha * colour + (1 - alpha) * frame[box], in place."""
+    x0, y0, x1, y1 = box
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    a = alpha[..., None]
+    region += a * (colour - region)
+    frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+
+
+# --- lash band -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LashBand:
+    """Extra vertices just above each upper-lid margin (see :data:`LASH_BAND`).
+
+    margin : (K,) landmark index of each upper-lid vertex (both eyes, corners excluded)
+    above : (K, 4) landmark indices of vertices above each margin vertex (repeated to fill)
+    taper : (K,) thickness profile along the lid, 1 in the middle
+    eye : (K,) 0 right, 1 left
+    face_triangles : the face triangles (with hole fills) re-wired to the band's vertices
+        (vertex ids >= 468 are band vertices ``468 + k``)
+    strips : triangles between the margins and the bands
+    """
+
+    margin: np.ndarray
+    above: np.ndarray
+    taper: np.ndarray
+    eye: np.ndarray
+    face_triangles: np.ndarray
+    strips: np.ndarray
+
+
+@lru_cache(maxsize=1)
+def _lash_band() -> _LashBand:
+    topo = mesh_topology()
+    triangles = topo.face_triangles.copy()
+    margin, above, taper, eye, strips = [], [], [], [], []
+    for side in (0, 1):
+        chain = topo.eye_upper[side]
+        loop = set(topo.eye_loops[side].tolist())
+        inner = chain[1:-1]
+        band_ids = []
+        for i, vertex in enumerate(inner):
+            k = len(margin)
+            neighbours = sorted({int(v) for t in topo.face_triangles if vertex in t for v in t} - loop)
+            margin.append(int(vertex))
+            above.append((neighbours * 4)[:4])
+            taper.append(math.sqrt(math.sin(math.pi * (i + 1) / (len(inner) + 1))))
+            eye.append(side)
+            band_ids.append(N_MESH_POINTS + k)
+            triangles[triangles == vertex] = N_MESH_POINTS + k
+        band_chain = np.array([chain[0], *band_ids, chain[-1]])
+        strips += _strip(band_chain, chain)
+    return _LashBand(np.array(margin), np.array(above), np.array(taper), np.array(eye), triangles,
+                     np.array(strips, dtype=np.int64))
+
+
+def _lash_points(pts: np.ndarray, band: _LashBand) -> np.ndarray:
+    """(K, 2) band vertices for landmarks ``pts``: the margin moved toward the skin above by a
+    thickness proportional to the eye's width, at most 60% of the way."""
+    margin = pts[band.margin, :2]
+    toward = pts[band.above, :2].mean(axis=1) - margin
+    length = np.linalg.norm(toward, axis=1) + 1e-9
+    widths = np.array([np.linalg.norm(pts[c[0], :2] - pts[c[1], :2]) for c in (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)])
+    thickness = np.minimum(LASH_BAND * widths[band.eye] * band.taper, 0.6 * length)
+    return margin + toward * (thickness / length)[:, None]
+
+
+# --- eyes ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _EyeModel:
+    loop: np.ndarray  # (16,) lid-margin loop indices
+    iris: int  # iris centre index
+    rim: tuple[int, ...]
+    corners: tuple[int, int]
+    centre: np.ndarray  # (2,) source iris centre, pixels
+    radius: float  # source iris radius (enlarged), pixels
+    width: float  # source eye width (corner to corner), pixels
+    patch: np.ndarray  # (h, w, 3) float32 iris colours around the centre
+    patch_alpha: np.ndarray  # (h, w) float32 disc
+    patch_origin: np.ndarray  # (2,) pixel position of patch[0, 0]
+    side: int = 0
+    aperture: float = 0.3  # the portrait's lid gap over eye width
+    lash: np.ndarray | None = None  # (3,) lash colour, drawn over the opening's last sliver
+
+
+def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: MeshTopology, side: int) -> _EyeModel:
+    """Iris patch of one eye and, in ``texture`` (modified in place), the eye without its iris."""
+    height, width = image.shape[:2]
+    iris_index = (RIGHT_IRIS, LEFT_IRIS)[side]
+    corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
+    loop = topo.eye_loops[side]
+    centre = pts[iris_index[0], :2].astype(np.float64)
+    rim = pts[list(iris_index[1:]), :2]
+    radius = float(np.linalg.norm(rim - centre, axis=1).mean()) * IRIS_RADIUS_SCALE
+    eye_width = float(np.linalg.norm(pts[corners[0], :2] - pts[corners[1], :2]))
+    radius = float(np.clip(radius, 0.5, 0.45 * eye_width + 0.5))
+    polygon = pts[loop, :2].astype(np.float64)
+    box = _patch_box(np.vstack([polygon, centre[None] - radius - 2, centre[None] + radius + 2]), 3, width, height)
+    model = _EyeModel(loop, iris_index[0], tuple(iris_index[1:]), corners, centre, radius, eye_width,
+                      np.zeros((1, 1, 3), np.float32), np.zeros((1, 1), np.float32), centre.copy(),
+                      side, _aperture(pts, side))
+    if box is None:
+        return model
+    x0, y0, x1, y1 = box
+    origin = np.array([x0, y0], np.float64)
+    crop = image[y0:y1, x0:x1].astype(np.float32)
+    opening = _polygon_mask(crop.shape[:2], polygon, origin, 0.0)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    dist = np.hypot(xx - centre[0], yy - centre[1])
+    disc = np.clip(radius + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+    inside = opening > 0.6
+    # sclera colour: the brighter half of the opening's pixels away from the iris
+    sclera_px = crop[inside & (dist > radius + 1.0)]
+    if len(sclera_px) >= 4:
+        lum = sclera_px.mean(axis=1)
+        sclera = sclera_px[lum >= np.median(lum)].mean(axis=0)
+    else:
+        sclera = np.array(DEFAULT_SCLERA_RGB, np.float32)
+    # shade the filled sclera like the rest: darker under the upper lid
+    upper_y = np.interp(xx, *_sorted_xy(pts[topo.eye_upper[side], :2]))
+    lower_y = np.interp(xx, *_sorted_xy(pts[topo.eye_lower[side], :2]))
+    depth = np.clip((yy - upper_y) / np.maximum(lower_y - upper_y, 1.0), 0.0, 1.0)
+    sclera_fill = sclera[None, None] * (0.78 + 0.22 * np.sqrt(depth))[..., None]
+    remove = (disc * opening)[..., None]
+    texture[y0:y1, x0:x1] = np.clip(crop * (1 - remove) + sclera_fill * remove + 0.5, 0, 255).astype(np.uint8)
+    # iris patch: visible iris pixels; hidden ones (under the lids) from their point reflection
+    # through the centre, else the iris' median colour
+    r_patch = int(math.ceil(radius)) + 2
+    px0, py0 = int(math.floor(centre[0])) - r_patch, int(math.floor(centre[1])) - r_patch
+    size = 2 * r_patch + 2
+    gy, gx = np.mgrid[py0 : py0 + size, px0 : px0 + size].astype(np.float64)
+
+    def colour_at(x, y):
+        return cv2.remap(image, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+
+    def open_at(x, y):
+        return cv2.remap(opening, (x - x0).astype(np.float32), (y - y0).astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.6
+
+    colour, seen = colour_at(gx, gy), open_at(gx, gy)
+    mirror_x, mirror_y = 2 * centre[0] - gx, 2 * centre[1] - gy
+    mirrored, mirror_seen = colour_at(mirror_x, mirror_y), open_at(mirror_x, mirror_y)
+    in_disc = np.hypot(gx - centre[0], gy - centre[1]) <= radius
+    visible = in_disc & seen
+    median = np.median(colour[visible], axis=0) if visible.any() else np.array([70, 50, 40], np.float32)
+    patch = np.where(seen[..., None], colour, np.where(mirror_seen[..., None], mirrored, median[None, None]))
+    alpha = np.clip(radius + 0.5 - np.hypot(gx - centre[0], gy - centre[1]), 0, 1).astype(np.float32)
+    model.patch = patch.astype(np.float32)
+    model.patch_alpha = alpha
+    model.patch_origin = np.array([px0, py0], np.float64)
+    return model
+
+
+def _sorted_xy(chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(chain[:, 0], kind="stable")
+    return chain[order, 0], chain[order, 1]
+
+
+def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: float) -> None:
+    """Draw the iris of one eye at its target place, clipped to the target lid opening."""
+    if model.patch.shape[0] < 2:
+        return
+    height, width = frame.shape[:2]
+    polygon = pts[model.loop, :2].astype(np.float64)
+    centre = pts[model.iris, :2].astype(np.float64)
+    target_width = float(np.linalg.norm(pts[model.corners[0], :2] - pts[model.corners[1], :2]))
+    k = target_width / max(model.width, 1e-6)
+    radius = model.radius * k
+    box = _patch_box(np.vstack([polygon, centre[None] - radius - 1, centre[None] + radius + 1]), 2, width, height)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    origin = np.array([x0, y0], np.float64)
+    opening = _polygon_mask((y1 - y0, x1 - x0), polygon, origin, feather * max(k, 0.5))
+    if opening.max() <= 0:
+        return
+    # patch pixel q -> frame pixel: centre + k * (patch_origin + q - source centre) - origin
+    shift = centre + k * (model.patch_origin - model.centre) - origin
+    matrix = np.array([[k, 0, shift[0]], [0, k, shift[1]]], np.float64)
+    size = (x1 - x0, y1 - y0)
+    rgba = np.dstack([model.patch, model.patch_alpha])
+    warped = cv2.warpAffine(rgba, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    alpha = warped[..., 3] * opening
+    if alpha.max() > 0:
+        _blend(frame, box, warped[..., :3], alpha)
+    # lids (nearly) shut: what is left of the opening is lashes
+    shut = float(_smoothstep(np.array(_closure(pts, model.side, model.aperture)), 0.55, 0.85))
+    if shut > 0 and model.lash is not None:
+        _blend(frame, box, np.broadcast_to(model.lash, (*opening.shape, 3)).astype(np.float32),
+               np.clip(opening * 1.5, 0, 1) * shut)
+
+
+def _aperture(pts: np.ndarray, side: int) -> float:
+    """Lid gap over eye width of one eye (0 right, 1 left), from 2-D landmarks."""
+    pairs = np.array((RIGHT_EYELID_PAIRS, LEFT_EYELID_PAIRS)[side])
+    corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
+    gap = np.linalg.norm(pts[pairs[:, 0], :2] - pts[pairs[:, 1], :2], axis=1).mean()
+    return float(gap / max(np.linalg.norm(pts[corners[0], :2] - pts[corners[1], :2]), 1e-6))
+
+
+def _closure(pts: np.ndarray, side: int, source_aperture: float) -> float:
+    """How far an eye is closed relative to the portrait's: 0 as open, 1 shut."""
+    return float(np.clip(1.0 - _aperture(pts, side) / max(source_aperture, 1e-6), 0.0, 1.0))
+
+
+@dataclass
+class _LidModel:
+    """Closed-lid appearance of one eye: the upper-lid skin, blurred along the lid (a closing
+    lid stretches that skin several times; stretched lashes and creases would show as streaks),
+    blended in as the eye closes; and the lashes' colour, drawn over the last sliver of the
+    opening when the lids meet."""
+
+    side: int
+    aperture: float  # the portrait's lid gap over eye width
+    vertex_ids: np.ndarray  # renderer vertices of the lid-skin triangles
+    origin: np.ndarray  # (2,) int pixel position of the patches' [0, 0]
+    blurred: np.ndarray  # (h, w, 3) float32 texture blurred along the lid
+    weight: np.ndarray  # (h, w) float32 lid-skin mask in portrait pixels, feathered
+    lash: np.ndarray  # (3,) float32
+
+
+def _prepare_lid(texture: np.ndarray, pts: np.ndarray, source_tris: np.ndarray, lid_tris: np.ndarray,
+                 lash_tris: np.ndarray, vertex_ids: np.ndarray, side: int) -> _LidModel | None:
+    """source_tris : (N, 2) source vertex positions; lid_tris / lash_tris : (k, 3) vertex ids."""
+    height, width = texture.shape[:2]
+    corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
+    eye_width = float(np.linalg.norm(pts[corners[0], :2] - pts[corners[1], :2]))
+    box = _patch_box(source_tris[vertex_ids], 0.3 * eye_width + 3, width, height)
+    if box is None or eye_width < 4:
+        return None
+    x0, y0, x1, y1 = box
+    origin = np.array([x0, y0])
+    weight = np.zeros((y1 - y0, x1 - x0), np.float32)
+    lash_mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for t in lid_tris:
+        cv2.fillConvexPoly(weight, np.round((source_tris[t] - origin) * 16).astype(np.int32), 1.0, cv2.LINE_AA, shift=4)
+    for t in lash_tris:
+        cv2.fillConvexPoly(lash_mask, np.round((source_tris[t] - origin) * 16).astype(np.int32), 1, cv2.LINE_8, shift=4)
+    weight = cv2.GaussianBlur(weight, (0, 0), max(0.09 * eye_width, 0.5))
+    patch = texture[y0:y1, x0:x1].astype(np.float32)
+    # skin only: lashes, the crease's shadow and the eye itself are left out of the average
+    # (a normalized blur); the skin's lightness is judged on the whole patch (brow, lids, cheek)
+    lum = patch.mean(axis=2)
+    opening = np.zeros_like(lash_mask)
+    cv2.fillPoly(opening, [np.round((pts[mesh_topology().eye_loops[side], :2] - origin) * 16).astype(np.int32)], 1,
+                 cv2.LINE_8, shift=4)
+    around = (opening == 0) & (lash_mask == 0)
+    bright = np.percentile(lum[around], 70) if around.any() else lum.max()
+    skin = (around & (lum >= 0.85 * bright)).astype(np.float32)
+    skin_mean = patch[skin > 0].mean(axis=0) if skin.any() else patch.reshape(-1, 3).mean(axis=0)
+    sigma = (max(0.15 * eye_width, 0.8), max(0.1 * eye_width, 0.6))
+    total = cv2.GaussianBlur(patch * skin[..., None], (0, 0), sigmaX=sigma[0], sigmaY=sigma[1])
+    count = cv2.GaussianBlur(skin, (0, 0), sigmaX=sigma[0], sigmaY=sigma[1])
+    trust = np.clip(count / 0.15, 0, 1)[..., None]
+    blurred = trust * total / np.maximum(count, 1e-6)[..., None] + (1 - trust) * skin_mean
+    lash_px = patch[lash_mask > 0]
+    if len(lash_px):
+        lum = lash_px.mean(axis=1)
+        lash = lash_px[lum <= np.median(lum)].mean(axis=0)
+    else:
+        lash = np.array([60, 45, 40], np.float32)
+    return _LidModel(side, _aperture(pts, side), vertex_ids, origin, blurred, weight, lash.astype(np.float32))
+
+
+def _draw_lid(frame: np.ndarray, lid: _LidModel, pts: np.ndarray, vertices: np.ndarray, map_x: np.ndarray,
+              map_y: np.ndarray) -> None:
+    """Blend the smoothed upper-lid skin in as the eye closes (frame, maps: full output size)."""
+    closing = float(_smoothstep(np.array(_closure(pts, lid.side, lid.aperture)), 0.25, 0.7))
+    if closing <= 0:
+        return
+    height, width = frame.shape[:2]
+    box = _patch_box(vertices[lid.vertex_ids], 2, width, height)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    mx = map_x[y0:y1, x0:x1] - np.float32(lid.origin[0])
+    my = map_y[y0:y1, x0:x1] - np.float32(lid.origin[1])
+    colour = cv2.remap(lid.blurred, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.remap(lid.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    _blend(frame, (x0, y0, x1, y1), colour, weight * closing)
+
+
+# --- mouth ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _MouthFrame:
+    """Mouth coordinates: u along the inner corners (0..1), v perpendicular (pixels, down)."""
+
+    origin: np.ndarray
+    axis_u: np.ndarray
+    axis_v: np.ndarray
+    width: float
+    upper_u: np.ndarray
+    upper_v: np.ndarray
+    lower_u: np.ndarray
+    lower_v: np.ndarray
+    midline_u: float  # u of the upper lip's middle point (the teeth's midline)
+
+    @classmethod
+    def of(cls, pts: np.ndarray, topo: MeshTopology) -> _MouthFrame:
+        a = pts[topo.mouth_upper[0], :2].astype(np.float64)
+        b = pts[topo.mouth_upper[-1], :2].astype(np.float64)
+        width = max(float(np.linalg.norm(b - a)), 1e-6)
+        axis_u = (b - a) / width
+        axis_v = np.array([-axis_u[1], axis_u[0]])
+
+        def chain(idx):
+            rel = pts[idx, :2] - a
+            u = rel @ axis_u / width
+            v = rel @ axis_v
+            u = np.maximum.accumulate(u)  # np.interp needs increasing u
+            return u, v
+
+        uu, uv = chain(topo.mouth_upper)
+        lu, lv = chain(topo.mouth_lower)
+        mid = (pts[INNER_LIP_MID[0], :2] - a) @ axis_u / width
+        return cls(a, axis_u, axis_v, width, uu, uv, lu, lv, float(mid))
+
+    def uv(self, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dx, dy = xx - self.origin[0], yy - self.origin[1]
+        u = (dx * self.axis_u[0] + dy * self.axis_u[1]) / self.width
+        v = dx * self.axis_v[0] + dy * self.axis_v[1]
+        return u, v
+
+    def upper(self, u):
+        return np.interp(u, self.upper_u, self.upper_v)
+
+    def lower(self, u):
+        return np.interp(u, self.lower_u, self.lower_v)
+
+    def point(self, u, v):
+        x = self.origin[0] + u * self.width * self.axis_u[0] + v * self.axis_v[0]
+        y = self.origin[1] + u * self.width * self.axis_u[1] + v * self.axis_v[1]
+        return x, y
+
+
+@dataclass
+class _MouthModel:
+    open: bool
+    frame: _MouthFrame
+    unit: float  # source outer-eye-corner distance, pixels
+    split: float  # fraction of the gap where the source's upper part ends
+    brightness: float  # portrait's skin lightness relative to a well-lit face (shades the teeth)
+
+
+def _eye_unit(pts: np.ndarray) -> float:
+    return max(float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0], :2] - pts[LEFT_EYE_CORNERS[0], :2])), 1e-3)
+
+
+def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _MouthModel:
+    frame = _MouthFrame.of(pts, topo)
+    unit = _eye_unit(pts)
+    inner_u = np.linspace(0.25, 0.75, 11)
+    gap = frame.lower(inner_u) - frame.upper(inner_u)
+    is_open = bool(gap.mean() > MOUTH_OPEN_RATIO * frame.width and gap.mean() >= MOUTH_OPEN_MIN_PX)
+    split = 0.85
+    if is_open:
+        # where the upper part (upper teeth) ends: the darkest row between 30% and 90% of the gap
+        fractions = np.linspace(0.3, 0.9, 25)
+        uu, ff = np.meshgrid(np.linspace(0.3, 0.7, 9), fractions)
+        vv = frame.upper(uu) + ff * (frame.lower(uu) - frame.upper(uu))
+        x, y = frame.point(uu, vv)
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        profile = cv2.remap(gray, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR).mean(axis=1)
+        profile = np.convolve(np.pad(profile, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+        darkest = int(np.argmin(profile))
+        # no dark row: the visible teeth are upper teeth, resting on the lower lip
+        split = float(fractions[darkest]) if profile[darkest] < 0.85 * np.median(profile) else 0.85
+    # skin lightness on the cheeks and the forehead, 5x5 px patches
+    height, width = image.shape[:2]
+    skin = [image[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].reshape(-1, 3)
+            for x, y in pts[list(SKIN_PROBES), :2] if 2 <= x < width - 3 and 2 <= y < height - 3]
+    lightness = float(np.concatenate(skin).astype(np.float32).mean()) if skin else 175.0
+    brightness = float(np.clip(lightness / 175.0, 0.55, 1.0))
+    return _MouthModel(is_open, frame, unit, split, brightness)
+
+
+def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray, gap_mid: float, unit: float,
+                 brightness: float) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-teeth layer, rigid with the upper lip's middle point: colour (..., 3) and coverage (...).
+
+    x_mid : pixels from the teeth's midline along the mouth; below_mid : pixels below the upper
+    inner lip's middle point (the incisal edge is an arch at a fixed depth from it); below_lip :
+    pixels below the upper inner lip at that column (for the lip's shadow); gap_mid : the lip gap
+    at the midline, pixels (barely parted lips show a dark line, not teeth).
+    """
+    ax = np.abs(x_mid) / unit
+    aa = 0.7 / unit  # anti-aliasing width, units
+    edges = np.array(TOOTH_EDGES)
+    to_edge = np.min(np.abs(ax[..., None] - edges), axis=-1)
+    # incisal edge: an arch rising toward the canines, slightly notched between teeth
+    edge = TEETH_HEIGHT * (1.0 - 0.45 * (ax / TEETH_HALF_WIDTH) ** 2) - 0.01 * np.exp(-((to_edge / 0.01) ** 2))
+    d = below_mid / unit
+    cover = np.clip((edge - d) / aa + 0.5, 0.0, 1.0) * np.clip((TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
+    cover *= float(_smoothstep(np.array(gap_mid / unit), 0.012, 0.045))
+    shade = np.clip(1.0 - 0.6 * (ax / TEETH_HALF_WIDTH) ** 2, 0.3, 1.0)  # the arch turns away
+    shade *= 1.0 - 0.15 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)  # gaps between teeth
+    shade *= 0.7 + 0.3 * _smoothstep(below_lip / unit, -0.005, 0.03)  # the upper lip's shadow
+    shade *= 1.0 - 0.15 * _smoothstep(d / TEETH_HEIGHT, 0.6, 1.0)  # translucent incisal edge
+    colour = np.array(TEETH_RGB, np.float32) * (brightness * shade)[..., None]
+    return colour.astype(np.float32), cover.astype(np.float32)
+
+
+def _synth_tongue(x_mid: np.ndarray, above_mid: np.ndarray, unit: float, brightness: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Tongue hint: a smooth hump rising from the lower inner lip's middle point; ``above_mid``
+    = pixels above that point. Colour and coverage."""
+    ax = np.abs(x_mid) / (TONGUE_HALF_WIDTH * unit)
+    top = TONGUE_HEIGHT * np.sqrt(np.clip(1.0 - ax**2, 0.0, 1.0)) - 0.015
+    r = above_mid / unit
+    cover = np.clip((top - r) * unit / 0.8 + 0.5, 0.0, 1.0) * (ax < 1)
+    shade = (0.55 + 0.45 * np.clip(1.0 - ax**2, 0, 1)) * (0.7 + 0.3 * _smoothstep(top - r, 0.0, 0.03))
+    colour = np.array(TONGUE_RGB, np.float32) * (brightness * shade)[..., None]
+    return colour.astype(np.float32), cover.astype(np.float32)
+
+
+def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: np.ndarray, topo: MeshTopology,
+                feather: float) -> None:
+    """Composite the mouth interior inside the target inner-lip polygon."""
+    height, width = frame.shape[:2]
+    polygon = pts[topo.mouth_loop, :2].astype(np.float64)
+    box = _patch_box(polygon, 2, width, height)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    target = _MouthFrame.of(pts, topo)
+    unit = _eye_unit(pts)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    u, v = target.uv(xx, yy)
+    u = np.clip(u, 0.0, 1.0)
+    v_up, v_lo = target.upper(u), target.lower(u)
+    gap = np.maximum(v_lo - v_up, 0.0)
+    alpha = _polygon_mask(xx.shape, polygon, np.array([x0, y0], np.float64), feather * max(unit / 60.0, 0.5))
+    alpha *= np.clip(gap / 1.2, 0.0, 1.0)  # fade out where the lips touch (corners, closed mouth)
+    if alpha.max() <= 1e-3:
+        return
+    depth = v - v_up  # below the upper inner lip
+    rise = v_lo - v  # above the lower inner lip
+    x_mid = (u - target.midline_u) * target.width
+    fraction = np.clip(depth / np.maximum(gap, 1e-3), 0.0, 1.0)
+    # cavity: darkest under the upper teeth and toward the corners, with a tongue hint
+    dark, light = np.array(CAVITY_DARK_RGB, np.float32), np.array(CAVITY_LIGHT_RGB, np.float32)
+    colour = dark + (light - dark) * (fraction[..., None] ** 1.5)
+    side = np.clip(np.abs(x_mid) / (0.5 * target.width + 1e-6), 0, 1)
+    colour *= (1.0 - 0.35 * side**2)[..., None]
+    mid = target.midline_u
+    tongue_base = float(target.lower(mid))
+    if model.open:  # the tongue shows above the portrait's own lower part, which rests on the lip
+        src = model.frame
+        lower_part = (1.0 - model.split) * float(src.lower(mid) - src.upper(mid))
+        tongue_base -= lower_part * unit / model.unit
+    tongue, t_cover = _synth_tongue(x_mid, tongue_base - v, unit, model.brightness)
+    colour += t_cover[..., None] * (tongue - colour)
+    if model.open:
+        # the portrait's interior: the part above the split hangs from the upper lip, the part
+        # below rests on the lower lip, the cavity shows in between when the jaw opens further
+        src = model.frame
+        scale = model.unit / unit  # source pixels per target pixel
+        s_up, s_lo = src.upper(u), src.lower(u)
+        split = s_up + model.split * (s_lo - s_up)
+        v_a = s_up + depth * scale
+        v_b = s_lo - rise * scale
+        band = max(1.0, 0.02 * model.unit)
+        w_a = np.clip(0.5 + (split - v_a) / band, 0.0, 1.0)
+        w_b = np.clip(0.5 + (v_b - split) / band, 0.0, 1.0)
+        w_b = np.minimum(w_b, 1.0 - w_a)  # the upper teeth are in front
+        xa, ya = src.point(u, v_a)
+        xb, yb = src.point(u, v_b)
+        col_a = cv2.remap(image, xa.astype(np.float32), ya.astype(np.float32), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT101)
+        col_b = cv2.remap(image, xb.astype(np.float32), yb.astype(np.float32), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT101)
+        rest = (1 - w_a - w_b)[..., None]
+        colour = (w_a[..., None] * col_a + w_b[..., None] * col_b + rest * colour).astype(np.float32)
+    else:
+        gap_mid = float(target.lower(mid) - target.upper(mid))
+        teeth, cover = _synth_teeth(x_mid, v - float(target.upper(mid)), depth, gap_mid, unit, model.brightness)
+        colour += cover[..., None] * (teeth - colour)
+    _blend(frame, box, colour, alpha)
+
+
+# --- the mesh renderer ---------------------------------------------------------------------
+
+
+FOLD_JUMP_PX = (2.0, 4.0)  # neighbours whose source points are this far apart (ramp) sit on a fold
+
+
+def _soften_folds(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> None:
+    """Anti-alias the edges the warp creates where the mesh folds over itself (a cheek's
+    silhouette on a head turn): there neighbouring pixels come from distant source points and
+    the triangle raster would leave a hard, stair-stepped edge. Blurs those pixels, in place; the
+    blur's weight ramps with the jump, so that it cannot switch on and off between frames."""
+    lo, hi = FOLD_JUMP_PX
+    jump_x = np.abs(np.diff(map_x, axis=1)) + np.abs(np.diff(map_y, axis=1))
+    jump_y = np.abs(np.diff(map_x, axis=0)) + np.abs(np.diff(map_y, axis=0))
+    if max(jump_x.max(initial=0), jump_y.max(initial=0)) <= lo:
+        return
+    edge = np.zeros(map_x.shape, np.float32)
+    strength_x = np.clip((jump_x - lo) / (hi - lo), 0, 1)
+    strength_y = np.clip((jump_y - lo) / (hi - lo), 0, 1)
+    edge[:, 1:] = np.maximum(edge[:, 1:], strength_x)
+    edge[:, :-1] = np.maximum(edge[:, :-1], strength_x)
+    edge[1:] = np.maximum(edge[1:], strength_y)
+    edge[:-1] = np.maximum(edge[:-1], strength_y)
+    ys, xs = np.nonzero(edge)
+    y0, y1 = max(ys.min() - 3, 0), min(ys.max() + 4, edge.shape[0])
+    x0, x1 = max(xs.min() - 3, 0), min(xs.max() + 4, edge.shape[1])
+    region = frame[y0:y1, x0:x1]
+    blurred = cv2.GaussianBlur(region, (5, 5), 0.9).astype(np.float32)
+    weight = np.clip(cv2.GaussianBlur(edge[y0:y1, x0:x1], (5, 5), 0.9) * 2.0, 0.0, 1.0)
+    _blend(frame, (x0, y0, x1, y1), blurred, weight)
+
+
+def _border_loop(loop: np.ndarray, centre: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Radial projection of a loop onto a rectangle enclosing the image and the loop."""
+    lo = np.minimum(loop.min(axis=0), [0.0, 0.0]) - BORDER_MARGIN_PX
+    hi = np.maximum(loop.max(axis=0), [width - 1.0, height - 1.0]) + BORDER_MARGIN_PX
+    direction = loop - centre
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tx = np.where(direction[:, 0] > 0, (hi[0] - centre[0]) / direction[:, 0],
+                      np.where(direction[:, 0] < 0, (lo[0] - centre[0]) / direction[:, 0], np.inf))
+        ty = np.where(direction[:, 1] > 0, (hi[1] - centre[1]) / direction[:, 1],
+                      np.where(direction[:, 1] < 0, (lo[1] - centre[1]) / direction[:, 1], np.inf))
+    return centre + direction * np.minimum(tx, ty)[:, None]
+
+
+class MeshRenderer(Renderer):
+    """Training-free renderer: piecewise-affine warp along the MediaPipe mesh (see module doc).
+
+    Parameters
+    ----------
+    rings : anchor rings ``((distance, motion fraction), ...)``, see :data:`RINGS`
+    redraw_eyes : move the iris inside the lid opening (else the eye is warped like skin)
+    mouth : ``"auto"`` (reuse an open portrait mouth, else synthesize), ``"synthesize"``,
+        ``"warp"`` (plain mesh warp, no interior layer)
+    feather : softness of the eye and mouth layer edges, pixels (scaled with the face)
+    map_step : compute the warp's coordinate maps every ``map_step`` pixels and interpolate
+        (1: exact; ``None``: 1 up to ~600 px wide warped areas, coarser above). The portrait
+        itself is always sampled at full resolution.
+    """
+
+    name = "mesh"
+
+    def __init__(self, *, rings=RINGS, redraw_eyes: bool = True, mouth: str = "auto", feather: float = 0.6,
+                 map_step: int | None = None) -> None:
+        if mouth not in ("auto", "synthesize", "warp"):
+            raise ValueError(f"mouth must be 'auto', 'synthesize' or 'warp', got {mouth!r}")
+        self.rings = tuple((float(d), float(f)) for d, f in rings)
+        self.redraw_eyes = redraw_eyes
+        self.mouth_mode = mouth
+        self.feather = float(feather)
+        self.map_step = map_step
+        self._prepared = False
+
+    # -- portrait-only work ---------------------------------------------------------------
+    def prepare(self, portrait: np.ndarray, portrait_landmarks: np.ndarray) -> None:
+        image = check_portrait(portrait)
+        pts = check_landmarks(portrait_landmarks, "portrait landmarks").astype(np.float64)
+        topo = mesh_topology()
+        height, width = image.shape[:2]
+        self.image = image
+        self.topo = topo
+        self.source_points = pts
+        self.size = (width, height)
+
+        # anchor loops around the oval; a last loop with a motion fraction of 0 bounds the warp
+        # (the portrait is left untouched outside it), else a fixed loop on the image border does
+        oval = pts[topo.oval, :2]
+        centre = oval.mean(axis=0)
+        loops = [oval]
+        for distance, _ in self.rings:
+            loops.append(centre + (oval - centre) * (1.0 + distance))
+        fractions = [f for _, f in self.rings]
+        if not fractions or fractions[-1] != 0.0:
+            loops.append(_border_loop(loops[-1], centre, width, height))
+            fractions.append(0.0)
+        self._n_ring = len(oval)
+        self._ring_fractions = np.array(fractions)
+        self._ring_sources = np.stack(loops[1:])  # (n_loops, 36, 2)
+        outer = loops[-1]
+        x0, y0 = np.maximum(np.floor(outer.min(axis=0)).astype(int) - 1, 0)
+        x1, y1 = np.minimum(np.ceil(outer.max(axis=0)).astype(int) + 2, [width, height])
+        self._warp_box = (int(x0), int(y0), int(x1), int(y1))
+
+        # vertices: 468 mesh points, the lash bands, then the ring loops (incl. border), in order
+        band = _lash_band()
+        self._band = band
+        n_mesh = N_MESH_POINTS + len(band.margin)
+        ring_index = [topo.oval] + [n_mesh + k * self._n_ring + np.arange(self._n_ring) for k in range(len(loops) - 1)]
+        ring_tris = []
+        for k in range(len(loops) - 1, 0, -1):  # outermost strip first (drawn first)
+            inner_loop, outer_loop = ring_index[k - 1], ring_index[k]
+            for i in range(self._n_ring):
+                j = (i + 1) % self._n_ring
+                ring_tris += [(inner_loop[i], inner_loop[j], outer_loop[j]),
+                              (inner_loop[i], outer_loop[j], outer_loop[i])]
+        self._ring_triangles = np.array(ring_tris, dtype=np.int64)
+        self._face_triangles = np.vstack([band.face_triangles, band.strips, topo.hole_triangles])
+        n_skin = len(band.face_triangles) + len(band.strips)
+        self._hole_bias = np.r_[np.zeros(n_skin), np.ones(len(topo.hole_triangles))]
+        # z of each vertex comes from a landmark: band vertices take their margin's
+        self._depth_source = np.r_[np.arange(N_MESH_POINTS), band.margin]
+        self._triangles = np.vstack([self._ring_triangles, self._face_triangles])
+        source_vertices = np.vstack([pts[:N_MESH_POINTS, :2], _lash_points(pts, band),
+                                     self._ring_sources.reshape(-1, 2)])
+        self._source_tris = source_vertices[self._triangles]  # (N, 3, 2)
+
+        # texture: the portrait with the irises replaced by sclera (the iris is drawn per frame)
+        texture = image.copy()
+        self._eyes = [_prepare_eye(image, texture, pts, topo, side) for side in (0, 1)] if self.redraw_eyes else []
+        self.texture = texture
+        self._lids = []
+        if self.redraw_eyes:
+            n_strip_eye = len(band.strips) // 2
+            for side in (0, 1):
+                ids = N_MESH_POINTS + np.flatnonzero(band.eye == side)
+                skin = band.face_triangles[np.isin(band.face_triangles, ids).any(axis=1)]
+                lash = band.strips[side * n_strip_eye : (side + 1) * n_strip_eye]
+                lid = _prepare_lid(texture, pts, source_vertices, skin, lash, np.unique(skin), side)
+                if lid is not None:
+                    self._lids.append(lid)
+                    self._eyes[side].lash = lid.lash
+        mouth = _prepare_mouth(image, pts, topo)
+        if self.mouth_mode == "synthesize":
+            mouth.open = False
+        self._mouth = None if self.mouth_mode == "warp" else mouth
+        self._unit = _eye_unit(pts)
+        self._identity_index = len(self._triangles)
+        self._prepared = True
+
+    # -- per frame ------------------------------------------------------------------------
+    def target_vertices(self, landmarks: np.ndarray) -> np.ndarray:
+        """(N, 2) target positions of the mesh and ring vertices for one frame."""
+        pts = np.asarray(landmarks, dtype=np.float64)
+        motion = pts[self.topo.oval, :2] - self.source_points[self.topo.oval, :2]
+        rings = self._ring_sources + self._ring_fractions[:, None, None] * motion[None]
+        return np.vstack([pts[:N_MESH_POINTS, :2], _lash_points(pts, self._band), rings.reshape(-1, 2)])
+
+    def warp_maps(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+        """Source coordinates of the output pixels the warp can change.
+
+        Returns
+        -------
+        map_x, map_y : (h, w) float32 portrait pixels for every pixel of ``box``
+        box : (x0, y0, x1, y1) the region (the bounds of the outermost anchor loop); outside
+            it the output is the portrait itself
+        """
+        x0, y0, x1, y1 = self._warp_box
+        width, height = x1 - x0, y1 - y0
+        vertices = self.target_vertices(landmarks)
+        target_tris = vertices[self._triangles]
+        affine = _affines(self._source_tris, target_tris)  # (N, 2, 3) target -> source
+        # draw order: ring strips (outer first), then face triangles far to near
+        z = np.asarray(landmarks, dtype=np.float64)[self._depth_source, 2]
+        depth = z[self._face_triangles].mean(axis=1) + HOLE_DEPTH_BIAS * self._unit * self._hole_bias
+        n_ring = len(self._ring_triangles)
+        order = np.r_[np.arange(n_ring), n_ring + np.argsort(-depth, kind="stable")]
+        step = self.map_step or max(1, int(math.ceil(max(width, height) / 640)))
+        grid_w, grid_h = -(-width // step), -(-height // step)
+        # grid pixel (i, j) sits at output pixel (x0 + (i + 0.5) * step - 0.5, ...): the alignment
+        # cv2.resize assumes when it upsamples the maps
+        grid_tris = (target_tris - np.array([x0, y0]) + 0.5) / step - 0.5
+        fixed = np.round(grid_tris * 16).astype(np.int32)
+        ids = np.full((grid_h, grid_w), self._identity_index, np.int32)
+        for k in order.tolist():
+            cv2.fillConvexPoly(ids, fixed[k], k, lineType=cv2.LINE_8, shift=4)
+        coef = np.concatenate([affine.reshape(-1, 6), [[1, 0, 0, 0, 1, 0]]]).astype(np.float32).T  # (6, N+1)
+        gx = (x0 + (np.arange(grid_w, dtype=np.float32) + 0.5) * step - 0.5)[None, :]
+        gy = (y0 + (np.arange(grid_h, dtype=np.float32) + 0.5) * step - 0.5)[:, None]
+        map_x = coef[0][ids] * gx + coef[1][ids] * gy + coef[2][ids]
+        map_y = coef[3][ids] * gx + coef[4][ids] * gy + coef[5][ids]
+        # one-pixel slivers of folded triangles sample far away: a 3x3 median removes them and
+        # leaves the (piecewise) affine maps elsewhere as they are
+        map_x = cv2.medianBlur(map_x, 3)
+        map_y = cv2.medianBlur(map_y, 3)
+        if step > 1:
+            map_x = cv2.resize(map_x, (grid_w * step, grid_h * step), interpolation=cv2.INTER_LINEAR)[:height, :width]
+            map_y = cv2.resize(map_y, (grid_w * step, grid_h * step), interpolation=cv2.INTER_LINEAR)[:height, :width]
+        return map_x, map_y, self._warp_box
+
+    def render_frame(self, landmarks: np.ndarray) -> np.ndarray:
+        if not self._prepared:
+            raise RuntimeError("call prepare(portrait, portrait_landmarks) before rendering")
+        pts = np.asarray(landmarks, dtype=np.float64)
+        map_x, map_y, box = self.warp_maps(pts)
+        x0, y0, x1, y1 = box
+        frame = self.image.copy()
+        region = frame[y0:y1, x0:x1]  # a view: the layers below draw into the frame
+        region[...] = cv2.remap(self.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        _soften_folds(region, map_x, map_y)
+        if self._lids:
+            vertices = self.target_vertices(pts) - np.array([x0, y0])
+            for lid in self._lids:
+                _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y)
+        for eye in self._eyes:
+            _draw_eye(frame, eye, pts, self.feather)
+        if self._mouth is not None:
+            _draw_mouth(frame, self.image, self._mouth, pts, self.topo, self.feather)
+        return frame
+
+
+register_renderer("mesh", MeshRenderer)
+register_renderer("neural", "facecue.neural:NeuralRenderer")  # trained generator + mapper; imports torch on first use
+
+
+# --- the public entry point ----------------------------------------------------------------
+
+
+def output_transform(image_size: tuple[int, int], landmarks: np.ndarray, output_size=None, full: bool = True
+                     ) -> tuple[np.ndarray, tuple[int, int]]:
+    """The similarity (2x3) from portrait pixels to output pixels, and the output ``(W, H)``.
+
+    full=True: the whole portrait, at its own size (``output_size=None``), with its longer side
+    scaled to ``output_size`` (an int), or stretched to ``output_size=(W, H)``.
+    full=False: an aligned square face crop (:func:`facecue.landmarks.crop_face`) of side
+    ``output_size`` (default 256).
+    """
+    width, height = image_size
+    if not full:
+        from .landmarks import alignment_matrix
+
+        if output_size is not None and not isinstance(output_size, (int, np.integer)):
+            raise InputError(None, f"a face crop needs one integer size, got {output_size!r}")
+        side = int(output_size or CROP_SIZE)
+        if side < 16:
+            raise InputError(None, f"output size must be at least 16 px, got {side}")
+        return alignment_matrix(landmarks, side), (side, side)
+    if output_size is None:
+        return np.array([[1.0, 0, 0], [0, 1.0, 0]]), (width, height)
+    if isinstance(output_size, (int, np.integer)):
+        if output_size < 16:
+            raise InputError(None, f"output size must be at least 16 px, got {output_size}")
+        factor = output_size / max(width, height)
+        out = (max(int(round(width * factor)), 1), max(int(round(height * factor)), 1))
+    else:
+        out = tuple(int(v) for v in output_size)
+        if len(out) != 2 or min(out) < 16:
+            raise InputError(None, f"output size must be an int or (W, H) of at least 16 px, got {output_size!r}")
+    # pixel centres map onto pixel centres
+    sx, sy = out[0] / width, out[1] / height
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]]), out
+
+
+def render(
+    portrait: np.ndarray,
+    portrait_landmarks: np.ndarray,
+    landmark_sequence: Iterable[np.ndarray],
+    renderer: str | Renderer = "mesh",
+    output_size: int | tuple[int, int] | None = None,
+    full: bool = True,
+    progress: bool = False,
+    **options,
+) -> Iterator[np.ndarray]:
+    """Render the portrait driven by relocated landmarks, frame by frame.
+
+    Parameters
+    ----------
+    portrait : (H, W, 3) uint8 RGB
+    portrait_landmarks : (478, 3) float pixels of the portrait's face
+    landmark_sequence : iterable of (478, 3) float pixels in the portrait's image space (a
+        ``(T, 478, 3)`` array works too); consumed lazily
+    renderer : a registered name (:func:`available_renderers`) or a :class:`Renderer` instance
+    output_size, full : see :func:`output_transform`
+    progress : show a tqdm bar
+    options : passed to the renderer's constructor when ``renderer`` is a name
+
+    Returns
+    -------
+    An iterator of (H', W', 3) uint8 RGB frames. Inputs are validated before the first frame is
+    requested (this function is not a generator); each landmark frame is validated as it comes.
+    """
+    image = check_portrait(portrait)
+    points = check_landmarks(portrait_landmarks, "portrait landmarks")
+    engine = get_renderer(renderer, **options) if isinstance(renderer, str) else renderer
+    if not isinstance(engine, Renderer):
+        raise TypeError(f"renderer must be a name or a Renderer, got {type(renderer).__name__}")
+    matrix, size = output_transform((image.shape[1], image.shape[0]), points, output_size, full)
+    identity = np.allclose(matrix, [[1, 0, 0], [0, 1, 0]]) and size == (image.shape[1], image.shape[0])
+    if not identity:
+        interpolation = cv2.INTER_AREA if matrix[0, 0] < 1 else cv2.INTER_LINEAR
+        image = cv2.warpAffine(image, matrix, size, flags=interpolation, borderMode=cv2.BORDER_REFLECT101)
+        points = _transform_points(points, matrix)
+    engine.prepare(image, points)
+    total = len(landmark_sequence) if hasattr(landmark_sequence, "__len__") else None
+
+    def frames() -> Iterator[np.ndarray]:
+        sequence = iter(landmark_sequence)
+        if progress:
+            from tqdm import tqdm
+
+            sequence = tqdm(sequence, total=total, desc="render", unit="frame", leave=False)
+        for index, landmarks in enumerate(sequence):
+            pts = check_landmarks(landmarks, f"landmark frame {index}")
+            if not identity:
+                pts = _transform_points(pts, matrix)
+            yield engine.render_frame(pts)
+
+    return frames()
+
+
+def _transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """2x3 transform of (478, 3) pixel landmarks; z scaled by the mean linear scale."""
+    out = points.astype(np.float64).copy()
+    out[:, :2] = points[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+    out[:, 2] = points[:, 2] * math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    return out.astype(np.float32)
+
+
+# --- portrait landmarks --------------------------------------------------------------------
+
+PORTRAIT_REFINE_PASSES = 2  # extra tracking passes over the still portrait
+
+
+def detect_portrait_landmarks(image: np.ndarray, *, source=None, passes: int = PORTRAIT_REFINE_PASSES) -> np.ndarray:
+    """Landmarks of a portrait for rendering: detection, then tracked again on the same image.
+
+    MediaPipe's first pass fits the mesh in the face detector's box; on raised brows or an open
+    mouth that fit can be far off (brows 20 px low on a 256 px MEAD face). Tracking the same image
+    again starts from the mesh's own box and converges in two or three passes. A pass that lands
+    on another face (group photos) is ignored.
+
+    Returns
+    -------
+    (478, 3) float32 pixels. Raises NoFaceError when there is no face.
+    """
+    from .landmarks import detect_landmarks
+
+    return detect_landmarks(image, source=source, refine_passes=passes)
+
+
+# --- driving a portrait with cues from elsewhere -------------------------------------------
+
+
+def _lid_pairs():
+    return ((RIGHT_UPPER_LID, RIGHT_LOWER_LID), (LEFT_UPPER_LID, LEFT_LOWER_LID))
+
+
+def retarget_cues(portrait_cues, driving_cues) -> np.ndarray:
+    """Landmarks that make the portrait move like the driving cues, in the portrait's pixels.
+
+    * Expression: the driving sequence's normalized landmarks minus its identity (neutral) shape,
+      added to the portrait's own normalized landmarks (canonical units, so face size cancels).
+      Lid openings follow the driver's aperture *ratio* (an eye closes fully, never past the
+      lower lid, whatever the two eyes' sizes) and the inner lips never cross.
+    * Head pose: the rotation, scale and translation *changes* relative to the driving
+      sequence's first frame, applied on top of the portrait's own pose (translation scaled by
+      portrait scale / driving scale).
+
+    Parameters
+    ----------
+    portrait_cues : FaceCues of the portrait (its first frame is used)
+    driving_cues : FaceCues of T frames (any image space)
+
+    Returns
+    -------
+    (T, 478, 3) float32 pixels in the portrait's image space.
+    """
+    from .cues import relocate
+
+    p = portrait_cues
+    d = driving_cues
+    base = p.normalized[0].astype(np.float64)
+    expression = d.normalized.astype(np.float64) - d.identity[None].astype(np.float64)
+    norm = base[None] + expression
+    for upper, lower in _lid_pairs():
+        up, lo = list(upper), list(lower)
+        drive_gap = (d.normalized[:, lo, 1] - d.normalized[:, up, 1]).astype(np.float64).sum(axis=1)
+        rest_gap = float((d.identity[lo, 1] - d.identity[up, 1]).sum())
+        ratio = np.clip(drive_gap / max(rest_gap, 1e-6), 0.0, 1.6)  # (T,)
+        own_gap = base[lo] - base[up]  # (7, 3)
+        norm[:, up] = norm[:, lo] - ratio[:, None, None] * own_gap[None]
+    topo = mesh_topology()
+    up, lo = topo.mouth_upper[1:-1], topo.mouth_lower[1:-1]
+    crossed = norm[:, lo, 1] < norm[:, up, 1]
+    mean_y = 0.5 * (norm[:, lo, 1] + norm[:, up, 1])
+    norm[:, up, 1] = np.where(crossed, mean_y, norm[:, up, 1])
+    norm[:, lo, 1] = np.where(crossed, mean_y, norm[:, lo, 1])
+
+    relative = d.rotation.astype(np.float64) @ d.rotation[0].T.astype(np.float64)  # (T, 3, 3)
+    rotation = relative @ p.rotation[0].astype(np.float64)
+    ratio = float(p.scale[0]) / float(d.scale[0])
+    scale = d.scale.astype(np.float64) * ratio
+    translation = p.translation[0].astype(np.float64) + (d.translation - d.translation[0]).astype(np.float64) * ratio
+    return relocate(norm, scale, rotation, translation).astype(np.float32)
+
+
+def same_face(portrait_cues, driving_cues, tolerance: float = 0.08) -> bool:
+    """Whether the driving cues were made on the portrait itself (same image size and the first
+    frame's mesh within ``tolerance`` x face size of the portrait's): then their landmarks can
+    drive it as they are."""
+    from .landmarks import face_size
+
+    if tuple(portrait_cues.image_size) != tuple(driving_cues.image_size):
+        return False
+    own = portrait_cues.landmarks()[0]
+    first = driving_cues.slice(0, 1).landmarks()[0]
+    distance = np.linalg.norm(own[:N_MESH_POINTS, :2] - first[:N_MESH_POINTS, :2], axis=1)
+    return bool(np.median(distance) < tolerance * face_size(own))
+
+
+def driving_landmarks(portrait_cues, driving_cues, retarget: str = "auto") -> np.ndarray:
+    """The (T, 478, 3) landmarks that drive the portrait: the cues' own landmarks when they were
+    made on this portrait (``retarget="auto"`` and :func:`same_face`, or ``"never"``), else
+    :func:`retarget_cues` (``"always"``)."""
+    if retarget not in ("auto", "always", "never"):
+        raise InputError(None, f"retarget must be 'auto', 'always' or 'never', got {retarget!r}")
+    if retarget == "never" or (retarget == "auto" and same_face(portrait_cues, driving_cues)):
+        return driving_cues.landmarks().astype(np.float32)
+    return retarget_cues(portrait_cues, driving_cues)

@@ -1,0 +1,436 @@
+"""Stage 2, the training-free mesh renderer: known answers on the bundled portrait, streaming,
+input checks, retargeting and the ``facecue render`` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facecue.constants import LEFT_IRIS, N_LANDMARKS, N_MESH_POINTS, RIGHT_IRIS
+from facecue.cues import FaceCues, angles_to_rotation, relocate, rotation_to_angles
+from facecue.errors import InputError
+from facecue.evaluate import psnr
+from facecue.motion import close_eyes, open_mouth, scripted_motion
+from facecue.render import (
+    MeshRenderer,
+    Renderer,
+    available_renderers,
+    boundary_loops,
+    driving_landmarks,
+    get_renderer,
+    mesh_topology,
+    register_renderer,
+    render,
+    retarget_cues,
+    same_face,
+)
+
+
+@pytest.fixture(scope="module")
+def portrait_cues(portrait, portrait_landmarks) -> FaceCues:
+    height, width = portrait.shape[:2]
+    return FaceCues.from_landmarks(portrait_landmarks[None], 25.0, (width, height))
+
+
+@pytest.fixture(scope="module")
+def mesh(portrait, portrait_landmarks) -> MeshRenderer:
+    renderer = get_renderer("mesh")
+    renderer.prepare(portrait, portrait_landmarks)
+    return renderer
+
+
+def edited(cues: FaceCues, normalized: np.ndarray, angles=None) -> np.ndarray:
+    """Landmarks of the portrait with edited normalized landmarks (and optionally pose angles)."""
+    rotation = cues.rotation[:1] if angles is None else angles_to_rotation(np.asarray(angles, float)[None])
+    return relocate(normalized[None], cues.scale[:1], rotation, cues.translation[:1])[0]
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def polygon_mask(shape, polygon) -> np.ndarray:
+    import cv2
+
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon[:, :2]).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+# --- topology --------------------------------------------------------------------------------
+
+
+def test_mesh_topology_is_a_disc_with_three_holes():
+    topo = mesh_topology()
+    assert topo.face_triangles.shape == (852, 3)  # Euler: V - E + F = 1 - 3 holes with 468 V, 1322 E
+    edges: dict[tuple[int, int], int] = {}
+    for tri in topo.face_triangles:
+        for a, b in ((0, 1), (1, 2), (0, 2)):
+            key = tuple(sorted((int(tri[a]), int(tri[b]))))
+            edges[key] = edges.get(key, 0) + 1
+    assert max(edges.values()) == 2
+    lengths = sorted(len(loop) for loop in boundary_loops(topo.face_triangles))
+    assert lengths == [16, 16, 20, 36]  # two eyes, the inner lips, the face oval
+    assert len(topo.hole_triangles) == 14 + 14 + 18
+    # the fills close the holes: no boundary left but the oval
+    closed = np.vstack([topo.face_triangles, topo.hole_triangles])
+    assert [len(loop) for loop in boundary_loops(closed)] == [36]
+
+
+# --- known answers ---------------------------------------------------------------------------
+
+
+def test_identity_landmarks_reproduce_the_portrait(mesh, portrait, portrait_landmarks):
+    frame = mesh.render_frame(portrait_landmarks)
+    assert frame.shape == portrait.shape and frame.dtype == np.uint8
+    assert psnr(frame, portrait) > 35.0
+
+
+def test_translation_moves_the_face_by_that_amount(mesh, portrait, portrait_landmarks):
+    import cv2
+
+    shift = np.array([6.0, -4.0, 0.0], np.float32)
+    frame = mesh.render_frame(portrait_landmarks + shift)
+    x0, y0 = np.floor(portrait_landmarks[:N_MESH_POINTS, :2].min(axis=0)).astype(int) + 15
+    x1, y1 = np.ceil(portrait_landmarks[:N_MESH_POINTS, :2].max(axis=0)).astype(int) - 15
+    before = luminance(portrait[y0:y1, x0:x1]).astype(np.float32)
+    after = luminance(frame[y0:y1, x0:x1]).astype(np.float32)
+    window = cv2.createHanningWindow((x1 - x0, y1 - y0), cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(before, after, window)
+    assert abs(dx - 6.0) < 0.75 and abs(dy + 4.0) < 0.75
+    # and the inner face matches the shifted portrait
+    inner = portrait[y0:y1, x0:x1]
+    moved = frame[y0 - 4 : y1 - 4, x0 + 6 : x1 + 6]
+    assert psnr(moved, inner) > 30.0
+
+
+def test_open_mouth_shows_a_dark_cavity(portrait, portrait_landmarks, portrait_cues):
+    topo = mesh_topology()
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
+    inner = polygon_mask(portrait.shape, target[topo.mouth_loop])
+    own = polygon_mask(portrait.shape, portrait_landmarks[topo.mouth_loop])
+    for mode in ("auto", "synthesize"):
+        frame = next(render(portrait, portrait_landmarks, [target], mouth=mode))
+        dark = luminance(frame)[inner] < 70
+        assert dark.mean() > 0.3, mode
+    assert (luminance(portrait)[own] < 70).mean() < 0.15  # the portrait's smile is mostly teeth
+
+
+def test_synthesized_mouth_has_teeth_under_the_upper_lip(portrait, portrait_landmarks, portrait_cues):
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
+    frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize"))
+    upper, lower = target[13, :2], target[14, :2]
+    gap = lower[1] - upper[1]
+    x = int(round(upper[0]))
+    column = luminance(frame)[int(upper[1]) : int(lower[1]), x - 1 : x + 2].mean(axis=1)
+    assert gap > 8
+    assert column[: len(column) // 4].max() > 150  # teeth right below the upper lip
+    assert column[len(column) // 3 : 2 * len(column) // 3].mean() < 80  # cavity further down
+
+
+def test_closed_eyes_remove_the_iris(mesh, portrait, portrait_landmarks, portrait_cues):
+    target = edited(portrait_cues, close_eyes(portrait_cues.normalized[0], 1.0))
+    frame = mesh.render_frame(target)
+    for iris in (RIGHT_IRIS, LEFT_IRIS):
+        centre = portrait_landmarks[iris[0], :2]
+        radius = np.linalg.norm(portrait_landmarks[list(iris[1:]), :2] - centre, axis=1).mean()
+        yy, xx = np.mgrid[: portrait.shape[0], : portrait.shape[1]]
+        disc = np.hypot(xx - centre[0], yy - centre[1]) <= radius
+        before, after = luminance(portrait)[disc].mean(), luminance(frame)[disc].mean()
+        assert before < 110  # a brown iris
+        assert after > before + 40  # lid skin now
+        assert luminance(frame)[disc].min() > luminance(portrait)[disc].min() + 40  # no dark pupil left
+
+
+def test_gaze_moves_the_iris(mesh, portrait, portrait_landmarks, portrait_cues):
+    from facecue.cues import place_iris
+
+    target = edited(portrait_cues, place_iris(portrait_cues.normalized[0], np.array([25.0, 0.0])))
+    frame = mesh.render_frame(target)
+    topo = mesh_topology()
+    for side, iris in enumerate((RIGHT_IRIS, LEFT_IRIS)):
+        moved = target[iris[0], 0] - portrait_landmarks[iris[0], 0]
+        assert moved > 1.5
+        opening = polygon_mask(portrait.shape, portrait_landmarks[topo.eye_loops[side]])
+        yy, xx = np.nonzero(opening)
+
+        def dark_centre(image):
+            weight = np.clip(170.0 - luminance(image)[yy, xx], 0, None)  # iris and pupil
+            return (weight * xx).sum() / weight.sum()
+
+        # the eye's dark mass moved right, about as far as the iris centre
+        shift = dark_centre(frame) - dark_centre(portrait)
+        assert 0.4 * moved < shift < 1.6 * moved
+
+
+def test_background_far_from_the_face_is_unchanged(mesh, portrait, portrait_cues):
+    angles = rotation_to_angles(portrait_cues.rotation[0]) + np.array([18.0, 6.0, 4.0])
+    target = edited(portrait_cues, portrait_cues.normalized[0], angles)
+    target[:, :2] += np.array([5.0, 3.0])
+    frame = mesh.render_frame(target)
+    difference = np.abs(frame.astype(int) - portrait.astype(int)).sum(axis=2)
+    assert difference[:24, :24].max() == 0 and difference[-24:, -24:].max() == 0  # corners untouched
+    border = np.ones(difference.shape, bool)
+    border[20:-20, 20:-20] = False
+    assert difference[border].mean() < 3.0
+    # while the face did move
+    face = portrait_cues.landmarks()[0][:N_MESH_POINTS, :2]
+    x0, y0, x1, y1 = np.r_[face.min(axis=0), face.max(axis=0)].astype(int)
+    assert difference[y0:y1, x0:x1].mean() > 20
+
+
+def test_head_turns_do_not_tear(mesh, portrait_cues, portrait_landmarks):
+    """At +-20 degrees of yaw every pixel of the face comes from near the face: no holes onto far
+    background, and the source points stay continuous away from the silhouette."""
+    for yaw in (-20.0, 20.0):
+        angles = rotation_to_angles(portrait_cues.rotation[0]) + np.array([yaw, 0.0, 0.0])
+        target = edited(portrait_cues, portrait_cues.normalized[0], angles)
+        map_x, map_y, (bx, by, _, _) = mesh.warp_maps(target)
+        polygon = target[mesh_topology().oval, :2] - np.array([bx, by])
+        inside = polygon_mask(map_x.shape, polygon)
+        x0, y0 = portrait_landmarks[:N_MESH_POINTS, :2].min(axis=0) - 5
+        x1, y1 = portrait_landmarks[:N_MESH_POINTS, :2].max(axis=0) + 5
+        sx, sy = map_x[inside], map_y[inside]
+        assert ((sx > x0) & (sx < x1) & (sy > y0) & (sy < y1)).mean() > 0.995
+        jumps = np.abs(np.diff(map_x, axis=1))[inside[:, 1:] & inside[:, :-1]]
+        assert np.percentile(jumps, 99.9) < 6.0  # a hole (identity map) would jump by the head's motion
+        xx = np.arange(map_x.shape[1])[None, :] + bx
+        assert np.abs(map_x - xx)[inside].mean() > 2.0  # and the face did turn
+
+
+# --- interface -------------------------------------------------------------------------------
+
+
+def test_output_size_and_crop(portrait, portrait_landmarks):
+    frames = render(portrait, portrait_landmarks, [portrait_landmarks], output_size=256)
+    assert next(frames).shape == (256, 256, 3)
+    frames = render(portrait, portrait_landmarks, [portrait_landmarks], output_size=(320, 200))
+    assert next(frames).shape == (200, 320, 3)
+    frame = next(render(portrait, portrait_landmarks, [portrait_landmarks], output_size=128, full=False))
+    assert frame.shape == (128, 128, 3)
+    # full-resolution output of a larger portrait: its own size by default
+    import cv2
+
+    big = cv2.resize(portrait, (700, 900), interpolation=cv2.INTER_LINEAR)
+    points = portrait_landmarks.copy()
+    points[:, 0] = (points[:, 0] + 0.5) * 700 / portrait.shape[1] - 0.5
+    points[:, 1] = (points[:, 1] + 0.5) * 900 / portrait.shape[0] - 0.5
+    frame = next(render(big, points, [points]))
+    assert frame.shape == (900, 700, 3)
+    assert psnr(frame, big) > 35.0
+
+
+def test_resized_output_matches_the_resized_portrait(portrait, portrait_landmarks):
+    import cv2
+
+    frame = next(render(portrait, portrait_landmarks, [portrait_landmarks], output_size=256))
+    assert psnr(frame, cv2.resize(portrait, (256, 256), interpolation=cv2.INTER_AREA)) > 35.0
+
+
+def test_frames_are_streamed_lazily(portrait, portrait_landmarks):
+    pulled = []
+
+    def sequence():
+        for index in range(1000):
+            pulled.append(index)
+            yield portrait_landmarks
+
+    frames = render(portrait, portrait_landmarks, sequence())
+    assert pulled == []  # nothing rendered before asked
+    first, second = next(frames), next(frames)
+    assert first.shape == second.shape
+    assert len(pulled) == 2
+
+
+def test_rendering_is_deterministic(mesh, portrait_cues):
+    motion = scripted_motion(portrait_cues, 20, 25.0)
+    landmarks = motion.landmarks()
+    a = mesh.render_frame(landmarks[13])
+    mesh.render_frame(landmarks[3])
+    b = mesh.render_frame(landmarks[13])
+    assert np.array_equal(a, b)
+
+
+def test_bad_inputs_raise_clear_errors(portrait, portrait_landmarks):
+    with pytest.raises(InputError, match=str(N_LANDMARKS)):
+        render(portrait, portrait_landmarks[:N_MESH_POINTS], [portrait_landmarks])
+    with pytest.raises(InputError, match="uint8"):
+        render(portrait.astype(np.float32), portrait_landmarks, [portrait_landmarks])
+    with pytest.raises(InputError, match="RGB"):
+        render(portrait[..., 0], portrait_landmarks, [portrait_landmarks])
+    with pytest.raises(InputError, match="unknown renderer"):
+        render(portrait, portrait_landmarks, [portrait_landmarks], renderer="nope")
+    frames = render(portrait, portrait_landmarks, [portrait_landmarks, portrait_landmarks[:100]])
+    next(frames)
+    with pytest.raises(InputError, match="frame 1.*478"):
+        next(frames)
+    bad = portrait_landmarks.copy()
+    bad[5, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        next(render(portrait, portrait_landmarks, [bad]))
+
+
+def test_registry_takes_new_renderers_by_name(portrait, portrait_landmarks):
+    assert "mesh" in available_renderers()
+
+    class Flat(Renderer):
+        name = "flat-test"
+
+        def __init__(self, value=7):
+            self.value = value
+
+        def prepare(self, portrait, portrait_landmarks):
+            self.shape = portrait.shape
+
+        def render_frame(self, landmarks):
+            return np.full(self.shape, self.value, np.uint8)
+
+    register_renderer("flat-test", Flat)
+    register_renderer("lazy-test", "facecue.render:MeshRenderer")
+    try:
+        assert {"flat-test", "lazy-test"} <= set(available_renderers())
+        frame = next(render(portrait, portrait_landmarks, [portrait_landmarks], renderer="flat-test", value=3))
+        assert frame.max() == 3
+        assert isinstance(get_renderer("lazy-test"), MeshRenderer)
+        with pytest.raises(ValueError, match="already registered"):
+            register_renderer("flat-test", Flat)
+    finally:
+        from facecue import render as render_module
+
+        render_module._RENDERERS.pop("flat-test", None)
+        render_module._RENDERERS.pop("lazy-test", None)
+
+
+def test_portrait_landmarks_are_refined_near_the_detection(portrait, portrait_landmarks):
+    from facecue.errors import NoFaceError
+    from facecue.landmarks import detect_landmarks, face_size
+    from facecue.render import detect_portrait_landmarks
+
+    refined = detect_portrait_landmarks(portrait)
+    assert refined.shape == (N_LANDMARKS, 3)
+    np.testing.assert_allclose(refined, portrait_landmarks, atol=1e-3)  # detect_landmarks refines by default
+    cold = detect_landmarks(portrait, refine_passes=0)
+    drift = np.median(np.linalg.norm(refined[:, :2] - cold[:, :2], axis=1))
+    assert 0 < drift < 0.03 * face_size(portrait_landmarks)
+    with pytest.raises(NoFaceError):
+        detect_portrait_landmarks(np.full((128, 128, 3), 90, np.uint8))
+
+
+# --- retargeting -----------------------------------------------------------------------------
+
+
+def test_retarget_of_the_portraits_own_motion_is_that_motion(portrait_cues):
+    motion = scripted_motion(portrait_cues, 30, 25.0)
+    retargeted = retarget_cues(portrait_cues, motion)
+    assert retargeted.shape == (30, N_LANDMARKS, 3)
+    assert np.abs(retargeted[:, :, :2] - motion.landmarks()[:, :, :2]).max() < 0.05
+    assert same_face(portrait_cues, motion)
+    assert np.array_equal(driving_landmarks(portrait_cues, motion), motion.landmarks())
+
+
+def test_retarget_ignores_where_and_how_big_the_driver_is(portrait_cues):
+    motion = scripted_motion(portrait_cues, 12, 25.0)
+    elsewhere = FaceCues(
+        normalized=motion.normalized, scale=motion.scale * 0.5, rotation=motion.rotation,
+        translation=motion.translation * 0.5 + np.array([40.0, -10.0, 0.0], np.float32), gaze=motion.gaze,
+        aperture=motion.aperture, valid=motion.valid, identity=motion.identity, fps=motion.fps, image_size=(256, 256),
+    )
+    assert not same_face(portrait_cues, elsewhere)
+    assert np.abs(retarget_cues(portrait_cues, elsewhere) - retarget_cues(portrait_cues, motion)).max() < 0.05
+    assert np.abs(driving_landmarks(portrait_cues, elsewhere)[:, :, :2] - motion.landmarks()[:, :, :2]).max() < 0.05
+
+
+def test_retarget_applies_pose_changes_on_the_portraits_pose(portrait_cues):
+    n = 5
+    changes = np.array([[0, 0, 0], [10, 0, 0], [0, 8, 0], [-15, 0, 4], [0, 0, 0]], float)
+    driver_angles = np.array([[5.0, -3.0, 2.0]] * n) + changes
+    driver = FaceCues(
+        normalized=np.repeat(portrait_cues.normalized, n, axis=0), scale=np.full(n, 80.0, np.float32),
+        rotation=angles_to_rotation(driver_angles).astype(np.float32),
+        translation=np.tile(np.array([128.0, 120.0, 0.0], np.float32), (n, 1)),
+        gaze=np.zeros((n, 2, 2), np.float32), aperture=np.full((n, 2), 0.3, np.float32), valid=np.ones(n, bool),
+        identity=portrait_cues.normalized[0], fps=25.0, image_size=(256, 256),
+    )
+    out = retarget_cues(portrait_cues, driver)
+    refit = FaceCues.from_landmarks(out, 25.0, portrait_cues.image_size)
+    change = refit.pose_angles - refit.pose_angles[0]
+    expected = driver_angles - driver_angles[0]
+    assert np.abs(change - expected).max() < 1.0
+    assert np.abs(refit.scale - portrait_cues.scale[0]).max() < 0.02 * portrait_cues.scale[0]
+
+
+def test_retarget_keeps_lids_and_lips_from_crossing(portrait_cues):
+    """A driver whose eyes are far bigger than the portrait's closes them fully, never past."""
+    base = portrait_cues.normalized[0]
+    big_eyes = close_eyes(base, -1.0)  # lids twice as far apart
+    frames = np.stack([big_eyes, close_eyes(big_eyes, 1.0)])
+    centre = np.tile([128.0, 128.0, 0.0], (2, 1))
+    pixels = relocate(frames, np.full(2, 100.0), angles_to_rotation(np.zeros((2, 3))), centre)
+    driver = FaceCues.from_landmarks(pixels, 25.0, (256, 256), identity=big_eyes)
+    out = retarget_cues(portrait_cues, driver)
+    from facecue.constants import RIGHT_LOWER_LID, RIGHT_UPPER_LID
+
+    gap = out[:, list(RIGHT_LOWER_LID), 1] - out[:, list(RIGHT_UPPER_LID), 1]
+    own = portrait_cues.landmarks()[0]
+    own_gap = own[list(RIGHT_LOWER_LID), 1] - own[list(RIGHT_UPPER_LID), 1]
+    assert np.abs(gap[0] - own_gap).max() < 0.6  # open like the portrait's own eye
+    assert (gap[1] >= -0.05).all() and gap[1].mean() < 0.3 * own_gap.mean()  # shut, not inverted
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_cues(tmp_path_factory, portrait_cues):
+    path = tmp_path_factory.mktemp("render_cli") / "short.npz"
+    return scripted_motion(portrait_cues, 10, 25.0).save(path)
+
+
+def test_cli_render_writes_a_playable_video(tmp_path, portrait_path, short_cues, capsys):
+    from facecue.cli import asset_path, main
+    from facecue.io import probe_video
+
+    out = tmp_path / "out.mp4"
+    code = main(["render", "--portrait", str(portrait_path), "--cues", str(short_cues), "-o", str(out), "-q",
+                 "--audio", str(asset_path("speech.wav"))])
+    assert code == 0, capsys.readouterr().err
+    info = probe_video(out)
+    assert (info.width, info.height) == (512, 512)
+    assert info.n_frames == 10 and info.has_audio
+    out_small = tmp_path / "small.mp4"
+    assert main(["render", "--portrait", str(portrait_path), "--cues", str(short_cues), "-o", str(out_small),
+                 "-q", "--crop", "--size", "128"]) == 0
+    info = probe_video(out_small)
+    assert (info.width, info.height, info.n_frames, info.has_audio) == (128, 128, 10, False)
+
+
+def test_cli_render_refuses_bad_inputs_in_one_line(tmp_path, portrait_path, short_cues, capsys):
+    from facecue.cli import main
+    from facecue.io import write_image
+
+    blank = tmp_path / "blank.png"
+    write_image(blank, np.full((200, 200, 3), 128, np.uint8))
+    out = tmp_path / "out.mp4"
+    assert main(["render", "--portrait", str(blank), "--cues", str(short_cues), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no face" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+    wrong = tmp_path / "wrong.npz"
+    cues = FaceCues.load(short_cues)
+    with open(wrong, "wb") as fh:
+        np.savez(fh, kind="facecue.cues", version=1, normalized=cues.normalized[:, :468], scale=cues.scale,
+                 rotation=cues.rotation, translation=cues.translation, gaze=cues.gaze, aperture=cues.aperture,
+                 valid=cues.valid, identity=cues.identity[:468], fps=25.0, image_size=np.array([512, 512]),
+                 meta="{}")
+    assert main(["render", "--portrait", str(portrait_path), "--cues", str(wrong), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "478" in err and len(err.splitlines()) == 1
+
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(b"RIFF not really a wave file" * 10)
+    assert main(["render", "--portrait", str(portrait_path), "--cues", str(short_cues), "-o", str(out), "-q",
+                 "--audio", str(noise)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "noise.wav" in err and len(err.splitlines()) == 1
+    assert not out.exists()
