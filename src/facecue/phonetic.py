@@ -293,6 +293,33 @@ def default_blink_rate(weights: np.ndarray) -> float:
 
 
 REST_LIP_GAP = 0.004  # canonical units: lips touching
+# MEAD's emotion offsets are medians of closed-mouth frames, and MediaPipe's mesh under-reports
+# expression amplitude; at intensity 1 they are applied this many times so the emotion reads.
+EMOTION_GAIN = 2.2
+MAX_SMILE_REMOVED = 1.5  # at most this many MEAD "happy" offsets are taken off a smiling portrait
+
+
+def corner_elevation(shape: np.ndarray) -> float:
+    """How far the mouth corners sit above the lips' middle (canonical units; > 0 = smiling)."""
+    mid = 0.5 * (shape[INNER_LIP_MID[0], 1] + shape[INNER_LIP_MID[1], 1])
+    return float(mid - 0.5 * (shape[MOUTH_CORNERS[0], 1] + shape[MOUTH_CORNERS[1], 1]))
+
+
+def neutralize_smile(shape: np.ndarray) -> np.ndarray:
+    """(478, 3) the portrait with its own smile taken off (in units of MEAD's happy offset), so
+    that other emotions can show on a smiling photo; compared with the template's corners."""
+    from .cues import default_template, fit_similarity
+
+    priors = load_priors()
+    template = default_template()
+    s, r, t = fit_similarity(template.points[template.stable], shape[template.stable])
+    reference = s * template.points @ r.T + t
+    happy = priors.emotion_offsets[EMOTIONS.index("happy")].astype(np.float64)
+    per_unit = corner_elevation(reference + happy) - corner_elevation(reference)
+    if per_unit <= 1e-6:
+        return shape.copy()
+    amount = np.clip((corner_elevation(shape) - corner_elevation(reference)) / per_unit, 0, MAX_SMILE_REMOVED)
+    return shape - amount * happy
 
 
 def closed_mouth(normalized: np.ndarray) -> np.ndarray:
@@ -323,7 +350,7 @@ def assemble_cues(
     closure : (T,) blink lid closure 0..1
     """
     n_frames = len(expression)
-    base = closed_mouth(portrait.normalized[0])
+    base = neutralize_smile(closed_mouth(portrait.normalized[0]))
     width = np.linalg.norm(base[MOUTH_CORNERS[0]] - base[MOUTH_CORNERS[1]])
     expression = expression * (width / load_priors().reference_mouth_width)
     normalized = base[None] + expression
@@ -399,7 +426,7 @@ def phonetic_cues(
         phones = recognize_phones(audio, text=text)
     priors = load_priors()
     mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale)
-    expression = mouth + intensity * np.einsum("te,ekd->tkd", weights, priors.emotion_offsets)
+    expression = mouth + EMOTION_GAIN * intensity * np.einsum("te,ekd->tkd", weights, priors.emotion_offsets)
     gain = loudness_gain(audio, n_frames, fps)
     head = head_motion(n_frames, fps, weights, intensity, gain, rng)
     gaze = gaze_track(n_frames, fps, weights, intensity, rng, gaze_bins or GazeBins())
