@@ -6,6 +6,8 @@ Public API (everything else may change between versions)::
     cues = facecue.extract_cues("talk.mp4")        # FaceCues: normalized landmarks, pose, gaze, blinks
     cues.save("talk.npz"); facecue.FaceCues.load("talk.npz")
     image_points = cues.landmarks()                # relocated (T, 478, 3) pixel landmarks
+    portrait = facecue.extract_cues("me.png")
+    talk = facecue.speech_to_cues("talk.wav", "happy", 0.7, portrait, checkpoint="stage1.pt")  # stage 1
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ __version__ = "0.1.0"
 from .cues import FaceCues, GazeBins, extract_cues, normalize, relocate  # noqa: E402
 from .errors import FacecueError, InputError, NoFaceError, OutputError  # noqa: E402
 
+# Imported on first use: they pull in torch (about a second), which plain cue work does not need.
+_LAZY = {"speech_to_cues": "stage1", "classify_emotion": "stage1"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "FaceCues",
@@ -28,6 +44,8 @@ __all__ = [
     "extract_cues",
     "normalize",
     "relocate",
+    "speech_to_cues",
+    "classify_emotion",
     "FacecueError",
     "InputError",
     "NoFaceError",

@@ -160,24 +160,88 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
     return portrait, audio, output
 
 
-def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None):
-    """Stage 1 with the chosen cue model, then the per-cue controls."""
-    from .phonetic import parse_emotion_schedule, phonetic_cues
+def network_portrait(portrait_cues):
+    """The portrait as the network's anchor: mouth closed and its own smile taken off, as the
+    identities of the network's training data were (facecue.phonetic's rest shape)."""
+    from .cues import FaceCues
+    from .phonetic import closed_mouth, neutralize_smile
 
-    schedule = parse_emotion_schedule(config.emotion)
-    if cue_model == "phonetic":
-        return phonetic_cues(
-            audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps, seed=config.seed,
-            controls=controls, text=config.text,
-        )
+    rest = neutralize_smile(closed_mouth(portrait_cues.normalized[0])).astype(np.float32)
+    return dataclasses.replace(portrait_cues, normalized=rest[None], identity=rest)
+
+
+def resample_cues(cues, fps: float, n_frames: int):
+    """Cues at another frame rate (linear in time; rotations through their angles)."""
+    from .cues import FaceCues, angles_to_rotation, eye_aperture, gaze_from_normalized, rotation_to_angles
+
+    if n_frames == cues.n_frames and abs(fps - cues.fps) < 1e-9:
+        return cues
+    src = np.arange(cues.n_frames) / cues.fps
+    dst = np.minimum(np.arange(n_frames) / fps, src[-1])
+
+    def interp(values):
+        flat = values.reshape(len(values), -1).astype(np.float64)
+        out = np.stack([np.interp(dst, src, flat[:, k]) for k in range(flat.shape[1])], axis=1)
+        return out.reshape(n_frames, *values.shape[1:])
+
+    normalized = interp(cues.normalized)
+    return FaceCues(
+        normalized=normalized.astype(np.float32), scale=interp(cues.scale).astype(np.float32),
+        rotation=angles_to_rotation(interp(rotation_to_angles(cues.rotation))).astype(np.float32),
+        translation=interp(cues.translation).astype(np.float32), gaze=gaze_from_normalized(normalized),
+        aperture=eye_aperture(normalized), valid=np.ones(n_frames, bool), identity=cues.identity, fps=float(fps),
+        image_size=cues.image_size, meta=dict(cues.meta),
+    )
+
+
+def network_cues(audio_samples, portrait_cues, config: GenerateConfig, checkpoint: Path):
+    """The stage-1 network's cues; an emotion schedule runs the network once per emotion and
+    blends the results frame by frame with the schedule's weights."""
+    import torch
+
+    from .audio import n_video_frames
+    from .constants import EMOTIONS
+    from .phonetic import emotion_weights, parse_emotion_schedule
     from .stage1 import speech_to_cues
 
-    cues = speech_to_cues(
-        audio_samples, schedule, config.intensity, portrait_cues, seed=config.seed, checkpoint=checkpoint,
-        temperature=config.temperature, fps=config.fps,
-    )
-    from .phonetic import apply_controls
+    schedule = parse_emotion_schedule(config.emotion)
+    anchor = network_portrait(portrait_cues)
+    names = sorted({name for _, name in schedule}, key=EMOTIONS.index)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # frame-by-frame decoding of a small model: extra threads only add overhead
+    try:
+        runs = {name: speech_to_cues(audio_samples, name, config.intensity, anchor, seed=config.seed,
+                                     checkpoint=checkpoint, temperature=config.temperature) for name in names}
+    finally:
+        torch.set_num_threads(threads)
+    first = runs[names[0]]
+    if len(names) > 1:
+        weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
+        weights = weights / weights.sum(axis=1, keepdims=True)
+        blend = lambda field: sum(w.reshape(-1, *([1] * (getattr(first, field).ndim - 1))) * getattr(runs[n], field)  # noqa: E731
+                                  for n, w in zip(names, weights.T))
+        from .cues import FaceCues, angles_to_rotation, eye_aperture, gaze_from_normalized, rotation_to_angles
 
+        normalized = blend("normalized")
+        angles = sum(w[:, None] * rotation_to_angles(runs[n].rotation) for n, w in zip(names, weights.T))
+        first = FaceCues(normalized=normalized.astype(np.float32), scale=blend("scale").astype(np.float32),
+                         rotation=angles_to_rotation(angles).astype(np.float32),
+                         translation=blend("translation").astype(np.float32), gaze=gaze_from_normalized(normalized),
+                         aperture=eye_aperture(normalized), valid=first.valid, identity=first.identity, fps=first.fps,
+                         image_size=first.image_size, meta={**first.meta, "emotion": config.emotion})
+    return resample_cues(first, config.fps, n_video_frames(len(audio_samples), config.fps))
+
+
+def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None):
+    """Stage 1 with the chosen cue model, then the per-cue controls."""
+    from .phonetic import apply_controls, parse_emotion_schedule, phonetic_cues
+
+    if cue_model == "phonetic":
+        return phonetic_cues(
+            audio_samples, portrait_cues, parse_emotion_schedule(config.emotion), config.intensity, fps=config.fps,
+            seed=config.seed, controls=controls, text=config.text,
+        )
+    cues = network_cues(audio_samples, portrait_cues, config, checkpoint)
     return apply_controls(cues, portrait_cues, controls, seed=config.seed)
 
 

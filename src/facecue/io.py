@@ -26,8 +26,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Union
 
-import av
 import numpy as np
+
+try:
+    import av
+except ImportError:  # media decoding needs PyAV; atomic_path & co. (used by the trainer) do not
+
+    class _MissingPyAV:
+        FFmpegError = type("FFmpegError", (Exception,), {})  # so `except av.FFmpegError` stays valid
+
+        def __getattr__(self, name):
+            raise ImportError("PyAV is not installed: reading and writing audio/video needs it (pip install av)")
+
+    av = _MissingPyAV()
 
 from .constants import SAMPLE_RATE
 from .errors import InputError, OutputError

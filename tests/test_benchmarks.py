@@ -1,0 +1,62 @@
+"""`benchmarks/run.py`: the table it prints and the report it writes (never timing assertions)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "run.py"
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """Rows of the markdown table, keyed by their first cell (the stage title)."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| stage |"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "BENCHMARKS.md"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--stages", "audio,phonetic", "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc, out
+
+
+def test_quick_run_prints_one_row_per_stage_with_numbers(quick_run):
+    proc, _ = quick_run
+    rows = table_rows(proc.stdout)
+    assert set(rows) == {"audio features (log-mel + loudness)", "stage 1: phonetic cue model"}, proc.stdout
+    for title, cells in rows.items():
+        context = f"{title}:\n{proc.stdout}"
+        _, _, media_s, frames, compute_s, fps, rtf, rss, _ = cells
+        assert float(media_s) == 5, context
+        assert int(frames) == 125, context  # 5 s at 25 fps
+        assert float(compute_s) > 0 and float(fps) > 0 and float(rtf) > 0, context
+        assert float(rtf) == pytest.approx(float(compute_s) / 5, rel=0.05, abs=0.01), context
+        assert 50 < float(rss) < 20_000, f"peak RSS {rss} MB is no process's size; {context}"
+    assert "[1/2]" in proc.stderr and "[2/2]" in proc.stderr, f"a progress line per measurement:\n{proc.stderr}"
+
+
+def test_report_has_machine_table_and_how_to_reproduce(quick_run):
+    proc, out = quick_run
+    text = out.read_text()
+    assert re.search(r"CPU: .+, \d+ cores", text) and "torch " in text and "mediapipe " in text
+    assert table_rows(text) == table_rows(proc.stdout)
+    assert "python benchmarks/run.py --quick --stages audio,phonetic" in text
+    assert "Other processes may have been running" in text
+
+
+def test_unknown_stage_is_refused():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--stages", "audio,warp"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and "warp" in proc.stderr

@@ -1,0 +1,288 @@
+"""Stage 1: the model (streaming = training computation), overfitting, long audio, the inference
+API and CLI, and the collaborative emotion classifier. All on data the tests make themselves."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import facecue
+from facecue import io
+from facecue.audio import loudness_envelope, mel_frames, n_video_frames
+from facecue.cli import main
+from facecue.constants import EMOTIONS, SAMPLE_RATE
+from facecue.cues import FaceCues, rotation_to_angles
+from facecue.data import load_cache, load_clip, synthesize_cache, synthetic_audio
+from facecue.errors import CheckpointError, InputError
+from facecue.stage1 import (
+    ClassifierConfig,
+    ClassifierTask,
+    Stage1Config,
+    Stage1Model,
+    Stage1Task,
+    classify_emotion,
+    evaluate_teacher_forced,
+    load_stage1,
+    model_size,
+    speech_to_cues,
+)
+from facecue.train import load_config, read_log, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "stage1_tiny.yaml"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, torch's spinning worker threads make small
+    models 10x slower under load."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def synthetic_cache(tmp_path_factory) -> Path:
+    cache = tmp_path_factory.mktemp("synthetic_cache")
+    synthesize_cache(cache, speakers=("S01", "S02", "S03"), seconds=4.0, seed=3)
+    return cache
+
+
+def tiny_config(cache: Path, out: Path, *overrides: str) -> Stage1Config:
+    return load_config(Stage1Config, TINY, [f"data.cache={cache}", f"train.out_dir={out}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def stage1_checkpoint(synthetic_cache, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stage1_run")
+    return train(Stage1Task(tiny_config(synthetic_cache, out, "train.steps=300")), progress=False)
+
+
+@pytest.fixture(scope="module")
+def classifier_checkpoint(synthetic_cache, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("classifier_run")
+    cfg = load_config(ClassifierConfig, REPO / "configs" / "classifier_default.yaml", [
+        f"data.cache={synthetic_cache}", "data.held_out_speakers=[S03]", "data.window=32", "train.steps=300",
+        "train.checkpoint_every=1000", f"train.out_dir={out}"])
+    return train(ClassifierTask(cfg), progress=False)
+
+
+@pytest.fixture(scope="module")
+def portrait_cues(synthetic_cache) -> FaceCues:
+    return load_clip(synthetic_cache / "clips" / "S01_neutral_000.npz").cues.slice(0, 1)
+
+
+def test_default_model_is_small():
+    model = Stage1Model(Stage1Config().model)
+    params, nbytes = model_size(model)
+    assert params < 3_000_000 and nbytes < 15e6, (params, nbytes)
+    assert Stage1Config().model.audio_margin == 5  # frame t sees +-0.2 s of audio
+
+
+def _random_tiny_model(cfg: Stage1Config, clips) -> Stage1Model:
+    torch.manual_seed(0)
+    model = Stage1Model(cfg.model)
+    model.fit_statistics(clips)
+    with torch.no_grad():  # non-zero heads and modulations so every path matters
+        for p in model.parameters():
+            if p.dim() >= 1 and p.abs().sum() == 0:
+                p.normal_(0, 0.1)
+    return model.eval()
+
+
+def test_streaming_generation_is_the_training_computation(synthetic_cache, tmp_path):
+    """Frame-by-frame generation (KV cache of `context` tokens, audio encoded in chunks) gives,
+    at every frame, what the parallel teacher-forced pass predicts from the same inputs - past
+    the context length and across chunk seams."""
+    cfg = tiny_config(synthetic_cache, tmp_path, "model.context=8")
+    clips = load_cache(synthetic_cache)
+    model = _random_tiny_model(cfg, clips)
+    clip = clips[0]
+    n = 70
+    init = (clip.expression[0].astype(np.float32), clip.pose[0], clip.gaze[0])
+    args = (clip.mel[:n].astype(np.float32), clip.loudness[:n], 5, 0.7, clip.identity, init)
+    out = model.generate(*args, temperature=0, chunk=13)
+    whole = model.generate(*args, temperature=0, chunk=10_000)
+    np.testing.assert_allclose(out["expression"], whole["expression"], atol=1e-5)
+    m = model.audio_margin
+    mel = np.full((n + 2 * m, *clip.mel.shape[1:]), -10.0, np.float32)
+    mel[m : m + n] = clip.mel[:n]
+    loud = np.zeros(n + 2 * m, np.float32)
+    loud[m : m + n] = clip.loudness[:n]
+    with torch.no_grad():
+        coeffs = torch.from_numpy(out["coeffs"])[None]
+        pose = model.normalize_pose(torch.from_numpy(out["pose"]))[None]
+        bins = torch.from_numpy(out["gaze_bins"])[None]
+        prev_c = torch.cat([model.encode_expression(torch.from_numpy(init[0]))[None, None], coeffs[:, :-1]], 1)
+        prev_p = torch.cat([model.normalize_pose(torch.from_numpy(init[1]))[None, None], pose[:, :-1]], 1)
+        prev_b = torch.cat([model.gaze_to_bin(torch.from_numpy(init[2]))[None, None], bins[:, :-1]], 1)
+        ref = model(torch.from_numpy(mel)[None], torch.from_numpy(loud)[None], prev_c, prev_p, prev_b,
+                    torch.tensor([5]), torch.tensor([0.7]), torch.from_numpy(clip.identity)[None])
+    assert coeffs.abs().max() > 0.1  # the check is not vacuous
+    torch.testing.assert_close(ref["coeffs"], coeffs, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ref["pose"], pose, atol=1e-4, rtol=1e-4)
+    assert torch.equal(ref["gaze_logits"].argmax(-1), bins)
+
+
+def test_overfits_a_tiny_set(synthetic_cache, tmp_path):
+    """Two clips of one speaker: teacher-forced landmark error falls below 10% of its initial value."""
+    clips = [c for c in load_cache(synthetic_cache) if c.speaker == "S01" and EMOTIONS[c.emotion] in ("happy", "sad")]
+    cfg = tiny_config(synthetic_cache, tmp_path, "train.steps=400", "train.lr=3e-3", "train.warmup_steps=20",
+                      "loss.scheduled_sampling=0.0", "model.d_model=48", "train.checkpoint_every=1000")
+    task = Stage1Task(cfg, clips)
+    torch.manual_seed(cfg.train.seed)
+    before = evaluate_teacher_forced(task.build_model(None), clips, cfg.data.window)
+    final = train(task, progress=False)
+    after = evaluate_teacher_forced(load_stage1(final), clips, cfg.data.window)
+    assert after["landmark_l1"] < 0.1 * before["landmark_l1"], (before, after)
+    assert after["lip_l1"] < 0.1 * before["lip_l1"]
+
+
+def test_long_audio_has_no_seams(stage1_checkpoint, synthetic_cache):
+    """40 s of audio generated with the audio encoded in 100-frame chunks equals the unchunked
+    generation: at every chunk seam (and where the decoder's context fills up) the frame-to-frame
+    landmark step is the step the continuous computation makes there, so a seam adds no jump.
+
+    (The issue's statistic "largest step at a seam <= 2x the median step" is reported but not
+    asserted: with speech-driven mouths the step distribution is heavy-tailed - about 1 frame in
+    4 exceeds 2x the median at syllable onsets - so it measures where seams fall, not seams.)"""
+    model = load_stage1(stage1_checkpoint)
+    audio, _ = synthetic_audio(40.0, np.random.default_rng(7))
+    n = n_video_frames(len(audio), 25)
+    mel, loud = mel_frames(audio, 25, n), loudness_envelope(audio, 25, n)
+    identity = load_cache(synthetic_cache)[0].identity
+    init = (np.zeros((468, 3), np.float32), np.zeros(6, np.float32), np.zeros(2, np.float32))
+    for temperature in (0.0, 1.0):
+        chunked = model.generate(mel, loud, 5, 1.0, identity, init, temperature=temperature, seed=1, chunk=100)
+        whole = model.generate(mel, loud, 5, 1.0, identity, init, temperature=temperature, seed=1, chunk=10**6)
+        np.testing.assert_allclose(chunked["expression"], whole["expression"], atol=1e-4)
+        np.testing.assert_allclose(chunked["pose"], whole["pose"], atol=1e-3)
+        np.testing.assert_array_equal(chunked["gaze_bins"], whole["gaze_bins"])
+        step = np.abs(np.diff(chunked["expression"], axis=0)).mean(axis=(1, 2))  # step[t - 1]: frame t-1 -> t
+        reference = np.abs(np.diff(whole["expression"], axis=0)).mean(axis=(1, 2))
+        seams = np.array([*range(100, n, 100), model.cfg.context]) - 1
+        assert step.max() > 1e-4  # it moves
+        np.testing.assert_allclose(step[seams], reference[seams], atol=2e-6)
+        print(f"T={temperature}: largest seam step / median step = {step[seams].max() / np.median(step):.2f}; "
+              f"frames over 2x median: {(step > 2 * np.median(step)).mean():.0%}")
+
+
+def test_speech_to_cues_api(stage1_checkpoint, portrait_cues, tmp_path):
+    rng = np.random.default_rng(1)
+    audio, _ = synthetic_audio(2.5, rng)
+    cues = facecue.speech_to_cues(audio, "Happy", 0.8, portrait_cues, seed=3, checkpoint=stage1_checkpoint)
+    assert isinstance(cues, FaceCues) and cues.fps == 25 and cues.n_frames == n_video_frames(len(audio), 25) == 63
+    assert cues.image_size == portrait_cues.image_size and cues.meta["emotion"] == "happy"
+    np.testing.assert_allclose(cues.identity, portrait_cues.identity)
+    # anchored on the portrait: the first frames sit near its pose and size
+    angles = rotation_to_angles(cues.rotation)
+    assert np.abs(angles[0] - rotation_to_angles(portrait_cues.rotation[0])).max() < 5
+    assert abs(cues.scale[0] / portrait_cues.scale[0] - 1) < 0.05
+    # seeds and temperature
+    again = speech_to_cues(audio, "happy", 0.8, portrait_cues, seed=3, checkpoint=stage1_checkpoint)
+    other = speech_to_cues(audio, "happy", 0.8, portrait_cues, seed=4, checkpoint=stage1_checkpoint)
+    np.testing.assert_array_equal(cues.normalized, again.normalized)
+    assert not np.array_equal(cues.gaze, other.gaze)
+    cold = [speech_to_cues(audio, "happy", 0.8, portrait_cues, seed=s, checkpoint=stage1_checkpoint, temperature=0) for s in (1, 2)]
+    np.testing.assert_array_equal(cold[0].normalized, cold[1].normalized)
+    # a file path works the same as the samples; a half frame rounds up
+    wav = io.write_wav(tmp_path / "speech.wav", audio[: SAMPLE_RATE // 2])
+    short = speech_to_cues(wav, "sad", 0.5, portrait_cues, checkpoint=stage1_checkpoint)
+    assert short.n_frames == 13
+    # the mouth follows the audio: lips open more in loud frames than in silent ones
+    loud = loudness_envelope(audio, 25, cues.n_frames)
+    gap = cues.normalized[:, 14, 1] - cues.normalized[:, 13, 1]
+    assert gap[loud > np.percentile(loud, 75)].mean() > gap[loud < np.percentile(loud, 25)].mean()
+
+
+def test_speech_to_cues_bad_input(stage1_checkpoint, classifier_checkpoint, portrait_cues, tmp_path):
+    audio = np.zeros(SAMPLE_RATE, np.float32)
+    with pytest.raises(InputError, match="valid emotions: neutral, angry"):
+        speech_to_cues(audio, "elated", 0.5, portrait_cues, checkpoint=stage1_checkpoint)
+    with pytest.raises(InputError, match="out of range 0..1"):
+        speech_to_cues(audio, "happy", 1.5, portrait_cues, checkpoint=stage1_checkpoint)
+    with pytest.raises(InputError, match="no stage-1 checkpoint is bundled"):
+        speech_to_cues(audio, "happy", 0.5, portrait_cues)
+    with pytest.raises(CheckpointError, match="kind 'facecue.emotion_classifier'"):
+        speech_to_cues(audio, "happy", 0.5, portrait_cues, checkpoint=classifier_checkpoint)
+    with pytest.raises(InputError, match="FaceCues"):
+        speech_to_cues(audio, "happy", 0.5, "portrait.png", checkpoint=stage1_checkpoint)
+
+
+def test_cli_cues_from_speech(stage1_checkpoint, classifier_checkpoint, portrait_cues, tmp_path, capsys):
+    audio, _ = synthetic_audio(1.0, np.random.default_rng(2))
+    wav = io.write_wav(tmp_path / "a.wav", audio)
+    portrait = portrait_cues.save(tmp_path / "portrait.npz")
+    out, preview = tmp_path / "cues.npz", tmp_path / "preview.mp4"
+    base = ["cues-from-speech", "--audio", str(wav), "--portrait", str(portrait), "-o", str(out), "-q"]
+    assert main(base + ["--emotion", "angry", "--intensity", "0.5", "--checkpoint", str(stage1_checkpoint),
+                        "--preview", str(preview)]) == 0
+    cues = FaceCues.load(out)
+    assert cues.n_frames == 25 and cues.meta["emotion"] == "angry"
+    assert io.probe_video(preview).n_frames == 25 and io.probe_video(preview).has_audio
+    capsys.readouterr()
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(Path(stage1_checkpoint).read_bytes()[:4096])
+    cases = [
+        (["--emotion", "joy", "--checkpoint", str(stage1_checkpoint)], "valid emotions: neutral, angry, contempt"),
+        (["--emotion", "sad", "--intensity", "2", "--checkpoint", str(stage1_checkpoint)], "out of range 0..1"),
+        (["--emotion", "sad"], "--checkpoint is required"),
+        (["--emotion", "sad", "--checkpoint", str(classifier_checkpoint)], "expected 'facecue.stage1'"),
+        (["--emotion", "sad", "--checkpoint", str(corrupt)], "corrupt"),
+        (["--emotion", "sad", "--checkpoint", str(tmp_path / "none.pt")], "not found"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("facecue: error:") and message in err, err
+
+
+def test_cli_with_a_portrait_image(stage1_checkpoint, portrait_path, tmp_path):
+    audio, _ = synthetic_audio(0.6, np.random.default_rng(3))
+    wav = io.write_wav(tmp_path / "a.wav", audio)
+    out, preview = tmp_path / "cues.npz", tmp_path / "preview.mp4"
+    assert main(["cues-from-speech", "--audio", str(wav), "--emotion", "surprised", "--portrait", str(portrait_path),
+                 "--checkpoint", str(stage1_checkpoint), "-o", str(out), "--preview", str(preview), "-q"]) == 0
+    cues = FaceCues.load(out)
+    points = cues.landmarks()
+    width, height = cues.image_size
+    assert cues.n_frames == 15 and io.probe_video(preview).width == width
+    assert (points[..., 0] > 0).all() and (points[..., 0] < width).all() and (points[..., 1] < height).all()
+
+
+def test_classifier_and_emotion_loss(classifier_checkpoint, synthetic_cache, tmp_path):
+    # classify_emotion on cue sequences of a speaker the classifier never saw, expression measured
+    # from the speaker's neutral shape (as the classifier was trained)
+    files = sorted((synthetic_cache / "clips").glob("S03_*.npz"))
+    neutral = next(c for c in load_cache(synthetic_cache) if c.clip_id == "S03_neutral_000").identity
+    held_out = [dataclasses.replace(load_clip(p).cues, identity=neutral) for p in files]
+    labels = [EMOTIONS.index(p.stem.split("_")[1]) for p in files]
+    probs = classify_emotion(classifier_checkpoint, held_out)
+    assert probs.shape == (8, 8) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs.argmax(1) == labels).mean() >= 0.75, probs.argmax(1)
+    assert classify_emotion(classifier_checkpoint, held_out[0]).shape == (8,)
+    with pytest.raises(CheckpointError):
+        classify_emotion(tmp_path / "missing.pt", held_out[0])
+    # stage 1 trains with the frozen classifier's loss on its soft outputs
+    cfg = tiny_config(synthetic_cache, tmp_path / "emo", "train.steps=6", "train.log_every=2",
+                      f"loss.classifier={classifier_checkpoint}", "loss.emotion=0.5")
+    task = Stage1Task(cfg)
+    before = [p.clone() for p in task.classifier.parameters()]
+    train(task, progress=False)
+    rows = read_log(tmp_path / "emo")
+    assert all("emotion" in r and np.isfinite(r["emotion"]) for r in rows)
+    assert all(torch.equal(a, b) for a, b in zip(before, task.classifier.parameters()))  # frozen
+
+
+def test_config_roundtrip_through_checkpoint(stage1_checkpoint):
+    data = torch.load(stage1_checkpoint, weights_only=True)
+    assert data["kind"] == "facecue.stage1" and data["version"] == 1
+    assert data["extra"]["held_out_speakers"] == ["S03"] and data["extra"]["emotions"] == list(EMOTIONS)
+    model = load_stage1(stage1_checkpoint)
+    assert model.n_components == 8 and dataclasses.asdict(model.cfg)["context"] == 16
