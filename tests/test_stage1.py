@@ -232,7 +232,6 @@ def test_cli_cues_from_speech(stage1_checkpoint, classifier_checkpoint, portrait
     cases = [
         (["--emotion", "joy", "--checkpoint", str(stage1_checkpoint)], "valid emotions: neutral, angry, contempt"),
         (["--emotion", "sad", "--intensity", "2", "--checkpoint", str(stage1_checkpoint)], "out of range 0..1"),
-        (["--emotion", "sad"], "--checkpoint is required"),
         (["--emotion", "sad", "--checkpoint", str(classifier_checkpoint)], "expected 'facecue.stage1'"),
         (["--emotion", "sad", "--checkpoint", str(corrupt)], "corrupt"),
         (["--emotion", "sad", "--checkpoint", str(tmp_path / "none.pt")], "not found"),
@@ -241,6 +240,18 @@ def test_cli_cues_from_speech(stage1_checkpoint, classifier_checkpoint, portrait
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("facecue: error:") and message in err, err
+
+
+def test_cli_without_any_checkpoint(monkeypatch, portrait_path, tmp_path, capsys):
+    import facecue.generate
+
+    monkeypatch.setattr(facecue.generate, "bundled_checkpoint", lambda: None)
+    audio, _ = synthetic_audio(0.6, np.random.default_rng(4))
+    wav = io.write_wav(tmp_path / "a.wav", audio)
+    code = main(["cues-from-speech", "--audio", str(wav), "--emotion", "sad", "--portrait", str(portrait_path),
+                 "-o", str(tmp_path / "c.npz"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--checkpoint is required" in err and len(err.splitlines()) == 1
 
 
 def test_cli_with_a_portrait_image(stage1_checkpoint, portrait_path, tmp_path):

@@ -99,7 +99,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GenerateConfig(
         emotion=args.emotion, intensity=args.intensity, cue_model=args.cue_model, checkpoint=args.checkpoint,
         seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale, pose_from=args.pose_from,
-        gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer, size=args.size, fps=args.fps,
+        gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer,
+        renderer_checkpoint=args.renderer_checkpoint, size=args.size, fps=args.fps,
         full=args.full, max_seconds=args.max_seconds, text=args.text,
     )
     result = generate(args.portrait, args.audio, args.output, config, save_cues=args.save_cues,
@@ -138,6 +139,7 @@ def _add_generate_parser(sub) -> None:
     g.add_argument("--checkpoint", help="a stage-1 checkpoint instead of the bundled one")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the network (default 1)")
     g.add_argument("--renderer", default="mesh", help="face renderer: mesh (default, no weights) or neural")
+    g.add_argument("--renderer-checkpoint", metavar="PT", help="weights of the neural renderer (facecue train mapper)")
     g.add_argument("--text", help="transcript of the speech (sharper lip timing for the phonetic model)")
     g = p.add_argument_group("output")
     g.add_argument("--size", type=int, help="output size in px: side of the crop, or longest side with --full")
@@ -182,8 +184,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if audio is not None and abs(len(audio) / SAMPLE_RATE - cues.duration_s) > 0.1:
         log.warning("audio lasts %.2f s, the cues %.2f s: the audio is cut or padded with silence",
                     len(audio) / SAMPLE_RATE, cues.duration_s)
+    options = {"checkpoint": args.renderer_checkpoint} if args.renderer_checkpoint else {}
     frames = render(image, points, landmarks, renderer=args.renderer, output_size=args.size, full=args.full,
-                    progress=not args.quiet)
+                    progress=not args.quiet, **options)
     with io.VideoWriter(args.output, cues.fps, audio=audio) as writer:
         for frame in frames:
             writer.write(frame)
@@ -210,6 +213,7 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--audio", help="audio to mux in (wav/mp3/m4a/..., or a video with sound); default none")
     p.add_argument("-o", "--output", required=True, help="video to write (.mp4)")
     p.add_argument("--renderer", default="mesh", help="face renderer (default mesh: a mesh warp, no weights)")
+    p.add_argument("--renderer-checkpoint", metavar="PT", help="weights of the neural renderer (facecue train mapper)")
     p.add_argument("--size", type=int, help="output size in px: longest side of the full frame, or side of the "
                    "crop with --crop (default: the portrait's own size / 256)")
     framing = p.add_mutually_exclusive_group()
@@ -323,7 +327,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.model in ("renderer", "mapper"):
         from .neural import MapperConfig, MapperTask, RendererConfig, RendererTask
 
-        config_cls, task_cls = {"renderer": (RendererConfig, RendererTask), "mapper": (MapperConfig, MapperTask)}[args.model]
+        neural_models = {"renderer": (RendererConfig, RendererTask), "mapper": (MapperConfig, MapperTask)}
+        config_cls, task_cls = neural_models[args.model]
     else:
         config_cls, task_cls = {"stage1": (Stage1Config, Stage1Task), "classifier": (ClassifierConfig, ClassifierTask)}[args.model]
     config = load_config(config_cls, args.config, args.set or [])
@@ -381,8 +386,12 @@ def cmd_cues_from_speech(args: argparse.Namespace) -> int:
     emotion_id(args.emotion)
     check_intensity(args.intensity)
     if args.checkpoint is None:
-        raise InputError(None, "--checkpoint is required: no stage-1 checkpoint is bundled yet "
-                         "(train one with 'facecue train stage1 --config configs/stage1_default.yaml')")
+        from .generate import bundled_checkpoint
+
+        args.checkpoint = bundled_checkpoint()
+        if args.checkpoint is None:
+            raise InputError(None, "--checkpoint is required: no stage-1 checkpoint is bundled with this build "
+                             "(train one with 'facecue train stage1 --config configs/stage1_default.yaml')")
     audio_path, portrait = Path(args.audio), Path(args.portrait)
     for path, what in ((audio_path, "audio"), (portrait, "portrait"), (Path(args.checkpoint), "checkpoint")):
         if not path.is_file():
@@ -489,7 +498,7 @@ def _add_stage1_parsers(sub) -> None:
     p.add_argument("--emotion", required=True, help="one of: " + ", ".join(EMOTIONS))
     p.add_argument("--intensity", type=float, default=1.0, help="emotion intensity 0..1 (default 1; MEAD level n = n/3)")
     p.add_argument("--portrait", required=True, help="portrait image (or video: first frame), or its cue file (.npz)")
-    p.add_argument("--checkpoint", help="stage-1 checkpoint (required: none is bundled yet)")
+    p.add_argument("--checkpoint", help="stage-1 checkpoint (default: the one bundled in the package)")
     p.add_argument("-o", "--output", required=True, help="cue file to write (.npz)")
     p.add_argument("--preview", help="also write an .mp4 of the relocated landmarks over the portrait, with the audio")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

@@ -41,6 +41,7 @@ class GenerateConfig:
     gaze: str = "auto"  # "auto", "camera" or "yaw,pitch" degrees
     blink_rate: float | None = None  # per minute; None = the emotion's typical rate
     renderer: str = "mesh"
+    renderer_checkpoint: str | None = None  # weights of a trained renderer (the neural one needs them)
     size: int | None = None  # output height/width in px (crop) or longest side (full); None = portrait's
     fps: float = DEFAULT_FPS
     full: bool = True  # paste back into the whole portrait; False = aligned square face crop
@@ -154,6 +155,10 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
         )
     if duration * config.fps < 1:
         raise InputError(audio, f"audio is too short ({duration * 1000:.0f} ms) for one video frame")
+    if config.renderer_checkpoint is not None and not Path(config.renderer_checkpoint).is_file():
+        raise InputError(config.renderer_checkpoint, "renderer checkpoint not found")
+    if config.renderer == "neural" and config.renderer_checkpoint is None:
+        raise InputError(None, "the neural renderer needs trained weights: pass --renderer-checkpoint (facecue train renderer/mapper)")
     if config.pose_from is not None and io.media_kind(config.pose_from) != "video":
         raise InputError(config.pose_from, "--pose-from needs a video of a face")
     resolve_cue_model(config)
@@ -242,6 +247,12 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
             seed=config.seed, controls=controls, text=config.text,
         )
     cues = network_cues(audio_samples, portrait_cues, config, checkpoint)
+    if controls.blink_rate is None:
+        # the network regresses eyelids and averages blinks away: draw them at the emotion's rate
+        from .phonetic import default_blink_rate, emotion_weights
+
+        weights = emotion_weights(parse_emotion_schedule(config.emotion), cues.n_frames, cues.fps)
+        controls = dataclasses.replace(controls, blink_rate=default_blink_rate(weights))
     return apply_controls(cues, portrait_cues, controls, seed=config.seed)
 
 
@@ -313,8 +324,9 @@ def generate(
     start = time.perf_counter()
     from .render import render
 
+    options = {"checkpoint": config.renderer_checkpoint} if config.renderer_checkpoint else {}
     frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
-                    output_size=config.size, full=config.full, progress=progress)
+                    output_size=config.size, full=config.full, progress=progress, **options)
     with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
         for frame in frames:
             writer.write(frame)

@@ -46,7 +46,8 @@ DEFAULT_SPREAD = 1.6
 MIN_HALF_DURATION_S = 0.035
 ANTICIPATION_S = 0.04  # lips move slightly before the sound they make
 
-BLINK_RATE_RANGE = (10.0, 24.0)  # per minute, the default per emotion is clipped into this
+BLINK_RATE_RANGE = (14.0, 24.0)  # per minute, the default per emotion is clipped into this (people blink
+# about 15-20 times a minute while talking; MEAD's 4-second clips under-count)
 BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S = 0.07, 0.04, 0.14
 SACCADE_S = 0.06
 MEAN_FIXATION_S = 1.6
@@ -207,7 +208,7 @@ def blink_closure(n_frames: int, fps: float, rate_per_min: float, rng: np.random
         rise = np.clip((times - t) / BLINK_CLOSE_S, 0, 1)
         fall = np.clip(1 - (times - t - BLINK_CLOSE_S - BLINK_HOLD_S) / BLINK_OPEN_S, 0, 1)
         closure = np.maximum(closure, np.minimum(rise, fall) * (times >= t))
-        t += max(0.5, rng.gamma(4.0, mean_interval / 4.0))
+        t += max(0.5, rng.gamma(8.0, mean_interval / 8.0))  # fairly regular, as real blinks are
     return closure
 
 
@@ -319,22 +320,22 @@ def neutralize_smile(shape: np.ndarray) -> np.ndarray:
     if per_unit <= 1e-6:
         return shape.copy()
     amount = np.clip((corner_elevation(shape) - corner_elevation(reference)) / per_unit, 0, MAX_SMILE_REMOVED)
-    return shape - amount * happy
+    return closed_mouth(shape - amount * happy)
 
 
 def closed_mouth(normalized: np.ndarray) -> np.ndarray:
-    """(478, 3) the shape with its jaw raised until the inner lips touch; the rest shape that
-    mouth offsets start from (a portrait that smiles with parted lips would otherwise never close)."""
+    """(..., 478, 3) the shape(s) with the jaw moved until the inner lips just touch; the rest
+    shape that mouth offsets start from (a portrait that smiles with parted lips would otherwise
+    never close, and an emotion's own lip parting would keep the mouth open in silence)."""
     base = np.asarray(normalized, dtype=np.float64)
-    gap = base[INNER_LIP_MID[1], 1] - base[INNER_LIP_MID[0], 1]
-    if gap <= REST_LIP_GAP:
-        return base.copy()
+    gap = base[..., INNER_LIP_MID[1], 1] - base[..., INNER_LIP_MID[0], 1]
     return open_mouth(base, -(gap - REST_LIP_GAP))
 
 
 def assemble_cues(
     portrait: FaceCues,
     expression: np.ndarray,
+    emotion: np.ndarray,
     head_offsets: np.ndarray,
     gaze_offsets: np.ndarray,
     closure: np.ndarray,
@@ -344,7 +345,9 @@ def assemble_cues(
 ) -> FaceCues:
     """Build a FaceCues sequence anchored on the portrait.
 
-    expression : (T, 478, 3) canonical offsets added to the portrait's normalized shape
+    expression : (T, 478, 3) canonical offsets added to the portrait's normalized shape (speech)
+    emotion : (T, 478, 3) canonical offsets of the emotion; the lips are re-closed after adding
+        them (speech, not emotion, opens the mouth)
     head_offsets : (T, 3) generated head angle offsets, degrees
     gaze_offsets : (T, 2) gaze relative to the camera, degrees (used with controls.gaze 'auto')
     closure : (T,) blink lid closure 0..1
@@ -352,8 +355,9 @@ def assemble_cues(
     n_frames = len(expression)
     base = neutralize_smile(closed_mouth(portrait.normalized[0]))
     width = np.linalg.norm(base[MOUTH_CORNERS[0]] - base[MOUTH_CORNERS[1]])
-    expression = expression * (width / load_priors().reference_mouth_width)
-    normalized = base[None] + expression
+    ratio = width / load_priors().reference_mouth_width
+    rest = closed_mouth(base[None] + emotion * ratio)
+    normalized = rest + expression * ratio
     normalized = close_eyes(normalized, closure)
     head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]
     if len(head) < n_frames:  # a shorter reference pose holds its last value
@@ -426,7 +430,7 @@ def phonetic_cues(
         phones = recognize_phones(audio, text=text)
     priors = load_priors()
     mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale)
-    expression = mouth + EMOTION_GAIN * intensity * np.einsum("te,ekd->tkd", weights, priors.emotion_offsets)
+    emotion_offsets = EMOTION_GAIN * intensity * np.einsum("te,ekd->tkd", weights, priors.emotion_offsets)
     gain = loudness_gain(audio, n_frames, fps)
     head = head_motion(n_frames, fps, weights, intensity, gain, rng)
     gaze = gaze_track(n_frames, fps, weights, intensity, rng, gaze_bins or GazeBins())
@@ -440,7 +444,7 @@ def phonetic_cues(
         "blink_rate": float(rate),
         "sample_rate": SAMPLE_RATE,
     }
-    return assemble_cues(portrait, expression, head, gaze, closure, fps, controls, meta)
+    return assemble_cues(portrait, mouth, emotion_offsets, head, gaze, closure, fps, controls, meta)
 
 
 def apply_controls(cues: FaceCues, portrait: FaceCues, controls: CueControls, *, seed: int = 0) -> FaceCues:

@@ -1028,7 +1028,7 @@ def speech_to_cues(
     portrait_cues : FaceCues of the portrait (:func:`facecue.extract_cues` of the image): its
         identity shape, first-frame pose, gaze and image size anchor the output
     seed, temperature : sampling of gaze (and pose noise); temperature 0 is deterministic
-    checkpoint : a stage-1 checkpoint (required: no checkpoint is bundled yet)
+    checkpoint : a stage-1 checkpoint; default: the one bundled in the package
 
     Returns
     -------
@@ -1048,7 +1048,11 @@ def speech_to_cues(
     if not isinstance(portrait_cues, FaceCues):
         raise InputError(None, "portrait_cues must be the FaceCues of the portrait (facecue.extract_cues(image))")
     if checkpoint is None:
-        raise InputError(None, "no stage-1 checkpoint is bundled yet: pass checkpoint= (train one with 'facecue train stage1')")
+        from .generate import bundled_checkpoint
+
+        checkpoint = bundled_checkpoint()
+        if checkpoint is None:
+            raise InputError(None, "no stage-1 checkpoint is bundled with this build: pass checkpoint= (train one with 'facecue train stage1')")
     ckpt_path = Path(checkpoint)
     if not ckpt_path.is_file():
         raise CheckpointError(ckpt_path, "checkpoint not found")
