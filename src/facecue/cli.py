@@ -135,7 +135,8 @@ def _add_generate_parser(sub) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed of gaze, blinks and head motion (default 0)")
     g = p.add_argument_group("models")
     g.add_argument("--cue-model", default="auto", choices=("auto", "network", "phonetic"),
-                   help="speech-to-cues model: the bundled network, the training-free phonetic model, or auto")
+                   help="speech-to-cues model: the bundled stage-1 network, the training-free phonetic model, or "
+                   "auto (phonetic, or the network when --checkpoint is given; default)")
     g.add_argument("--checkpoint", help="a stage-1 checkpoint instead of the bundled one")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the network (default 1)")
     g.add_argument("--renderer", default="mesh", help="face renderer: mesh (default, no weights) or neural")
@@ -228,8 +229,9 @@ def _add_render_parser(sub) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the bundled portrait and speech, with no arguments."""
-    from .generate import GenerateConfig, generate
+    """The main job on the bundled portrait and speech, with no arguments: once with the default
+    (phonetic) cue model, once with the bundled stage-1 network."""
+    from .generate import GenerateConfig, bundled_checkpoint, generate
 
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +242,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(result.summary())
+    if bundled_checkpoint() is not None:
+        network = generate(asset_path("portrait.png"), asset_path("speech.wav"), out_dir / "demo_network.mp4",
+                           GenerateConfig(emotion=args.emotion, intensity=1.0, cue_model="network"),
+                           progress=not args.quiet)
+        print(network.summary() + " (bundled stage-1 network)")
     print(f"cues in {out_dir / 'demo_cues.npz'}, landmark preview in {out_dir / 'demo_landmarks.mp4'}")
     return 0
 

@@ -23,6 +23,7 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 CUE_MODELS = ("auto", "network", "phonetic")
+NETWORK_MOUTH_GAIN = 1.5  # the network regresses toward the mean lip shape: restore the teacher's amplitude
 DEFAULT_MAX_SECONDS = 900.0  # longer audio needs an explicit --max-seconds (a typo guard, not a limit)
 
 
@@ -32,7 +33,7 @@ class GenerateConfig:
 
     emotion: str = "neutral"  # a name, or a schedule "neutral@0,happy@2.5,sad@6" (seconds)
     intensity: float = 1.0  # 0..1 strength of the emotion
-    cue_model: str = "auto"  # "network" (bundled stage-1 checkpoint), "phonetic" (no network), "auto"
+    cue_model: str = "auto"  # "network" (stage-1 checkpoint), "phonetic" (no network); auto = phonetic unless a checkpoint is given
     checkpoint: str | None = None  # a stage-1 checkpoint instead of the bundled one
     seed: int = 0
     temperature: float = 1.0  # sampling temperature of the network's gaze and pose
@@ -122,13 +123,13 @@ def bundled_checkpoint() -> Path | None:
 
 
 def resolve_cue_model(config: GenerateConfig) -> tuple[str, Path | None]:
-    if config.cue_model == "phonetic":
+    """("network" | "phonetic", checkpoint). ``auto`` is the phonetic model unless a checkpoint is
+    given: on held-out real speech it lip-syncs better than the bundled network (docs/MODEL_CARD.md)."""
+    if config.cue_model == "phonetic" or (config.cue_model == "auto" and not config.checkpoint):
         return "phonetic", None
     checkpoint = Path(config.checkpoint) if config.checkpoint else bundled_checkpoint()
     if checkpoint is None:
-        if config.cue_model == "network":
-            raise InputError(None, "no stage-1 checkpoint is bundled with this build; pass --checkpoint or use --cue-model phonetic")
-        return "phonetic", None
+        raise InputError(None, "no stage-1 checkpoint is bundled with this build; pass --checkpoint or use --cue-model phonetic")
     if not checkpoint.is_file():
         raise InputError(checkpoint, "checkpoint not found")
     return "network", checkpoint
@@ -199,6 +200,20 @@ def resample_cues(cues, fps: float, n_frames: int):
     )
 
 
+def scale_mouth(cues, gain: float):
+    """Scale the lower face's movement away from the rest shape (``cues.identity``) by ``gain``."""
+    if gain == 1.0:
+        return cues
+    from .phonetic import closed_mouth, load_priors  # noqa: F401  (priors hold the lower-face weight)
+    from importlib import resources
+
+    with resources.as_file(resources.files("facecue") / "assets" / "cue_priors.npz") as path:
+        weight = np.load(path)["lower_face_weight"].astype(np.float64)[None, :, None]
+    rest = cues.identity.astype(np.float64)[None]
+    normalized = rest + (cues.normalized - rest) * (1.0 + (gain - 1.0) * weight)
+    return dataclasses.replace(cues, normalized=normalized.astype(np.float32))
+
+
 def network_cues(audio_samples, portrait_cues, config: GenerateConfig, checkpoint: Path):
     """The stage-1 network's cues; an emotion schedule runs the network once per emotion and
     blends the results frame by frame with the schedule's weights."""
@@ -247,6 +262,7 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
             seed=config.seed, controls=controls, text=config.text,
         )
     cues = network_cues(audio_samples, portrait_cues, config, checkpoint)
+    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale)
     if controls.blink_rate is None:
         # the network regresses eyelids and averages blinks away: draw them at the emotion's rate
         from .phonetic import default_blink_rate, emotion_weights
