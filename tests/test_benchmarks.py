@@ -41,8 +41,10 @@ def test_quick_run_prints_one_row_per_stage_with_numbers(quick_run):
         _, _, media_s, frames, compute_s, fps, rtf, rss, _ = cells
         assert float(media_s) == 5, context
         assert int(frames) == 125, context  # 5 s at 25 fps
-        assert float(compute_s) > 0 and float(fps) > 0 and float(rtf) > 0, context
+        # printed with 2-4 decimals: a fast stage can show 0.00 s; frames/s is always positive
+        assert float(compute_s) >= 0 and float(fps) > 0 and float(rtf) >= 0, context
         assert float(rtf) == pytest.approx(float(compute_s) / 5, rel=0.05, abs=0.01), context
+        assert float(fps) == pytest.approx(125 / max(float(compute_s), 1e-9), rel=0.5) or float(compute_s) < 0.01, context
         assert 50 < float(rss) < 20_000, f"peak RSS {rss} MB is no process's size; {context}"
     assert "[1/2]" in proc.stderr and "[2/2]" in proc.stderr, f"a progress line per measurement:\n{proc.stderr}"
 

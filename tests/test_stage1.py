@@ -200,14 +200,18 @@ def test_speech_to_cues_api(stage1_checkpoint, portrait_cues, tmp_path):
     assert gap[loud > np.percentile(loud, 75)].mean() > gap[loud < np.percentile(loud, 25)].mean()
 
 
-def test_speech_to_cues_bad_input(stage1_checkpoint, classifier_checkpoint, portrait_cues, tmp_path):
+def test_speech_to_cues_bad_input(stage1_checkpoint, classifier_checkpoint, portrait_cues, tmp_path, monkeypatch):
+    import facecue.generate
+
     audio = np.zeros(SAMPLE_RATE, np.float32)
     with pytest.raises(InputError, match="valid emotions: neutral, angry"):
         speech_to_cues(audio, "elated", 0.5, portrait_cues, checkpoint=stage1_checkpoint)
     with pytest.raises(InputError, match="out of range 0..1"):
         speech_to_cues(audio, "happy", 1.5, portrait_cues, checkpoint=stage1_checkpoint)
-    with pytest.raises(InputError, match="no stage-1 checkpoint is bundled"):
-        speech_to_cues(audio, "happy", 0.5, portrait_cues)
+    with monkeypatch.context() as patch:
+        patch.setattr(facecue.generate, "bundled_checkpoint", lambda: None)
+        with pytest.raises(InputError, match="no stage-1 checkpoint is bundled"):
+            speech_to_cues(audio, "happy", 0.5, portrait_cues)
     with pytest.raises(CheckpointError, match="kind 'facecue.emotion_classifier'"):
         speech_to_cues(audio, "happy", 0.5, portrait_cues, checkpoint=classifier_checkpoint)
     with pytest.raises(InputError, match="FaceCues"):
