@@ -20,15 +20,14 @@ reason) next to the CSV, rewritten by every run.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data import _single_threaded_children, _worker_init  # one thread per spawned worker
 from .errors import FacecueError, InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -228,27 +227,6 @@ def run_job(job: BatchJob) -> dict:
     return {"row": job.row, "status": "done", "seconds": time.perf_counter() - started}
 
 
-def _worker_init() -> None:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import torch
-
-    torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def _single_threaded_children():
-    """Spawned workers inherit the environment at start: one BLAS/OpenMP thread each."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for n, v in saved.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
 
 
 def run_batch(csv_path: str | Path, jobs: int = 1, force: bool = False, progress: bool = True) -> BatchReport:
