@@ -57,3 +57,16 @@ def mead_landmarks(shared_data) -> dict[str, np.ndarray]:
     for clip in sorted((shared_data / "mead_clips").glob("*_level*_001.mp4")):
         out[clip.stem], _ = track_landmarks(iter_video_frames(clip), source=clip)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for the test: on a shared 2-core machine, torch's spinning worker
+    threads make small models 5-10x slower under load. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

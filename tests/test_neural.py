@@ -38,13 +38,7 @@ RENDERER_TINY = REPO / "configs" / "renderer_tiny.yaml"
 MAPPER_TINY = REPO / "configs" / "mapper_tiny.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads contend and run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic_clip(n_frames: int = 8, size: int = 64, seed: int = 0, clip_id: str = "synthetic",

@@ -36,14 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "stage1_tiny.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's spinning worker threads make small
-    models 10x slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
