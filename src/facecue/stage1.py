@@ -708,6 +708,15 @@ class EmotionClassifier(nn.Module):
         return self.out(self.drop(torch.cat([mean, peak], dim=-1)))
 
 
+def _training_split(data: DataConfig, clips: Sequence[ClipData] | None) -> tuple[list[ClipData], list[ClipData]]:
+    """(train, held-out) clips of a task: the given clips, else the cache, split by speaker."""
+    all_clips = list(clips) if clips is not None else load_cache(data.cache, data.identity, data.min_valid_fraction)
+    train_clips, test_clips = split_by_speaker(all_clips, data.held_out_speakers)
+    if not train_clips:
+        raise InputError(None, f"no training clips left after holding out speakers {', '.join(data.held_out_speakers)}")
+    return train_clips, test_clips
+
+
 class ClassifierTask:
     """Trains :class:`EmotionClassifier` on real cue windows (cross-entropy with label smoothing)."""
 
@@ -716,10 +725,7 @@ class ClassifierTask:
 
     def __init__(self, config: ClassifierConfig, clips: Sequence[ClipData] | None = None):
         self.config = config
-        all_clips = list(clips) if clips is not None else load_cache(config.data.cache, config.data.identity, config.data.min_valid_fraction)
-        self.train_clips, self.test_clips = split_by_speaker(all_clips, config.data.held_out_speakers)
-        if not self.train_clips:
-            raise InputError(None, f"no training clips left after holding out speakers {', '.join(config.data.held_out_speakers)}")
+        self.train_clips, self.test_clips = _training_split(config.data, clips)
 
     def build_model(self, checkpoint: dict | None) -> EmotionClassifier:
         if checkpoint is not None:
@@ -846,10 +852,7 @@ class Stage1Task:
 
     def __init__(self, config: Stage1Config, clips: Sequence[ClipData] | None = None):
         self.config = config
-        all_clips = list(clips) if clips is not None else load_cache(config.data.cache, config.data.identity, config.data.min_valid_fraction)
-        self.train_clips, self.test_clips = split_by_speaker(all_clips, config.data.held_out_speakers)
-        if not self.train_clips:
-            raise InputError(None, f"no training clips left after holding out speakers {', '.join(config.data.held_out_speakers)}")
+        self.train_clips, self.test_clips = _training_split(config.data, clips)
         self.classifier: EmotionClassifier | None = None
         if config.loss.classifier and config.loss.emotion > 0:
             self.classifier = load_classifier(config.loss.classifier)
