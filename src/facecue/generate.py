@@ -204,11 +204,9 @@ def scale_mouth(cues, gain: float):
     """Scale the lower face's movement away from the rest shape (``cues.identity``) by ``gain``."""
     if gain == 1.0:
         return cues
-    from .phonetic import closed_mouth, load_priors  # noqa: F401  (priors hold the lower-face weight)
-    from importlib import resources
+    from .phonetic import load_priors
 
-    with resources.as_file(resources.files("facecue") / "assets" / "cue_priors.npz") as path:
-        weight = np.load(path)["lower_face_weight"].astype(np.float64)[None, :, None]
+    weight = load_priors().lower_face_weight.astype(np.float64)[None, :, None]
     rest = cues.identity.astype(np.float64)[None]
     normalized = rest + (cues.normalized - rest) * (1.0 + (gain - 1.0) * weight)
     return dataclasses.replace(cues, normalized=normalized.astype(np.float32))

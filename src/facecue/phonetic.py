@@ -67,6 +67,7 @@ class CuePriors:
     gaze_mean: np.ndarray  # (8, 2) degrees relative to neutral
     gaze_std: np.ndarray  # (8, 2)
     blink_rate: np.ndarray  # (8,) per minute, as measured
+    lower_face_weight: np.ndarray  # (478,) 1 on the mouth and jaw, fading above the nose base
 
 
 @lru_cache(maxsize=1)
@@ -86,6 +87,7 @@ def load_priors() -> CuePriors:
                 gaze_mean=data["gaze_mean"].astype(np.float32),
                 gaze_std=data["gaze_std"].astype(np.float32),
                 blink_rate=data["blink_rate"].astype(np.float32),
+                lower_face_weight=data["lower_face_weight"].astype(np.float32),
             )
 
 
