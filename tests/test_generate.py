@@ -131,3 +131,16 @@ def test_config_validation():
         GenerateConfig(cue_model="magic").validate()
     with pytest.raises(Exception, match="size"):
         GenerateConfig(size=10).validate()
+
+
+def test_bundled_network_with_an_emotion_schedule(tmp_path, short_speech):
+    from facecue.generate import bundled_checkpoint
+
+    if bundled_checkpoint() is None:
+        pytest.skip("this build bundles no stage-1 checkpoint")
+    result = generate(asset_path("portrait.png"), short_speech, tmp_path / "net.mp4", cue_model="network",
+                      emotion="neutral@0,happy@1.5", size=128, full=False, fps=30)
+    info = probe_video(tmp_path / "net.mp4")
+    assert info.n_frames == result.n_frames == round(audio_duration(short_speech) * 30)
+    assert result.cues.meta["cue_model"] == "network" and result.cues.fps == 30
+    assert np.isfinite(result.cues.normalized).all()
