@@ -330,26 +330,27 @@ def bench_render(spec: dict) -> dict:
 
 
 def bench_neural(spec: dict) -> dict:
-    """A registered "neural" renderer on the GPU: frames/s at batch 1 and 16 (``render_batch``)."""
+    """The registered "neural" renderer (a trained checkpoint) on ``--device``: frames/s at batch 1
+    and 16 (``render_batch``), 256 px crops, portrait preparation excluded."""
     import torch
 
     from facecue.render import get_renderer
 
     batch = int(spec["setting"].split()[1])
+    device = spec["device"]
     _, image, points, motion = _render_setup()
-    options = {"checkpoint": spec["neural_checkpoint"]} if spec.get("neural_checkpoint") else {}
     try:
-        try:
-            engine = get_renderer("neural", device="cuda", **options)
-        except TypeError:  # a renderer that picks its device itself
-            engine = get_renderer("neural", **options)
-    except Exception as exc:  # noqa: BLE001 - e.g. no checkpoint: a note in the table, not a crash
-        hint = "" if options else " (pass --neural-checkpoint)"
-        return {"status": "skipped", "note": f"cannot build the neural renderer{hint}: {type(exc).__name__}: {exc}"}
+        engine = get_renderer("neural", checkpoint=spec["neural_checkpoint"], device=device)
+    except Exception as exc:  # noqa: BLE001 - e.g. a wrong checkpoint: a note in the table, not a crash
+        return {"status": "skipped", "note": f"cannot build the neural renderer: {type(exc).__name__}: {exc}"}
     engine.prepare(image, points)
     n = n_frames_of(spec["seconds"])
     if batch > 1 and not hasattr(engine, "render_batch"):
         return {"status": "skipped", "note": "the neural renderer has no render_batch()"}
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     def run():
         count = 0
@@ -360,14 +361,16 @@ def bench_neural(spec: dict) -> dict:
             else:
                 engine.render_batch(chunk)
             count += len(chunk)
-        torch.cuda.synchronize()
+        sync()
         return count
 
     for k in range(2):
         engine.render_frame(motion[k])
-    torch.cuda.synchronize()
+    sync()
     elapsed, count = timed(run)
-    return {"compute_s": elapsed, "frames": count, "note": f"GPU peak {torch.cuda.max_memory_allocated() / 1e6:.0f} MB"}
+    note = f"GPU peak {torch.cuda.max_memory_allocated() / 1e6:.0f} MB" if device == "cuda" else \
+        f"{torch.get_num_threads()} torch thread(s)"
+    return {"compute_s": elapsed, "frames": count, "note": note}
 
 
 def bench_encode(spec: dict) -> dict:
@@ -458,8 +461,10 @@ def stage_available(stage: str, device: str, checkpoint: str | None) -> str | No
 
         if "neural" not in available_renderers():
             return "no 'neural' renderer is registered in facecue.render"
-        if device != "cuda":
-            return "runs on the GPU only: pass --device cuda"
+        if not checkpoint:
+            return "needs a trained checkpoint: pass --neural-checkpoint (facecue train mapper)"
+        if not Path(checkpoint).is_file():
+            return f"--neural-checkpoint {checkpoint} not found"
     if stage in ("network", "neural") and device == "cuda":
         import torch
 
@@ -615,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the stage-1 network and a neural renderer run (default cpu)")
     parser.add_argument("--checkpoint", help="stage-1 checkpoint for the network stage and the pipeline "
                         "(default: the bundled one if any, else a randomly initialised model for speed only)")
-    parser.add_argument("--neural-checkpoint", help="checkpoint of the 'neural' renderer (with --device cuda)")
+    parser.add_argument("--neural-checkpoint", help="trained checkpoint of the 'neural' renderer (facecue train mapper); without it "
+                        "the neural rows are skipped")
     parser.add_argument("--torch-threads", type=positive_int, metavar="N",
                         help="torch.set_num_threads(N) in every measurement (default: torch's own choice)")
     parser.add_argument("--quick", action="store_true", help="5 s only (overrides --lengths)")
@@ -644,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     if "pipeline" in args.stages:
         plan = [p for p in plan if p[0] != "pipeline"] + [p for p in plan if p[0] == "pipeline"]
     rows: list[Measurement] = []
-    skips = {stage: stage_available(stage, args.device, checkpoint) for stage in args.stages}
+    skips = {stage: stage_available(stage, args.device, args.neural_checkpoint if stage == "neural" else checkpoint)
+             for stage in args.stages}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="facecue-bench-") as tmp:
         workdir, cache = Path(tmp), {}

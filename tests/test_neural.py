@@ -299,6 +299,28 @@ def test_neural_renderer_from_registry(tiny_checkpoints, portrait, portrait_land
     assert len(frames) == 2 and frames[0].shape == portrait.shape
 
 
+def test_neural_renderer_batches_match_single_frames(tiny_checkpoints, portrait, portrait_landmarks):
+    """render() hands batch_size frames at a time to render_batch; the frames equal the one-by-one ones,
+    a partial last batch included."""
+    from facecue.render import get_renderer, render
+
+    rng = np.random.default_rng(0)
+    sequence = [portrait_landmarks + rng.normal(0, 2.0, portrait_landmarks.shape).astype(np.float32)
+                for _ in range(5)]
+    single = get_renderer("neural", checkpoint=tiny_checkpoints["mapper"])
+    assert single.batch_size == 1  # the CPU default
+    single.prepare(portrait, portrait_landmarks)
+    expected = [single.render_frame(points) for points in sequence]
+    batched = get_renderer("neural", checkpoint=tiny_checkpoints["mapper"], batch_size=2)
+    frames = list(render(portrait, portrait_landmarks, sequence, renderer=batched))
+    assert len(frames) == 5
+    for got, want in zip(frames, expected):
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # batched convolutions: rounding only
+    assert batched.render_batch([]) == []
+    with pytest.raises(InputError, match="batch_size"):
+        get_renderer("neural", checkpoint=tiny_checkpoints["mapper"], batch_size=0)
+
+
 def test_bad_checkpoints_give_one_line_errors(tiny_checkpoints, tmp_path):
     from facecue.render import get_renderer
 
@@ -424,3 +446,28 @@ def test_training_step_and_reenactment_under_bf16_autocast():
     sum(mterms.values()).backward()
     out = reenact_heldout(mapper.eval(), [clip], "mapper_relative", amp=True)
     assert out[0]["pred"].shape == (3, 64, 64, 3)
+
+
+def test_render_device_option_errors_and_plumbing(tiny_checkpoints, tmp_path, capsys):
+    """--device reaches the neural renderer only; an unusable device is a one-line error, exit 2, no output."""
+    from facecue.cli import asset_path, main
+    from facecue.generate import GenerateConfig
+    from facecue.render import renderer_options
+
+    mapper = tiny_checkpoints["mapper"]
+    assert renderer_options("mesh", None, "cuda") == {}  # the mesh renderer takes no device
+    assert renderer_options("neural", mapper, "cpu") == {"checkpoint": str(mapper), "device": "cpu"}
+    with pytest.raises(InputError, match="device must be one of auto, cpu, cuda"):
+        renderer_options("neural", mapper, "tpu")
+    with pytest.raises(InputError, match="device must be one of"):
+        GenerateConfig(device="gpu").validate()
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the no-CUDA error cannot be shown")
+    out = tmp_path / "talk.mp4"
+    code = main(["generate", "--portrait", str(asset_path("portrait.png")), "--audio", str(asset_path("speech.wav")),
+                 "--renderer", "neural", "--renderer-checkpoint", str(mapper), "--device", "cuda", "-o", str(out), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no CUDA GPU" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        GenerateConfig(renderer="neural", renderer_checkpoint=str(mapper), device="cuda").validate()  # before any model

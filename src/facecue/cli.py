@@ -100,7 +100,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         emotion=args.emotion, intensity=args.intensity, cue_model=args.cue_model, checkpoint=args.checkpoint,
         seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale, pose_from=args.pose_from,
         gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer,
-        renderer_checkpoint=args.renderer_checkpoint, size=args.size, fps=args.fps,
+        renderer_checkpoint=args.renderer_checkpoint, device=args.device, size=args.size, fps=args.fps,
         full=args.full, max_seconds=args.max_seconds, text=args.text,
     )
     result = generate(args.portrait, args.audio, args.output, config, save_cues=args.save_cues,
@@ -141,6 +141,8 @@ def _add_generate_parser(sub) -> None:
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the network (default 1)")
     g.add_argument("--renderer", default="mesh", help="face renderer: mesh (default, no weights) or neural")
     g.add_argument("--renderer-checkpoint", metavar="PT", help="weights of the neural renderer (facecue train mapper)")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the neural renderer runs (default auto: the GPU when there is one)")
     g.add_argument("--text", help="transcript of the speech (sharper lip timing for the phonetic model)")
     g = p.add_argument_group("output")
     g.add_argument("--size", type=int, help="output size in px: side of the crop, or longest side with --full")
@@ -162,7 +164,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .constants import SAMPLE_RATE
     from .cues import FaceCues
     from .errors import InputError
-    from .render import available_renderers, detect_portrait_landmarks, driving_landmarks, render
+    from .render import available_renderers, detect_portrait_landmarks, driving_landmarks, render, renderer_options
 
     portrait = Path(args.portrait)
     if io.media_kind(portrait) != "image":
@@ -174,6 +176,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise InputError(None, f"unknown renderer {args.renderer!r}; available: {', '.join(available_renderers())}")
     if args.size is not None and args.size < 16:
         raise InputError(None, f"--size must be at least 16 px, got {args.size}")
+    if args.renderer_checkpoint is not None and not Path(args.renderer_checkpoint).is_file():
+        raise InputError(args.renderer_checkpoint, "renderer checkpoint not found")
+    options = renderer_options(args.renderer, args.renderer_checkpoint, args.device)
     cues = FaceCues.load(args.cues)  # checks kind, version and the landmark count
     audio = io.read_audio(args.audio) if args.audio else None
     image = io.read_image(portrait)
@@ -185,7 +190,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     if audio is not None and abs(len(audio) / SAMPLE_RATE - cues.duration_s) > 0.1:
         log.warning("audio lasts %.2f s, the cues %.2f s: the audio is cut or padded with silence",
                     len(audio) / SAMPLE_RATE, cues.duration_s)
-    options = {"checkpoint": args.renderer_checkpoint} if args.renderer_checkpoint else {}
     frames = render(image, points, landmarks, renderer=args.renderer, output_size=args.size, full=args.full,
                     progress=not args.quiet, **options)
     with io.VideoWriter(args.output, cues.fps, audio=audio) as writer:
@@ -215,6 +219,8 @@ def _add_render_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="video to write (.mp4)")
     p.add_argument("--renderer", default="mesh", help="face renderer (default mesh: a mesh warp, no weights)")
     p.add_argument("--renderer-checkpoint", metavar="PT", help="weights of the neural renderer (facecue train mapper)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the neural renderer runs (default auto: the GPU when there is one)")
     p.add_argument("--size", type=int, help="output size in px: longest side of the full frame, or side of the "
                    "crop with --crop (default: the portrait's own size / 256)")
     framing = p.add_mutually_exclusive_group()

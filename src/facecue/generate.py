@@ -43,6 +43,7 @@ class GenerateConfig:
     blink_rate: float | None = None  # per minute; None = the emotion's typical rate
     renderer: str = "mesh"
     renderer_checkpoint: str | None = None  # weights of a trained renderer (the neural one needs them)
+    device: str = "auto"  # where the neural renderer runs: auto (a GPU if torch sees one), cpu, cuda
     size: int | None = None  # output height/width in px (crop) or longest side (full); None = portrait's
     fps: float = DEFAULT_FPS
     full: bool = True  # paste back into the whole portrait; False = aligned square face crop
@@ -66,10 +67,11 @@ class GenerateConfig:
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise InputError(None, f"max seconds must be positive, got {self.max_seconds}")
         CueControls(pose_scale=self.pose_scale, gaze=parse_gaze(self.gaze), blink_rate=self.blink_rate)
-        from .render import available_renderers
+        from .render import available_renderers, renderer_options
 
         if self.renderer not in available_renderers():
             raise InputError(None, f"unknown renderer {self.renderer!r}; choose one of: {', '.join(available_renderers())}")
+        renderer_options(self.renderer, device=self.device)  # checks the device name
         return self
 
     def to_dict(self) -> dict:
@@ -336,9 +338,9 @@ def generate(
     timings["cues"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    from .render import render
+    from .render import render, renderer_options
 
-    options = {"checkpoint": config.renderer_checkpoint} if config.renderer_checkpoint else {}
+    options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
     frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
                     output_size=config.size, full=config.full, progress=progress, **options)
     with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:

@@ -52,9 +52,10 @@ import importlib
 import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -121,6 +122,8 @@ class Renderer(ABC):
     """
 
     name = "renderer"
+    #: frames :func:`render` hands to :meth:`render_batch` at a time (a batched renderer raises it)
+    batch_size = 1
 
     @abstractmethod
     def prepare(self, portrait: np.ndarray, portrait_landmarks: np.ndarray) -> None:
@@ -130,6 +133,10 @@ class Renderer(ABC):
     def render_frame(self, landmarks: np.ndarray) -> np.ndarray:
         """``(478, 3)`` target landmarks (pixels) -> ``(H, W, 3) uint8`` frame."""
 
+    def render_batch(self, landmarks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """A few ``(478, 3)`` landmark arrays -> their frames; renderers that can batch override it."""
+        return [self.render_frame(points) for points in landmarks]
+
     def render(self, landmark_sequence: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Frames for an iterable of ``(478, 3)`` landmark arrays, lazily, one at a time."""
         for index, landmarks in enumerate(landmark_sequence):
@@ -137,6 +144,33 @@ class Renderer(ABC):
 
 
 _RENDERERS: dict[str, Callable[..., Renderer] | str] = {}
+
+#: where a network-based renderer runs: "auto" = the GPU when torch sees one, else the CPU
+RENDER_DEVICES = ("auto", "cpu", "cuda")
+#: renderers that take ``device=`` (the mesh renderer is plain NumPy / OpenCV)
+DEVICE_RENDERERS = ("neural",)
+
+
+def renderer_options(renderer: str, checkpoint: str | Path | None = None, device: str = "auto") -> dict:
+    """:func:`get_renderer` keyword options from the user's choices (CLI, UI, :func:`facecue.generate`).
+
+    checkpoint : trained weights, for renderers that need them
+    device : one of :data:`RENDER_DEVICES`; passed on only to renderers in :data:`DEVICE_RENDERERS`
+    """
+    if device not in RENDER_DEVICES:
+        raise InputError(None, f"device must be one of {', '.join(RENDER_DEVICES)}, got {device!r}")
+    options: dict = {}
+    if checkpoint is not None:
+        options["checkpoint"] = str(checkpoint)
+    if renderer in DEVICE_RENDERERS:
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise InputError(None, "device cuda was asked for, but torch sees no CUDA GPU here: use cpu or auto")
+        options["device"] = device
+    return options
+
 
 
 def register_renderer(name: str, factory: Callable[..., Renderer] | str, *, replace: bool = False) -> None:
@@ -1196,11 +1230,21 @@ def render(
             from tqdm import tqdm
 
             sequence = tqdm(sequence, total=total, desc="render", unit="frame", leave=False)
+        batch_size = max(1, int(getattr(engine, "batch_size", 1)))
+        pending: list[np.ndarray] = []  # at most batch_size frames: memory stays bounded
         for index, landmarks in enumerate(sequence):
             pts = check_landmarks(landmarks, f"landmark frame {index}")
             if not identity:
                 pts = _transform_points(pts, matrix)
-            yield engine.render_frame(pts)
+            if batch_size == 1:
+                yield engine.render_frame(pts)
+                continue
+            pending.append(pts)
+            if len(pending) == batch_size:
+                yield from engine.render_batch(pending)
+                pending = []
+        if pending:
+            yield from engine.render_batch(pending)
 
     return frames()
 
