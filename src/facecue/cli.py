@@ -164,7 +164,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .constants import SAMPLE_RATE
     from .cues import FaceCues
     from .errors import InputError
-    from .render import available_renderers, detect_portrait_landmarks, driving_landmarks, render, renderer_options
+    from .render import detect_portrait_landmarks, driving_landmarks, render, renderer_options
 
     portrait = Path(args.portrait)
     if io.media_kind(portrait) != "image":
@@ -172,12 +172,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.audio:
         io.media_kind(args.audio)  # exists, non-empty, a supported type
     io.check_output_path(args.output, (".mp4",))
-    if args.renderer not in available_renderers():
-        raise InputError(None, f"unknown renderer {args.renderer!r}; available: {', '.join(available_renderers())}")
     if args.size is not None and args.size < 16:
         raise InputError(None, f"--size must be at least 16 px, got {args.size}")
-    if args.renderer_checkpoint is not None and not Path(args.renderer_checkpoint).is_file():
-        raise InputError(args.renderer_checkpoint, "renderer checkpoint not found")
     options = renderer_options(args.renderer, args.renderer_checkpoint, args.device)
     cues = FaceCues.load(args.cues)  # checks kind, version and the landmark count
     audio = io.read_audio(args.audio) if args.audio else None

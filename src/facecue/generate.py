@@ -67,11 +67,9 @@ class GenerateConfig:
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise InputError(None, f"max seconds must be positive, got {self.max_seconds}")
         CueControls(pose_scale=self.pose_scale, gaze=parse_gaze(self.gaze), blink_rate=self.blink_rate)
-        from .render import available_renderers, renderer_options
+        from .render import renderer_options
 
-        if self.renderer not in available_renderers():
-            raise InputError(None, f"unknown renderer {self.renderer!r}; choose one of: {', '.join(available_renderers())}")
-        renderer_options(self.renderer, device=self.device)  # checks the device name
+        renderer_options(self.renderer, self.renderer_checkpoint, self.device)  # name, weights, device
         return self
 
     def to_dict(self) -> dict:
@@ -158,10 +156,6 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
         )
     if duration * config.fps < 1:
         raise InputError(audio, f"audio is too short ({duration * 1000:.0f} ms) for one video frame")
-    if config.renderer_checkpoint is not None and not Path(config.renderer_checkpoint).is_file():
-        raise InputError(config.renderer_checkpoint, "renderer checkpoint not found")
-    if config.renderer == "neural" and config.renderer_checkpoint is None:
-        raise InputError(None, "the neural renderer needs trained weights: pass --renderer-checkpoint (facecue train renderer/mapper)")
     if config.pose_from is not None and io.media_kind(config.pose_from) != "video":
         raise InputError(config.pose_from, "--pose-from needs a video of a face")
     resolve_cue_model(config)

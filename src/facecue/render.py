@@ -147,22 +147,32 @@ _RENDERERS: dict[str, Callable[..., Renderer] | str] = {}
 
 #: where a network-based renderer runs: "auto" = the GPU when torch sees one, else the CPU
 RENDER_DEVICES = ("auto", "cpu", "cuda")
-#: renderers that take ``device=`` (the mesh renderer is plain NumPy / OpenCV)
-DEVICE_RENDERERS = ("neural",)
+#: renderers that are trained networks: they need ``checkpoint=`` and take ``device=`` (the mesh
+#: renderer is plain NumPy / OpenCV and takes neither)
+NETWORK_RENDERERS = ("neural",)
 
 
 def renderer_options(renderer: str, checkpoint: str | Path | None = None, device: str = "auto") -> dict:
-    """:func:`get_renderer` keyword options from the user's choices (CLI, UI, :func:`facecue.generate`).
+    """Check the user's renderer choices (CLI, UI, batch, :func:`facecue.generate`) before any
+    model is loaded, and return them as :func:`get_renderer` keyword options.
 
-    checkpoint : trained weights, for renderers that need them
-    device : one of :data:`RENDER_DEVICES`; passed on only to renderers in :data:`DEVICE_RENDERERS`
+    renderer : a registered name (:func:`available_renderers`)
+    checkpoint : trained weights; required by the renderers in :data:`NETWORK_RENDERERS`
+    device : one of :data:`RENDER_DEVICES`; passed on only to :data:`NETWORK_RENDERERS`
     """
+    if renderer not in _RENDERERS:
+        raise InputError(None, f"unknown renderer {renderer!r}; available: {', '.join(available_renderers())}")
     if device not in RENDER_DEVICES:
         raise InputError(None, f"device must be one of {', '.join(RENDER_DEVICES)}, got {device!r}")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise InputError(checkpoint, "renderer checkpoint not found")
     options: dict = {}
     if checkpoint is not None:
         options["checkpoint"] = str(checkpoint)
-    if renderer in DEVICE_RENDERERS:
+    if renderer in NETWORK_RENDERERS:
+        if checkpoint is None:
+            raise InputError(None, f"the {renderer} renderer needs trained weights: pass --renderer-checkpoint "
+                             "(facecue train renderer, then facecue train mapper)")
         if device == "cuda":
             import torch
 
