@@ -43,7 +43,7 @@ from .constants import (
     RIGHT_EYELID_PAIRS,
     RIGHT_IRIS,
 )
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, InputError, check_file_header
 
 CUES_FILE_KIND = "facecue.cues"
 TEMPLATE_FILE_KIND = "facecue.face_template"
@@ -668,12 +668,7 @@ class FaceCues:
             raise InputError(path, "cue file not found")
         try:
             with np.load(path, allow_pickle=False) as data:
-                kind = str(data["kind"]) if "kind" in data else ""
-                if kind != CUES_FILE_KIND:
-                    raise CheckpointError(path, f"not a facecue cue file (kind {kind or 'missing'!r})")
-                version = int(data["version"])
-                if version > CUES_FORMAT_VERSION:
-                    raise CheckpointError(path, f"cue file version {version} is newer than this facecue ({CUES_FORMAT_VERSION}); upgrade facecue")
+                check_file_header(path, data, CUES_FILE_KIND, CUES_FORMAT_VERSION, "cue file")
                 arrays = {k: data[k] for k in ("normalized", "scale", "rotation", "translation", "gaze", "aperture", "valid", "identity")}
                 fps = float(data["fps"])
                 size = tuple(int(v) for v in data["image_size"])

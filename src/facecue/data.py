@@ -36,7 +36,7 @@ import torch
 
 from .constants import DEFAULT_FPS, EMOTIONS, MEAD_LEVELS, MEL_SUBFRAMES, N_MELS, N_MESH_POINTS, SAMPLE_RATE
 from .cues import FaceCues, angles_to_rotation, combined_gaze, rotation_to_angles
-from .errors import CheckpointError, FacecueError, InputError, OutputError
+from .errors import CheckpointError, FacecueError, InputError, OutputError, check_file_header
 
 log = logging.getLogger("facecue.data")
 
@@ -304,12 +304,7 @@ def load_clip(path: str | Path) -> ClipFile:
         raise CheckpointError(path, "clip file not found")
     try:
         with np.load(path, allow_pickle=False) as data:
-            kind = str(data["kind"]) if "kind" in data.files else ""
-            if kind != CLIP_FILE_KIND:
-                raise CheckpointError(path, f"not a facecue clip file (kind {kind or 'missing'!r})")
-            version = int(data["version"])
-            if version > CLIP_FORMAT_VERSION:
-                raise CheckpointError(path, f"clip file version {version} is newer than this facecue ({CLIP_FORMAT_VERSION})")
+            check_file_header(path, data, CLIP_FILE_KIND, CLIP_FORMAT_VERSION, "clip file")
             arrays = {k: data[k] for k in _CUE_FIELDS}
             mel, loudness = data["mel"], data["loudness"]
             meta = {k: str(data[k]) for k in ("clip_id", "emotion", "speaker", "source", "audio_source")}

@@ -34,3 +34,16 @@ class OutputError(FacecueError):
 
 class CheckpointError(InputError):
     """A checkpoint/cue file is corrupt, of the wrong kind, or of an unsupported version."""
+
+
+def check_file_header(path: str | Path, data, kind: str, max_version: int, what: str) -> int:
+    """The ``kind`` / ``version`` entries every facecue ``.npz`` file carries (an open ``np.load`` of
+    ``path`` as ``data``): :class:`CheckpointError` naming the file when it is not a ``kind`` file
+    (``what`` names it: "cue file") or newer than this facecue reads; returns the version."""
+    found = str(data["kind"]) if "kind" in data.files else ""
+    if found != kind:
+        raise CheckpointError(path, f"not a facecue {what} (kind {found or 'missing'!r})")
+    version = int(data["version"])
+    if version > max_version:
+        raise CheckpointError(path, f"{what} version {version} is newer than this facecue ({max_version}); upgrade facecue")
+    return version

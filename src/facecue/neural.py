@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .constants import CROP_SIZE, N_LANDMARKS
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, InputError, check_file_header
 from .train import TrainConfig, inference_weights, load_checkpoint
 
 log = logging.getLogger("facecue.neural")
@@ -177,11 +177,7 @@ def load_frame_clip(path: str | Path) -> FrameClip:
         raise InputError(path, "frame cache file not found")
     try:
         with np.load(path, allow_pickle=False) as data:
-            kind = str(data["kind"]) if "kind" in data.files else ""
-            if kind != FRAMES_KIND:
-                raise InputError(path, f"not a facecue frame cache file (kind {kind or 'missing'!r})")
-            if int(data["version"]) > FRAMES_VERSION:
-                raise InputError(path, f"frame cache version {int(data['version'])} is newer than this facecue")
+            check_file_header(path, data, FRAMES_KIND, FRAMES_VERSION, "frame cache file")
             if "frames" in data.files:
                 frames = data["frames"]
             else:
