@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import _single_threaded_children, _worker_init  # one thread per spawned worker
+from .data import run_in_workers
 from .errors import FacecueError, InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,8 @@ def run_batch(csv_path: str | Path, jobs: int = 1, force: bool = False, progress
             for job in todo:
                 record(run_job(job))
         else:
-            _run_pool(todo, min(jobs, len(todo)), record)
+            run_in_workers(run_job, todo, min(jobs, len(todo)), record,
+                           lambda job, reason: {"row": job.row, "status": "failed", "reason": reason})
     finally:
         if bar is not None:
             bar.close()
@@ -273,25 +274,6 @@ def run_batch(csv_path: str | Path, jobs: int = 1, force: bool = False, progress
         report.seconds = time.perf_counter() - started
         report.failures_path = write_failures(csv_path.with_name(f"{csv_path.stem}.failures.csv"), report.failed)
     return report
-
-
-def _run_pool(todo: list[BatchJob], workers: int, record) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    with _single_threaded_children(), ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-    ) as pool:
-        futures = {pool.submit(run_job, job): job for job in todo}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                record(future.result())
-            except BrokenProcessPool:
-                record({"row": job.row, "status": "failed", "reason": "worker process crashed (rerun to retry)"})
-            except Exception as exc:  # pragma: no cover - run_job catches
-                record({"row": job.row, "status": "failed", "reason": f"{exc.__class__.__name__}: {exc}"})
 
 
 def write_failures(path: Path, failed: list[tuple[int, str, str]]) -> Path:

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -415,6 +417,29 @@ def _single_threaded_children():
                 os.environ[n] = v
 
 
+def run_in_workers(task: Callable[[Any], dict], items: Sequence, workers: int, record: Callable[[dict], None],
+                   failure: Callable[[Any, str], dict]) -> None:
+    """``record(task(item))`` for every item, as each ends, in ``workers`` spawned processes of one
+    thread each; a crashed worker (or an exception ``task`` let through) is recorded as
+    ``failure(item, reason)``. ``task`` must pickle: a module-level function or a ``functools.partial``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    with _single_threaded_children(), ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+    ) as pool:
+        futures = {pool.submit(task, item): item for item in items}
+        for future in as_completed(futures):
+            item = futures[future]
+            try:
+                record(future.result())
+            except BrokenProcessPool:
+                record(failure(item, "worker process crashed (rerun to retry)"))
+            except Exception as exc:  # pragma: no cover - the tasks catch their own errors
+                record(failure(item, f"{exc.__class__.__name__}: {exc}"))
+
+
 def preprocess(
     sources: Sequence[ClipSource],
     cache_dir: str | Path,
@@ -427,9 +452,6 @@ def preprocess(
     """Preprocess clips into ``cache_dir`` with ``jobs`` worker processes (spawn; MediaPipe per
     worker). Resumable; failures (and ``problems`` found while listing sources) go to
     ``failures.csv``; the index merges this run's clips with valid rows of an earlier index."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
     cache = Path(cache_dir)
     try:
         (cache / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
@@ -459,20 +481,8 @@ def preprocess(
             for source in sources:
                 record(_process_or_skip(source, str(cache), fps))
         else:
-            import multiprocessing
-
-            with _single_threaded_children(), ProcessPoolExecutor(
-                max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-            ) as pool:
-                futures = {pool.submit(_process_or_skip, s, str(cache), fps): s for s in sources}
-                for future in as_completed(futures):
-                    source = futures[future]
-                    try:
-                        record(future.result())
-                    except BrokenProcessPool:
-                        record({"clip_id": source.clip_id, "status": "failed", "reason": "worker process crashed (rerun to retry)"})
-                    except Exception as exc:  # pragma: no cover - _process_or_skip catches
-                        record({"clip_id": source.clip_id, "status": "failed", "reason": f"{exc.__class__.__name__}: {exc}"})
+            run_in_workers(functools.partial(_process_or_skip, cache_dir=str(cache), fps=fps), sources, jobs, record,
+                           lambda source, reason: {"clip_id": source.clip_id, "status": "failed", "reason": reason})
     finally:
         if bar is not None:
             bar.close()
