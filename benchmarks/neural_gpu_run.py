@@ -121,6 +121,18 @@ def steps_for(seconds: float, per_step: float, minimum: int, safety: float = 0.8
     return max(minimum, int(seconds * safety / per_step))
 
 
+def planned_steps(name: str, task, fixed: int, seconds: float, args, device: torch.device, amp: bool,
+                  metrics: dict) -> int:
+    """``fixed`` steps, or as many as fit in ``seconds`` by a timed calibration of ``task``."""
+    if fixed:
+        return fixed
+    per_step = time_steps(task, device, 3, args.calibrate_steps, amp)
+    steps = steps_for(seconds, per_step, minimum=5)
+    metrics[f"{name}_calibrated_s_per_step"] = per_step
+    say(f"{name}: {per_step * 1000:.1f} ms/step at batch {task.config.train.batch_size} -> {steps} steps")
+    return steps
+
+
 METRIC_DEVICE = torch.device("cpu")
 
 
@@ -342,13 +354,7 @@ def run(args, device: torch.device, out: Path, metrics: dict) -> int:
     rtask = neural.RendererTask(rcfg, clips=clips)
     gen_params = neural.model_size(rtask.build_model(None).generator)[0]
     metrics["generator_parameters"] = gen_params
-    if args.steps:
-        steps = args.steps
-    else:
-        per_step = time_steps(rtask, device, 3, args.calibrate_steps, amp)
-        steps = steps_for(args.generator_seconds, per_step, minimum=5)
-        metrics["generator_calibrated_s_per_step"] = per_step
-        say(f"generator: {per_step * 1000:.1f} ms/step at batch {rcfg.train.batch_size} -> {steps} steps")
+    steps = planned_steps("generator", rtask, args.steps, args.generator_seconds, args, device, amp, metrics)
     warmup = min(rcfg.train.warmup_steps, max(1, steps // 10))
     ema = max(0.0, min(rcfg.train.ema_decay, 1.0 - 10.0 / steps))  # the average spans <= a tenth of the run
     rcfg = apply_overrides(rcfg, [f"train.steps={steps}", f"train.warmup_steps={warmup}", f"train.ema_decay={ema}",
@@ -368,13 +374,7 @@ def run(args, device: torch.device, out: Path, metrics: dict) -> int:
                                   f"train.device={args.device}", f"train.out_dir={work / 'mapper'}",
                                   "train.checkpoint_every=1000000", f"train.workers={min(workers, 2)}"])
     mtask = neural.MapperTask(mcfg, clips=clips)
-    if args.mapper_steps:
-        msteps = args.mapper_steps
-    else:
-        per_step = time_steps(mtask, device, 3, args.calibrate_steps, amp)
-        msteps = steps_for(args.mapper_seconds, per_step, minimum=5)
-        metrics["mapper_calibrated_s_per_step"] = per_step
-        say(f"mapper: {per_step * 1000:.1f} ms/step at batch {mcfg.train.batch_size} -> {msteps} steps")
+    msteps = planned_steps("mapper", mtask, args.mapper_steps, args.mapper_seconds, args, device, amp, metrics)
     mwarmup = min(mcfg.train.warmup_steps, max(1, msteps // 10))
     mcfg = apply_overrides(mcfg, [f"train.steps={msteps}", f"train.warmup_steps={mwarmup}",
                                   f"train.log_every={max(1, min(20, msteps // 50))}"])
