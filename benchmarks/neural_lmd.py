@@ -7,8 +7,8 @@ indices). This script
 * renders the same held-out frames with the mesh renderer (:func:`facecue.render.render`): the
   same source frame (the clip's first training frame; its landmarks found by
   :func:`facecue.render.detect_portrait_landmarks`, as ``facecue render`` does), driven by the
-  same tracked landmarks the mapper reads; its frames go through the same JPEG round trip (q 90)
-  as the neural ones, so that every row is measured alike;
+  same tracked landmarks the mapper reads; its frames go through the same JPEG round trip
+  (``neural_gpu_run.jpeg_bytes``) as the neural ones, so that every row is measured alike;
 * measures PSNR / SSIM (:mod:`facecue.evaluate`) of every row against the real cache frames, and
   tracks MediaPipe landmarks on all of them for :func:`facecue.evaluate.lmd` (pixels at 256 x 256);
 * adds the "copy the source frame" baseline (how far the faces move at all).
@@ -33,18 +33,13 @@ from facecue.evaluate import lmd, mean_psnr, video_psnr, video_ssim  # noqa: E40
 from facecue.landmarks import track_landmarks  # noqa: E402
 from facecue.neural import _jpeg_decoder, load_frame_cache  # noqa: E402
 from facecue.render import detect_portrait_landmarks, render  # noqa: E402
-
-JPEG_QUALITY = 90  # what benchmarks/neural_gpu_run.py stores the generated frames with
+from neural_gpu_run import jpeg_bytes  # noqa: E402  (benchmarks/, beside this script)
 
 
 def jpeg_round_trip(frames: np.ndarray) -> np.ndarray:
-    import cv2
-
-    out = []
-    for f in frames:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(f[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
-    return np.stack(out)
+    """``frames`` encoded and decoded as the GPU run stores its generated frames."""
+    decode = _jpeg_decoder()
+    return np.stack([decode(jpeg_bytes(f)) for f in frames])
 
 
 def mesh_heldout(clip, idx: np.ndarray, size: int) -> np.ndarray:
