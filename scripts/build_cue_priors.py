@@ -9,9 +9,11 @@ Everything in the priors is measured on real faces (MediaPipe landmarks, facecue
   nearest real frames among the 7 real talking videos (``talking/``, 5 speakers) and the 3 neutral
   MEAD clips; their lower-face offsets from the speaker's own closed-mouth rest shape, rescaled to
   the template's mouth width, are averaged. Closed visemes (``sil``) are the rest shape itself.
-* **emotion expression offsets** (8 x 478 x 3): per actor (M030, W009, W011), the median
-  normalized shape of the emotion's clip minus that of the actor's neutral clip, averaged over
-  the 3 actors; mouth opening is removed (speech is not emotion).
+* **emotion expression offsets** (8 x 478 x 3): per actor (M030, W009, W011), the emotion
+  clip's shape at closed lips (every landmark coordinate regressed on the inner-lip gap over all
+  frames, intercept) minus the neutral clip's, averaged over the 3 actors. The emotion's own
+  mouth opening is kept separately: the jaw held open while speaking (10th-percentile lip gap
+  over neutral's) and how much wider its speech movements are (10-90 % gap range over neutral's).
 * **emotion dynamics** (per emotion): head pose offset and spread (degrees), gaze offset and
   spread (degrees), blink rate (per minute), measured on the same 24 real MEAD clips.
 """
@@ -99,6 +101,22 @@ def viseme_shapes(sources: list[np.ndarray]) -> np.ndarray:
     return shapes
 
 
+def lip_gap(normalized: np.ndarray) -> np.ndarray:
+    """(T,) inner-lip gap, canonical units (= fraction of the outer-eye-corner distance)."""
+    return normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1]
+
+
+def closed_expression(normalized: np.ndarray) -> np.ndarray:
+    """(478, 3) the clip's shape at zero lip gap: every coordinate regressed on the inner-lip gap
+    over *all* frames (speech included), intercept taken. Unlike the median of the most-closed
+    frames (bilabials: lips pressed, narrow), this keeps the expression's own mouth width, corner
+    height and upper-lip raise, and every frame of the clip contributes."""
+    gap = lip_gap(normalized).astype(np.float64)
+    design = np.stack([np.ones_like(gap), gap], axis=1)
+    coef, *_ = np.linalg.lstsq(design, normalized.reshape(len(gap), -1).astype(np.float64), rcond=None)
+    return coef[0].reshape(normalized.shape[1:])
+
+
 def emotion_priors(data: Path) -> dict[str, np.ndarray]:
     actors = ("M030", "W009", "W011")
     cues: dict[tuple[str, str], FaceCues] = {}
@@ -112,13 +130,19 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
     gaze_mean = np.zeros((len(EMOTIONS), 2), np.float32)
     gaze_std = np.zeros((len(EMOTIONS), 2), np.float32)
     blink_rate = np.zeros(len(EMOTIONS), np.float32)
+    jaw_opening = np.zeros(len(EMOTIONS), np.float32)
+    speech_gain = np.zeros(len(EMOTIONS), np.float32)
     for e, emotion in enumerate(EMOTIONS):
         per_actor, blinks, seconds = [], 0, 0.0
         for actor in actors:
             c, neutral = cues[actor, emotion], cues[actor, "neutral"]
-            # closed-mouth rest shapes: the emotion's expression without the speech movement
-            diff = rest_shape(c.normalized) - rest_shape(neutral.normalized)
-            per_actor.append(diff)
+            # the emotion's expression at closed lips; its speech opens the mouth on top of it
+            per_actor.append(closed_expression(c.normalized) - closed_expression(neutral.normalized))
+            gap, gap_neutral = lip_gap(c.normalized), lip_gap(neutral.normalized)
+            lo, hi = np.percentile(gap, [10, 90])
+            lo_n, hi_n = np.percentile(gap_neutral, [10, 90])
+            jaw_opening[e] += (lo - lo_n) / len(actors)  # the jaw held open while speaking
+            speech_gain[e] += (hi - lo) / max(hi_n - lo_n, 1e-6) / len(actors)  # wider speech movements
             pose_mean[e] += (np.median(c.pose_angles, 0) - np.median(neutral.pose_angles, 0)) / len(actors)
             pose_std[e] += c.pose_angles.std(0) / len(actors)
             gaze_mean[e] += (np.median(c.combined_gaze, 0) - np.median(neutral.combined_gaze, 0)) / len(actors)
@@ -128,12 +152,17 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
         offsets[e] = np.mean(per_actor, axis=0)
         offsets[e, N_MESH_POINTS:] = offsets[e, N_MESH_POINTS:].mean(0)  # iris moves with its eye
         blink_rate[e] = 60.0 * blinks / seconds
+        o = offsets[e]
         print(
-            f"emotion {emotion:>9}: pose offset {np.round(pose_mean[e], 1)} std {np.round(pose_std[e], 1)} "
-            f"gaze offset {np.round(gaze_mean[e], 1)} std {np.round(gaze_std[e], 1)} blinks/min {blink_rate[e]:.0f}"
+            f"emotion {emotion:>9}: mouth width {o[MOUTH_CORNERS[1], 0] - o[MOUTH_CORNERS[0], 0]:+.3f} "
+            f"jaw {jaw_opening[e]:+.3f} speech x{speech_gain[e]:.2f} pose offset {np.round(pose_mean[e], 1)} "
+            f"std {np.round(pose_std[e], 1)} gaze offset {np.round(gaze_mean[e], 1)} std {np.round(gaze_std[e], 1)} "
+            f"blinks/min {blink_rate[e]:.0f}"
         )
     return dict(
         emotion_offsets=offsets,
+        emotion_jaw_opening=np.maximum(jaw_opening, 0.0).astype(np.float32),
+        emotion_speech_gain=np.maximum(speech_gain, 1.0).astype(np.float32),
         pose_mean=pose_mean,
         pose_std=pose_std,
         gaze_mean=gaze_mean,
@@ -158,7 +187,7 @@ def main() -> None:
     np.savez_compressed(
         args.out,
         kind="facecue.cue_priors",
-        version=1,
+        version=2,
         viseme_names=np.array(VISEME_NAMES),
         viseme_offsets=shapes,
         emotion_names=np.array(EMOTIONS),

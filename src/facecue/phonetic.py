@@ -18,7 +18,16 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from .audio import VISEME_NAMES, Phone, loudness_envelope, n_video_frames, recognize_phones
-from .constants import DEFAULT_FPS, EMOTIONS, INNER_LIP_MID, MOUTH_CORNERS, N_LANDMARKS, SAMPLE_RATE
+from .constants import (
+    DEFAULT_FPS,
+    EMOTIONS,
+    INNER_LIP_MID,
+    LEFT_UPPER_LID,
+    MOUTH_CORNERS,
+    N_LANDMARKS,
+    RIGHT_UPPER_LID,
+    SAMPLE_RATE,
+)
 from .cues import (
     FaceCues,
     GazeBins,
@@ -33,6 +42,7 @@ from .errors import CheckpointError, InputError
 from .motion import close_eyes, open_mouth
 
 PRIORS_KIND = "facecue.cue_priors"
+PRIORS_VERSION = 2
 
 # Co-articulation: dominance (how strongly a viseme imposes its shape) and spread (how far, in
 # units of the phone's half-duration, its influence reaches). Lips must close on bilabials, so
@@ -54,6 +64,16 @@ MEAN_FIXATION_S = 1.6
 POSE_SMOOTHING_S = 0.5  # head motion is low-frequency
 POSE_MOTION_GAIN = 2.2  # MEAD's 4-second clips under-sample slow head motion
 
+# Mouth amplitude, calibrated in a closed loop against real talking videos (inner-lip gap
+# distributions; scripts/calibrate_expressiveness.py, docs/calibration/README.md): the viseme
+# shapes are averages of real frames (averaging shrinks them), co-articulation mixes each vowel
+# with its neighbours, and loudness modulates around a floor.
+SPEECH_MOUTH_GAIN = 1.3
+VISEME_SHARPNESS = 1.0
+LOUDNESS_FLOOR = 0.3
+SPEECH_JAW_OPENING = 0.05  # canonical units of inner-lip gap held open while speaking
+SILENCE_DB = -32.0  # frames this far below the loud speech's level close the mouth
+
 
 @dataclass(frozen=True)
 class CuePriors:
@@ -68,6 +88,8 @@ class CuePriors:
     gaze_std: np.ndarray  # (8, 2)
     blink_rate: np.ndarray  # (8,) per minute, as measured
     lower_face_weight: np.ndarray  # (478,) 1 on the mouth and jaw, fading above the nose base
+    emotion_jaw_opening: np.ndarray  # (8,) canonical units of lip gap the emotion holds open while speaking
+    emotion_speech_gain: np.ndarray  # (8,) how much wider the emotion's speech movements are than neutral's
 
 
 @lru_cache(maxsize=1)
@@ -76,6 +98,8 @@ def load_priors() -> CuePriors:
         with np.load(path, allow_pickle=False) as data:
             if str(data["kind"]) != PRIORS_KIND:
                 raise CheckpointError(path, "not a facecue cue-priors file")
+            if int(data["version"]) != PRIORS_VERSION:
+                raise CheckpointError(path, f"cue priors version {int(data['version'])}, expected {PRIORS_VERSION}; rebuild them")
             if tuple(data["viseme_names"]) != tuple(VISEME_NAMES) or tuple(data["emotion_names"]) != tuple(EMOTIONS):
                 raise CheckpointError(path, "cue priors were built for other viseme/emotion sets; rebuild them")
             return CuePriors(
@@ -88,6 +112,8 @@ def load_priors() -> CuePriors:
                 gaze_std=data["gaze_std"].astype(np.float32),
                 blink_rate=data["blink_rate"].astype(np.float32),
                 lower_face_weight=data["lower_face_weight"].astype(np.float32),
+                emotion_jaw_opening=data["emotion_jaw_opening"].astype(np.float32),
+                emotion_speech_gain=data["emotion_speech_gain"].astype(np.float32),
             )
 
 
@@ -166,6 +192,7 @@ def viseme_weights(phones: list[Phone], n_frames: int, fps: float) -> np.ndarray
             continue
         dominance = VISEME_DOMINANCE[viseme] * np.exp(-np.abs(times[lo:hi] - centre) / tau)
         weights[lo:hi, v] += dominance
+    weights = weights ** VISEME_SHARPNESS  # > 1: each phone holds its own shape longer against its neighbours
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -177,21 +204,52 @@ def loudness_gain(audio: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
         return np.zeros(n_frames, np.float32)
     ref = np.percentile(rms[rms > 0], 95) + 1e-9
     level = np.clip(rms / ref, 0, 1.5)
-    gain = 0.25 + 0.9 * level
-    silent = 20 * np.log10(rms / ref + 1e-9) < -32
+    gain = LOUDNESS_FLOOR + (1.0 - LOUDNESS_FLOOR) * level
+    silent = 20 * np.log10(rms / ref + 1e-9) < SILENCE_DB
     gain[silent] = 0.0
     return gaussian_filter1d(gain, 0.8, mode="nearest").astype(np.float32)
 
 
 def mouth_offsets(
-    audio: np.ndarray, phones: list[Phone], n_frames: int, fps: float, mouth_scale: float = 1.0
+    audio: np.ndarray,
+    phones: list[Phone],
+    n_frames: int,
+    fps: float,
+    mouth_scale: float = 1.0,
+    *,
+    speech_gain: np.ndarray | float = 1.0,
+    jaw_opening: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """(T, 478, 3) lower-face offsets in canonical units for the speech."""
+    """(T, 478, 3) lower-face offsets in canonical units for the speech.
+
+    speech_gain : (T,) or scalar, widens the speech movements (an emotion's, 1 = neutral speech)
+    jaw_opening : (T,) or scalar, extra lip gap (canonical units) held open while speaking
+    """
     priors = load_priors()
     mix = viseme_weights(phones, n_frames, fps)
-    gain = loudness_gain(audio, n_frames, fps) * mouth_scale
+    loudness = loudness_gain(audio, n_frames, fps)
     shapes = priors.viseme_offsets.reshape(len(VISEME_NAMES), -1)
-    return ((mix @ shapes) * gain[:, None]).reshape(n_frames, N_LANDMARKS, 3)
+    visemes = (mix @ shapes) * (loudness * SPEECH_MOUTH_GAIN * speech_gain)[:, None]
+    # Running speech holds the jaw part-open between the visemes' peaks; lips still close where
+    # bilabials, labiodentals or silence dominate.
+    closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")] + mix[:, 0]
+    speaking = gaussian_filter1d((loudness > 0).astype(np.float64), 1.0, mode="nearest")
+    carrier = (SPEECH_JAW_OPENING + jaw_opening) * speaking * np.clip(1.0 - closing, 0.0, 1.0)
+    jaw = jaw_shape(priors)
+    return ((visemes + carrier[:, None] * jaw.reshape(1, -1)) * mouth_scale).reshape(n_frames, N_LANDMARKS, 3)
+
+
+@lru_cache(maxsize=1)
+def _jaw_shape_cached(key: int) -> np.ndarray:
+    priors = load_priors()
+    aa = priors.viseme_offsets[VISEME_NAMES.index("aa")].astype(np.float64)
+    gap = aa[INNER_LIP_MID[1], 1] - aa[INNER_LIP_MID[0], 1]
+    return (aa / max(gap, 1e-6)).astype(np.float32)
+
+
+def jaw_shape(priors: CuePriors) -> np.ndarray:
+    """(478, 3) the real open-vowel mouth shape scaled to one canonical unit of inner-lip gap."""
+    return _jaw_shape_cached(id(priors))
 
 
 # --- eyes, gaze, head ----------------------------------------------------------------------
@@ -295,11 +353,43 @@ def default_blink_rate(weights: np.ndarray) -> float:
     return float(np.clip(rate, *BLINK_RATE_RANGE))
 
 
-REST_LIP_GAP = 0.004  # canonical units: lips touching
-# MEAD's emotion offsets are medians of closed-mouth frames, and MediaPipe's mesh under-reports
-# expression amplitude; at intensity 1 they are applied this many times so the emotion reads.
-EMOTION_GAIN = 2.2
-MAX_SMILE_REMOVED = 1.5  # at most this many MEAD "happy" offsets are taken off a smiling portrait
+REST_LIP_GAP = 0.006  # canonical units: lips touching
+# Intensity 1 is MEAD level 3. The expression offsets are applied with one gain per face region
+# (calibrated in a closed loop, scripts/calibrate_expressiveness.py): brows and forehead, eyes and
+# lids, and the lower face (mouth, cheeks, jaw).
+EMOTION_REGION_GAINS = {"brows": 2.0, "eyes": 1.3, "lower": 1.6}
+MAX_SMILE_REMOVED = 1.5  # at most this many MEAD "happy" mouth offsets are taken off a smiling portrait
+
+
+@lru_cache(maxsize=1)
+def emotion_gain_map() -> np.ndarray:
+    """(478, 1) per-landmark gain of the emotion offsets from ``EMOTION_REGION_GAINS``: the lower
+    face by ``lower_face_weight``, above it brows/forehead (above the eyes' upper lids) and eyes."""
+    from .cues import default_template
+
+    points = default_template().points
+    lower = load_priors().lower_face_weight.astype(np.float64)
+    lid_top = points[list(RIGHT_UPPER_LID + LEFT_UPPER_LID), 1].min()
+    brow = np.clip((lid_top - points[:, 1] - 0.03) / 0.08, 0.0, 1.0) * (1.0 - lower)
+    eyes = 1.0 - lower - brow
+    gains = EMOTION_REGION_GAINS
+    return (gains["lower"] * lower + gains["brows"] * brow + gains["eyes"] * eyes)[:, None].astype(np.float32)
+
+
+def emotion_expression(weights: np.ndarray, intensity: float) -> np.ndarray:
+    """(T, 478, 3) the emotions' closed-lip expression offsets (canonical units) for per-frame
+    emotion ``weights`` (T, 8) at ``intensity`` (1 = MEAD level 3)."""
+    offsets = load_priors().emotion_offsets * emotion_gain_map()[None]
+    return intensity * np.einsum("te,ekd->tkd", weights, offsets)
+
+
+def emotion_mouth_dynamics(weights: np.ndarray, intensity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (speech gain, jaw opening) of the emotions: how much wider an emotion's speech
+    movements are than neutral speech's and how much lip gap it holds open, at ``intensity``."""
+    priors = load_priors()
+    gain = 1.0 + intensity * (weights @ priors.emotion_speech_gain - 1.0)
+    jaw = intensity * (weights @ priors.emotion_jaw_opening)
+    return gain.astype(np.float32), jaw.astype(np.float32)
 
 
 def corner_elevation(shape: np.ndarray) -> float:
@@ -317,7 +407,8 @@ def neutralize_smile(shape: np.ndarray) -> np.ndarray:
     template = default_template()
     s, r, t = fit_similarity(template.points[template.stable], shape[template.stable])
     reference = s * template.points @ r.T + t
-    happy = priors.emotion_offsets[EMOTIONS.index("happy")].astype(np.float64)
+    # only the smile (the lower face): the portrait's brows and eyes stay its own
+    happy = (priors.emotion_offsets[EMOTIONS.index("happy")] * priors.lower_face_weight[:, None]).astype(np.float64)
     per_unit = corner_elevation(reference + happy) - corner_elevation(reference)
     if per_unit <= 1e-6:
         return shape.copy()
@@ -431,8 +522,10 @@ def phonetic_cues(
     if phones is None:
         phones = recognize_phones(audio, text=text)
     priors = load_priors()
-    mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale)
-    emotion_offsets = EMOTION_GAIN * intensity * np.einsum("te,ekd->tkd", weights, priors.emotion_offsets)
+    speech_gain, jaw_opening = emotion_mouth_dynamics(weights, intensity)
+    mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale, speech_gain=speech_gain,
+                          jaw_opening=jaw_opening)
+    emotion_offsets = emotion_expression(weights, intensity)
     gain = loudness_gain(audio, n_frames, fps)
     head = head_motion(n_frames, fps, weights, intensity, gain, rng)
     gaze = gaze_track(n_frames, fps, weights, intensity, rng, gaze_bins or GazeBins())

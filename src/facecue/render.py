@@ -95,6 +95,12 @@ HOLE_DEPTH_BIAS = 0.03  # eye/mouth fills drawn behind neighbours: x eye distanc
 # Lashes: a band this thick (x eye width) above the upper-lid margin moves rigidly with the margin,
 # so that a closing lid stretches the lid skin above it, not the lashes.
 LASH_BAND = 0.09
+# Eye closure (1 - aperture / portrait's aperture) over which a closing lid turns to smoothed lid
+# skin, and over which the last sliver of the opening turns to lashes. Both start past the
+# narrowing that expressions make (angry, sad, happy: up to ~45 %), so a narrowed eye is drawn as
+# a narrowed, open eye and only blinks (closure ~0.85) look shut.
+LID_SKIN_CLOSURE = (0.5, 0.8)
+LASH_CLOSURE = (0.7, 0.85)
 
 MOUTH_OPEN_RATIO = 0.06  # portrait's inner-lip gap / mouth width above which its interior is reused
 MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
@@ -634,7 +640,7 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     if alpha.max() > 0:
         _blend(frame, box, warped[..., :3], alpha)
     # lids (nearly) shut: what is left of the opening is lashes
-    shut = float(_smoothstep(np.array(_closure(pts, model.side, model.aperture)), 0.55, 0.85))
+    shut = float(_smoothstep(np.array(_closure(pts, model.side, model.aperture)), *LASH_CLOSURE))
     if shut > 0 and model.lash is not None:
         _blend(frame, box, np.broadcast_to(model.lash, (*opening.shape, 3)).astype(np.float32),
                np.clip(opening * 1.5, 0, 1) * shut)
@@ -715,7 +721,7 @@ def _prepare_lid(texture: np.ndarray, pts: np.ndarray, source_tris: np.ndarray, 
 def _draw_lid(frame: np.ndarray, lid: _LidModel, pts: np.ndarray, vertices: np.ndarray, map_x: np.ndarray,
               map_y: np.ndarray) -> None:
     """Blend the smoothed upper-lid skin in as the eye closes (frame, maps: full output size)."""
-    closing = float(_smoothstep(np.array(_closure(pts, lid.side, lid.aperture)), 0.25, 0.7))
+    closing = float(_smoothstep(np.array(_closure(pts, lid.side, lid.aperture)), *LID_SKIN_CLOSURE))
     if closing <= 0:
         return
     height, width = frame.shape[:2]
