@@ -51,6 +51,7 @@ VISEME_TARGETS = {
     "U": (0.05, 0.84),
 }
 NEAREST_FRAMES = 30
+MAX_SPEECH_GAIN = 1.7
 OPEN_SCALE, WIDTH_SCALE = 0.03, 0.03  # feature distances are measured in these units
 
 
@@ -162,7 +163,9 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
     return dict(
         emotion_offsets=offsets,
         emotion_jaw_opening=np.maximum(jaw_opening, 0.0).astype(np.float32),
-        emotion_speech_gain=np.maximum(speech_gain, 1.0).astype(np.float32),
+        # MEAD's level-3 angry and fear are near shouting (x2.1 the neutral range): capped so that
+        # ordinary speech does not open to a shout on every syllable
+        emotion_speech_gain=np.clip(speech_gain, 1.0, MAX_SPEECH_GAIN).astype(np.float32),
         pose_mean=pose_mean,
         pose_std=pose_std,
         gaze_mean=gaze_mean,

@@ -335,8 +335,11 @@ def generate(
     from .render import render, renderer_options
 
     options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
+    from .phonetic import emotion_weights, parse_emotion_schedule
+
+    expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
     frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
-                    output_size=config.size, full=config.full, progress=progress, **options)
+                    output_size=config.size, full=config.full, progress=progress, expression=expression, **options)
     with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
         for frame in frames:
             writer.write(frame)

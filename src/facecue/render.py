@@ -936,6 +936,116 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     _blend(frame, box, colour, alpha)
 
 
+# --- expression detail (wrinkles and folds) -------------------------------------------------
+
+DETAIL_GAIN = 1.0  # x the real MEAD level-3 shading change at intensity 1
+DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
+DETAIL_KIND = "facecue.expression_detail"
+# MediaPipe points whose surroundings are not skin: the eye openings and the lips (their look
+# is drawn by the eye and mouth layers), dilated by DETAIL_HOLE_MARGIN x eye distance
+DETAIL_HOLE_MARGIN = (0.07, 0.05)  # (eyes, mouth)
+
+
+@lru_cache(maxsize=1)
+def canonical_detail_landmarks() -> np.ndarray:
+    """(478, 3) facecue's template face laid out on the detail canvas (pixels): the eyes' midpoint
+    at 40 % height, 0.36 of the canvas between the outer eye corners (a MEAD-like 256 px crop)."""
+    from .cues import default_template
+
+    pts = default_template().points.astype(np.float64)
+    eye_mid = 0.5 * (pts[RIGHT_EYE_CORNERS[0]] + pts[LEFT_EYE_CORNERS[0]])
+    unit = np.linalg.norm(pts[RIGHT_EYE_CORNERS[0], :2] - pts[LEFT_EYE_CORNERS[0], :2])
+    scale = 0.36 * DETAIL_CANVAS / unit
+    out = (pts - eye_mid) * scale
+    out[:, 0] += DETAIL_CANVAS / 2
+    out[:, 1] += 0.40 * DETAIL_CANVAS
+    return out
+
+
+def skin_detail_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: 1 on the face's skin inside the face oval, 0 on the eye openings,
+    the lips and outside the oval, feathered."""
+    topo = mesh_topology()
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    unit = _eye_unit(pts)
+    mask = np.zeros(shape, np.float32)
+    cv2.fillPoly(mask, [np.round(pts[topo.oval] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+    # well inside the oval: at its edge (hairline, jaw line) the tracking of real clips slips and
+    # the ratio shows the edge, not skin
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=max(1, int(0.12 * unit)))
+    holes = np.zeros(shape, np.uint8)
+    for loop in topo.eye_loops:
+        cv2.fillPoly(holes, [np.round(pts[loop] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    eyes = cv2.dilate(holes, np.ones((3, 3), np.uint8), iterations=max(1, int(DETAIL_HOLE_MARGIN[0] * unit)))
+    lips = np.zeros(shape, np.uint8)
+    outer_lips = np.array([61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146])
+    cv2.fillPoly(lips, [np.round(pts[outer_lips] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    lips = cv2.dilate(lips, np.ones((3, 3), np.uint8), iterations=max(1, int(DETAIL_HOLE_MARGIN[1] * unit)))
+    mask *= 1.0 - np.maximum(eyes, lips).astype(np.float32)
+    blur = max(0.06 * unit, 0.7)
+    return cv2.GaussianBlur(mask, (0, 0), blur)
+
+
+def mesh_coordinate_maps(from_points: np.ndarray, to_points: np.ndarray, shape: tuple[int, int]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every pixel of an image of ``shape`` (H, W) holding the face ``to_points``, the
+    coordinates of the same skin point in the image of ``from_points`` (piecewise affine along the
+    face mesh and its eye/mouth strips).
+
+    Returns map_x, map_y (H, W) float32 and inside (H, W) bool (pixels covered by the mesh).
+    """
+    topo = mesh_topology()
+    triangles = np.vstack([topo.face_triangles, topo.hole_triangles])
+    src = np.asarray(from_points, np.float64)[:, :2][triangles]
+    dst = np.asarray(to_points, np.float64)[:, :2][triangles]
+    affine = _affines(src, dst)
+    ids = np.full(shape, len(triangles), np.int32)
+    fixed = np.round(dst * 16).astype(np.int32)
+    for k in range(len(triangles)):
+        cv2.fillConvexPoly(ids, fixed[k], k, lineType=cv2.LINE_8, shift=4)
+    coef = np.concatenate([affine.reshape(-1, 6), [[0, 0, -1e4, 0, 0, -1e4]]]).astype(np.float32).T
+    gx = np.arange(shape[1], dtype=np.float32)[None, :]
+    gy = np.arange(shape[0], dtype=np.float32)[:, None]
+    map_x = coef[0][ids] * gx + coef[1][ids] * gy + coef[2][ids]
+    map_y = coef[3][ids] * gx + coef[4][ids] * gy + coef[5][ids]
+    return map_x, map_y, ids < len(triangles)
+
+
+def detail_in_portrait(portrait_landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """(8, H, W) float32 log-ratio maps of the emotions laid onto the portrait's face (zero off the
+    face), or None when this build has no maps."""
+    maps = expression_detail_maps()
+    if maps is None:
+        return None
+    map_x, map_y, inside = mesh_coordinate_maps(canonical_detail_landmarks(), portrait_landmarks, shape)
+    out = np.zeros((len(maps), *shape), np.float32)
+    for e, canvas in enumerate(maps):
+        if np.any(canvas):
+            out[e] = cv2.remap(canvas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out *= inside[None]
+    # the maps were measured on 256 px MEAD crops: detail finer than that would alias on small
+    # portraits, so a little blur scaled to the face is applied
+    return out
+
+
+@lru_cache(maxsize=1)
+def expression_detail_maps() -> np.ndarray | None:
+    """(8, C, C) float32 log-ratio maps on the canonical canvas (``EMOTIONS`` order), or None when
+    this build has none (``scripts/build_expression_detail.py`` makes them)."""
+    from importlib import resources
+
+    from .constants import EMOTIONS
+    from .errors import CheckpointError
+
+    with resources.as_file(resources.files("facecue") / "assets" / "expression_detail.npz") as path:
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["kind"]) != DETAIL_KIND or tuple(data["emotion_names"]) != tuple(EMOTIONS):
+                raise CheckpointError(path, "not a facecue expression-detail file for these emotions; rebuild it")
+            return data["log_ratio_q"].astype(np.float32) * float(data["scale"])
+
+
 # --- the mesh renderer ---------------------------------------------------------------------
 
 
@@ -994,12 +1104,14 @@ class MeshRenderer(Renderer):
     map_step : compute the warp's coordinate maps every ``map_step`` pixels and interpolate
         (1: exact; ``None``: 1 up to ~600 px wide warped areas, coarser above). The portrait
         itself is always sampled at full resolution.
+    expression_detail : draw the emotions' wrinkles and folds (measured on real MEAD faces,
+        ``assets/expression_detail.npz``) with the weights given by :meth:`set_expression`
     """
 
     name = "mesh"
 
     def __init__(self, *, rings=RINGS, redraw_eyes: bool = True, mouth: str = "auto", feather: float = 0.6,
-                 map_step: int | None = None) -> None:
+                 map_step: int | None = None, expression_detail: bool = True) -> None:
         if mouth not in ("auto", "synthesize", "warp"):
             raise ValueError(f"mouth must be 'auto', 'synthesize' or 'warp', got {mouth!r}")
         self.rings = tuple((float(d), float(f)) for d, f in rings)
@@ -1007,6 +1119,7 @@ class MeshRenderer(Renderer):
         self.mouth_mode = mouth
         self.feather = float(feather)
         self.map_step = map_step
+        self.expression_detail = bool(expression_detail)
         self._prepared = False
 
     # -- portrait-only work ---------------------------------------------------------------
@@ -1083,7 +1196,35 @@ class MeshRenderer(Renderer):
         self._mouth = None if self.mouth_mode == "warp" else mouth
         self._unit = _eye_unit(pts)
         self._identity_index = len(self._triangles)
+        # expression detail: the emotions' wrinkle/fold maps laid onto the portrait's face box
+        self._detail = None
+        self._expression = np.zeros(0, np.float32)
+        self._detail_cache: tuple[bytes, np.ndarray] | None = None
+        if self.expression_detail:
+            fx0, fy0 = np.maximum(np.floor(pts[:N_MESH_POINTS, :2].min(axis=0)).astype(int) - 2, 0)
+            fx1, fy1 = np.minimum(np.ceil(pts[:N_MESH_POINTS, :2].max(axis=0)).astype(int) + 3, [width, height])
+            local = pts.copy()
+            local[:, :2] -= [fx0, fy0]
+            maps = detail_in_portrait(local, (int(fy1 - fy0), int(fx1 - fx0)))
+            if maps is not None:
+                self._detail = (maps, np.array([fx0, fy0], np.float32))
         self._prepared = True
+
+    def set_expression(self, weights: np.ndarray | None) -> None:
+        """Emotion weights (8,) of the next frames, intensity included (``EMOTIONS`` order): the
+        strength of each emotion's wrinkles and folds. None or zeros: none."""
+        self._expression = np.zeros(0, np.float32) if weights is None else np.asarray(weights, np.float32).ravel()
+
+    def _detail_factor(self) -> np.ndarray | None:
+        """(h, w) log-luminance change in portrait face-box pixels for the current emotion weights."""
+        if self._detail is None or not self._expression.any():
+            return None
+        maps, _ = self._detail
+        weights = np.round(self._expression[: len(maps)] * DETAIL_GAIN, 3)
+        key = weights.tobytes()
+        if self._detail_cache is None or self._detail_cache[0] != key:
+            self._detail_cache = (key, np.tensordot(weights, maps, axes=1).astype(np.float32))
+        return self._detail_cache[1]
 
     # -- per frame ------------------------------------------------------------------------
     def target_vertices(self, landmarks: np.ndarray) -> np.ndarray:
@@ -1144,6 +1285,12 @@ class MeshRenderer(Renderer):
         frame = self.image.copy()
         region = frame[y0:y1, x0:x1]  # a view: the layers below draw into the frame
         region[...] = cv2.remap(self.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        detail = self._detail_factor()
+        if detail is not None:
+            origin = self._detail[1]
+            log_gain = cv2.remap(detail, map_x - origin[0], map_y - origin[1], cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            region[...] = np.clip(region * np.exp(log_gain)[..., None] + 0.5, 0, 255).astype(np.uint8)
         _soften_folds(region, map_x, map_y)
         if self._lids:
             vertices = self.target_vertices(pts) - np.array([x0, y0])
@@ -1198,6 +1345,27 @@ def output_transform(image_size: tuple[int, int], landmarks: np.ndarray, output_
     return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]]), out
 
 
+def warp_portrait(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The portrait under a similarity ``matrix`` (2x3) into an image of ``size`` (W, H).
+
+    Where the output reaches past the portrait's edges (a face crop near the border), the edge
+    pixels are extended outward and blurred more with the distance: a plain, out-of-focus
+    continuation instead of a mirror image (mirroring duplicates shoulders and objects)."""
+    interpolation = cv2.INTER_AREA if abs(matrix[0, 0]) + abs(matrix[0, 1]) < 1 else cv2.INTER_LINEAR
+    warped = cv2.warpAffine(image, matrix, size, flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(np.full(image.shape[:2], 255, np.uint8), matrix, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if inside.min() == 255:
+        return warped
+    outside = (inside < 255).astype(np.uint8)
+    distance = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+    sigma = max(size) / 40.0
+    blurred = cv2.GaussianBlur(warped, (0, 0), sigma)
+    blurred = cv2.GaussianBlur(blurred, (0, 0), 2 * sigma)
+    weight = np.clip(distance / (2 * sigma), 0.0, 1.0)[..., None] * (1 - inside[..., None] / 255.0)
+    return np.clip(warped * (1 - weight) + blurred * weight + 0.5, 0, 255).astype(np.uint8)
+
+
 def render(
     portrait: np.ndarray,
     portrait_landmarks: np.ndarray,
@@ -1206,6 +1374,7 @@ def render(
     output_size: int | tuple[int, int] | None = None,
     full: bool = True,
     progress: bool = False,
+    expression: np.ndarray | None = None,
     **options,
 ) -> Iterator[np.ndarray]:
     """Render the portrait driven by relocated landmarks, frame by frame.
@@ -1219,6 +1388,8 @@ def render(
     renderer : a registered name (:func:`available_renderers`) or a :class:`Renderer` instance
     output_size, full : see :func:`output_transform`
     progress : show a tqdm bar
+    expression : optional (T, 8) per-frame emotion weights, intensity included (``EMOTIONS``
+        order): how strongly each emotion's wrinkles and folds show, for renderers that draw them
     options : passed to the renderer's constructor when ``renderer`` is a name
 
     Returns
@@ -1234,8 +1405,7 @@ def render(
     matrix, size = output_transform((image.shape[1], image.shape[0]), points, output_size, full)
     identity = np.allclose(matrix, [[1, 0, 0], [0, 1, 0]]) and size == (image.shape[1], image.shape[0])
     if not identity:
-        interpolation = cv2.INTER_AREA if matrix[0, 0] < 1 else cv2.INTER_LINEAR
-        image = cv2.warpAffine(image, matrix, size, flags=interpolation, borderMode=cv2.BORDER_REFLECT101)
+        image = warp_portrait(image, matrix, size)
         points = _transform_points(points, matrix)
     engine.prepare(image, points)
     total = len(landmark_sequence) if hasattr(landmark_sequence, "__len__") else None
@@ -1252,6 +1422,8 @@ def render(
             pts = check_landmarks(landmarks, f"landmark frame {index}")
             if not identity:
                 pts = _transform_points(pts, matrix)
+            if expression is not None and hasattr(engine, "set_expression"):
+                engine.set_expression(expression[min(index, len(expression) - 1)])
             if batch_size == 1:
                 yield engine.render_frame(pts)
                 continue

@@ -1,0 +1,129 @@
+"""Build the expression-detail maps of the mesh renderer (src/facecue/assets/expression_detail.npz).
+
+Usage: python scripts/build_expression_detail.py [--data ../shared/data]
+
+A mesh warp moves skin but makes no wrinkles or folds; real expressions do (glabellar lines when
+the brows knit, forehead lines when they rise, nasolabial folds, crow's feet, the nose wrinkle of
+disgust). Following the expression-ratio-image idea (Liu, Shan & Zhang 2001), for each MEAD actor
+(M030, W009, W011) and emotion:
+
+1. every 3rd frame of the emotion's level-3 clip is warped along the MediaPipe mesh onto the
+   geometry of the actor's neutral reference (the first neutral frame), so that only shading
+   differs; the same is done for the actor's neutral clip;
+2. the ratio of luminances (emotion / neutral median), median over the frames (speech and
+   blinks average out), is band-passed (shading changes larger than ~1/20 of the face are
+   removed: pose and lighting, not wrinkles) and masked to the skin (eyes, mouth, outside the
+   face oval left at 1);
+3. the log-ratio is warped to a canonical face layout (facecue's template) and averaged over the
+   three actors.
+
+The renderer warps each emotion's map onto the portrait's face once and multiplies the frame's
+skin by ``exp(sum_e w_e * log_ratio_e)`` with the frame's emotion weights ``w_e`` (intensity
+included), so the detail follows the skin and fades with the intensity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from facecue.constants import EMOTIONS  # noqa: E402
+from facecue.io import iter_video_frames  # noqa: E402
+from facecue.landmarks import track_landmarks  # noqa: E402
+from facecue.render import (  # noqa: E402
+    DETAIL_CANVAS,
+    MeshRenderer,
+    canonical_detail_landmarks,
+    mesh_coordinate_maps,
+    skin_detail_mask,
+)
+
+FRAME_STEP = 3
+BAND_SIGMA = 1 / 20  # x canvas size: shading changes broader than this are not detail
+MAX_LOG_RATIO = (-0.45, 0.25)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) + 4.0
+
+
+def aligned_luminance(frames, landmarks, reference_landmarks) -> list[np.ndarray]:
+    """Each frame warped onto the reference geometry (luminance, float32)."""
+    out = []
+    for frame, pts in zip(frames, landmarks):
+        warp = MeshRenderer(redraw_eyes=False, mouth="warp")
+        warp.prepare(frame, pts)
+        map_x, map_y, (x0, y0, x1, y1) = warp.warp_maps(reference_landmarks)
+        lum = luminance(frame)
+        aligned = lum.copy()
+        aligned[y0:y1, x0:x1] = cv2.remap(lum, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out.append(aligned)
+    return out
+
+
+def clip_landmarks(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    frames = list(iter_video_frames(path))
+    landmarks, _ = track_landmarks(frames, source=path)
+    return frames, landmarks.astype(np.float64)
+
+
+def to_canvas(log_ratio: np.ndarray, reference_landmarks: np.ndarray) -> np.ndarray:
+    """The log-ratio (in the reference frame's pixels) warped onto the canonical canvas."""
+    canvas_landmarks = canonical_detail_landmarks()
+    shape = (DETAIL_CANVAS, DETAIL_CANVAS)
+    map_x, map_y, inside = mesh_coordinate_maps(reference_landmarks, canvas_landmarks, shape)
+    out = cv2.remap(log_ratio, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out * inside * skin_detail_mask(canvas_landmarks, shape)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "src" / "facecue" / "assets" / "expression_detail.npz")
+    parser.add_argument("--preview", type=Path, default=None, help="also write a PNG of the maps")
+    args = parser.parse_args()
+    clips = args.data / "mead_clips"
+    if not clips.is_dir():
+        raise SystemExit(f"{args.data}: the shared real data (mead_clips/) is needed")
+    maps = np.zeros((len(EMOTIONS), DETAIL_CANVAS, DETAIL_CANVAS), np.float32)
+    for actor in ("M030", "W009", "W011"):
+        frames_n, lm_n = clip_landmarks(next(clips.glob(f"{actor}_neutral_level*_001.mp4")))
+        reference, ref_lm = frames_n[0], lm_n[0]
+        size = reference.shape[0]
+        neutral = np.median(aligned_luminance(frames_n[::FRAME_STEP], lm_n[::FRAME_STEP], ref_lm), axis=0)
+        mask = skin_detail_mask(ref_lm, neutral.shape)
+        for e, emotion in enumerate(EMOTIONS):
+            if emotion == "neutral":
+                continue
+            frames, lm = clip_landmarks(next(clips.glob(f"{actor}_{emotion}_level*_001.mp4")))
+            aligned = np.median(aligned_luminance(frames[::FRAME_STEP], lm[::FRAME_STEP], ref_lm), axis=0)
+            log_ratio = np.log(aligned / neutral)
+            sigma = BAND_SIGMA * size
+            # band-pass inside the skin mask only (normalized blur): the eyes, mouth and
+            # background do not leak into the skin's low-frequency estimate
+            low = cv2.GaussianBlur(log_ratio * mask, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
+            detail = np.clip((log_ratio - low) * mask, *MAX_LOG_RATIO)
+            maps[e] += to_canvas(detail, ref_lm) / 3.0
+            print(f"{actor} {emotion}: log-ratio p1 {np.percentile(detail[mask > 0.5], 1):+.3f} "
+                  f"p99 {np.percentile(detail[mask > 0.5], 99):+.3f}", flush=True)
+    scale = float(np.abs(maps).max()) / 127.0
+    np.savez_compressed(args.out, kind="facecue.expression_detail", version=1, emotion_names=np.array(EMOTIONS),
+                        log_ratio_q=np.round(maps / scale).astype(np.int8), scale=np.float32(scale),
+                        canvas=np.int32(DETAIL_CANVAS))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
+    if args.preview:
+        from facecue.io import write_image
+
+        tiles = [np.clip(128 + 400 * m, 0, 255).astype(np.uint8) for m in maps]
+        write_image(args.preview, np.repeat(np.concatenate(tiles, axis=1)[..., None], 3, axis=2))
+
+
+if __name__ == "__main__":
+    main()
