@@ -67,6 +67,8 @@ __all__ = [
     "recognise_faces",
     "VideoReading",
     "read_video_emotion",
+    "summarize_reading",
+    "judge_frames",
     "to_facecue_emotion",
     "confusion_matrix",
     "confusion_markdown",
@@ -673,3 +675,33 @@ def save_confusion_png(matrix: np.ndarray, path: str | Path, labels: Sequence[st
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------------------
+# judging a generated video (used by facecue.evaluate)
+
+
+def judge_frames(frames: Sequence[np.ndarray] | np.ndarray, target: str | None, model=None) -> dict[str, Any]:
+    """The recogniser's JSON-able verdict on one clip, for evaluation reports.
+
+    Parameters
+    ----------
+    frames : (T, H, W, 3) uint8 RGB frames of the clip
+    target : the intended facecue emotion name, or None (unknown)
+    model : a loaded recogniser (default :func:`load_recogniser`)
+
+    Returns
+    -------
+    dict with ``fer_emotion`` (label of the mean probabilities, None without a face),
+    ``fer_majority``, ``fer_face_fraction``, ``fer_probabilities`` (mean, by facecue name) and,
+    when ``target`` is one of :data:`JUDGED_EMOTIONS` and a face was found,
+    ``fer_emotion_correct`` (bool). ``contempt`` and unknown targets are not judged.
+    """
+    reading = summarize_reading("", recognise_faces(frames, model=model))
+    summary = reading.to_json()
+    verdict: dict[str, Any] = {"fer_emotion": reading.label, "fer_majority": reading.majority,
+                               "fer_face_fraction": summary["face_fraction"],
+                               "fer_probabilities": summary["mean_probabilities"]}
+    if target in JUDGED_EMOTIONS and reading.label is not None:
+        verdict["fer_emotion_correct"] = reading.label == target
+    return verdict
