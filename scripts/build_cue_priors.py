@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from facecue.audio import VISEME_NAMES  # noqa: E402
 from facecue.constants import EMOTIONS, INNER_LIP_MID, MOUTH_CORNERS, N_LANDMARKS, N_MESH_POINTS  # noqa: E402
-from facecue.cues import FaceCues, default_template, detect_blinks, extract_cues  # noqa: E402
+from facecue.cues import FaceCues, default_template, detect_blinks, extract_cues, mirror_shape  # noqa: E402
 
 # Articulatory targets: (inner-lip opening in canonical units, mouth width / rest width).
 VISEME_TARGETS = {
@@ -150,6 +150,10 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
             gaze_std[e] += c.combined_gaze.std(0) / len(actors)
             blinks += len(c.blinks())
             seconds += c.duration_s
+        if emotion == "contempt":
+            # a one-sided expression: actors raise either corner, and averaging would cancel it;
+            # each actor's is mirrored, where needed, to raise the subject's left corner (291)
+            per_actor = [mirror_shape(o) if o[MOUTH_CORNERS[1], 1] > o[MOUTH_CORNERS[0], 1] else o for o in per_actor]
         offsets[e] = np.mean(per_actor, axis=0)
         offsets[e, N_MESH_POINTS:] = offsets[e, N_MESH_POINTS:].mean(0)  # iris moves with its eye
         blink_rate[e] = 60.0 * blinks / seconds

@@ -74,6 +74,12 @@ def clip_landmarks(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     return frames, landmarks.astype(np.float64)
 
 
+def corner_lift(landmarks: np.ndarray) -> float:
+    """Median over frames of how much higher the subject's left mouth corner (291) sits than the
+    right one (61), pixels (> 0: the left corner is higher)."""
+    return float(np.median(landmarks[:, 61, 1] - landmarks[:, 291, 1]))
+
+
 def to_canvas(log_ratio: np.ndarray, reference_landmarks: np.ndarray) -> np.ndarray:
     """The log-ratio (in the reference frame's pixels) warped onto the canonical canvas."""
     canvas_landmarks = canonical_detail_landmarks()
@@ -110,7 +116,10 @@ def main() -> None:
             # background do not leak into the skin's low-frequency estimate
             low = cv2.GaussianBlur(log_ratio * mask, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
             detail = np.clip((log_ratio - low) * mask, *MAX_LOG_RATIO)
-            maps[e] += to_canvas(detail, ref_lm) / 3.0
+            canvas = to_canvas(detail, ref_lm)
+            if emotion == "contempt" and corner_lift(lm) - corner_lift(lm_n) < 0:
+                canvas = canvas[:, ::-1]  # one-sided: as in the cue priors, the subject's left corner (291) rises
+            maps[e] += canvas / 3.0
             print(f"{actor} {emotion}: log-ratio p1 {np.percentile(detail[mask > 0.5], 1):+.3f} "
                   f"p99 {np.percentile(detail[mask > 0.5], 99):+.3f}", flush=True)
     scale = float(np.abs(maps).max()) / 127.0

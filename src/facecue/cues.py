@@ -126,6 +126,23 @@ def default_template() -> FaceTemplate:
 # --- similarity fit ------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def mirror_indices() -> np.ndarray:
+    """(478,) index of each landmark's left-right counterpart (the template is symmetric: the
+    nearest point to its mirror image; the irises swap as wholes)."""
+    from scipy.spatial import cKDTree
+
+    points = default_template().points[:N_MESH_POINTS].astype(np.float64)
+    mirrored = points * np.array([-1.0, 1.0, 1.0])
+    _, index = cKDTree(points).query(mirrored)
+    return np.r_[index, np.arange(N_MESH_POINTS + 5, N_LANDMARKS), np.arange(N_MESH_POINTS, N_MESH_POINTS + 5)]
+
+
+def mirror_shape(shape: np.ndarray) -> np.ndarray:
+    """(..., 478, 3) canonical shapes or offsets mirrored left-right (x negated, sides swapped)."""
+    return np.asarray(shape)[..., mirror_indices(), :] * np.array([-1.0, 1.0, 1.0])
+
+
 def fit_similarity(
     source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -172,6 +172,17 @@ def network_portrait(portrait_cues):
     return dataclasses.replace(portrait_cues, normalized=rest[None], identity=rest)
 
 
+MAX_SMILE_TEXTURE_REMOVED = 0.8  # of the real happy shading change: a smile's folds are softened, not inverted
+
+
+def portrait_smile_texture(portrait_cues) -> float:
+    """How much of the happy expression's shading (nasolabial folds, cheeks) to take off a smiling
+    portrait, in units of MEAD level 3: as much as its smile (its geometry is neutralized too)."""
+    from .phonetic import closed_mouth, smile_amount
+
+    return min(smile_amount(closed_mouth(portrait_cues.normalized[0])), MAX_SMILE_TEXTURE_REMOVED)
+
+
 def resample_cues(cues, fps: float, n_frames: int):
     """Cues at another frame rate (linear in time; rotations through their angles)."""
     from .cues import FaceCues, angles_to_rotation, eye_aperture, gaze_from_normalized, rotation_to_angles
@@ -335,9 +346,11 @@ def generate(
     from .render import render, renderer_options
 
     options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
+    from .constants import EMOTIONS
     from .phonetic import emotion_weights, parse_emotion_schedule
 
     expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
+    expression[:, EMOTIONS.index("happy")] -= portrait_smile_texture(portrait_cues)
     frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
                     output_size=config.size, full=config.full, progress=progress, expression=expression, **options)
     with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:

@@ -398,9 +398,8 @@ def corner_elevation(shape: np.ndarray) -> float:
     return float(mid - 0.5 * (shape[MOUTH_CORNERS[0], 1] + shape[MOUTH_CORNERS[1], 1]))
 
 
-def neutralize_smile(shape: np.ndarray) -> np.ndarray:
-    """(478, 3) the portrait with its own smile taken off (in units of MEAD's happy offset), so
-    that other emotions can show on a smiling photo; compared with the template's corners."""
+def _smile_unit(shape: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The MEAD happy mouth offset, its corner elevation per unit, and the portrait's smile in those units."""
     from .cues import default_template, fit_similarity
 
     priors = load_priors()
@@ -410,9 +409,22 @@ def neutralize_smile(shape: np.ndarray) -> np.ndarray:
     # only the smile (the lower face): the portrait's brows and eyes stay its own
     happy = (priors.emotion_offsets[EMOTIONS.index("happy")] * priors.lower_face_weight[:, None]).astype(np.float64)
     per_unit = corner_elevation(reference + happy) - corner_elevation(reference)
+    amount = (corner_elevation(shape) - corner_elevation(reference)) / per_unit if per_unit > 1e-6 else 0.0
+    return happy, per_unit, float(np.clip(amount, 0, MAX_SMILE_REMOVED))
+
+
+def smile_amount(shape: np.ndarray) -> float:
+    """How much a (478, 3) normalized shape smiles, in units of MEAD's level-3 happy mouth (0 = not
+    at all, capped at ``MAX_SMILE_REMOVED``), judged by its mouth corners against the template's."""
+    return _smile_unit(np.asarray(shape, np.float64))[2]
+
+
+def neutralize_smile(shape: np.ndarray) -> np.ndarray:
+    """(478, 3) the portrait with its own smile taken off (in units of MEAD's happy mouth offset),
+    so that other emotions can show on a smiling photo; compared with the template's corners."""
+    happy, per_unit, amount = _smile_unit(np.asarray(shape, np.float64))
     if per_unit <= 1e-6:
         return shape.copy()
-    amount = np.clip((corner_elevation(shape) - corner_elevation(reference)) / per_unit, 0, MAX_SMILE_REMOVED)
     return closed_mouth(shape - amount * happy)
 
 
