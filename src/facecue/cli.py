@@ -527,8 +527,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the web page until interrupted."""
     from .ui import launch
 
+    from .ui import parse_auth
+
     launch(args.host, args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-           queue_size=args.queue_size, output_dir=args.output_dir)
+           queue_size=args.queue_size, output_dir=args.output_dir, auth=parse_auth(args.auth))
     return 0
 
 
@@ -540,9 +542,12 @@ def _add_ui_parser(sub) -> None:
         help="web page: upload a portrait and speech, pick an emotion, get the video",
         description="Serve a local web page (Gradio) for the main job, with every generate control, a\n"
         "landmark preview and the result video. One job runs at a time; others wait in a queue.\n"
-        "Only this machine can reach it unless --host says otherwise.",
+        "Only this machine can reach it unless --host says otherwise. The page has no login unless\n"
+        "--auth is given (serving beyond this machine without it prints a warning). Outputs go to a new\n"
+        "facecue-ui-* folder (inside --output-dir when given); only that folder is served, and only the job\n"
+        "folders the server made there are removed (after an hour).",
         epilog="examples:\n  facecue ui                       then open http://127.0.0.1:7860\n"
-        "  facecue ui --host 0.0.0.0 --port 8080 --max-seconds 60   (reachable from the network)",
+        "  facecue ui --host 0.0.0.0 --port 8080 --auth me:secret --max-seconds 60   (reachable from the network)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this "
@@ -554,7 +559,10 @@ def _add_ui_parser(sub) -> None:
                    help=f"longest speech accepted, in seconds (default {DEFAULT_MAX_SECONDS:g})")
     p.add_argument("--queue-size", type=_positive_int, default=DEFAULT_QUEUE_SIZE, metavar="N",
                    help=f"jobs that may wait; more are refused (default {DEFAULT_QUEUE_SIZE})")
-    p.add_argument("--output-dir", metavar="DIR", help="folder for the generated files (default: a new temp folder)")
+    p.add_argument("--output-dir", metavar="DIR", help="folder in which the server makes its own facecue-ui-* folder "
+                   "for the generated files (default: the system's temp folder); nothing else in DIR is touched")
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (Gradio's own); note that other users "
+                   "of this machine can read command lines, and the page is plain HTTP")
     p.set_defaults(func=cmd_ui)
 
 
