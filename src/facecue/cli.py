@@ -326,6 +326,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{final}: {args.model} trained to step {config.train.steps}; logs in {final.parent} "
               f"({time.perf_counter() - started:.1f} s)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker: the run is complete (final barrier, group destroyed, checkpoint
+        # written and renamed). Python's own finalization can still abort the process at random
+        # while gloo's threads and static objects are torn down, so end the process here, after
+        # flushing what it printed and logged, with a deterministic exit status.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

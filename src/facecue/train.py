@@ -631,7 +631,12 @@ def train(
     out = Path(out_dir or cfg.out_dir)
     dist, created_group = _setup_distributed(cfg.device)
     try:
-        return _train(task, cfg, out, resume, progress, dist)
+        final = _train(task, cfg, out, resume, progress, dist)
+        if created_group and torch.distributed.is_initialized():
+            # every rank has finished its last collective before any rank tears its group down:
+            # a rank destroying gloo's pairs while a peer still sends on them aborts the peer
+            torch.distributed.barrier()
+        return final
     finally:
         if created_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
