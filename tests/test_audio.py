@@ -373,3 +373,17 @@ def test_phone_decoding_does_not_depend_on_earlier_calls(speech):
     A.recognize_phones(noise(1.0, seed=9))  # shifts pocketsphinx's running cepstral mean
     A.recognize_phones(speech, text=SENTENCE)
     assert A.recognize_phones(speech) == first
+
+
+def test_quiet_speech_gives_the_same_phones_as_loud_speech():
+    """Speech is level-normalised before recognition: a recording 34 dB quieter is recognised the same."""
+    from facecue.assets import asset_path
+    from facecue.audio import normalize_level, recognize_phones
+    from facecue.io import read_audio
+
+    speech = read_audio(asset_path("speech.wav"))[: 5 * 16000]
+    loud, quiet = recognize_phones(speech), recognize_phones(speech * 0.02)
+    assert [p.label for p in quiet] == [p.label for p in loud]
+    assert [round(p.start_s, 2) for p in quiet] == [round(p.start_s, 2) for p in loud]
+    np.testing.assert_allclose(normalize_level(speech * 0.02), normalize_level(speech), atol=2e-5)
+    assert np.array_equal(normalize_level(np.zeros(1600, np.float32)), np.zeros(1600, np.float32))

@@ -285,3 +285,58 @@ def test_bundled_network_with_an_emotion_schedule(tmp_path, short_speech):
     assert info.n_frames == result.n_frames == round(audio_duration(short_speech) * 30)
     assert result.cues.meta["cue_model"] == "network" and result.cues.fps == 30
     assert np.isfinite(result.cues.normalized).all()
+
+
+def test_silence_gives_a_listening_face_as_long_as_the_audio(tmp_path):
+    """Silent and near-silent (-60 dBFS noise) audio: mouth closed, but blinks, gaze shifts and
+    head motion go on, for exactly the audio's length."""
+    from facecue.constants import INNER_LIP_MID
+
+    rng = np.random.default_rng(0)
+    for name, samples in (("silent", np.zeros(6 * 16000, np.float32)),
+                          ("hiss", (rng.normal(0, 0.001, 6 * 16000)).astype(np.float32))):
+        wav = write_wav(tmp_path / f"{name}.wav", samples)
+        result = generate(asset_path("portrait.png"), wav, tmp_path / f"{name}.mp4", size=128, full=False, seed=1)
+        cues = result.cues
+        assert result.n_frames == probe_video(tmp_path / f"{name}.mp4").n_frames == 150, name
+        upper, lower = INNER_LIP_MID
+        gap = cues.normalized[:, lower, 1] - cues.normalized[:, upper, 1]
+        assert np.ptp(gap) < 0.01, f"{name}: the mouth stays still (gap range {np.ptp(gap):.4f})"
+        assert len(cues.blinks()) >= 1, f"{name}: blinks"
+        assert np.ptp(cues.gaze[:, 0, 0]) > 1.0, f"{name}: gaze shifts"
+        assert cues.pose_angles[:, 0].std() > 0.2, f"{name}: slow head motion"
+
+
+def test_default_full_frame_output_is_capped_and_says_so(tmp_path, short_speech):
+    import cv2
+
+    big = cv2.resize(read_image(asset_path("portrait.png")), (2400, 2400), interpolation=cv2.INTER_CUBIC)
+    portrait = write_image(tmp_path / "big.png", big)
+    result = generate(portrait, short_speech, tmp_path / "big.mp4", cue_model="phonetic")
+    info = probe_video(tmp_path / "big.mp4")
+    assert (info.width, info.height) == (1024, 1024)
+    assert "capped at 1024 px" in result.summary()
+
+
+def test_settings_file_replaces_only_facecue_s_own(tmp_path, short_speech):
+    out = tmp_path / "talk.mp4"
+    generate(asset_path("portrait.png"), short_speech, out, size=128, full=False)
+    first = (tmp_path / "talk.json").read_text()
+    generate(asset_path("portrait.png"), short_speech, out, size=128, full=False, seed=3)  # a rerun replaces its own
+    assert (tmp_path / "talk.json").read_text() != first and '"seed": 3' in (tmp_path / "talk.json").read_text()
+
+
+def test_network_cues_are_the_same_in_generate_and_cues_from_speech(tmp_path, short_speech, capsys):
+    from facecue.assets import bundled_checkpoint
+
+    if bundled_checkpoint() is None:
+        pytest.skip("this build bundles no stage-1 checkpoint")
+    generate(asset_path("portrait.png"), short_speech, tmp_path / "net.mp4", cue_model="network", emotion="sadness",
+             size=128, full=False, seed=4, save_cues=tmp_path / "generate.npz")
+    assert main(["cues-from-speech", "--portrait", str(asset_path("portrait.png")), "--audio", str(short_speech),
+                 "--emotion", "sad", "--seed", "4", "-o", str(tmp_path / "cli.npz"), "-q"]) == 0
+    a, b = FaceCues.load(tmp_path / "generate.npz"), FaceCues.load(tmp_path / "cli.npz")
+    assert a.n_frames == b.n_frames
+    np.testing.assert_allclose(a.normalized, b.normalized, atol=1e-5)
+    np.testing.assert_allclose(a.rotation, b.rotation, atol=1e-5)
+    assert len(a.blinks()) == len(b.blinks()) >= 1
