@@ -959,19 +959,20 @@ def _text_words(text: str) -> list[str]:
     return [w for w in (t.strip("'") for t in tokens) if w]
 
 
-SPEECH_LEVEL_DB = -20.0  # dBFS: speech is brought to this level (loud parts' RMS) before phone recognition
+SPEECH_LEVEL_DB = -16.0  # dBFS: quieter speech (loud parts' RMS) is brought up to this before phone recognition
 MAX_LEVEL_GAIN_DB = 50.0  # ... with at most this much gain (the silence threshold is -50 dBFS)
 PEAK_LIMIT = 0.99  # ... and its peaks kept below this (no clipping of loud consonants)
 
 
 def normalize_level(audio: np.ndarray) -> np.ndarray:
-    """Speech brought to :data:`SPEECH_LEVEL_DB`: the 95th percentile of its 10 ms window RMS
-    (the loud parts, so pauses do not count) is scaled to that level, with at most
-    :data:`MAX_LEVEL_GAIN_DB` of gain and peaks below :data:`PEAK_LIMIT`.
+    """Quiet speech brought up to :data:`SPEECH_LEVEL_DB`, the level of a close, well-recorded
+    voice: the 95th percentile of its 10 ms window RMS (the loud parts, so pauses do not count) is
+    raised to that level, with at most :data:`MAX_LEVEL_GAIN_DB` of gain and peaks below
+    :data:`PEAK_LIMIT`. Speech at that level or louder is returned unchanged.
 
-    The result does not depend on the input's level (``normalize_level(k * x)`` equals
-    ``normalize_level(x)`` for any k > 0 within the gain limit), so quiet recordings are
-    recognised as well as loud ones. Silent input (all zeros) is returned unchanged.
+    For quiet input the result does not depend on the level (``normalize_level(k * x)`` equals
+    ``normalize_level(x)`` for any k within the gain limit), so quiet recordings are recognised as
+    well as loud ones. Silent input (all zeros) is returned unchanged.
     """
     x = np.asarray(audio, np.float32)
     rms = _frame_rms(x, MEL_FRAMES_PER_SECOND, max(1, int(np.ceil(x.size / HOP_LENGTH))))
@@ -980,6 +981,8 @@ def normalize_level(audio: np.ndarray) -> np.ndarray:
     if ref <= 0.0 or peak <= 0.0:
         return x
     gain = min(10.0 ** (SPEECH_LEVEL_DB / 20.0) / ref, 10.0 ** (MAX_LEVEL_GAIN_DB / 20.0), PEAK_LIMIT / peak)
+    if gain <= 1.0:
+        return x
     return (x * np.float32(gain)).astype(np.float32)
 
 
@@ -997,7 +1000,7 @@ def recognize_phones(
     Audio longer than ``chunk_s`` is processed in pieces: for alignment, a word-level pass
     over the whole clip finds pauses to cut at (each piece is then aligned with its own words);
     for free decoding, pieces are cut at the quietest 100 ms of the last third of each piece.
-    Silent pieces (see :func:`is_silent`) are not decoded. Before decoding, the speech is
+    Silent pieces (see :func:`is_silent`) are not decoded. Before decoding, quiet speech is
     level-normalised (:func:`normalize_level`), so quiet recordings are recognised as well as
     loud ones; silent audio (:func:`is_silent`) is one ``'SIL'``.
 
