@@ -99,7 +99,7 @@ def emotions(args, seeds: int = 3) -> dict:
     from facecue.cli import asset_path
     from facecue.constants import EMOTIONS
     from facecue.cues import extract_cues
-    from facecue.generate import GenerateConfig, network_portrait, resolve_cue_model, speech_cues
+    from facecue.generate import GenerateConfig, resolve_cue_model, speech_cues
     from facecue.io import read_audio
     from facecue.phonetic import CueControls
     from facecue.stage1 import classify_emotion

@@ -491,9 +491,25 @@ def run_child(spec: dict) -> Measurement:
     return row
 
 
+def significant(value: float) -> str:
+    """A measured number with at least 3 significant digits (0.00612, 1.23, 12.35, 1234): every
+    printed column is within 0.5% of the value it was computed from, so columns derived from one
+    another (frames/s = frames / compute s) agree however small or large the numbers are."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
 def format_table(rows: list[Measurement]) -> str:
     def num(value, fmt):
         return "—" if value is None else format(value, fmt)
+
+    def figure(value):
+        return "—" if value is None else significant(value)
 
     lines = [
         "| stage | setting | media s | frames | compute s | frames/s | real-time factor | peak RSS MB | notes |",
@@ -501,11 +517,10 @@ def format_table(rows: list[Measurement]) -> str:
     ]
     for r in rows:
         rtf = r.real_time_factor
-        rtf_text = "—" if rtf is None else (f"{rtf:.4f}" if rtf < 0.01 else f"{rtf:.3f}")
         note = r.note if r.status == "ok" else f"**{r.status}**: {r.note}"
         lines.append(
-            f"| {STAGE_TITLES[r.stage]} | {r.setting} | {r.seconds:g} | {num(r.frames, 'd')} | {num(r.compute_s, '.2f')} "
-            f"| {num(r.frames_per_s, '.0f')} | {rtf_text} | {num(r.peak_rss_mb, '.0f')} | {note.replace('|', '/')} |"
+            f"| {STAGE_TITLES[r.stage]} | {r.setting} | {r.seconds:g} | {num(r.frames, 'd')} | {figure(r.compute_s)} "
+            f"| {figure(r.frames_per_s)} | {figure(rtf)} | {num(r.peak_rss_mb, '.0f')} | {note.replace('|', '/')} |"
         )
     return "\n".join(lines)
 
@@ -674,8 +689,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_child(spec)
             rows.append(row)
             if row.status == "ok":
-                print(f"{what}: {row.compute_s:.2f} s, {row.frames_per_s:.0f} frames/s, real-time factor "
-                      f"{row.real_time_factor:.3f}, peak RSS {row.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)
+                print(f"{what}: {significant(row.compute_s)} s, {significant(row.frames_per_s)} frames/s, real-time "
+                      f"factor {significant(row.real_time_factor)}, peak RSS {row.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)
             else:
                 print(f"{what}: {row.status}: {row.note}", file=sys.stderr, flush=True)
     order = {(stage, setting): k for k, (stage, setting, _) in enumerate(plan)}

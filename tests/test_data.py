@@ -54,7 +54,7 @@ def read_rows(path: Path) -> list[dict]:
 def test_emotion_names_and_intensities():
     assert [emotion_id(e) for e in EMOTIONS] == list(range(8))
     assert emotion_id(" Happy ") == EMOTIONS.index("happy") and emotion_id("disgust") == EMOTIONS.index("disgusted")
-    with pytest.raises(InputError, match="valid emotions: neutral, angry, contempt, disgusted, fear, happy, sad, surprised"):
+    with pytest.raises(InputError, match="choose one of: neutral, angry, contempt, disgusted, fear, happy, sad, surprised"):
         emotion_id("joyful")
     assert parse_intensity("level_3") == 1.0 and parse_intensity("level2") == pytest.approx(2 / 3)
     assert parse_intensity("0.25") == 0.25

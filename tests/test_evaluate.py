@@ -340,18 +340,39 @@ def test_syncnet_mfcc_frames_and_energy_row():
     assert mfcc[0, 1] == pytest.approx(np.log(energy), rel=1e-5)
 
 
-def test_lse_scores_run_on_a_short_clip_with_random_weights():
-    import torch
+class _LevelSyncNet:
+    """A SyncNet stand-in with a known answer: the lip embedding of a window is the brightness of
+    its first frame's crop centre, the audio embedding the log energy of its first video frame's
+    audio (MFCC row 0); both are standardized over the batch, so they are equal where the audio
+    is aligned with the video."""
 
-    torch.manual_seed(0)
-    model = ev.SyncNet().eval()
-    n = 12
-    frames = np.random.default_rng(0).integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+    @staticmethod
+    def _standard(x):
+        return ((x - x.mean()) / x.std())[:, None]
+
+    def forward_lip(self, im_in):
+        return self._standard(im_in[:, :, 0, 112, 112].mean(dim=1))
+
+    def forward_aud(self, cc_in):
+        return self._standard(cc_in[:, 0, 0, 1:3].mean(dim=1))
+
+
+@pytest.mark.parametrize("lag", [-2, 0, 1, 3])
+def test_lse_scores_find_a_known_offset(lag):
+    """lse_scores' offset search, sign convention and distances on a clip whose audio level follows
+    the video's brightness ``lag`` frames later (a known answer, unlike random weights)."""
+    n, vshift = 18, 4
+    rng = np.random.default_rng(5)
+    level = rng.uniform(0.0, 1.0, n + 2 * vshift)
+    brightness = level[vshift: vshift + n]
+    loudness = level[vshift - lag: vshift - lag + n]  # the audio of frame t is the video of t - lag
+    frames = np.repeat((40 + 180 * brightness)[:, None, None, None], 96 * 96 * 3, axis=1).reshape(n, 96, 96, 3)
     landmarks = np.repeat((default_template().points[None] * 20 + np.array([48, 45, 0])).astype(np.float32), n, axis=0)
-    audio = _speechlike_audio(seconds=n / 25)
-    scores = ev.lse_scores(model, frames, landmarks, audio, vshift=3)
-    assert set(scores) == {"lse_d", "lse_c", "lse_offset"}
-    assert scores["lse_d"] >= 0 and scores["lse_c"] >= 0 and abs(scores["lse_offset"]) <= 3
+    noise = rng.normal(0, 1, n * 640)
+    audio = (noise * np.repeat(np.exp(3 * loudness), 640) * 0.003).astype(np.float32)
+    scores = ev.lse_scores(_LevelSyncNet(), frames.astype(np.uint8), landmarks, audio, vshift=vshift)
+    assert scores["lse_offset"] == -lag, scores
+    assert scores["lse_c"] > 0.3 and scores["lse_d"] < 0.5, scores
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])

@@ -12,7 +12,7 @@ import pytest
 from facecue import FaceCues
 from facecue.cli import asset_path, main
 from facecue.generate import GenerateConfig, generate
-from facecue.io import audio_duration, probe_video, read_audio, write_image, write_wav
+from facecue.io import audio_duration, probe_video, read_audio, read_image, write_image, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -67,54 +67,195 @@ def test_pose_from_reference_video(tmp_path, short_speech):
     assert result.n_frames == probe_video(tmp_path / "posed.mp4").n_frames
 
 
+def _png_header_only(path, width: int, height: int):
+    """A PNG whose header says ``width`` x ``height`` (a "decompression bomb" when huge): the
+    header is valid, the pixel data a few bytes (decoding it would need gigabytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
+    """Inputs of the bad-input matrix, in their own folder (outputs go to another)."""
+    import pickle
+
+    import torch
+    from PIL import Image
+
     folder = tmp_path_factory.mktemp("bad")
-    files = {"empty_wav": folder / "empty.wav", "empty_png": folder / "empty.png"}
+    portrait = read_image(asset_path("portrait.png"))
+    speech = read_audio(asset_path("speech.wav"))[: int(1.2 * 16000)]
+    files = {"folder": folder / "a_folder.png"}
+    files["folder"].mkdir()
+    files["empty_wav"] = folder / "empty.wav"
     files["empty_wav"].write_bytes(b"")
+    files["empty_png"] = folder / "empty.png"
     files["empty_png"].write_bytes(b"")
+    files["text_png"] = folder / "notes.png"
+    files["text_png"].write_text("this is not an image")
+    full_png = (folder / "full.png")
+    Image.fromarray(portrait).save(full_png)
+    files["truncated_png"] = folder / "truncated.png"
+    files["truncated_png"].write_bytes(full_png.read_bytes()[: full_png.stat().st_size // 2])
     files["blank"] = write_image(folder / "blank.png", np.full((256, 256, 3), 120, np.uint8))
-    files["silent"] = write_wav(folder / "silent.wav", np.zeros(32000, np.float32))
+    files["tiny"] = write_image(folder / "tiny.png", portrait[::32, ::32])
+    files["huge"] = _png_header_only(folder / "huge.png", 16000, 12000)
+    files["speech"] = write_wav(folder / "speech.wav", speech)
     files["text_as_wav"] = folder / "notes.wav"
     files["text_as_wav"].write_text("this is not audio")
-    files["readonly"] = folder / "readonly"
-    files["readonly"].mkdir()
-    if shutil.which("sox"):
-        files["long"] = folder / "two_hours.flac"
-        subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(files["long"]), "synth", "7200", "sine", "200"],
-                       check=True)
+    files["png_as_wav"] = folder / "picture.wav"
+    files["png_as_wav"].write_bytes(full_png.read_bytes())
+    files["a_file"] = folder / "a_file.txt"
+    files["a_file"].write_text("not a folder")
+    files["wrong_ckpt"] = folder / "classifier.pt"
+    torch.save({"kind": "facecue.emotion_classifier", "version": 1, "config": {}, "model": {}, "step": 0},
+               files["wrong_ckpt"])
+    files["truncated_ckpt"] = folder / "truncated.pt"
+    files["truncated_ckpt"].write_bytes(files["wrong_ckpt"].read_bytes()[:200])
+    files["evil_ckpt"] = folder / "evil.pt"
+    files["pwned"] = folder / "pwned"
+    files["evil_ckpt"].write_bytes(pickle.dumps({"kind": _Evil(files["pwned"])}, protocol=4))
     return files
 
 
-CASES = [
-    ("no face", ["--portrait", "{blank}", "--audio", "{speech}"], "no face"),
-    ("silent audio", ["--portrait", "{portrait}", "--audio", "{silent}"], "audio is silent"),
-    ("0-byte audio", ["--portrait", "{portrait}", "--audio", "{empty_wav}"], "file is empty"),
-    ("0-byte portrait", ["--portrait", "{empty_png}", "--audio", "{speech}"], "file is empty"),
-    ("image as audio", ["--portrait", "{portrait}", "--audio", "{portrait}"], "is an image"),
-    ("text as audio", ["--portrait", "{portrait}", "--audio", "{text_as_wav}"], "notes.wav"),
-    ("unknown emotion", ["--portrait", "{portrait}", "--audio", "{speech}", "--emotion", "joyful"], "choose one of"),
-    ("intensity", ["--portrait", "{portrait}", "--audio", "{speech}", "--intensity", "3"], "intensity"),
-    ("bad gaze", ["--portrait", "{portrait}", "--audio", "{speech}", "--gaze", "left"], "gaze"),
-    ("missing checkpoint", ["--portrait", "{portrait}", "--audio", "{speech}", "--checkpoint", "nope.pt"], "nope.pt"),
-    ("2-hour audio", ["--portrait", "{portrait}", "--audio", "{long}"], "--max-seconds"),
+class _Evil:
+    """Unpickling this runs a shell command: a malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+P, A = ["--portrait", "{portrait}"], ["--audio", "{speech}"]
+BAD_CASES = [  # (id, arguments without -o, words of the one-line error, output file name)
+    ("portrait missing", ["--portrait", "{folder}/../nope.png", *A], "file not found", "out.mp4"),
+    ("portrait is a folder", ["--portrait", "{folder}", *A], "is a folder", "out.mp4"),
+    ("portrait empty", ["--portrait", "{empty_png}", *A], "file is empty", "out.mp4"),
+    ("portrait is text", ["--portrait", "{text_png}", *A], "cannot be read as an image", "out.mp4"),
+    ("portrait truncated", ["--portrait", "{truncated_png}", *A], "truncated.png", "out.mp4"),
+    ("portrait without a face", ["--portrait", "{blank}", *A], "no face", "out.mp4"),
+    ("portrait tiny", ["--portrait", "{tiny}", *A], "too small for a face", "out.mp4"),
+    ("portrait huge", ["--portrait", "{huge}", *A], "megapixel limit", "out.mp4"),
+    ("audio missing", [*P, "--audio", "{folder}/../nope.wav"], "file not found", "out.mp4"),
+    ("audio empty", [*P, "--audio", "{empty_wav}"], "file is empty", "out.mp4"),
+    ("audio is text", [*P, "--audio", "{text_as_wav}"], "notes.wav", "out.mp4"),
+    ("audio is an image", [*P, "--audio", "{portrait}"], "is an image", "out.mp4"),
+    ("audio is an image named .wav", [*P, "--audio", "{png_as_wav}"], "picture.wav", "out.mp4"),
+    ("audio over the limit", [*P, *A, "--max-seconds", "1"], "--max-seconds 2", "out.mp4"),
+    ("unknown emotion", [*P, *A, "--emotion", "joyful"], "choose one of", "out.mp4"),
+    ("bad schedule time", [*P, *A, "--emotion", "neutral@0,happy@soon"], "happy@soon", "out.mp4"),
+    ("negative schedule time", [*P, *A, "--emotion", "happy@-1"], "seconds >= 0", "out.mp4"),
+    ("intensity above 1", [*P, *A, "--intensity", "3"], "intensity", "out.mp4"),
+    ("intensity negative", [*P, *A, "--intensity", "-0.5"], "intensity", "out.mp4"),
+    ("fps zero", [*P, *A, "--fps", "0"], "fps must be within 1..120", "out.mp4"),
+    ("fps too high", [*P, *A, "--fps", "500"], "fps must be within 1..120", "out.mp4"),
+    ("temperature negative", [*P, *A, "--temperature", "-1"], "temperature", "out.mp4"),
+    ("size too small", [*P, *A, "--size", "16"], "size must be within 64..4096", "out.mp4"),
+    ("bad gaze", [*P, *A, "--gaze", "left"], "gaze", "out.mp4"),
+    ("bad extension", [*P, *A], "unsupported output type '.avi'", "out.avi"),
+    ("output under a file", [*P, *A], "is not a folder", "a_file.txt/out.mp4"),
+    ("foreign settings file", [*P, *A], "not facecue's settings file", "hello.mp4"),
+    ("checkpoint missing", [*P, *A, "--checkpoint", "{folder}/../nope.pt"], "nope.pt", "out.mp4"),
+    ("checkpoint of another kind", [*P, *A, "--checkpoint", "{wrong_ckpt}"], "expected 'facecue.stage1'", "out.mp4"),
+    ("checkpoint truncated", [*P, *A, "--checkpoint", "{truncated_ckpt}"], "corrupt", "out.mp4"),
 ]
 
 
-@pytest.mark.parametrize("name, args, message", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, bad_files, name, args, message):
-    if "{long}" in args and "long" not in bad_files:
-        pytest.skip("sox is not installed")
+@pytest.mark.parametrize("name, args, message, output", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, bad_files, name, args, message, output):
     values = {k: str(v) for k, v in bad_files.items()}
-    values.update(portrait=str(asset_path("portrait.png")), speech=str(asset_path("speech.wav")))
-    out = tmp_path / "out.mp4"
-    argv = ["generate", *[a.format(**values) for a in args], "-o", str(out), "-q"]
+    values.update(portrait=str(asset_path("portrait.png")))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "a_file.txt").write_text("a file, not a folder")
+    (out_dir / "hello.json").write_text('{"my": "own notes"}')
+    before = {p: p.read_bytes() for p in out_dir.iterdir()}
+    argv = ["generate", *[a.format(**values) for a in args], "-o", str(out_dir / output), "-q", "--crop",
+            "--size", "128"] if "--size" not in args else ["generate", *[a.format(**values) for a in args],
+                                                         "-o", str(out_dir / output), "-q"]
     code = main(argv)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("facecue: error:") and message in lines[0], err
-    assert list(tmp_path.iterdir()) == [], "nothing half-written"
+    assert {p: p.read_bytes() for p in out_dir.iterdir()} == before, "nothing written, nothing overwritten"
+    assert not list(bad_files["folder"].parent.glob(".*tmp*")), "no temp files beside the inputs"
+
+
+def test_malicious_checkpoint_is_refused_on_one_line_and_never_run(tmp_path, bad_files):
+    """In a fresh process, so that torch's own warnings (which pytest would capture) reach stderr."""
+    import sys
+
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run([sys.executable, "-m", "facecue.cli", "generate", "--portrait", str(asset_path("portrait.png")),
+                           "--audio", str(bad_files["speech"]), "--checkpoint", str(bad_files["evil_ckpt"]),
+                           "-o", str(out), "-q"], capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "evil.pt" in lines[0] and "corrupt or not a facecue checkpoint" in lines[0], proc.stderr
+    assert not bad_files["pwned"].exists(), "the pickle's code never ran"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _speech_variant(folder, kind: str):
+    """The first 1.2 s of the bundled speech (or silence) in another format."""
+    import imageio_ffmpeg
+
+    speech = read_audio(asset_path("speech.wav"))[: int(1.2 * 16000)]
+    if kind == "silent":
+        return write_wav(folder / "silent.wav", np.zeros_like(speech))
+    if kind == "8 kHz":
+        return write_wav(folder / "speech_8k.wav", speech[::2], sample_rate=8000)
+    source = write_wav(folder / "speech16.wav", speech)
+    target = folder / {"48 kHz stereo": "speech_48k_stereo.wav", "m4a": "speech.m4a"}[kind]
+    extra = ["-ar", "48000", "-ac", "2"] if kind == "48 kHz stereo" else ["-c:a", "aac", "-b:a", "64k"]
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), *extra, str(target)],
+                   check=True)
+    return target
+
+
+def _portrait_variant(folder, mode: str):
+    from PIL import Image
+
+    image = Image.fromarray(read_image(asset_path("portrait.png")))
+    if mode == "RGBA":
+        image = image.convert("RGBA")
+        image.putalpha(Image.new("L", image.size, 255))
+    else:
+        image = image.convert(mode)
+    path = folder / f"portrait_{mode}.{'jpg' if mode == 'CMYK' else 'png'}"
+    image.save(path)
+    return path
+
+
+GOOD_CASES = [("portrait", "L"), ("portrait", "RGBA"), ("portrait", "CMYK"), ("audio", "8 kHz"),
+              ("audio", "48 kHz stereo"), ("audio", "m4a"), ("audio", "silent")]
+
+
+@pytest.mark.parametrize("what, variant", GOOD_CASES, ids=[v for _, v in GOOD_CASES])
+def test_unusual_but_valid_inputs_give_a_video_as_long_as_the_audio(tmp_path, what, variant):
+    portrait = _portrait_variant(tmp_path, variant) if what == "portrait" else asset_path("portrait.png")
+    audio = _speech_variant(tmp_path, variant) if what == "audio" else _speech_variant(tmp_path, "m4a")
+    out = tmp_path / "out" / "talk.mp4"
+    out.parent.mkdir()
+    code = main(["generate", "--portrait", str(portrait), "--audio", str(audio), "-o", str(out), "--crop", "--size",
+                 "128", "-q"])
+    assert code == 0
+    info = probe_video(out)
+    assert info.has_audio and abs(info.n_frames - audio_duration(audio) * 25) <= 1, (info.n_frames, audio_duration(audio))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["talk.json", "talk.mp4"]
 
 
 def test_unwritable_output_path(tmp_path, capsys):
@@ -144,3 +285,58 @@ def test_bundled_network_with_an_emotion_schedule(tmp_path, short_speech):
     assert info.n_frames == result.n_frames == round(audio_duration(short_speech) * 30)
     assert result.cues.meta["cue_model"] == "network" and result.cues.fps == 30
     assert np.isfinite(result.cues.normalized).all()
+
+
+def test_silence_gives_a_listening_face_as_long_as_the_audio(tmp_path):
+    """Silent and near-silent (-60 dBFS noise) audio: mouth closed, but blinks, gaze shifts and
+    head motion go on, for exactly the audio's length."""
+    from facecue.constants import INNER_LIP_MID
+
+    rng = np.random.default_rng(0)
+    for name, samples in (("silent", np.zeros(6 * 16000, np.float32)),
+                          ("hiss", (rng.normal(0, 0.001, 6 * 16000)).astype(np.float32))):
+        wav = write_wav(tmp_path / f"{name}.wav", samples)
+        result = generate(asset_path("portrait.png"), wav, tmp_path / f"{name}.mp4", size=128, full=False, seed=1)
+        cues = result.cues
+        assert result.n_frames == probe_video(tmp_path / f"{name}.mp4").n_frames == 150, name
+        upper, lower = INNER_LIP_MID
+        gap = cues.normalized[:, lower, 1] - cues.normalized[:, upper, 1]
+        assert np.ptp(gap) < 0.01, f"{name}: the mouth stays still (gap range {np.ptp(gap):.4f})"
+        assert len(cues.blinks()) >= 1, f"{name}: blinks"
+        assert np.ptp(cues.gaze[:, 0, 0]) > 1.0, f"{name}: gaze shifts"
+        assert cues.pose_angles[:, 0].std() > 0.2, f"{name}: slow head motion"
+
+
+def test_default_full_frame_output_is_capped_and_says_so(tmp_path, short_speech):
+    import cv2
+
+    big = cv2.resize(read_image(asset_path("portrait.png")), (2400, 2400), interpolation=cv2.INTER_CUBIC)
+    portrait = write_image(tmp_path / "big.png", big)
+    result = generate(portrait, short_speech, tmp_path / "big.mp4", cue_model="phonetic")
+    info = probe_video(tmp_path / "big.mp4")
+    assert (info.width, info.height) == (1024, 1024)
+    assert "capped at 1024 px" in result.summary()
+
+
+def test_settings_file_replaces_only_facecue_s_own(tmp_path, short_speech):
+    out = tmp_path / "talk.mp4"
+    generate(asset_path("portrait.png"), short_speech, out, size=128, full=False)
+    first = (tmp_path / "talk.json").read_text()
+    generate(asset_path("portrait.png"), short_speech, out, size=128, full=False, seed=3)  # a rerun replaces its own
+    assert (tmp_path / "talk.json").read_text() != first and '"seed": 3' in (tmp_path / "talk.json").read_text()
+
+
+def test_network_cues_are_the_same_in_generate_and_cues_from_speech(tmp_path, short_speech, capsys):
+    from facecue.assets import bundled_checkpoint
+
+    if bundled_checkpoint() is None:
+        pytest.skip("this build bundles no stage-1 checkpoint")
+    generate(asset_path("portrait.png"), short_speech, tmp_path / "net.mp4", cue_model="network", emotion="sadness",
+             size=128, full=False, seed=4, save_cues=tmp_path / "generate.npz")
+    assert main(["cues-from-speech", "--portrait", str(asset_path("portrait.png")), "--audio", str(short_speech),
+                 "--emotion", "sad", "--seed", "4", "-o", str(tmp_path / "cli.npz"), "-q"]) == 0
+    a, b = FaceCues.load(tmp_path / "generate.npz"), FaceCues.load(tmp_path / "cli.npz")
+    assert a.n_frames == b.n_frames
+    np.testing.assert_allclose(a.normalized, b.normalized, atol=1e-5)
+    np.testing.assert_allclose(a.rotation, b.rotation, atol=1e-5)
+    assert len(a.blinks()) == len(b.blinks()) >= 1

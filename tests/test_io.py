@@ -199,8 +199,8 @@ def test_rotation_metadata_is_applied(tmp_path):
         import imageio_ffmpeg
 
         exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:
-        return
+    except Exception as exc:  # noqa: BLE001 - no ffmpeg binary: the cross-check cannot run
+        pytest.skip(f"no ffmpeg binary to cross-check against ({exc.__class__.__name__}: {exc})")
     raw = subprocess.run(
         [exe, "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         capture_output=True,
@@ -592,3 +592,51 @@ def test_read_image_exif_rotation(tmp_path):
     assert out.shape == (40, 20, 3)
     # clockwise: top-left moves to top-right
     assert out[:10, -10:].mean() > 200 and out[:10, :10].mean() < 50
+
+
+# ------------------------------------------------------------------------------------------
+# limits: long audio and huge images are refused without decoding them whole
+
+
+@pytest.fixture(scope="module")
+def five_minute_opus(tmp_path_factory):
+    import subprocess
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    path = tmp_path_factory.mktemp("long") / "five_minutes.ogg"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=frequency=220:sample_rate=48000",
+                    "-t", "300", "-c:a", "libopus", "-b:a", "8k", str(path)], check=True)
+    return path
+
+
+def test_long_audio_is_measured_from_its_header_and_never_decoded_whole(five_minute_opus):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        duration = fio.audio_duration(five_minute_opus, limit=10)
+        with pytest.raises(InputError, match="over the 10 s limit"):
+            fio.read_audio(five_minute_opus, max_seconds=10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert duration == pytest.approx(300, abs=0.5)
+    assert peak < 20e6, f"{peak / 1e6:.0f} MB allocated: the 5 minutes were decoded (57 MB of float32 at 48 kHz)"
+    assert fio.audio_duration(five_minute_opus) == pytest.approx(300, abs=0.05), "without a limit: the exact length"
+
+
+def test_decompression_bomb_png_is_one_input_error(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    for width, height in ((16000, 12000), (8000, 6000)):  # over PIL's own bomb limit, and under it but over ours
+        path = tmp_path / f"bomb_{width}.png"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                         + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+        with pytest.raises(InputError, match="megapixel limit"):
+            fio.read_image(path)
+        with pytest.raises(InputError, match="megapixel limit"):
+            fio.image_size(path)

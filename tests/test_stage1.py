@@ -194,15 +194,15 @@ def test_speech_to_cues_api(stage1_checkpoint, portrait_cues, tmp_path):
 
 
 def test_speech_to_cues_bad_input(stage1_checkpoint, classifier_checkpoint, portrait_cues, tmp_path, monkeypatch):
-    import facecue.generate
+    import facecue.assets
 
     audio = np.zeros(SAMPLE_RATE, np.float32)
-    with pytest.raises(InputError, match="valid emotions: neutral, angry"):
+    with pytest.raises(InputError, match="choose one of: neutral, angry"):
         speech_to_cues(audio, "elated", 0.5, portrait_cues, checkpoint=stage1_checkpoint)
-    with pytest.raises(InputError, match="out of range 0..1"):
+    with pytest.raises(InputError, match="within 0..1"):
         speech_to_cues(audio, "happy", 1.5, portrait_cues, checkpoint=stage1_checkpoint)
     with monkeypatch.context() as patch:
-        patch.setattr(facecue.generate, "bundled_checkpoint", lambda: None)
+        patch.setattr(facecue.assets, "bundled_checkpoint", lambda: None)
         with pytest.raises(InputError, match="no stage-1 checkpoint is bundled"):
             speech_to_cues(audio, "happy", 0.5, portrait_cues)
     with pytest.raises(CheckpointError, match="kind 'facecue.emotion_classifier'"):
@@ -227,8 +227,8 @@ def test_cli_cues_from_speech(stage1_checkpoint, classifier_checkpoint, portrait
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(Path(stage1_checkpoint).read_bytes()[:4096])
     cases = [
-        (["--emotion", "joy", "--checkpoint", str(stage1_checkpoint)], "valid emotions: neutral, angry, contempt"),
-        (["--emotion", "sad", "--intensity", "2", "--checkpoint", str(stage1_checkpoint)], "out of range 0..1"),
+        (["--emotion", "joy", "--checkpoint", str(stage1_checkpoint)], "choose one of: neutral, angry, contempt"),
+        (["--emotion", "sad", "--intensity", "2", "--checkpoint", str(stage1_checkpoint)], "within 0..1"),
         (["--emotion", "sad", "--checkpoint", str(classifier_checkpoint)], "expected 'facecue.stage1'"),
         (["--emotion", "sad", "--checkpoint", str(corrupt)], "corrupt"),
         (["--emotion", "sad", "--checkpoint", str(tmp_path / "none.pt")], "not found"),
@@ -240,9 +240,9 @@ def test_cli_cues_from_speech(stage1_checkpoint, classifier_checkpoint, portrait
 
 
 def test_cli_without_any_checkpoint(monkeypatch, portrait_path, tmp_path, capsys):
-    import facecue.generate
+    import facecue.assets
 
-    monkeypatch.setattr(facecue.generate, "bundled_checkpoint", lambda: None)
+    monkeypatch.setattr(facecue.assets, "bundled_checkpoint", lambda: None)
     audio, _ = synthetic_audio(0.6, np.random.default_rng(4))
     wav = io.write_wav(tmp_path / "a.wav", audio)
     code = main(["cues-from-speech", "--audio", str(wav), "--emotion", "sad", "--portrait", str(portrait_path),

@@ -108,6 +108,42 @@ def test_old_job_folders_are_pruned(tmp_path):
     assert fresh.is_dir() and not old.exists()
 
 
+def test_prune_touches_only_the_servers_own_folders(tmp_path):
+    """--output-dir may be a folder with the user's own files: old folders there (and files, and
+    job folders of another server) survive; the server works in a folder of its own."""
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"jpeg")
+    other_server = Jobs(tmp_path, max_age_s=60)
+    theirs = other_server.new("job")
+    for folder in (mine, theirs, other_server.root):
+        os.utime(folder, (time.time() - 7200, time.time() - 7200))
+    jobs = Jobs(tmp_path, max_age_s=60)
+    assert jobs.root.parent == tmp_path and jobs.root not in (mine, other_server.root)
+    jobs.new("job")
+    jobs.prune()
+    assert (mine / "holiday.jpg").read_bytes() == b"jpeg" and theirs.is_dir()
+
+
+def test_exposed_host_warns_and_auth_reaches_gradio(monkeypatch, capsys):
+    import facecue.ui
+    from facecue.cli import main
+
+    calls = []
+    monkeypatch.setattr(facecue.ui, "launch", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert main(["ui", "--host", "0.0.0.0", "--auth", "ann:s3cret:x"]) == 0
+    assert calls[-1][1]["auth"] == ("ann", "s3cret:x")
+    assert main(["ui", "--auth", "nocolon"]) == 2
+    assert "--auth must be USER:PASSWORD" in capsys.readouterr().err
+    from facecue.ui import exposure_warning
+
+    assert exposure_warning("127.0.0.1", 7860, None) is None and exposure_warning("::1", 7860, None) is None
+    assert exposure_warning("localhost", 7860, None) is None
+    assert "no authentication" in exposure_warning("0.0.0.0", 7860, None)
+    assert "no authentication" in exposure_warning("myhost.example", 7860, None)
+    assert "plain HTTP" in exposure_warning("192.168.1.5", 7860, ("a", "b"))
+
+
 # --- the page in a browser ---------------------------------------------------------------------
 
 
@@ -115,6 +151,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ServerURL(str):
+    """The page's URL, with the --output-dir the server was given."""
+
+    def __new__(cls, url: str, output_dir: Path):
+        value = super().__new__(cls, url)
+        value.output_dir = output_dir
+        return value
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +190,7 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"facecue ui did not answer within 90 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield url
+        yield ServerURL(url, folder / "out")
     finally:
         proc.terminate()
         try:
@@ -269,6 +314,21 @@ def test_upload_size_is_limited(server):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=30)
     assert caught.value.code == 413
+
+
+def test_files_beside_the_servers_folder_are_not_served(server):
+    """Only the server's own facecue-ui-* folder is downloadable, not the rest of --output-dir."""
+    out_dir = Path(server.output_dir)
+    secret = out_dir / "secret.txt"
+    secret.write_text("the user's own file")
+    (ui_folder,) = [p for p in out_dir.iterdir() if p.name.startswith("facecue-ui-")]
+    served = ui_folder / "served.txt"
+    served.write_text("a job file")
+    with urllib.request.urlopen(f"{server}gradio_api/file={served}", timeout=30) as response:
+        assert response.read() == b"a job file"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{server}gradio_api/file={secret}", timeout=30)
+    assert caught.value.code in (403, 404)
 
 
 def test_server_listens_on_localhost_only(server):

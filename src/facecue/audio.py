@@ -959,8 +959,35 @@ def _text_words(text: str) -> list[str]:
     return [w for w in (t.strip("'") for t in tokens) if w]
 
 
+SPEECH_LEVEL_DB = -16.0  # dBFS: quieter speech (loud parts' RMS) is brought up to this before phone recognition
+MAX_LEVEL_GAIN_DB = 50.0  # ... with at most this much gain (the silence threshold is -50 dBFS)
+PEAK_LIMIT = 0.99  # ... and its peaks kept below this (no clipping of loud consonants)
+
+
+def normalize_level(audio: np.ndarray) -> np.ndarray:
+    """Quiet speech brought up to :data:`SPEECH_LEVEL_DB`, the level of a close, well-recorded
+    voice: the 95th percentile of its 10 ms window RMS (the loud parts, so pauses do not count) is
+    raised to that level, with at most :data:`MAX_LEVEL_GAIN_DB` of gain and peaks below
+    :data:`PEAK_LIMIT`. Speech at that level or louder is returned unchanged.
+
+    For quiet input the result does not depend on the level (``normalize_level(k * x)`` equals
+    ``normalize_level(x)`` for any k within the gain limit), so quiet recordings are recognised as
+    well as loud ones. Silent input (all zeros) is returned unchanged.
+    """
+    x = np.asarray(audio, np.float32)
+    rms = _frame_rms(x, MEL_FRAMES_PER_SECOND, max(1, int(np.ceil(x.size / HOP_LENGTH))))
+    ref = float(np.percentile(rms, 95)) if rms.size else 0.0
+    peak = float(np.abs(x).max(initial=0.0))
+    if ref <= 0.0 or peak <= 0.0:
+        return x
+    gain = min(10.0 ** (SPEECH_LEVEL_DB / 20.0) / ref, 10.0 ** (MAX_LEVEL_GAIN_DB / 20.0), PEAK_LIMIT / peak)
+    if gain <= 1.0:
+        return x
+    return (x * np.float32(gain)).astype(np.float32)
+
+
 def recognize_phones(
-    audio: np.ndarray, text: str | None = None, *, chunk_s: float = CHUNK_SECONDS
+    audio: np.ndarray, text: str | None = None, *, chunk_s: float = CHUNK_SECONDS, progress: bool = False
 ) -> list[Phone]:
     """Time-aligned phones of speech audio with pocketsphinx (US English).
 
@@ -973,7 +1000,9 @@ def recognize_phones(
     Audio longer than ``chunk_s`` is processed in pieces: for alignment, a word-level pass
     over the whole clip finds pauses to cut at (each piece is then aligned with its own words);
     for free decoding, pieces are cut at the quietest 100 ms of the last third of each piece.
-    Silent pieces (see :func:`is_silent`) are not decoded.
+    Silent pieces (see :func:`is_silent`) are not decoded. Before decoding, quiet speech is
+    level-normalised (:func:`normalize_level`), so quiet recordings are recognised as well as
+    loud ones; silent audio (:func:`is_silent`) is one ``'SIL'``.
 
     Parameters
     ----------
@@ -983,6 +1012,8 @@ def recognize_phones(
         Transcript of the speech; None or a blank string means unknown.
     chunk_s : float
         Maximum piece length in seconds.
+    progress : bool
+        Report progress (seconds of audio decoded) on stderr.
 
     Returns
     -------
@@ -1002,8 +1033,12 @@ def recognize_phones(
 
     if text is not None and not text.strip():
         text = None  # an empty transcript field means "no transcript"
+    x = normalize_level(x)
+    from .progress import progress_bar
+
+    bar = progress_bar(enabled=progress, total=round(duration, 1), desc="phones", unit="s", leave=False)
     segs: list[_Seg] = []
-    with _DECODER_LOCK:
+    with _DECODER_LOCK, bar:
         words = _text_words(text) if text is not None else []
         aligned = False
         if text is not None and not words:
@@ -1017,15 +1052,17 @@ def recognize_phones(
                     ", ".join(sorted(set(missing))),
                 )
             else:
-                aligned = _align_all(x, words, chunk_frames, segs)
+                aligned = _align_all(x, words, chunk_frames, segs, bar)
         if not aligned:
             segs.clear()
+            bar.n = 0
             for s0, s1 in _silence_pieces(x, chunk_frames / PHONE_FRAMES_PER_SECOND):
                 segs.extend(_shift(_allphone_piece(x[s0:s1]), s0, s1))
+                bar.update(round((s1 - s0) / SAMPLE_RATE, 1))
     return _tidy(segs, duration)
 
 
-def _align_all(x: np.ndarray, words: list[str], chunk_frames: int, segs: list[_Seg]) -> bool:
+def _align_all(x: np.ndarray, words: list[str], chunk_frames: int, segs: list[_Seg], bar: Any = None) -> bool:
     """Forced alignment of the whole clip into ``segs``; False (with a warning) on failure."""
     try:
         if x.size // HOP_LENGTH <= chunk_frames:
@@ -1052,6 +1089,8 @@ def _align_all(x: np.ndarray, words: list[str], chunk_frames: int, segs: list[_S
             )
             local = _allphone_piece(piece)
         segs.extend(_shift(local, s0, s1))
+        if bar is not None:
+            bar.update(round((s1 - s0) / SAMPLE_RATE, 1))
     return True
 
 

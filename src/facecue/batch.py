@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import run_in_workers
+from .workers import run_in_workers
 from .errors import FacecueError, InputError, OutputError
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,14 @@ import argparse
 import logging
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .assets import asset_path  # noqa: F401  (re-exported: facecue.cli.asset_path)
 from .errors import FacecueError
+from .preview import write_preview  # noqa: F401  (re-exported)
 
 log = logging.getLogger("facecue")
 
@@ -27,11 +28,6 @@ EPILOG = """examples:
   facecue cues portrait.jpg -o portrait.npz --preview portrait_preview.png
 
 run 'facecue COMMAND --help' for the options of one command."""
-
-
-def asset_path(name: str) -> Path:
-    """Path of a file bundled in ``facecue/assets``."""
-    return Path(str(resources.files("facecue") / "assets" / name))
 
 
 # --- subcommands ---------------------------------------------------------------------------
@@ -60,37 +56,6 @@ def cmd_cues(args: argparse.Namespace) -> int:
         summary += f"; preview {args.preview}"
     print(f"{summary} ({time.perf_counter() - started:.1f} s)")
     return 0
-
-
-def write_preview(source: Path, cues, output: Path, *, audio: np.ndarray | None = None, progress: bool = True) -> None:
-    """Draw ``cues`` over the frames of ``source`` (an image or video) and write ``output``."""
-    from . import io
-    from .draw import cue_status, draw_cues
-
-    landmarks = cues.landmarks()
-    kind = io.media_kind(source)
-    if kind == "image":
-        image = io.read_image(source)
-        if output.suffix.lower() in (".png", ".jpg"):
-            frame = draw_cues(image, landmarks[0], cues.rotation[0], cues.scale[0], cues.gaze[0],
-                              cue_status(cues.rotation[0], cues.gaze[0], cues.aperture[0]))
-            io.write_image(output, frame)
-            return
-        frames = (image for _ in range(cues.n_frames))
-    else:
-        frames = io.iter_video_frames(source, fps=cues.fps)
-        if audio is None and io.probe_video(source).has_audio:
-            audio = io.read_audio(source)
-    size = cues.image_size
-    iterator = zip(range(cues.n_frames), frames)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=cues.n_frames, desc="preview", unit="frame", leave=False)
-    with io.VideoWriter(output, cues.fps, size, audio=audio) as writer:
-        for t, frame in iterator:
-            text = cue_status(cues.rotation[t], cues.gaze[t], cues.aperture[t], t)
-            writer.write(draw_cues(frame, landmarks[t], cues.rotation[t], cues.scale[t], cues.gaze[t], text))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -122,10 +87,13 @@ def _add_generate_parser(sub) -> None:
     )
     p.add_argument("--portrait", required=True, help="image with one face (the largest is used if several)")
     p.add_argument("--audio", required=True, help="speech: wav/mp3/m4a/flac/ogg, or a video with sound")
-    p.add_argument("-o", "--output", required=True, help="video to write (.mp4)")
+    p.add_argument("-o", "--output", required=True, help="video to write (.mp4), atomically; its settings are saved "
+                   "beside it as the same name with .json (also atomically; an existing .json that facecue did not "
+                   "write is never overwritten: the job is refused)")
     g = p.add_argument_group("emotion")
     g.add_argument("--emotion", default="neutral", help="neutral, angry, contempt, disgusted, fear, happy, sad, "
-                   "surprised; or a schedule 'neutral@0,happy@2.5,sad@6' (changes at those seconds, blended)")
+                   "surprised (also: anger, disgust, fearful, happiness, sadness, surprise); or a schedule "
+                   "'neutral@0,happy@2.5,sad@6' (changes at those seconds, blended)")
     g.add_argument("--intensity", type=float, default=1.0, help="emotion strength 0..1 (default 1)")
     g = p.add_argument_group("motion controls")
     g.add_argument("--pose-scale", type=float, default=1.0, help="head-motion amplitude; 0 = still head (default 1)")
@@ -138,20 +106,24 @@ def _add_generate_parser(sub) -> None:
                    help="speech-to-cues model: the bundled stage-1 network, the training-free phonetic model, or "
                    "auto (phonetic, or the network when --checkpoint is given; default)")
     g.add_argument("--checkpoint", help="a stage-1 checkpoint instead of the bundled one")
-    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the network (default 1)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the network, 0..5 "
+                   "(0: the most likely gaze and pose; default 1)")
     g.add_argument("--renderer", default="mesh", help="face renderer: mesh (default, no weights) or neural")
     g.add_argument("--renderer-checkpoint", metavar="PT", help="weights of the neural renderer (facecue train mapper)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the neural renderer runs (default auto: the GPU when there is one)")
     g.add_argument("--text", help="transcript of the speech (sharper lip timing for the phonetic model)")
     g = p.add_argument_group("output")
-    g.add_argument("--size", type=int, help="output size in px: side of the crop, or longest side with --full")
-    g.add_argument("--fps", type=_positive_float, default=25.0, help="frame rate (default 25)")
+    g.add_argument("--size", type=int, help="output size in px, 64..4096: side of the crop (default 256), or "
+                   "longest side of the full frame (default: the portrait's own, capped at 1024; the summary says "
+                   "when it was capped)")
+    g.add_argument("--fps", type=float, default=25.0, help="frame rate, 1..120 (default 25)")
     framing = g.add_mutually_exclusive_group()
     framing.add_argument("--full", dest="full", action="store_true", default=True,
                          help="paste the face back into the whole portrait (default)")
     framing.add_argument("--crop", dest="full", action="store_false", help="output an aligned square face crop")
-    g.add_argument("--max-seconds", type=_positive_float, help="refuse audio longer than this (default 900)")
+    g.add_argument("--max-seconds", type=float, help="refuse audio longer than this (default 900); the length "
+                   "is read from the file's header, and decoding stops at the limit")
     g.add_argument("--save-cues", metavar="NPZ", help="also save the cue sequence (.npz)")
     g.add_argument("--preview-landmarks", metavar="MP4", help="also write the relocated landmarks over the portrait")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -172,8 +144,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.audio:
         io.media_kind(args.audio)  # exists, non-empty, a supported type
     io.check_output_path(args.output, (".mp4",))
-    if args.size is not None and args.size < 16:
-        raise InputError(None, f"--size must be at least 16 px, got {args.size}")
+    from .inputs import check_size
+
+    check_size(args.size)
+    io.image_size(portrait)
     options = renderer_options(args.renderer, args.renderer_checkpoint, args.device)
     cues = FaceCues.load(args.cues)  # checks kind, version and the landmark count
     audio = io.read_audio(args.audio) if args.audio else None
@@ -186,8 +160,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     if audio is not None and abs(len(audio) / SAMPLE_RATE - cues.duration_s) > 0.1:
         log.warning("audio lasts %.2f s, the cues %.2f s: the audio is cut or padded with silence",
                     len(audio) / SAMPLE_RATE, cues.duration_s)
-    frames = render(image, points, landmarks, renderer=args.renderer, output_size=args.size, full=args.full,
-                    progress=not args.quiet, **options)
+    from .progress import progress_bar
+
+    frames = progress_bar(render(image, points, landmarks, renderer=args.renderer, output_size=args.size,
+                                 full=args.full, progress=False, **options),
+                          enabled=not args.quiet, total=cues.n_frames, desc="render", unit="frame", leave=False)
     with io.VideoWriter(args.output, cues.fps, audio=audio) as writer:
         for frame in frames:
             writer.write(frame)
@@ -233,7 +210,8 @@ def _add_render_parser(sub) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the bundled portrait and speech, with no arguments: once with the default
     (phonetic) cue model, once with the bundled stage-1 network."""
-    from .generate import GenerateConfig, bundled_checkpoint, generate
+    from .assets import bundled_checkpoint
+    from .generate import GenerateConfig, generate
 
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,6 +333,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{final}: {args.model} trained to step {config.train.steps}; logs in {final.parent} "
               f"({time.perf_counter() - started:.1f} s)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker: the run is complete (final barrier, group destroyed, checkpoint
+        # written and renamed). Python's own finalization can still abort the process at random
+        # while gloo's threads and static objects are torn down, so end the process here, after
+        # flushing what it printed and logged, with a deterministic exit status.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -392,66 +379,57 @@ def _add_preprocess_frames_parser(sub) -> None:
 
 
 def cmd_cues_from_speech(args: argparse.Namespace) -> int:
-    """Speech + emotion + portrait -> generated cues (+ a landmark preview)."""
-    from . import io
+    """Speech + emotion + portrait -> generated cues (+ a landmark preview): the same network path
+    as ``generate --cue-model network`` (:func:`facecue.stage1.network_cues`)."""
+    from . import inputs, io
     from .cues import FaceCues, extract_cues
-    from .data import emotion_id
     from .errors import InputError
-    from .stage1 import check_intensity, load_stage1, speech_to_cues
+    from .preview import preview_on_still
+    from .stage1 import check_stage1_checkpoint, network_cues
+    from .assets import bundled_checkpoint
 
-    emotion_id(args.emotion)
-    check_intensity(args.intensity)
-    if args.checkpoint is None:
-        from .generate import bundled_checkpoint
-
-        args.checkpoint = bundled_checkpoint()
-        if args.checkpoint is None:
-            raise InputError(None, "--checkpoint is required: no stage-1 checkpoint is bundled with this build "
-                             "(train one with 'facecue train stage1 --config configs/stage1_default.yaml')")
+    inputs.parse_emotion_schedule(args.emotion)
+    inputs.check_intensity(args.intensity)
+    inputs.check_temperature(args.temperature)
+    if args.checkpoint is None and bundled_checkpoint() is None:
+        raise InputError(None, "--checkpoint is required: no stage-1 checkpoint is bundled with this build "
+                         "(train one with 'facecue train stage1 --config configs/stage1_default.yaml')")
     audio_path, portrait = Path(args.audio), Path(args.portrait)
-    for path, what in ((audio_path, "audio"), (portrait, "portrait"), (Path(args.checkpoint), "checkpoint")):
+    for path, what in ((audio_path, "audio"), (portrait, "portrait")):
         if not path.is_file():
             raise InputError(path, f"{what} file not found")
+    if io.media_kind(audio_path) == "image":
+        raise InputError(audio_path, "is an image; give speech audio (wav, mp3, m4a, flac, ogg) or a video with sound")
     portrait_kind = "cues" if portrait.suffix.lower() == ".npz" else io.media_kind(portrait)
+    if portrait_kind == "image":
+        io.image_size(portrait)
     io.check_output_path(args.output, (".npz",))
     if args.preview:
         io.check_output_path(args.preview, (".mp4",))
-    load_stage1(args.checkpoint)  # a wrong or corrupt checkpoint fails here, before any work
+    checkpoint = check_stage1_checkpoint(args.checkpoint)  # a wrong or corrupt checkpoint fails here, before any work
+    limit = inputs.check_max_seconds(None)
+    duration = io.audio_duration(audio_path, limit=limit)
+    if duration > limit:
+        raise InputError(audio_path, f"audio is {duration:.0f} s long, over the {limit:.0f} s limit")
     started = time.perf_counter()
-    audio = io.read_audio(audio_path)
+    audio = io.read_audio(audio_path, max_seconds=limit)
     portrait_cues = FaceCues.load(portrait) if portrait_kind == "cues" else extract_cues(portrait)
-    cues = speech_to_cues(audio, args.emotion, args.intensity, portrait_cues, seed=args.seed,
-                          checkpoint=args.checkpoint, temperature=args.temperature, progress=not args.quiet)
+    from .generate import cue_audio
+
+    cues = network_cues(cue_audio(audio), portrait_cues, args.emotion, args.intensity, checkpoint=checkpoint,
+                        seed=args.seed, temperature=args.temperature, progress=not args.quiet)
     cues.save(args.output)
     summary = f"{args.output}: {cues.n_frames} frames ({cues.duration_s:.1f} s) of {cues.meta['emotion']} cues"
     if args.preview:
+        still = None
         if portrait_kind == "image":
-            write_preview(portrait, cues, Path(args.preview), audio=audio, progress=not args.quiet)
-        else:
-            still = next(iter(io.iter_video_frames(portrait))) if portrait_kind == "video" else None
-            _preview_on_still(still, cues, Path(args.preview), audio, progress=not args.quiet)
+            still = io.read_image(portrait)
+        elif portrait_kind == "video":
+            still = next(iter(io.iter_video_frames(portrait)))
+        preview_on_still(still, cues, Path(args.preview), audio, progress=not args.quiet)
         summary += f"; preview {args.preview}"
     print(f"{summary} ({time.perf_counter() - started:.1f} s)")
     return 0
-
-
-def _preview_on_still(frame: np.ndarray | None, cues, output: Path, audio: np.ndarray, *, progress: bool) -> None:
-    """Draw ``cues`` on one still frame (or a dark canvas of the cues' image size) for every frame."""
-    from . import io
-    from .draw import cue_status, draw_cues
-
-    width, height = cues.image_size
-    base = frame if frame is not None else np.full((height, width, 3), 32, np.uint8)
-    landmarks = cues.landmarks()
-    frames = range(cues.n_frames)
-    if progress:
-        from tqdm import tqdm
-
-        frames = tqdm(frames, desc="preview", unit="frame", leave=False)
-    with io.VideoWriter(output, cues.fps, (base.shape[1], base.shape[0]), audio=audio) as writer:
-        for t in frames:
-            text = cue_status(cues.rotation[t], cues.gaze[t], cues.aperture[t], t)
-            writer.write(draw_cues(base, landmarks[t], cues.rotation[t], cues.scale[t], cues.gaze[t], text))
 
 
 def _add_stage1_parsers(sub) -> None:
@@ -505,21 +483,23 @@ def _add_stage1_parsers(sub) -> None:
         "cues-from-speech",
         help="generate facial cues (expression, gaze, blinks, head pose) from speech and an emotion",
         description="Stage 1: synthesize 25 fps cues that speak AUDIO with EMOTION, anchored on the portrait's\n"
-        "identity, pose and gaze. Emotions: " + ", ".join(EMOTIONS) + ".",
+        "identity, pose and gaze, with the stage-1 network. The same cues as 'generate --cue-model network'\n"
+        "(same portrait, audio, emotion, seed and temperature at 25 fps). Emotions: " + ", ".join(EMOTIONS) + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  facecue cues-from-speech --audio talk.wav --emotion happy --intensity 0.7 "
         "--portrait me.png --checkpoint runs/stage1/final.pt -o cues.npz --preview preview.mp4",
     )
     p.add_argument("--audio", required=True, help="speech (wav/mp3/m4a/... or a video's audio track)")
-    p.add_argument("--emotion", required=True, help="one of: " + ", ".join(EMOTIONS))
+    p.add_argument("--emotion", required=True, help="one of: " + ", ".join(EMOTIONS) + " (or a schedule "
+                   "'neutral@0,happy@2.5', as for generate)")
     p.add_argument("--intensity", type=float, default=1.0, help="emotion intensity 0..1 (default 1; MEAD level n = n/3)")
     p.add_argument("--portrait", required=True, help="portrait image (or video: first frame), or its cue file (.npz)")
     p.add_argument("--checkpoint", help="stage-1 checkpoint (default: the one bundled in the package)")
     p.add_argument("-o", "--output", required=True, help="cue file to write (.npz)")
     p.add_argument("--preview", help="also write an .mp4 of the relocated landmarks over the portrait, with the audio")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of gaze and pose (0: most "
-                   "likely; default 1)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of gaze and pose, 0..5 "
+                   "(0: most likely; default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_cues_from_speech)
 
@@ -563,8 +543,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the web page until interrupted."""
     from .ui import launch
 
+    from .ui import parse_auth
+
     launch(args.host, args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-           queue_size=args.queue_size, output_dir=args.output_dir)
+           queue_size=args.queue_size, output_dir=args.output_dir, auth=parse_auth(args.auth))
     return 0
 
 
@@ -576,9 +558,12 @@ def _add_ui_parser(sub) -> None:
         help="web page: upload a portrait and speech, pick an emotion, get the video",
         description="Serve a local web page (Gradio) for the main job, with every generate control, a\n"
         "landmark preview and the result video. One job runs at a time; others wait in a queue.\n"
-        "Only this machine can reach it unless --host says otherwise.",
+        "Only this machine can reach it unless --host says otherwise. The page has no login unless\n"
+        "--auth is given (serving beyond this machine without it prints a warning). Outputs go to a new\n"
+        "facecue-ui-* folder (inside --output-dir when given); only that folder is served, and only the job\n"
+        "folders the server made there are removed (after an hour).",
         epilog="examples:\n  facecue ui                       then open http://127.0.0.1:7860\n"
-        "  facecue ui --host 0.0.0.0 --port 8080 --max-seconds 60   (reachable from the network)",
+        "  facecue ui --host 0.0.0.0 --port 8080 --auth me:secret --max-seconds 60   (reachable from the network)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this "
@@ -590,7 +575,10 @@ def _add_ui_parser(sub) -> None:
                    help=f"longest speech accepted, in seconds (default {DEFAULT_MAX_SECONDS:g})")
     p.add_argument("--queue-size", type=_positive_int, default=DEFAULT_QUEUE_SIZE, metavar="N",
                    help=f"jobs that may wait; more are refused (default {DEFAULT_QUEUE_SIZE})")
-    p.add_argument("--output-dir", metavar="DIR", help="folder for the generated files (default: a new temp folder)")
+    p.add_argument("--output-dir", metavar="DIR", help="folder in which the server makes its own facecue-ui-* folder "
+                   "for the generated files (default: the system's temp folder); nothing else in DIR is touched")
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (Gradio's own); note that other users "
+                   "of this machine can read command lines, and the page is plain HTTP")
     p.set_defaults(func=cmd_ui)
 
 

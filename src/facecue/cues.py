@@ -734,3 +734,26 @@ def extract_cues(
     total = None if fps else info.n_frames
     pts, valid = track_landmarks(io.iter_video_frames(path, fps=fps), source=path, progress=progress, total=total)
     return FaceCues.from_landmarks(pts, out_fps, (info.width, info.height), valid, meta={"source": str(path)})
+
+
+def resample_cues(cues: FaceCues, fps: float, n_frames: int) -> FaceCues:
+    """Cues at another frame rate, ``n_frames`` long (linear in time; rotations through their
+    angles; past the last frame the last one holds)."""
+    if n_frames == cues.n_frames and abs(fps - cues.fps) < 1e-9:
+        return cues
+    src = np.arange(cues.n_frames) / cues.fps
+    dst = np.minimum(np.arange(n_frames) / fps, src[-1])
+
+    def interp(values):
+        flat = values.reshape(len(values), -1).astype(np.float64)
+        out = np.stack([np.interp(dst, src, flat[:, k]) for k in range(flat.shape[1])], axis=1)
+        return out.reshape(n_frames, *values.shape[1:])
+
+    normalized = interp(cues.normalized)
+    return FaceCues(
+        normalized=normalized.astype(np.float32), scale=interp(cues.scale).astype(np.float32),
+        rotation=angles_to_rotation(interp(rotation_to_angles(cues.rotation))).astype(np.float32),
+        translation=interp(cues.translation).astype(np.float32), gaze=gaze_from_normalized(normalized),
+        aperture=eye_aperture(normalized), valid=np.ones(n_frames, bool), identity=cues.identity, fps=float(fps),
+        image_size=cues.image_size, meta=dict(cues.meta),
+    )

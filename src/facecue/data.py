@@ -21,17 +21,15 @@ Per-frame training targets derived from a clip (see :class:`ClipData`):
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +37,8 @@ import torch
 from .constants import DEFAULT_FPS, EMOTIONS, MEAD_LEVELS, MEL_SUBFRAMES, N_MELS, N_MESH_POINTS, SAMPLE_RATE
 from .cues import FaceCues, angles_to_rotation, combined_gaze, rotation_to_angles
 from .errors import CheckpointError, FacecueError, InputError, OutputError, check_file_header
+from .inputs import check_intensity, emotion_id
+from .workers import run_in_workers  # noqa: F401  (re-exported)
 
 log = logging.getLogger("facecue.data")
 
@@ -60,16 +60,6 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 # --- emotions and intensities ----------------------------------------------------------------
 
 
-def emotion_id(name: str) -> int:
-    """Class id of an emotion name (case-insensitive); :class:`InputError` lists the valid names."""
-    key = str(name).strip().lower()
-    aliases = {"disgust": "disgusted", "surprise": "surprised", "anger": "angry", "happiness": "happy", "sadness": "sad"}
-    key = aliases.get(key, key)
-    if key not in EMOTIONS:
-        raise InputError(None, f"unknown emotion {name!r}; valid emotions: {', '.join(EMOTIONS)}")
-    return EMOTIONS.index(key)
-
-
 def parse_intensity(value: str | float) -> float:
     """Intensity in 0..1 from a number, or from a MEAD level (``level_2``, ``level2``) as n / 3."""
     text = str(value).strip().lower()
@@ -85,7 +75,7 @@ def parse_intensity(value: str | float) -> float:
         raise InputError(None, f"intensity {value!r} is not a number in 0..1 (or a MEAD level like level_2)") from None
     if not (math.isfinite(x) and 0.0 <= x <= 1.0):
         raise InputError(None, f"intensity {value!r} is out of range 0..1 (write MEAD levels as level_1..level_{MEAD_LEVELS})")
-    return x
+    return check_intensity(x)
 
 
 # --- clip sources ----------------------------------------------------------------------------
@@ -394,50 +384,6 @@ def _process_or_skip(source: ClipSource, cache_dir: str, fps: float) -> dict:
         return {"clip_id": source.clip_id, "status": "failed", "reason": str(exc)}
     except Exception as exc:  # a decoder or tracker crash on one clip must not end the run
         return {"clip_id": source.clip_id, "status": "failed", "reason": f"{exc.__class__.__name__}: {exc}"}
-
-
-def _worker_init() -> None:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def _single_threaded_children():
-    """Spawned workers inherit the environment at start: keep each one on one BLAS/OMP thread."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for n, v in saved.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
-
-
-def run_in_workers(task: Callable[[Any], dict], items: Sequence, workers: int, record: Callable[[dict], None],
-                   failure: Callable[[Any, str], dict]) -> None:
-    """``record(task(item))`` for every item, as each ends, in ``workers`` spawned processes of one
-    thread each; a crashed worker (or an exception ``task`` let through) is recorded as
-    ``failure(item, reason)``. ``task`` must pickle: a module-level function or a ``functools.partial``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    with _single_threaded_children(), ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-    ) as pool:
-        futures = {pool.submit(task, item): item for item in items}
-        for future in as_completed(futures):
-            item = futures[future]
-            try:
-                record(future.result())
-            except BrokenProcessPool:
-                record(failure(item, "worker process crashed (rerun to retry)"))
-            except Exception as exc:  # pragma: no cover - the tasks catch their own errors
-                record(failure(item, f"{exc.__class__.__name__}: {exc}"))
 
 
 def preprocess(

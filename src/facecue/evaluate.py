@@ -506,8 +506,10 @@ def _read_state_dict(path: str | Path, what: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise InputError(p, f"{what} weight file not found")
+    from .train import torch_load_weights
+
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
+        data = torch_load_weights(p)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is the file's
         raise CheckpointError(p, f"not a readable {what} state dict ({exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None

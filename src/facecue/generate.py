@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .assets import bundled_checkpoint  # noqa: F401  (re-exported: facecue.generate.bundled_checkpoint)
 from .constants import DEFAULT_FPS, SAMPLE_RATE
-from .errors import InputError
+from .errors import InputError, OutputError
+from .inputs import DEFAULT_MAX_SECONDS, parse_gaze  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 CUE_MODELS = ("auto", "network", "phonetic")
-NETWORK_MOUTH_GAIN = 1.5  # the network regresses toward the mean lip shape: restore the teacher's amplitude
-DEFAULT_MAX_SECONDS = 900.0  # longer audio needs an explicit --max-seconds (a typo guard, not a limit)
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class GenerateConfig:
     cue_model: str = "auto"  # "network" (stage-1 checkpoint), "phonetic" (no network); auto = phonetic unless a checkpoint is given
     checkpoint: str | None = None  # a stage-1 checkpoint instead of the bundled one
     seed: int = 0
-    temperature: float = 1.0  # sampling temperature of the network's gaze and pose
+    temperature: float = 1.0  # sampling temperature of the network's gaze and pose (0: the most likely)
     pose_scale: float = 1.0  # head-motion amplitude (0 = still head)
     pose_from: str | None = None  # video whose head motion is copied
     gaze: str = "auto"  # "auto", "camera" or "yaw,pitch" degrees
@@ -44,29 +44,27 @@ class GenerateConfig:
     renderer: str = "mesh"
     renderer_checkpoint: str | None = None  # weights of a trained renderer (the neural one needs them)
     device: str = "auto"  # where the neural renderer runs: auto (a GPU if torch sees one), cpu, cuda
-    size: int | None = None  # output height/width in px (crop) or longest side (full); None = portrait's
+    size: int | None = None  # output height/width in px (crop) or longest side (full); None = portrait's, capped at 1024
     fps: float = DEFAULT_FPS
     full: bool = True  # paste back into the whole portrait; False = aligned square face crop
     max_seconds: float | None = None  # refuse longer audio (None = DEFAULT_MAX_SECONDS)
     text: str | None = None  # transcript of the speech (sharper phone timing for the phonetic model)
 
     def validate(self) -> GenerateConfig:
-        from .phonetic import CueControls, parse_emotion_schedule
+        """Check every setting with the shared rules of :mod:`facecue.inputs`; raises InputError."""
+        from . import inputs
 
-        parse_emotion_schedule(self.emotion)
-        if not 0 <= self.intensity <= 1:
-            raise InputError(None, f"intensity must be within 0..1, got {self.intensity}")
+        inputs.parse_emotion_schedule(self.emotion)
+        inputs.check_intensity(self.intensity)
         if self.cue_model not in CUE_MODELS:
             raise InputError(None, f"unknown cue model {self.cue_model!r}; choose one of: {', '.join(CUE_MODELS)}")
-        if not 1 <= self.fps <= 120:
-            raise InputError(None, f"fps must be within 1..120, got {self.fps}")
-        if self.size is not None and not 64 <= self.size <= 4096:
-            raise InputError(None, f"size must be within 64..4096 px, got {self.size}")
-        if not 0 < self.temperature <= 5:
-            raise InputError(None, f"temperature must be within 0..5, got {self.temperature}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise InputError(None, f"max seconds must be positive, got {self.max_seconds}")
-        CueControls(pose_scale=self.pose_scale, gaze=parse_gaze(self.gaze), blink_rate=self.blink_rate)
+        inputs.check_fps(self.fps)
+        inputs.check_size(self.size)
+        inputs.check_temperature(self.temperature)
+        inputs.check_max_seconds(self.max_seconds)
+        inputs.check_pose_scale(self.pose_scale)
+        inputs.check_blink_rate(self.blink_rate)
+        inputs.parse_gaze(self.gaze)
         from .render import renderer_options
 
         renderer_options(self.renderer, self.renderer_checkpoint, self.device)  # name, weights, device
@@ -77,23 +75,6 @@ class GenerateConfig:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-def parse_gaze(text: str | tuple) -> str | tuple[float, float]:
-    """"auto", "camera" or "yaw,pitch" (degrees) -> the CueControls gaze value."""
-    if isinstance(text, tuple):
-        return (float(text[0]), float(text[1]))
-    value = str(text).strip().lower()
-    if value in ("auto", "camera"):
-        return value
-    parts = value.split(",")
-    try:
-        yaw, pitch = (float(p) for p in parts)
-    except ValueError:
-        raise InputError(None, f"gaze must be 'auto', 'camera' or 'yaw,pitch' in degrees, got {text!r}") from None
-    if abs(yaw) > 40 or abs(pitch) > 30:
-        raise InputError(None, f"gaze {yaw},{pitch} is outside the eye's range (|yaw| <= 40, |pitch| <= 30 degrees)")
-    return (yaw, pitch)
-
-
 @dataclass
 class GenerateResult:
     path: Path  # the MP4 written
@@ -101,6 +82,7 @@ class GenerateResult:
     n_frames: int
     seconds: float  # media duration
     timings: dict[str, float] = field(default_factory=dict)  # compute seconds per stage
+    notes: list[str] = field(default_factory=list)  # what the user should know (e.g. the output size was capped)
 
     @property
     def real_time_factor(self) -> float:
@@ -111,15 +93,8 @@ class GenerateResult:
         return (
             f"{self.path}: {self.n_frames} frames, {self.seconds:.2f} s of video, "
             f"{sum(self.timings.values()):.1f} s compute (real-time factor {self.real_time_factor:.2f}; {stages})"
+            + "".join(f"; {note}" for note in self.notes)
         )
-
-
-def bundled_checkpoint() -> Path | None:
-    """The stage-1 checkpoint shipped in the package, if this build has one."""
-    from importlib import resources
-
-    path = Path(str(resources.files("facecue") / "assets" / "stage1.pt"))
-    return path if path.is_file() else None
 
 
 def resolve_cue_model(config: GenerateConfig) -> tuple[str, Path | None]:
@@ -127,28 +102,61 @@ def resolve_cue_model(config: GenerateConfig) -> tuple[str, Path | None]:
     given: on held-out real speech it lip-syncs better than the bundled network (docs/MODEL_CARD.md)."""
     if config.cue_model == "phonetic" or (config.cue_model == "auto" and not config.checkpoint):
         return "phonetic", None
-    checkpoint = Path(config.checkpoint) if config.checkpoint else bundled_checkpoint()
-    if checkpoint is None:
-        raise InputError(None, "no stage-1 checkpoint is bundled with this build; pass --checkpoint or use --cue-model phonetic")
-    if not checkpoint.is_file():
-        raise InputError(checkpoint, "checkpoint not found")
-    return "network", checkpoint
+    from .stage1 import stage1_checkpoint
+
+    return "network", stage1_checkpoint(config.checkpoint)
+
+
+def sidecar_path(output: str | Path) -> Path:
+    """Where the settings of ``output`` are saved: the same name with ``.json``."""
+    return Path(output).with_suffix(".json")
+
+
+def is_facecue_sidecar(path: Path) -> bool:
+    """Whether ``path`` is a settings file facecue wrote (so it may be replaced)."""
+    try:
+        if path.stat().st_size > 1_000_000:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "facecue_config" in data
+
+
+def check_sidecar(output: Path) -> Path:
+    """The settings file of ``output``; :class:`OutputError` when a file of that name exists and
+    facecue did not write it (it is never overwritten)."""
+    sidecar = sidecar_path(output)
+    if sidecar.is_dir() or (sidecar.exists() and not is_facecue_sidecar(sidecar)):
+        raise OutputError(sidecar, f"exists and is not facecue's settings file (it would hold the settings of "
+                          f"{output.name}); move it or choose another output name")
+    return sidecar
 
 
 def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Path, Path, Path]:
-    """Check files, sizes and options before anything heavy runs; raises FacecueError subclasses."""
+    """Check files, sizes and options before anything heavy runs; raises FacecueError subclasses.
+
+    The portrait's header (not its pixels) is read, the audio's duration is taken from its
+    container or by decoding at most up to the limit, and a stage-1 checkpoint is loaded (a wrong,
+    corrupt or malicious one is refused here)."""
     from . import io
 
     portrait = Path(portrait)
     audio = Path(audio)
     if io.media_kind(portrait) != "image":
         raise InputError(portrait, "the portrait must be an image (png, jpg, ...)")
+    from .inputs import check_portrait_dimensions
+
+    check_portrait_dimensions(portrait, *io.image_size(portrait))  # a readable image, neither huge nor tiny
     if io.media_kind(audio) == "image":
         raise InputError(audio, "is an image; give speech audio (wav, mp3, m4a, flac, ogg) or a video with sound")
     output = io.check_output_path(output, (".mp4",))
+    check_sidecar(output)
     config.validate()
-    limit = config.max_seconds or DEFAULT_MAX_SECONDS
-    duration = io.audio_duration(audio)
+    from .inputs import check_max_seconds
+
+    limit = check_max_seconds(config.max_seconds)
+    duration = io.audio_duration(audio, limit=limit)
     if duration > limit:
         raise InputError(
             audio,
@@ -158,18 +166,35 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
         raise InputError(audio, f"audio is too short ({duration * 1000:.0f} ms) for one video frame")
     if config.pose_from is not None and io.media_kind(config.pose_from) != "video":
         raise InputError(config.pose_from, "--pose-from needs a video of a face")
-    resolve_cue_model(config)
+    cue_model, checkpoint = resolve_cue_model(config)
+    if cue_model == "network":
+        from .stage1 import check_stage1_checkpoint
+
+        check_stage1_checkpoint(checkpoint)
     return portrait, audio, output
 
 
-def network_portrait(portrait_cues):
-    """The portrait as the network's anchor: mouth closed and its own smile taken off, as the
-    identities of the network's training data were (facecue.phonetic's rest shape)."""
-    from .cues import FaceCues
-    from .phonetic import closed_mouth, neutralize_smile
+def working_portrait(image: np.ndarray, config: GenerateConfig) -> tuple[np.ndarray, int | None, list[str]]:
+    """The portrait the job works on, the renderer's output size and notes for the user.
 
-    rest = neutralize_smile(closed_mouth(portrait_cues.normalized[0])).astype(np.float32)
-    return dataclasses.replace(portrait_cues, normalized=rest[None], identity=rest)
+    A full-frame output is as large as the portrait, its longest side capped at
+    :data:`facecue.inputs.DEFAULT_MAX_SIDE` unless ``size`` is given; the portrait is scaled
+    down to the output size first, so that landmarks, cues and rendering run at that size."""
+    import cv2
+
+    from .inputs import default_output_size
+
+    height, width = image.shape[:2]
+    size = default_output_size((width, height), config.size, config.full)
+    notes = []
+    if config.size is None and size is not None:
+        notes.append(f"output capped at {size} px (the portrait is {width}x{height}; pass --size for another size)")
+    if config.full and size is not None and max(width, height) > size:
+        factor = size / max(width, height)
+        new_size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        image = cv2.resize(image, new_size, interpolation=cv2.INTER_AREA)
+        size = None  # the portrait now has the output size
+    return image, size, notes
 
 
 MAX_SMILE_TEXTURE_REMOVED = 0.8  # of the real happy shading change: a smile's folds are softened, not inverted
@@ -183,98 +208,33 @@ def portrait_smile_texture(portrait_cues) -> float:
     return min(smile_amount(closed_mouth(portrait_cues.normalized[0])), MAX_SMILE_TEXTURE_REMOVED)
 
 
-def resample_cues(cues, fps: float, n_frames: int):
-    """Cues at another frame rate (linear in time; rotations through their angles)."""
-    from .cues import FaceCues, angles_to_rotation, eye_aperture, gaze_from_normalized, rotation_to_angles
+def cue_audio(samples: np.ndarray) -> np.ndarray:
+    """The audio the cue models listen to: silent or near-silent audio (nothing louder than
+    -50 dBFS, :func:`facecue.audio.is_silent`) is digital silence, so that the face listens
+    (mouth closed; blinks, gaze shifts and slow head motion go on) instead of mouthing noise."""
+    from .audio import is_silent
 
-    if n_frames == cues.n_frames and abs(fps - cues.fps) < 1e-9:
-        return cues
-    src = np.arange(cues.n_frames) / cues.fps
-    dst = np.minimum(np.arange(n_frames) / fps, src[-1])
-
-    def interp(values):
-        flat = values.reshape(len(values), -1).astype(np.float64)
-        out = np.stack([np.interp(dst, src, flat[:, k]) for k in range(flat.shape[1])], axis=1)
-        return out.reshape(n_frames, *values.shape[1:])
-
-    normalized = interp(cues.normalized)
-    return FaceCues(
-        normalized=normalized.astype(np.float32), scale=interp(cues.scale).astype(np.float32),
-        rotation=angles_to_rotation(interp(rotation_to_angles(cues.rotation))).astype(np.float32),
-        translation=interp(cues.translation).astype(np.float32), gaze=gaze_from_normalized(normalized),
-        aperture=eye_aperture(normalized), valid=np.ones(n_frames, bool), identity=cues.identity, fps=float(fps),
-        image_size=cues.image_size, meta=dict(cues.meta),
-    )
+    return np.zeros_like(samples) if is_silent(samples) else samples
 
 
-def scale_mouth(cues, gain: float):
-    """Scale the lower face's movement away from the rest shape (``cues.identity``) by ``gain``."""
-    if gain == 1.0:
-        return cues
-    from .phonetic import load_priors
-
-    weight = load_priors().lower_face_weight.astype(np.float64)[None, :, None]
-    rest = cues.identity.astype(np.float64)[None]
-    normalized = rest + (cues.normalized - rest) * (1.0 + (gain - 1.0) * weight)
-    return dataclasses.replace(cues, normalized=normalized.astype(np.float32))
-
-
-def network_cues(audio_samples, portrait_cues, config: GenerateConfig, checkpoint: Path):
-    """The stage-1 network's cues; an emotion schedule runs the network once per emotion and
-    blends the results frame by frame with the schedule's weights."""
-    import torch
-
-    from .audio import n_video_frames
-    from .constants import EMOTIONS
-    from .phonetic import emotion_weights, parse_emotion_schedule
-    from .stage1 import speech_to_cues
+def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None,
+                *, progress: bool = False):
+    """Stage 1 with the chosen cue model, then the per-cue controls."""
+    from .inputs import parse_emotion_schedule
 
     schedule = parse_emotion_schedule(config.emotion)
-    anchor = network_portrait(portrait_cues)
-    names = sorted({name for _, name in schedule}, key=EMOTIONS.index)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # frame-by-frame decoding of a small model: extra threads only add overhead
-    try:
-        runs = {name: speech_to_cues(audio_samples, name, config.intensity, anchor, seed=config.seed,
-                                     checkpoint=checkpoint, temperature=config.temperature) for name in names}
-    finally:
-        torch.set_num_threads(threads)
-    first = runs[names[0]]
-    if len(names) > 1:
-        weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
-        weights = weights / weights.sum(axis=1, keepdims=True)
-        blend = lambda field: sum(w.reshape(-1, *([1] * (getattr(first, field).ndim - 1))) * getattr(runs[n], field)  # noqa: E731
-                                  for n, w in zip(names, weights.T))
-        from .cues import FaceCues, angles_to_rotation, eye_aperture, gaze_from_normalized, rotation_to_angles
-
-        normalized = blend("normalized")
-        angles = sum(w[:, None] * rotation_to_angles(runs[n].rotation) for n, w in zip(names, weights.T))
-        first = FaceCues(normalized=normalized.astype(np.float32), scale=blend("scale").astype(np.float32),
-                         rotation=angles_to_rotation(angles).astype(np.float32),
-                         translation=blend("translation").astype(np.float32), gaze=gaze_from_normalized(normalized),
-                         aperture=eye_aperture(normalized), valid=first.valid, identity=first.identity, fps=first.fps,
-                         image_size=first.image_size, meta={**first.meta, "emotion": config.emotion})
-    return resample_cues(first, config.fps, n_video_frames(len(audio_samples), config.fps))
-
-
-def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None):
-    """Stage 1 with the chosen cue model, then the per-cue controls."""
-    from .phonetic import apply_controls, parse_emotion_schedule, phonetic_cues
-
     if cue_model == "phonetic":
-        return phonetic_cues(
-            audio_samples, portrait_cues, parse_emotion_schedule(config.emotion), config.intensity, fps=config.fps,
-            seed=config.seed, controls=controls, text=config.text,
-        )
-    cues = network_cues(audio_samples, portrait_cues, config, checkpoint)
-    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale)
-    if controls.blink_rate is None:
-        # the network regresses eyelids and averages blinks away: draw them at the emotion's rate
-        from .phonetic import default_blink_rate, emotion_weights
+        from .audio import recognize_phones
+        from .phonetic import phonetic_cues
 
-        weights = emotion_weights(parse_emotion_schedule(config.emotion), cues.n_frames, cues.fps)
-        controls = dataclasses.replace(controls, blink_rate=default_blink_rate(weights))
-    return apply_controls(cues, portrait_cues, controls, seed=config.seed)
+        phones = recognize_phones(audio_samples, text=config.text, progress=progress)
+        return phonetic_cues(audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps,
+                             seed=config.seed, controls=controls, text=config.text, phones=phones)
+    from .stage1 import network_cues
+
+    return network_cues(audio_samples, portrait_cues, schedule, config.intensity, checkpoint=checkpoint,
+                        seed=config.seed, temperature=config.temperature, fps=config.fps, controls=controls,
+                        progress=progress)
 
 
 def generate(
@@ -293,8 +253,9 @@ def generate(
     Parameters
     ----------
     portrait : image file with one face (the largest is used if several)
-    audio : speech (wav/mp3/m4a/flac/ogg, or a video's audio track)
-    output : .mp4 to write (atomically)
+    audio : speech (wav/mp3/m4a/flac/ogg, or a video's audio track); silence gives a listening face
+    output : .mp4 to write (atomically); its settings go to ``<output stem>.json`` beside it, also
+        atomically (an existing .json facecue did not write is never replaced: the job is refused)
     config : a GenerateConfig; keyword ``overrides`` replace its fields (e.g. ``emotion="happy"``)
     save_cues : also write the cue sequence (.npz)
     preview_landmarks : also write a video of the relocated landmarks over the portrait (.mp4)
@@ -305,8 +266,10 @@ def generate(
     """
     from . import io
     from .cues import FaceCues, extract_cues
+    from .inputs import check_max_seconds
     from .landmarks import detect_landmarks
     from .phonetic import CueControls
+    from .progress import progress_bar
 
     config = dataclasses.replace(config or GenerateConfig(), **overrides)
     portrait, audio, output = validate_inputs(portrait, audio, output, config)
@@ -317,14 +280,12 @@ def generate(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    image = io.read_image(portrait)
+    image, output_size, notes = working_portrait(io.read_image(portrait), config)
     portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
                                             (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
-    samples = io.read_audio(audio)
-    from .audio import is_silent, n_video_frames
+    samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
+    from .audio import n_video_frames
 
-    if is_silent(samples):
-        raise InputError(audio, "the audio is silent (nothing louder than -50 dBFS); give speech")
     pose_angles = None
     if config.pose_from is not None:
         reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
@@ -335,7 +296,7 @@ def generate(
     cue_model, checkpoint = resolve_cue_model(config)
     controls = CueControls(pose_scale=config.pose_scale, pose_angles=pose_angles, gaze=parse_gaze(config.gaze),
                            blink_rate=config.blink_rate)
-    cues = speech_cues(samples, portrait_cues, config, controls, cue_model, checkpoint)
+    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress)
     n_frames = n_video_frames(len(samples), config.fps)
     assert cues.n_frames == n_frames, (cues.n_frames, n_frames)
     cues = dataclasses.replace(cues, meta={**cues.meta, "config": config.to_dict(), "portrait": str(portrait),
@@ -347,12 +308,14 @@ def generate(
 
     options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
     from .constants import EMOTIONS
-    from .phonetic import emotion_weights, parse_emotion_schedule
+    from .inputs import parse_emotion_schedule
+    from .phonetic import emotion_weights
 
     expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
     expression[:, EMOTIONS.index("happy")] -= portrait_smile_texture(portrait_cues)
     frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
-                    output_size=config.size, full=config.full, progress=progress, expression=expression, **options)
+                    output_size=output_size, full=config.full, progress=False, expression=expression, **options)
+    frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
     with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
         for frame in frames:
             writer.write(frame)
@@ -361,11 +324,12 @@ def generate(
     if save_cues is not None:
         cues.save(save_cues)
     if preview_landmarks is not None:
-        from .cli import write_preview
+        from .preview import preview_on_still
 
-        write_preview(portrait, cues, Path(preview_landmarks), audio=samples, progress=progress)
-    config_path = output.with_suffix(".json")
-    with io.atomic_path(config_path) as tmp:
+        preview_on_still(image, cues, Path(preview_landmarks), samples, progress=progress)
+    with io.atomic_path(check_sidecar(output)) as tmp:
         tmp.write_text(json.dumps({"facecue_config": config.to_dict(), "cue_model": cue_model,
-                                   "checkpoint": None if checkpoint is None else str(checkpoint)}, indent=2))
-    return GenerateResult(path=output, cues=cues, n_frames=n_frames, seconds=n_frames / config.fps, timings=timings)
+                                   "checkpoint": None if checkpoint is None else str(checkpoint),
+                                   "video": output.name}, indent=2))
+    return GenerateResult(path=output, cues=cues, n_frames=n_frames, seconds=n_frames / config.fps, timings=timings,
+                          notes=notes)

@@ -55,6 +55,9 @@ __all__ = [
     "read_video",
     "read_audio",
     "audio_duration",
+    "AudioTooLong",
+    "image_size",
+    "MAX_IMAGE_PIXELS",
     "read_image",
     "write_wav",
     "check_output_path",
@@ -448,8 +451,20 @@ def read_video(path: PathLike, fps: float | None = None, with_audio: bool = True
 # audio reading
 
 
-def _decode_audio(p: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
+class AudioTooLong(InputError):
+    """The audio is longer than the limit it was read with (decoding stopped there)."""
+
+    def __init__(self, path: Path, limit: float, duration: float | None):
+        self.limit, self.duration = limit, duration
+        length = f"{duration:.0f} s long" if duration is not None else "longer than that"
+        super().__init__(path, f"audio is {length}, over the {limit:g} s limit")
+
+
+def _decode_audio(p: Path, sample_rate: int | None, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode, downmix (channel mean) and resample the first audio stream of ``p``.
+
+    With ``max_seconds``, decoding stops (:class:`AudioTooLong`) as soon as more than that has
+    been decoded, so memory stays bounded by the limit whatever the file's header says.
 
     Returns ``(audio, rate)``: float32 mono ``(N,)`` and its rate (``sample_rate`` or the
     native one when None). Samples are placed on the timeline of the file: encoder priming
@@ -476,17 +491,24 @@ def _decode_audio(p: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
         resampler = av.AudioResampler(format="fltp", rate=rate)
         chunks: list[np.ndarray] = []
         first_t: Fraction | None = None
+        # decoded samples may include up to a few hundred ms of priming that is trimmed below
+        max_samples = None if max_seconds is None else int((max_seconds + 1.0) * rate)
+        n_samples = 0
 
         def take(frames: Iterable[Any]) -> None:
+            nonlocal n_samples
             for out in frames:
                 arr = out.to_ndarray()
                 chunks.append(arr.mean(axis=0, dtype=np.float32) if arr.shape[0] > 1 else arr[0])
+                n_samples += chunks[-1].shape[0]
 
         try:
             for frame in container.decode(stream):
                 if first_t is None and frame.pts is not None and time_base is not None:
                     first_t = Fraction(frame.pts) * time_base
                 take(resampler.resample(frame))
+                if max_samples is not None and n_samples > max_samples:
+                    raise AudioTooLong(p, float(max_seconds), _header_duration(container))
             take(resampler.resample(None))
         except av.FFmpegError as e:
             raise _decode_error(p, e) from e
@@ -513,11 +535,24 @@ def _decode_audio(p: Path, sample_rate: int | None) -> tuple[np.ndarray, int]:
             n_end = _round_half_up((end - ref) * rate)
             if 0 < n_end < audio.shape[0]:
                 audio = audio[:n_end]
+    if max_seconds is not None and audio.shape[0] > max_seconds * rate:
+        raise AudioTooLong(p, float(max_seconds), audio.shape[0] / rate)
     np.clip(audio, -1.0, 1.0, out=audio)
     return np.ascontiguousarray(audio, dtype=np.float32), rate
 
 
-def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def _header_duration(container: Any) -> float | None:
+    """Duration in seconds of the first audio stream as the container's header states it (no
+    decoding; approximate, and None when the header does not say)."""
+    stream = container.streams.audio[0] if container.streams.audio else None
+    if stream is not None and stream.duration and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE, *, max_seconds: float | None = None) -> np.ndarray:
     """Decode an audio file, or the audio track of a video, to mono float32.
 
     Parameters
@@ -526,6 +561,9 @@ def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         An audio file (:data:`SUPPORTED_AUDIO`) or a video file (:data:`SUPPORTED_VIDEO`).
     sample_rate : int
         Output rate in Hz (default :data:`SAMPLE_RATE`).
+    max_seconds : float, optional
+        Refuse longer audio (:class:`AudioTooLong`, an :class:`InputError`): decoding stops at the
+        limit, so a long file never fills memory.
 
     Returns
     -------
@@ -542,18 +580,33 @@ def read_audio(path: PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if int(sample_rate) <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
     p = _check_input(path, ("audio", "video"))
-    audio, _ = _decode_audio(p, int(sample_rate))
+    audio, _ = _decode_audio(p, int(sample_rate), max_seconds)
     return audio
 
 
-def audio_duration(path: PathLike) -> float:
+def audio_duration(path: PathLike, limit: float | None = None) -> float:
     """Duration in seconds of the audio of ``path`` (audio file or video's audio track).
 
     Decodes at the native rate (no resampling) so that the value matches what
     :func:`read_audio` returns: ``len(read_audio(path, sr)) / sr`` up to one sample.
+
+    With ``limit`` (seconds), audio longer than that is never decoded whole: when the container's
+    header already says it is longer, that duration is returned without decoding; otherwise
+    decoding stops just past the limit. Either way a value over ``limit`` means "too long" (it is
+    then the header's estimate, or a lower bound).
     """
     p = _check_input(path, ("audio", "video"))
-    audio, rate = _decode_audio(p, None)
+    if limit is not None:
+        with _open_input(p) as container:
+            if not container.streams.audio:
+                raise InputError(p, "has no audio track")
+            stated = _header_duration(container)
+        if stated is not None and stated > limit + 1.0:
+            return stated
+    try:
+        audio, rate = _decode_audio(p, None, limit)
+    except AudioTooLong as exc:
+        return exc.duration if exc.duration is not None and exc.duration > limit else float(limit) + 1.0
     return audio.shape[0] / rate
 
 
@@ -561,13 +614,42 @@ def audio_duration(path: PathLike) -> float:
 # images
 
 
-def read_image(path: PathLike) -> np.ndarray:
+MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused from their header, before decoding
+
+
+def image_size(path: PathLike, max_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header, without decoding its pixels.
+
+    Raises :class:`InputError` when the file is not a readable image, or has more than
+    ``max_pixels`` pixels (a huge image, or a "decompression bomb" that would need gigabytes).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = _check_input(path, ("image",))
+    try:
+        with Image.open(p) as img:
+            width, height = img.size
+    except Image.DecompressionBombError:  # PIL refuses to even open it: far over any limit
+        limit = f"the {max_pixels / 1e6:.0f}-megapixel limit" if max_pixels else "what can be decoded safely"
+        raise InputError(p, f"image is over {limit}; scale it down first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise InputError(p, f"cannot be read as an image, corrupt or not an image ({e})") from e
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(p, f"image is {width}x{height} px ({width * height / 1e6:.0f} megapixels), over the "
+                         f"{max_pixels / 1e6:.0f}-megapixel limit; scale it down first")
+    return width, height
+
+
+def read_image(path: PathLike, max_pixels: int | None = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Load an image as RGB.
 
     Parameters
     ----------
     path : str or PathLike
         An image file (:data:`SUPPORTED_IMAGE`).
+    max_pixels : int, optional
+        Refuse (:class:`InputError`) images with more pixels, checked from the header before
+        decoding (default :data:`MAX_IMAGE_PIXELS`; None: no limit but PIL's own).
 
     Returns
     -------
@@ -577,7 +659,8 @@ def read_image(path: PathLike) -> np.ndarray:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    p = _check_input(path, ("image",))
+    p = Path(path)
+    image_size(p, max_pixels)
     try:
         with Image.open(p) as img:
             img.load()
@@ -595,7 +678,7 @@ def read_image(path: PathLike) -> np.ndarray:
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(white, rgba)
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise InputError(p, f"cannot be read as an image, corrupt or not an image ({e})") from e
     return np.ascontiguousarray(rgb)
 

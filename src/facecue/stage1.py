@@ -60,13 +60,13 @@ from .data import (
     CueWindows,
     DataConfig,
     PoseAnchor,
-    emotion_id,
     load_cache,
     pose_features,
     pose_from_features,
     split_by_speaker,
 )
 from .errors import CheckpointError, InputError
+from .inputs import check_intensity, check_temperature, emotion_id
 from .train import TrainConfig, load_checkpoint, inference_weights, unwrap
 
 log = logging.getLogger("facecue.stage1")
@@ -570,9 +570,9 @@ class Stage1Model(nn.Module):
         centers = self.gaze_centers.cpu().numpy()
         bar = None
         if progress:
-            from tqdm import tqdm
+            from .progress import progress_bar
 
-            bar = tqdm(total=n, desc="speech to cues", unit="frame", leave=False)
+            bar = progress_bar(total=n, desc="speech to cues", unit="frame", leave=False)
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
             mel_c = torch.from_numpy(mel_p[a : b + 2 * m])[None].to(dev)
@@ -1000,14 +1000,29 @@ def load_stage1(checkpoint: str | Path) -> Stage1Model:
     return model.eval()
 
 
-def check_intensity(intensity) -> float:
-    try:
-        x = float(intensity)
-    except (TypeError, ValueError):
-        raise InputError(None, f"intensity must be a number in 0..1, got {intensity!r}") from None
-    if not (math.isfinite(x) and 0.0 <= x <= 1.0):
-        raise InputError(None, f"intensity {intensity!r} is out of range 0..1")
-    return x
+def stage1_checkpoint(checkpoint: str | Path | None = None) -> Path:
+    """The stage-1 checkpoint to use: ``checkpoint``, or the one bundled in the package.
+    :class:`InputError` when neither exists (nothing is loaded here)."""
+    from . import assets
+
+    if checkpoint is None:
+        checkpoint = assets.bundled_checkpoint()
+        if checkpoint is None:
+            raise InputError(None, "no stage-1 checkpoint is bundled with this build: pass a checkpoint (train one "
+                             "with 'facecue train stage1 --config configs/stage1_default.yaml') or use the phonetic "
+                             "cue model")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint not found")
+    return path
+
+
+def check_stage1_checkpoint(checkpoint: str | Path | None = None) -> Path:
+    """:func:`stage1_checkpoint`, loaded once (and cached) so that a wrong, corrupt or malicious
+    file is refused before any other work."""
+    path = stage1_checkpoint(checkpoint)
+    _cached(path, load_stage1)
+    return path
 
 
 def speech_to_cues(
@@ -1042,23 +1057,10 @@ def speech_to_cues(
 
     eid = emotion_id(emotion)
     intensity = check_intensity(intensity)
-    try:
-        temperature = float(temperature)
-    except (TypeError, ValueError):
-        raise InputError(None, f"temperature must be a number >= 0, got {temperature!r}") from None
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise InputError(None, f"temperature must be a number >= 0, got {temperature!r}")
+    temperature = check_temperature(temperature)
     if not isinstance(portrait_cues, FaceCues):
         raise InputError(None, "portrait_cues must be the FaceCues of the portrait (facecue.extract_cues(image))")
-    if checkpoint is None:
-        from .generate import bundled_checkpoint
-
-        checkpoint = bundled_checkpoint()
-        if checkpoint is None:
-            raise InputError(None, "no stage-1 checkpoint is bundled with this build: pass checkpoint= (train one with 'facecue train stage1')")
-    ckpt_path = Path(checkpoint)
-    if not ckpt_path.is_file():
-        raise CheckpointError(ckpt_path, "checkpoint not found")
+    ckpt_path = stage1_checkpoint(checkpoint)
     if isinstance(audio, (str, Path)):
         samples = io.read_audio(audio)
         source = str(audio)
@@ -1086,6 +1088,127 @@ def speech_to_cues(
         "source": "facecue.stage1", "audio": source, "emotion": EMOTIONS[eid], "intensity": intensity, "seed": int(seed),
         "temperature": temperature, "checkpoint": str(ckpt_path), "checkpoint_step": getattr(model, "checkpoint_step", None),
     })
+
+
+
+# --- the network cue path: the one function behind generate --cue-model network and cues-from-speech ----------
+
+#: The network regresses toward the mean lip shape: its lower-face movement is scaled by this to
+#: restore the phonetic teacher's amplitude. The one place this number lives (being recalibrated).
+NETWORK_MOUTH_GAIN = 1.5
+
+
+def network_portrait(portrait_cues: FaceCues) -> FaceCues:
+    """The portrait as the network's anchor: mouth closed and its own smile taken off, as the
+    identities of the network's training data were (facecue.phonetic's rest shape). The one place
+    the network's smile handling lives."""
+    from dataclasses import replace
+
+    from .phonetic import closed_mouth, neutralize_smile
+
+    rest = neutralize_smile(closed_mouth(portrait_cues.normalized[0])).astype(np.float32)
+    return replace(portrait_cues, normalized=rest[None], identity=rest)
+
+
+def scale_mouth(cues: FaceCues, gain: float) -> FaceCues:
+    """Scale the lower face's movement away from the rest shape (``cues.identity``) by ``gain``."""
+    if gain == 1.0:
+        return cues
+    from dataclasses import replace
+
+    from .phonetic import load_priors
+
+    weight = load_priors().lower_face_weight.astype(np.float64)[None, :, None]
+    rest = cues.identity.astype(np.float64)[None]
+    normalized = rest + (cues.normalized - rest) * (1.0 + (gain - 1.0) * weight)
+    return replace(cues, normalized=normalized.astype(np.float32))
+
+
+def _blend_runs(runs: dict[str, FaceCues], weights: np.ndarray, emotion: str) -> FaceCues:
+    """Frame-by-frame blend of one network run per emotion with the schedule's (T, n) weights."""
+    from .cues import angles_to_rotation, gaze_from_normalized, rotation_to_angles
+
+    names = list(runs)
+    first = runs[names[0]]
+    weights = weights / weights.sum(axis=1, keepdims=True)
+
+    def blend(field: str) -> np.ndarray:
+        values = [getattr(runs[n], field) for n in names]
+        return sum(w.reshape(-1, *([1] * (v.ndim - 1))) * v for w, v in zip(weights.T, values))
+
+    normalized = blend("normalized")
+    angles = sum(w[:, None] * rotation_to_angles(runs[n].rotation) for n, w in zip(names, weights.T))
+    return FaceCues(normalized=normalized.astype(np.float32), scale=blend("scale").astype(np.float32),
+                    rotation=angles_to_rotation(angles).astype(np.float32),
+                    translation=blend("translation").astype(np.float32), gaze=gaze_from_normalized(normalized),
+                    aperture=eye_aperture(normalized), valid=first.valid, identity=first.identity, fps=first.fps,
+                    image_size=first.image_size, meta={**first.meta, "emotion": emotion})
+
+
+def network_cues(
+    audio: np.ndarray,
+    portrait_cues: FaceCues,
+    emotion: str | list[tuple[float, str]] = "neutral",
+    intensity: float = 1.0,
+    *,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+    fps: float = DEFAULT_FPS,
+    controls=None,
+    progress: bool = False,
+) -> FaceCues:
+    """The stage-1 network's cues for a portrait, ready to render: the single network path of
+    ``facecue generate --cue-model network`` and ``facecue cues-from-speech``.
+
+    The portrait is anchored with its mouth closed and its smile taken off
+    (:func:`network_portrait`); the network runs with one torch thread (frame-by-frame decoding of
+    a small model: more threads only add overhead), once per emotion of a schedule, the runs
+    blended frame by frame; the cues are resampled to ``fps``, the mouth movement scaled by
+    :data:`NETWORK_MOUTH_GAIN` (times ``controls.mouth_scale``), and the per-cue ``controls``
+    (:class:`facecue.phonetic.CueControls`) applied. The network averages blinks away, so unless
+    ``controls.blink_rate`` says otherwise blinks are drawn at the emotion's typical rate.
+
+    Parameters
+    ----------
+    audio : (N,) float32 mono at SAMPLE_RATE
+    portrait_cues : FaceCues of the portrait (one frame is used)
+    emotion : an emotion name or schedule (text or parsed, see :func:`facecue.inputs.parse_emotion_schedule`)
+    intensity, seed, temperature : as :func:`speech_to_cues`
+    checkpoint : a stage-1 checkpoint; default: the bundled one
+
+    Returns
+    -------
+    FaceCues of ``n_video_frames(len(audio), fps)`` frames in the portrait's image space.
+    """
+    from dataclasses import replace
+
+    from .audio import n_video_frames
+    from .cues import resample_cues
+    from .inputs import parse_emotion_schedule, schedule_text
+    from .phonetic import CueControls, apply_controls, default_blink_rate, emotion_weights
+
+    schedule = parse_emotion_schedule(emotion)
+    controls = controls or CueControls()
+    anchor = network_portrait(portrait_cues)
+    names = sorted({name for _, name in schedule}, key=EMOTIONS.index)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {name: speech_to_cues(audio, name, intensity, anchor, seed=seed, checkpoint=checkpoint,
+                                     temperature=temperature, progress=progress) for name in names}
+    finally:
+        torch.set_num_threads(threads)
+    first = runs[names[0]]
+    if len(names) > 1:
+        weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
+        first = _blend_runs(runs, weights, schedule_text(schedule))
+    cues = resample_cues(first, fps, n_video_frames(len(audio), fps))
+    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale)
+    if controls.blink_rate is None:
+        rate = default_blink_rate(emotion_weights(schedule, cues.n_frames, cues.fps))
+        controls = replace(controls, blink_rate=rate)
+    return apply_controls(cues, portrait_cues, controls, seed=seed)
 
 
 def assemble_cues(expression: np.ndarray | Callable[[int, int], np.ndarray], pose: np.ndarray, gaze: np.ndarray,
@@ -1121,6 +1244,7 @@ def model_size(model: nn.Module) -> tuple[int, int]:
 
 __all__ = [
     "ClassifierConfig", "ClassifierTask", "EmotionClassifier", "LossConfig", "Stage1Config", "Stage1Model", "Stage1ModelConfig",
-    "Stage1Task", "assemble_cues", "classify_emotion", "evaluate_teacher_forced", "load_classifier", "load_stage1",
-    "speech_to_cues",
+    "Stage1Task", "NETWORK_MOUTH_GAIN", "assemble_cues", "check_intensity", "classify_emotion", "evaluate_teacher_forced",
+    "load_classifier", "load_stage1", "network_cues", "network_portrait", "scale_mouth", "speech_to_cues",
+    "stage1_checkpoint",
 ]

@@ -402,6 +402,17 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     return path
 
 
+def torch_load_weights(path: str | Path):
+    """``torch.load(path, weights_only=True)`` on the CPU, with torch's warnings silenced: a file
+    torch refuses (a malicious or foreign pickle) raises, and the caller reports it on one line;
+    torch's UserWarnings about the file's pickle protocol must not leak to stderr around it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: str | Path, kind: str | Sequence[str], max_version: int | None = None) -> dict:
     """Read a checkpoint with ``torch.load(weights_only=True)`` and check its kind and version.
 
@@ -416,7 +427,7 @@ def load_checkpoint(path: str | Path, kind: str | Sequence[str], max_version: in
         raise CheckpointError(p, "checkpoint not found")
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
+        data = torch_load_weights(p)
     except Exception as exc:  # zip errors, unpickling errors, EOF: all mean "not usable"
         raise CheckpointError(p, f"corrupt or not a facecue checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(data, dict) or "kind" not in data:
@@ -620,7 +631,12 @@ def train(
     out = Path(out_dir or cfg.out_dir)
     dist, created_group = _setup_distributed(cfg.device)
     try:
-        return _train(task, cfg, out, resume, progress, dist)
+        final = _train(task, cfg, out, resume, progress, dist)
+        if created_group and torch.distributed.is_initialized():
+            # every rank has finished its last collective before any rank tears its group down:
+            # a rank destroying gloo's pairs while a peer still sends on them aborts the peer
+            torch.distributed.barrier()
+        return final
     finally:
         if created_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -3,8 +3,13 @@
 A thin layer, like the CLI: it turns widget values into a :class:`GenerateConfig`
 (:func:`config_from_widgets`), checks the upload against this server's limits and calls
 ``generate()``. Errors facecue raises (:class:`FacecueError`) are shown in the page as a
-``gr.Error`` with their one-line message. One job runs at a time (a queue holds the rest); outputs
-go to a temp folder that ``allowed_paths`` covers, and job folders older than an hour are removed.
+``gr.Error`` with their one-line message. One job runs at a time (a queue holds the rest).
+
+Outputs go to a folder the server creates for itself (a new ``facecue-ui-*`` folder, inside
+``--output-dir`` when given); only that folder is served (``allowed_paths``), and only the job
+folders this server created are ever removed (those older than an hour). The page has no
+authentication of its own: ``--auth user:password`` turns on Gradio's login, and serving beyond
+this machine without it prints a warning.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
 
+import ipaddress
 import logging
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -137,25 +145,42 @@ def user_message(exc: FacecueError) -> str:
 
 
 class Jobs:
-    """Where a server's outputs go: one fresh folder per job under ``root``; old ones are pruned."""
+    """Where a server's outputs go: one fresh folder per job under :attr:`root`, a folder this
+    server creates for itself (inside ``parent`` when given, else in the system's temp folder).
 
-    def __init__(self, root: str | Path | None = None, max_age_s: float = JOB_MAX_AGE_S):
-        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="facecue-ui-"))
-        self.root.mkdir(parents=True, exist_ok=True)
+    Only :attr:`root` is served to the page, and :meth:`prune` removes only the job folders this
+    object created (once older than ``max_age_s``): nothing else in ``parent`` is ever read,
+    served or deleted.
+    """
+
+    def __init__(self, parent: str | Path | None = None, max_age_s: float = JOB_MAX_AGE_S):
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="facecue-ui-", dir=None if parent is None else str(parent)))
         self.max_age_s = max_age_s
+        self._created: set[Path] = set()
+        self._lock = threading.Lock()
 
     def new(self, prefix: str) -> Path:
         self.prune()
-        return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.root))
+        folder = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.root))
+        with self._lock:
+            self._created.add(folder)
+        return folder
 
     def prune(self) -> None:
+        """Remove the job folders this server created that are older than ``max_age_s``."""
         cutoff = time.time() - self.max_age_s
-        for folder in self.root.iterdir():
-            try:
-                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+        with self._lock:
+            for folder in list(self._created):
+                try:
+                    old = folder.stat().st_mtime < cutoff
+                except OSError:  # already gone
+                    self._created.discard(folder)
+                    continue
+                if old:
                     shutil.rmtree(folder, ignore_errors=True)
-            except OSError:  # removed by a concurrent prune
-                pass
+                    self._created.discard(folder)
 
 
 def portrait_landmarks_png(portrait: str | Path, jobs: Jobs, size: int = 384) -> Path:
@@ -196,7 +221,7 @@ def check_audio_length(audio: str | Path, max_seconds: float) -> float:
     """Duration of ``audio`` in seconds; :class:`InputError` when over this server's limit."""
     from . import io
 
-    duration = io.audio_duration(audio)
+    duration = io.audio_duration(audio, limit=max_seconds)  # from the header; never decodes past the limit
     if duration > max_seconds:
         raise InputError(audio, f"audio is {duration:.0f} s long, over this server's {max_seconds:.0f} s limit; "
                          "upload a shorter clip")
@@ -329,6 +354,37 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
     return demo
 
 
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    """``"user:password"`` -> ``(user, password)`` for Gradio's login; None stays None."""
+    if text is None:
+        return None
+    user, colon, password = str(text).partition(":")
+    if not colon or not user or not password:
+        raise InputError(None, "--auth must be USER:PASSWORD (both non-empty)")
+    return user, password
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (127.x.x.x, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def exposure_warning(host: str, port: int, auth: tuple[str, str] | None) -> str | None:
+    """The warning to print when the page is served beyond this machine, or None."""
+    if is_loopback(host):
+        return None
+    if auth is None:
+        return (f"facecue: warning: the page on {host}:{port} has no authentication: anyone who can reach it can "
+                "upload files and use this machine's CPU; add --auth USER:PASSWORD, or serve on 127.0.0.1")
+    return (f"facecue: warning: the page on {host}:{port} is plain HTTP: the password and uploads cross the network "
+            "unencrypted (put it behind an HTTPS proxy)")
+
+
 def launch(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -337,12 +393,17 @@ def launch(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     output_dir: str | Path | None = None,
+    auth: tuple[str, str] | None = None,
     block: bool = True,
 ):
-    """Build and serve the page on ``host:port`` (127.0.0.1: this machine only). Returns the app
-    (after the server stops when ``block``)."""
+    """Build and serve the page on ``host:port`` (127.0.0.1: this machine only). ``auth``
+    ``(user, password)`` turns on Gradio's login page. Returns the app (after the server stops
+    when ``block``)."""
     if max_upload_mb <= 0 or max_seconds <= 0 or queue_size < 1:
         raise InputError(None, "max upload size, max seconds and queue size must be positive")
+    warning = exposure_warning(host, port, auth)
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -352,7 +413,7 @@ def launch(
     demo.queue(default_concurrency_limit=1, max_size=queue_size)
     try:
         demo.launch(
-            server_name=host, server_port=port, allowed_paths=[str(jobs.root)],
+            server_name=host, server_port=port, allowed_paths=[str(jobs.root)], auth=auth,
             max_file_size=int(max_upload_mb * 1024**2),
             prevent_thread_lock=not block, show_error=True, quiet=False, footer_links=[], css=CSS, ssr_mode=False,
         )
