@@ -105,12 +105,17 @@ LASH_CLOSURE = (0.7, 0.85)
 MOUTH_OPEN_RATIO = 0.06  # portrait's inner-lip gap / mouth width above which its interior is reused
 MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
 # Synthesized mouth interior, sizes in units of the outer-eye-corner distance (about 9 cm).
-TEETH_HEIGHT = 0.105  # visible height of the upper incisors
+TEETH_HEIGHT = 0.075  # upper incisors' edge below the portrait's resting upper-lip line (fixed to the skull)
 TEETH_HALF_WIDTH = 0.24  # upper teeth visible up to this distance from the midline
+TEETH_BARED = 0.03  # how far the upper lip can rise above the teeth's resting place (eye units)
+LOWER_TEETH_RISE = 0.03  # lower incisors' edge above the lower inner lip (they move with the jaw)
+LOWER_TEETH_HALF_WIDTH = 0.17
+LOWER_TEETH_SHADE = 0.72  # the lower row sits in the upper row's and the lip's shadow
 TOOTH_EDGES = (0.0, 0.095, 0.165, 0.225)  # tooth boundaries from the midline (incisors, canine)
 TONGUE_HALF_WIDTH = 0.22
 TONGUE_HEIGHT = 0.09
 TEETH_RGB = (236, 226, 206)  # in a well-lit portrait; scaled by the portrait's skin lightness
+NOSE_BASE = 2  # MediaPipe's subnasale: the skull's reference for the upper teeth
 SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lightness is read
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
@@ -795,6 +800,7 @@ class _MouthFrame:
 class _MouthModel:
     open: bool
     frame: _MouthFrame
+    skull_offset: float  # portrait's upper inner lip middle below the nose base (landmark 2), along v, eye units
     unit: float  # source outer-eye-corner distance, pixels
     split: float  # fraction of the gap where the source's upper part ends
     brightness: float  # portrait's skin lightness relative to a well-lit face (shades the teeth)
@@ -829,15 +835,18 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
             for x, y in pts[list(SKIN_PROBES), :2] if 2 <= x < width - 3 and 2 <= y < height - 3]
     lightness = float(np.concatenate(skin).astype(np.float32).mean()) if skin else 175.0
     brightness = float(np.clip(lightness / 175.0, 0.55, 1.0))
-    return _MouthModel(is_open, frame, unit, split, brightness)
+    nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
+    skull_offset = (float(frame.upper(frame.midline_u)) - nose_v) / unit
+    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness)
 
 
 def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray, gap_mid: float, unit: float,
                  brightness: float) -> tuple[np.ndarray, np.ndarray]:
-    """Upper-teeth layer, rigid with the upper lip's middle point: colour (..., 3) and coverage (...).
+    """Upper-teeth layer, fixed to the skull: colour (..., 3) and coverage (...).
 
-    x_mid : pixels from the teeth's midline along the mouth; below_mid : pixels below the upper
-    inner lip's middle point (the incisal edge is an arch at a fixed depth from it); below_lip :
+    x_mid : pixels from the teeth's midline along the mouth; below_mid : pixels below the
+    portrait's resting upper-lip line carried with the nose base (the incisal edge is an arch at
+    a fixed depth below it, so a rising upper lip bares more teeth); below_lip :
     pixels below the upper inner lip at that column (for the lip's shadow); gap_mid : the lip gap
     at the midline, pixels (barely parted lips show a dark line, not teeth).
     """
@@ -851,9 +860,27 @@ def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray
     cover = np.clip((edge - d) / aa + 0.5, 0.0, 1.0) * np.clip((TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
     cover *= float(_smoothstep(np.array(gap_mid / unit), 0.012, 0.045))
     shade = np.clip(1.0 - 0.6 * (ax / TEETH_HALF_WIDTH) ** 2, 0.3, 1.0)  # the arch turns away
-    shade *= 1.0 - 0.15 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)  # gaps between teeth
+    shade *= 1.0 - 0.08 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)  # gaps between teeth
     shade *= 0.7 + 0.3 * _smoothstep(below_lip / unit, -0.005, 0.03)  # the upper lip's shadow
     shade *= 1.0 - 0.15 * _smoothstep(d / TEETH_HEIGHT, 0.6, 1.0)  # translucent incisal edge
+    colour = np.array(TEETH_RGB, np.float32) * (brightness * shade)[..., None]
+    return colour.astype(np.float32), cover.astype(np.float32)
+
+
+def _synth_lower_teeth(x_mid: np.ndarray, above_lip: np.ndarray, unit: float, brightness: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Lower-teeth layer, moving with the jaw: an arch of incisal edges ``LOWER_TEETH_RISE`` above
+    the lower inner lip's middle point (``above_lip``: pixels above it), darker than the upper row."""
+    ax = np.abs(x_mid) / unit
+    aa = 0.7 / unit
+    edges = np.array(TOOTH_EDGES) * 0.75
+    to_edge = np.min(np.abs(ax[..., None] - edges), axis=-1)
+    top = LOWER_TEETH_RISE * (1.0 - 0.6 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2)
+    r = above_lip / unit
+    cover = np.clip((top - r) / aa + 0.5, 0.0, 1.0) * np.clip((LOWER_TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
+    shade = LOWER_TEETH_SHADE * np.clip(1.0 - 0.6 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2, 0.3, 1.0)
+    shade *= 1.0 - 0.2 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)
+    shade *= 0.8 + 0.2 * _smoothstep(r, -0.01, 0.02)  # the lower lip's shadow at their base
     colour = np.array(TEETH_RGB, np.float32) * (brightness * shade)[..., None]
     return colour.astype(np.float32), cover.astype(np.float32)
 
@@ -931,7 +958,17 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         colour = (w_a[..., None] * col_a + w_b[..., None] * col_b + rest * colour).astype(np.float32)
     else:
         gap_mid = float(target.lower(mid) - target.upper(mid))
-        teeth, cover = _synth_teeth(x_mid, v - float(target.upper(mid)), depth, gap_mid, unit, model.brightness)
+        lower, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness)
+        l_cover *= float(_smoothstep(np.array(gap_mid / unit), 0.03, 0.08))  # hidden by the lip until the jaw drops
+        colour += l_cover[..., None] * (lower - colour)
+        # the upper row is fixed to the skull: its edge keeps its place below the nose while the
+        # jaw drops, and shows more when the upper lip rises (a snarl, disgust)
+        skull_lip_v = float(target.uv(*pts[NOSE_BASE, :2])[1]) + model.skull_offset * unit
+        lip_v = float(target.upper(mid))
+        # ... but the landmarks' upper lip also rises on open vowels, where real teeth stay mostly
+        # covered: the lip can bare at most TEETH_BARED more than at rest
+        teeth_v = float(np.clip(skull_lip_v, lip_v - TEETH_BARED * unit, lip_v + TEETH_BARED * unit))
+        teeth, cover = _synth_teeth(x_mid, v - teeth_v, depth, gap_mid, unit, model.brightness)
         colour += cover[..., None] * (teeth - colour)
     _blend(frame, box, colour, alpha)
 

@@ -1110,8 +1110,13 @@ def network_portrait(portrait_cues: FaceCues) -> FaceCues:
     return replace(portrait_cues, normalized=rest[None], identity=rest)
 
 
-def scale_mouth(cues: FaceCues, gain: float) -> FaceCues:
-    """Scale the lower face's movement away from the rest shape (``cues.identity``) by ``gain``."""
+def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> FaceCues:
+    """Scale the lower face's movement away from its rest by ``gain``.
+
+    rest : (478, 3) or (T, 478, 3) the closed-lip shape(s) the speech moves away from (the
+        emotion's own mouth included, so that only the speech is scaled); default
+        ``cues.identity``
+    """
     if gain == 1.0:
         return cues
     from dataclasses import replace
@@ -1119,9 +1124,24 @@ def scale_mouth(cues: FaceCues, gain: float) -> FaceCues:
     from .phonetic import load_priors
 
     weight = load_priors().lower_face_weight.astype(np.float64)[None, :, None]
-    rest = cues.identity.astype(np.float64)[None]
+    rest = (cues.identity if rest is None else rest).astype(np.float64)
+    rest = rest[None] if rest.ndim == 2 else rest
     normalized = rest + (cues.normalized - rest) * (1.0 + (gain - 1.0) * weight)
     return replace(cues, normalized=normalized.astype(np.float32))
+
+
+def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float) -> np.ndarray:
+    """(T, 478, 3) the closed-lip rest shape of each frame: ``identity`` with the emotions'
+    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it.
+    Distinct weight rows are computed once (memory and time stay small for long audio)."""
+    from .constants import MOUTH_CORNERS
+    from .phonetic import closed_mouth, emotion_expression, load_priors
+
+    identity = np.asarray(identity, np.float64)
+    ratio = np.linalg.norm(identity[MOUTH_CORNERS[0]] - identity[MOUTH_CORNERS[1]]) / load_priors().reference_mouth_width
+    rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
+    shapes = np.stack([closed_mouth(identity + emotion_expression(row[None], intensity)[0] * ratio) for row in rows])
+    return shapes[np.asarray(inverse).ravel()].astype(np.float32)
 
 
 def _blend_runs(runs: dict[str, FaceCues], weights: np.ndarray, emotion: str) -> FaceCues:
@@ -1204,7 +1224,9 @@ def network_cues(
         weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
         first = _blend_runs(runs, weights, schedule_text(schedule))
     cues = resample_cues(first, fps, n_video_frames(len(audio), fps))
-    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale)
+    # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
+    rest = emotion_rest(cues.identity, emotion_weights(schedule, cues.n_frames, cues.fps), intensity)
+    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
     if controls.blink_rate is None:
         rate = default_blink_rate(emotion_weights(schedule, cues.n_frames, cues.fps))
         controls = replace(controls, blink_rate=rate)
@@ -1245,6 +1267,6 @@ def model_size(model: nn.Module) -> tuple[int, int]:
 __all__ = [
     "ClassifierConfig", "ClassifierTask", "EmotionClassifier", "LossConfig", "Stage1Config", "Stage1Model", "Stage1ModelConfig",
     "Stage1Task", "NETWORK_MOUTH_GAIN", "assemble_cues", "check_intensity", "classify_emotion", "evaluate_teacher_forced",
-    "load_classifier", "load_stage1", "network_cues", "network_portrait", "scale_mouth", "speech_to_cues",
+    "emotion_rest", "load_classifier", "load_stage1", "network_cues", "network_portrait", "scale_mouth", "speech_to_cues",
     "stage1_checkpoint",
 ]
