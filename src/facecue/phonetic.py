@@ -38,7 +38,16 @@ from .cues import (
     place_iris,
     rotation_to_angles,
 )
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError
+from .inputs import (
+    check_blink_rate,
+    check_intensity,
+    check_mouth_scale,
+    check_pose_scale,
+    emotion_id,
+    parse_emotion_schedule,
+    parse_gaze,
+)
 from .motion import close_eyes, open_mouth
 
 PRIORS_KIND = "facecue.cue_priors"
@@ -118,36 +127,6 @@ def load_priors() -> CuePriors:
 
 
 # --- emotion schedule ----------------------------------------------------------------------
-
-
-def emotion_id(name: str) -> int:
-    """Index of an emotion name in ``EMOTIONS``; the error lists the valid names."""
-    key = str(name).strip().lower()
-    if key not in EMOTIONS:
-        raise InputError(None, f"unknown emotion {name!r}; choose one of: {', '.join(EMOTIONS)}")
-    return EMOTIONS.index(key)
-
-
-def parse_emotion_schedule(text: str) -> list[tuple[float, str]]:
-    """``"happy"`` or ``"neutral@0,happy@2.5,sad@6"`` -> [(start seconds, emotion), ...]."""
-    items = [part.strip() for part in str(text).split(",") if part.strip()]
-    if not items:
-        raise InputError(None, "empty emotion; give a name or a schedule like 'neutral@0,happy@2.5'")
-    schedule = []
-    for item in items:
-        name, _, at = item.partition("@")
-        emotion_id(name)
-        try:
-            start = float(at) if at else 0.0
-        except ValueError:
-            raise InputError(None, f"bad emotion schedule entry {item!r}: the time after '@' must be seconds") from None
-        if start < 0:
-            raise InputError(None, f"bad emotion schedule entry {item!r}: negative time")
-        schedule.append((start, name.strip().lower()))
-    schedule.sort()
-    if schedule[0][0] > 0:
-        schedule.insert(0, (0.0, schedule[0][1]))
-    return schedule
 
 
 def emotion_weights(schedule: list[tuple[float, str]] | str, n_frames: int, fps: float, blend_s: float = 0.6) -> np.ndarray:
@@ -338,14 +317,11 @@ class CueControls:
     mouth_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.pose_scale <= 5:
-            raise InputError(None, f"pose scale must be within 0..5, got {self.pose_scale}")
-        if self.blink_rate is not None and not 0 <= self.blink_rate <= 120:
-            raise InputError(None, f"blink rate must be within 0..120 per minute, got {self.blink_rate}")
-        if not 0 <= self.mouth_scale <= 3:
-            raise InputError(None, f"mouth scale must be within 0..3, got {self.mouth_scale}")
-        if isinstance(self.gaze, str) and self.gaze not in ("auto", "camera"):
-            raise InputError(None, f"gaze must be 'auto', 'camera' or 'yaw,pitch' degrees, got {self.gaze!r}")
+        # the one set of input rules (facecue.inputs), so every front end refuses the same values
+        check_pose_scale(self.pose_scale)
+        check_blink_rate(self.blink_rate)
+        check_mouth_scale(self.mouth_scale)
+        parse_gaze(self.gaze)
 
 
 def default_blink_rate(weights: np.ndarray) -> float:
@@ -525,8 +501,7 @@ def phonetic_cues(
     FaceCues of ``n_video_frames(len(audio), fps)`` frames in the portrait's image space.
     """
     controls = controls or CueControls()
-    if not 0 <= intensity <= 1:
-        raise InputError(None, f"intensity must be within 0..1, got {intensity}")
+    intensity = check_intensity(intensity)
     audio = np.asarray(audio, dtype=np.float32)
     n_frames = n_video_frames(len(audio), fps)
     weights = emotion_weights(emotion if not isinstance(emotion, str) else parse_emotion_schedule(emotion), n_frames, fps)
