@@ -330,10 +330,13 @@ def default_blink_rate(weights: np.ndarray) -> float:
 
 
 REST_LIP_GAP = 0.006  # canonical units: lips touching
-# Intensity 1 is MEAD level 3. The expression offsets are applied with one gain per face region
-# (calibrated in a closed loop, scripts/calibrate_expressiveness.py): brows and forehead, eyes and
-# lids, and the lower face (mouth, cheeks, jaw).
-EMOTION_REGION_GAINS = {"brows": 2.0, "eyes": 1.3, "lower": 1.6}
+# Intensity 1 is MEAD level 3. The expression offsets are applied with one gain per face region:
+# brows and forehead, eyes and lids, and the lower face (mouth, cheeks, jaw). MediaPipe's mesh
+# follows brows and lips only partly (real level-3 offsets re-rendered are read back smaller, and
+# the recogniser reads them as neutral); the gains were chosen, with the renderer's DETAIL_GAIN,
+# by the FER2013 recogniser's top-1 on calibration portraits and speech that are never reported
+# (scripts/calibrate_expressiveness.py, docs/calibration/README.md).
+EMOTION_REGION_GAINS = {"brows": 3.0, "eyes": 1.6, "lower": 2.2}
 MAX_SMILE_REMOVED = 1.5  # at most this many MEAD "happy" mouth offsets are taken off a smiling portrait
 
 

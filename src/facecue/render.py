@@ -975,7 +975,7 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
 
 # --- expression detail (wrinkles and folds) -------------------------------------------------
 
-DETAIL_GAIN = 1.0  # x the real MEAD level-3 shading change at intensity 1
+DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (calibrated, see EMOTION_REGION_GAINS)
 DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
 DETAIL_KIND = "facecue.expression_detail"
 # MediaPipe points whose surroundings are not skin: the eye openings and the lips (their look
