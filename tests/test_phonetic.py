@@ -158,3 +158,44 @@ def test_viseme_weights_are_a_mixture():
     assert w[6, VISEME_NAMES.index("PP")] > 0.6  # M's centre, 0.25 s, minus anticipation
     assert w[9, VISEME_NAMES.index("aa")] > 0.5
     assert w[22, VISEME_NAMES.index("sil")] > 0.9
+
+
+def test_contempt_is_one_sided():
+    """MEAD actors smirk on either side; the priors keep one side (mirrored before averaging)."""
+    contempt = load_priors().emotion_offsets[EMOTIONS.index("contempt")]
+    lift = contempt[MOUTH_CORNERS[0], 1] - contempt[MOUTH_CORNERS[1], 1]  # y points down: > 0, 291 rises more
+    assert lift > 0.01
+
+
+def test_emotional_speech_opens_the_mouth_wider(portrait_cues, bob_speech):
+    """Level-3 angry, fear and surprised speech moves the jaw more than neutral speech (MEAD), sad does not."""
+    audio, text = bob_speech
+    from facecue.audio import recognize_phones
+
+    phones = recognize_phones(audio, text=text)
+    p90 = {e: np.percentile(opening(phonetic_cues(audio, portrait_cues, e, 1.0, phones=phones, seed=0)), 90)
+           for e in ("neutral", "angry", "surprised", "sad")}
+    assert p90["angry"] > 1.3 * p90["neutral"] and p90["surprised"] > 1.2 * p90["neutral"]
+    assert abs(p90["sad"] - p90["neutral"]) < 0.25 * p90["neutral"]
+
+
+def test_intensity_scales_the_expression_linearly():
+    from facecue.phonetic import emotion_expression, emotion_mouth_dynamics
+
+    weights = np.zeros((1, len(EMOTIONS)), np.float32)
+    weights[0, EMOTIONS.index("fear")] = 1.0
+    full, third = emotion_expression(weights, 1.0), emotion_expression(weights, 1 / 3)
+    np.testing.assert_allclose(third, full / 3, atol=1e-6)
+    gain, jaw = emotion_mouth_dynamics(weights, 0.0)
+    assert gain[0] == 1.0 and jaw[0] == 0.0
+
+
+def test_smile_removal_keeps_the_portraits_brows_and_eyes(portrait_cues):
+    from facecue.phonetic import closed_mouth, neutralize_smile, smile_amount
+
+    shape = closed_mouth(portrait_cues.normalized[0])
+    assert smile_amount(shape) > 0.5  # the bundled portrait smiles
+    neutral = neutralize_smile(shape)
+    brows_and_eyes = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300, 159, 145, 386, 374]
+    np.testing.assert_allclose(neutral[brows_and_eyes], shape[brows_and_eyes], atol=1e-6)
+    assert smile_amount(neutral) < 0.05

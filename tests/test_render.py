@@ -434,3 +434,90 @@ def test_cli_render_refuses_bad_inputs_in_one_line(tmp_path, portrait_path, shor
     err = capsys.readouterr().err.strip()
     assert "noise.wav" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+# --- expressiveness: narrowed eyes, teeth, expression detail, crop borders --------------------
+
+
+def test_a_narrowed_eye_is_drawn_open_not_as_a_blink(portrait, portrait_landmarks, portrait_cues):
+    """An expression's narrowing (45 % closure: angry) is a narrowed eye: the lid-skin and lash
+    layers of a blink stay off, the iris shows."""
+    narrowed = edited(portrait_cues, close_eyes(portrait_cues.normalized[0], 0.45 / 0.85))
+    with_lids = MeshRenderer()
+    with_lids.prepare(portrait, portrait_landmarks)
+    without_lids = MeshRenderer()
+    without_lids.prepare(portrait, portrait_landmarks)
+    without_lids._lids = []  # the blink layers removed
+    for eye in without_lids._eyes:
+        eye.lash = None
+    frame = with_lids.render_frame(narrowed)
+    assert np.array_equal(frame, without_lids.render_frame(narrowed))
+    for iris in (RIGHT_IRIS, LEFT_IRIS):
+        x, y = np.round(narrowed[iris[0], :2]).astype(int)
+        assert luminance(frame)[y - 1 : y + 2, x - 1 : x + 2].mean() < 90  # the dark iris shows
+    shut = edited(portrait_cues, close_eyes(portrait_cues.normalized[0], 1.0))
+    assert not np.array_equal(with_lids.render_frame(shut), without_lids.render_frame(shut))  # blinks use them
+
+
+def test_lower_teeth_show_above_the_lower_lip_of_an_open_mouth(portrait, portrait_landmarks, portrait_cues):
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.35))
+    frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize"))
+    upper, lower = target[13, :2], target[14, :2]
+    x, gap = int(round(lower[0])), lower[1] - upper[1]
+    column = luminance(frame)[int(upper[1]) : int(lower[1]), x - 1 : x + 2].mean(axis=1)
+    cavity = column[int(0.4 * gap) : int(0.6 * gap)].mean()
+    lower_teeth = column[int(0.8 * gap) :].max()
+    assert lower_teeth > cavity + 40  # incisors above the lower lip, the dark cavity above them
+
+
+def test_expression_detail_darkens_the_brow_furrow_for_angry(portrait, portrait_landmarks):
+    from facecue.constants import EMOTIONS
+    from facecue.render import expression_detail_maps
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps")
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    plain = MeshRenderer()
+    plain.prepare(portrait, portrait_landmarks)
+    detailed = MeshRenderer()
+    detailed.prepare(portrait, portrait_landmarks)
+    base = plain.render_frame(portrait_landmarks)
+    detailed.set_expression(weights)
+    assert np.array_equal(detailed.render_frame(portrait_landmarks), base)  # no emotion, no change
+    weights[EMOTIONS.index("angry")] = 1.0
+    detailed.set_expression(weights)
+    angry = detailed.render_frame(portrait_landmarks)
+    # the glabella: between the inner brow ends (MediaPipe 55 and 285), above the nose bridge (168)
+    centre = (portrait_landmarks[55, :2] + portrait_landmarks[285, :2] + portrait_landmarks[168, :2]) / 3
+    x, y = np.round(centre).astype(int)
+    unit = np.linalg.norm(portrait_landmarks[33, :2] - portrait_landmarks[263, :2])
+    r = max(int(0.08 * unit), 2)
+    patch = (slice(y - r, y + r), slice(x - r, x + r))
+    assert luminance(angry)[patch].min() < luminance(base)[patch].min() - 5  # a darker furrow
+    outside = (slice(0, 20), slice(0, 20))
+    assert np.array_equal(angry[outside], base[outside])  # nothing changes off the face
+
+
+def test_mesh_coordinate_maps_are_the_identity_between_the_same_face(portrait_landmarks):
+    from facecue.render import mesh_coordinate_maps
+
+    map_x, map_y, inside = mesh_coordinate_maps(portrait_landmarks, portrait_landmarks, (512, 512))
+    yy, xx = np.mgrid[:512, :512]
+    assert inside.sum() > 5000
+    assert np.abs(map_x[inside] - xx[inside]).max() < 0.01
+    assert np.abs(map_y[inside] - yy[inside]).max() < 0.01
+
+
+def test_crop_past_the_portrait_edge_is_not_a_mirror_image():
+    """A face crop that reaches past the image border must not show a mirrored copy of what is
+    inside (duplicated shoulders and objects); it continues the edge, blurred."""
+    from facecue.render import warp_portrait
+
+    image = np.full((100, 100, 3), 120, np.uint8)
+    image[40:60, 2:8] = 255  # a bright object near the left edge
+    matrix = np.array([[1.0, 0.0, 30.0], [0.0, 1.0, 0.0]])  # shift right: 30 px beyond the left edge show
+    out = warp_portrait(image, matrix, (100, 100))
+    assert np.array_equal(out[:, 30:], image[:, :70])  # the portrait itself is untouched
+    mirrored_place = out[40:60, 22:28]  # where BORDER_REFLECT101 would have put the object's copy
+    assert mirrored_place.mean() < 200
+    assert out[:, :30].std() < image.std()  # a smooth continuation

@@ -337,7 +337,9 @@ REST_LIP_GAP = 0.006  # canonical units: lips touching
 # by the FER2013 recogniser's top-1 on calibration portraits and speech that are never reported
 # (scripts/calibrate_expressiveness.py, docs/calibration/README.md).
 EMOTION_REGION_GAINS = {"brows": 3.0, "eyes": 1.6, "lower": 2.2}
-MAX_SMILE_REMOVED = 1.5  # at most this many MEAD "happy" mouth offsets are taken off a smiling portrait
+SMILE_UNIT = 0.05  # canonical units: corners this much higher than the template's are a full smile
+MAX_SMILE_REMOVED = 1.6  # at most this many full smiles are taken off a smiling portrait
+SMILE_SPREAD = 0.1  # canonical units: how far around the corners the skin follows them down
 
 
 @lru_cache(maxsize=1)
@@ -377,34 +379,36 @@ def corner_elevation(shape: np.ndarray) -> float:
     return float(mid - 0.5 * (shape[MOUTH_CORNERS[0], 1] + shape[MOUTH_CORNERS[1], 1]))
 
 
-def _smile_unit(shape: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The MEAD happy mouth offset, its corner elevation per unit, and the portrait's smile in those units."""
+def _smile_excess(shape: np.ndarray) -> float:
+    """How far the mouth corners sit higher than on facecue's template face (canonical units, >= 0)."""
     from .cues import default_template, fit_similarity
 
-    priors = load_priors()
     template = default_template()
     s, r, t = fit_similarity(template.points[template.stable], shape[template.stable])
     reference = s * template.points @ r.T + t
-    # only the smile (the lower face): the portrait's brows and eyes stay its own
-    happy = (priors.emotion_offsets[EMOTIONS.index("happy")] * priors.lower_face_weight[:, None]).astype(np.float64)
-    per_unit = corner_elevation(reference + happy) - corner_elevation(reference)
-    amount = (corner_elevation(shape) - corner_elevation(reference)) / per_unit if per_unit > 1e-6 else 0.0
-    return happy, per_unit, float(np.clip(amount, 0, MAX_SMILE_REMOVED))
+    return max(corner_elevation(shape) - corner_elevation(reference), 0.0)
 
 
 def smile_amount(shape: np.ndarray) -> float:
-    """How much a (478, 3) normalized shape smiles, in units of MEAD's level-3 happy mouth (0 = not
-    at all, capped at ``MAX_SMILE_REMOVED``), judged by its mouth corners against the template's."""
-    return _smile_unit(np.asarray(shape, np.float64))[2]
+    """How much a (478, 3) normalized shape smiles: the corners' elevation above the template's in
+    units of a full smile (``SMILE_UNIT``; 0 = not at all), capped at ``MAX_SMILE_REMOVED``."""
+    return float(min(_smile_excess(np.asarray(shape, np.float64)) / SMILE_UNIT, MAX_SMILE_REMOVED))
 
 
 def neutralize_smile(shape: np.ndarray) -> np.ndarray:
-    """(478, 3) the portrait with its own smile taken off (in units of MEAD's happy mouth offset),
-    so that other emotions can show on a smiling photo; compared with the template's corners."""
-    happy, per_unit, amount = _smile_unit(np.asarray(shape, np.float64))
-    if per_unit <= 1e-6:
+    """(478, 3) the portrait with its own smile taken off, so that other emotions can show on a
+    smiling photo: the mouth corners (and the skin around them, fading within ~0.1 eye distance)
+    are lowered to the template's corner height; brows, eyes and the lips' middle stay."""
+    shape = np.asarray(shape, np.float64)
+    drop = min(_smile_excess(shape), MAX_SMILE_REMOVED * SMILE_UNIT)
+    if drop <= 0:
         return shape.copy()
-    return closed_mouth(shape - amount * happy)
+    corners = shape[list(MOUTH_CORNERS)]
+    distance2 = ((shape[:, None, :2] - corners[None, :, :2]) ** 2).sum(-1).min(axis=1)
+    weight = np.exp(-distance2 / (2 * SMILE_SPREAD**2)) * load_priors().lower_face_weight
+    out = shape.copy()
+    out[:, 1] += drop * weight
+    return closed_mouth(out)
 
 
 def closed_mouth(normalized: np.ndarray) -> np.ndarray:

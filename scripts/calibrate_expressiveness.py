@@ -1,0 +1,220 @@
+"""Closed-loop calibration of facecue's expressiveness against real footage.
+
+Usage: python scripts/calibrate_expressiveness.py [--data ../shared/data] [--out docs/calibration]
+           [--parts mouth geometry recogniser] [--try '{"gains": {...}, "detail": 1.6}' ...]
+
+Render, re-extract with facecue's own extractor (MediaPipe + cue geometry) or read with the
+FER2013 recogniser, compare with the real statistics. Only **calibration** material is used here;
+``benchmarks/expressiveness.py`` reports on portraits and speech this script never sees.
+
+* **mouth** — the 4 calibration talking videos (``CALIBRATION_TALKING``) re-driven from their
+  first frame with their own audio: inner-lip gap p50/p90 over the real video's. Sets
+  ``phonetic.SPEECH_MOUTH_GAIN``, ``SPEECH_JAW_OPENING``, ``LOUDNESS_FLOOR``.
+* **geometry** — each MEAD actor rendered from their neutral frame with each emotion (M030's real
+  sad speech): the expression re-extracted from the rendered video (closed-lip regression, as the
+  priors are built) projected on the real clip's, per face region (1.0 = the real amplitude).
+* **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits with 6 s of StyleTalk speech:
+  top-1 of the FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS`` and
+  ``render.DETAIL_GAIN``; ``--try`` evaluates other settings in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+CALIBRATION_TALKING = ("styletalk_KristiNoem", "styletalk_Obama_clip3", "styletalk_andrew_clip_1",
+                       "styletalk_feifeili_clip2_short")
+CALIBRATION_PORTRAITS = ("styletalk_KristiNoem", "styletalk_andrew_clip_1", "styletalk_feifeili_clip1",
+                         "styletalk_reagan_clip1")
+CALIBRATION_SPEECH = ("styletalk_Obama_clip1", "styletalk_reagan_clip1", "styletalk_KristiNoem", "styletalk_andrew_clip_1")
+JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
+SPEECH_SECONDS = 6.0
+
+
+def lip_gap(normalized: np.ndarray) -> np.ndarray:
+    return normalized[:, 14, 1] - normalized[:, 13, 1]
+
+
+def mouth(data: Path, tmp: Path) -> list[dict]:
+    from facecue.cues import extract_cues
+    from facecue.generate import generate
+    from facecue.io import iter_video_frames, write_image
+
+    rows = []
+    for name in CALIBRATION_TALKING:
+        video = data / "talking" / f"{name}.mp4"
+        portrait = tmp / f"{name}.png"
+        write_image(portrait, next(iter_video_frames(video)))
+        audio = data / "speech" / f"{name}.wav"
+        generate(portrait, audio if audio.is_file() else video, tmp / f"{name}.mp4")  # a video's own sound track
+        real, fake = lip_gap(extract_cues(video, fps=25).normalized), lip_gap(extract_cues(tmp / f"{name}.mp4", fps=25).normalized)
+        row = {"clip": name, **{f"{k}_{q}": float(np.percentile(v, q)) for k, v in (("real", real), ("facecue", fake)) for q in (50, 90)}}
+        rows.append(row)
+        print(f"mouth {name}: p50 {row['facecue_50'] / row['real_50']:.2f} p90 {row['facecue_90'] / row['real_90']:.2f}", flush=True)
+    return rows
+
+
+def region_masks() -> dict[str, np.ndarray]:
+    """(478,) weights of the three regions the gains act on (as phonetic.emotion_gain_map)."""
+    import facecue.phonetic as phonetic
+
+    saved = dict(phonetic.EMOTION_REGION_GAINS)
+    masks = {}
+    try:
+        for region in saved:
+            phonetic.EMOTION_REGION_GAINS.update({k: float(k == region) for k in saved})
+            phonetic.emotion_gain_map.cache_clear()
+            masks[region] = phonetic.emotion_gain_map()[:, 0].copy()
+    finally:
+        phonetic.EMOTION_REGION_GAINS.update(saved)
+        phonetic.emotion_gain_map.cache_clear()
+    return masks
+
+
+def geometry(data: Path, tmp: Path) -> list[dict]:
+    from build_cue_priors import closed_expression
+
+    from facecue.constants import EMOTIONS
+    from facecue.cues import extract_cues
+    from facecue.generate import generate
+    from facecue.io import iter_video_frames, write_image
+
+    clips = data / "mead_clips"
+    audio = clips / "M030_sad_level3_001.wav"
+    masks = region_masks()
+    rows = []
+    for actor in ("M030", "W009", "W011"):
+        neutral_clip = next(clips.glob(f"{actor}_neutral_level*_001.mp4"))
+        portrait = tmp / f"{actor}.png"
+        write_image(portrait, next(iter_video_frames(neutral_clip)))
+        real_neutral = closed_expression(extract_cues(neutral_clip).normalized)
+        rendered = {}
+        for emotion in EMOTIONS:
+            out = tmp / f"{actor}_{emotion}.mp4"
+            generate(portrait, audio, out, emotion=emotion)
+            rendered[emotion] = closed_expression(extract_cues(out).normalized)
+        for emotion in EMOTIONS[1:]:
+            real = closed_expression(extract_cues(next(clips.glob(f"{actor}_{emotion}_level*_001.mp4"))).normalized) - real_neutral
+            fake = rendered[emotion] - rendered["neutral"]
+            row = {"actor": actor, "emotion": emotion}
+            for region, w in masks.items():
+                r, f = real[:468] * w[:468, None], fake[:468] * w[:468, None]
+                row[region] = float((r * f).sum() / max((r * r).sum(), 1e-12))
+            rows.append(row)
+            print(f"geometry {actor} {emotion}: " + " ".join(f"{k} {row[k]:.2f}" for k in masks), flush=True)
+    return rows
+
+
+def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
+    import facecue.phonetic as phonetic
+    import facecue.render as render
+    from facecue.expression import load_recogniser, read_video_emotion
+    from facecue.generate import generate
+    from facecue.io import read_audio, write_wav
+
+    model = load_recogniser()
+    speech = []
+    for name in CALIBRATION_SPEECH:
+        path = tmp / f"speech_{name}.wav"
+        write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
+        speech.append(path)
+    saved = (dict(phonetic.EMOTION_REGION_GAINS), render.DETAIL_GAIN)
+    results = []
+    try:
+        for setting in settings:
+            phonetic.EMOTION_REGION_GAINS.update(setting.get("gains", {}))
+            phonetic.emotion_gain_map.cache_clear()
+            render.DETAIL_GAIN = float(setting.get("detail", render.DETAIL_GAIN))
+            reads = []
+            for k, name in enumerate(CALIBRATION_PORTRAITS):
+                for emotion in JUDGED:
+                    out = tmp / f"rec_{name}_{emotion}.mp4"
+                    generate(data / "portraits" / f"{name}.png", speech[k], out, emotion=emotion, full=False, size=256)
+                    reads.append((name, emotion, read_video_emotion(out, model=model).label))
+            emo = [r for r in reads if r[1] != "neutral"]
+            result = {"gains": dict(phonetic.EMOTION_REGION_GAINS), "detail": render.DETAIL_GAIN,
+                      "top1_6_emotions": sum(r[1] == r[2] for r in emo) / len(emo),
+                      "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
+                      "reads": reads}
+            results.append(result)
+            print(f"recogniser {setting}: {result['top1_6_emotions']:.0%}", flush=True)
+            phonetic.EMOTION_REGION_GAINS.update(saved[0])
+            render.DETAIL_GAIN = saved[1]
+    finally:
+        phonetic.EMOTION_REGION_GAINS.update(saved[0])
+        phonetic.emotion_gain_map.cache_clear()
+        render.DETAIL_GAIN = saved[1]
+    return results
+
+
+def write(out: Path, results: dict) -> None:
+    lines = ["# Calibration of expressiveness (calibration material only)", "",
+             f"Made by `python scripts/calibrate_expressiveness.py` ({results['date']}). The reported figures, on "
+             "portraits and speech never used here, are in [../expressiveness/README.md](../expressiveness/README.md).", ""]
+    if "mouth" in results:
+        lines += ["## Mouth: rendered vs real inner-lip gap (calibration talking videos)", "",
+                  "| clip | real p50 | facecue p50 | real p90 | facecue p90 | p50 ratio | p90 ratio |", "|---|--:|--:|--:|--:|--:|--:|"]
+        for r in results["mouth"]:
+            lines.append(f"| {r['clip']} | {r['real_50']:.3f} | {r['facecue_50']:.3f} | {r['real_90']:.3f} | {r['facecue_90']:.3f} | "
+                         f"{r['facecue_50'] / r['real_50']:.2f} | {r['facecue_90'] / r['real_90']:.2f} |")
+        lines.append("")
+    if "geometry" in results:
+        lines += ["## Expression geometry re-read from the rendered video, over the real clip's", "",
+                  "Projection of the rendered expression (closed-lip regression over the rendered clip, minus the rendered "
+                  "neutral) on the real one (the actor's level-3 clip minus their neutral clip), per region: 1.00 = the real "
+                  "amplitude. The region gains exaggerate it on purpose (see the recogniser table).", "",
+                  "| actor | emotion | brows | eyes | lower face |", "|---|---|--:|--:|--:|"]
+        for r in results["geometry"]:
+            lines.append(f"| {r['actor']} | {r['emotion']} | {r['brows']:.2f} | {r['eyes']:.2f} | {r['lower']:.2f} |")
+        lines.append("")
+    if "recogniser" in results:
+        lines += ["## FER2013 recogniser on calibration portraits", "",
+                  f"Portraits: {', '.join(CALIBRATION_PORTRAITS)}; speech: first {SPEECH_SECONDS:.0f} s of "
+                  f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
+                  "| brows | eyes | lower face | detail | top-1, 6 emotions | neutral read as neutral |", "|--:|--:|--:|--:|--:|--:|"]
+        for r in results["recogniser"]:
+            g = r["gains"]
+            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | "
+                         f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(CALIBRATION_PORTRAITS)} |")
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "calibration")
+    parser.add_argument("--parts", nargs="+", default=["mouth", "geometry", "recogniser"],
+                        choices=["mouth", "geometry", "recogniser"])
+    parser.add_argument("--try", dest="settings", nargs="*", default=[], type=json.loads,
+                        help='other settings to evaluate, e.g. \'{"gains": {"brows": 2.0}, "detail": 1.0}\'')
+    args = parser.parse_args()
+    if not (args.data / "talking").is_dir():
+        raise SystemExit(f"{args.data}: the shared real data is needed")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"date": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if "mouth" in args.parts:
+            results["mouth"] = mouth(args.data, tmp)
+        if "geometry" in args.parts:
+            results["geometry"] = geometry(args.data, tmp)
+        if "recogniser" in args.parts:
+            results["recogniser"] = recogniser(args.data, tmp, [{}] + list(args.settings))
+    write(args.out, results)
+    print(f"wrote {args.out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
