@@ -294,3 +294,27 @@ def test_config_roundtrip_through_checkpoint(stage1_checkpoint):
     assert data["extra"]["held_out_speakers"] == ["S03"] and data["extra"]["emotions"] == list(EMOTIONS)
     model = load_stage1(stage1_checkpoint)
     assert model.n_components == 8 and dataclasses.asdict(model.cfg)["context"] == 16
+
+
+def test_network_mouth_gain_scales_the_speech_not_the_emotions_mouth(portrait_cues):
+    """The network's lower-face movement is scaled around the emotion's own closed-lip mouth
+    (width, corners, raised lip), so a bigger mouth gain opens the speech more without doubling
+    the emotion's mouth shape."""
+    from facecue.phonetic import emotion_weights
+    from facecue.stage1 import emotion_rest, scale_mouth
+    from facecue.motion import open_mouth
+
+    identity = portrait_cues.normalized[0].astype(np.float64)
+    weights = emotion_weights("happy", 4, 25.0)
+    rest = emotion_rest(identity, weights, 1.0)
+    speech = open_mouth(rest, np.array([0.0, 0.05, 0.1, 0.0]))
+    cues = dataclasses.replace(portrait_cues.slice(0, 1), normalized=speech.astype(np.float32)[:1], identity=identity.astype(np.float32))
+    scaled = scale_mouth(dataclasses.replace(cues, normalized=speech.astype(np.float32)[:1]), 2.0, rest[:1])
+    np.testing.assert_allclose(scaled.normalized[0], rest[0], atol=1e-5)  # a closed mouth stays the emotion's mouth
+    open_frame = dataclasses.replace(cues, normalized=speech.astype(np.float32)[2:3])
+    gap = lambda n: n[..., 14, 1] - n[..., 13, 1]  # noqa: E731
+    doubled = scale_mouth(open_frame, 2.0, rest[2:3]).normalized
+    assert gap(doubled)[0] - gap(rest[2]) == pytest.approx(2 * (gap(speech[2]) - gap(rest[2])), rel=0.05)
+    width = lambda n: n[..., 291, 0] - n[..., 61, 0]  # noqa: E731
+    old_way = scale_mouth(dataclasses.replace(cues, normalized=rest.astype(np.float32)[:1]), 2.0).normalized
+    assert abs(width(old_way)[0] - width(identity)) > abs(width(rest[0]) - width(identity)) + 0.02  # the old scaling doubled the smile
