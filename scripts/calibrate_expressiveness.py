@@ -73,12 +73,10 @@ def region_masks() -> dict[str, np.ndarray]:
     masks = {}
     try:
         for region in saved:
-            phonetic.EMOTION_REGION_GAINS.update({k: float(k == region) for k in saved})
-            phonetic.emotion_gain_map.cache_clear()
+            phonetic.set_emotion_region_gains(**{k: float(k == region) for k in saved})
             masks[region] = phonetic.emotion_gain_map()[:, 0].copy()
     finally:
-        phonetic.EMOTION_REGION_GAINS.update(saved)
-        phonetic.emotion_gain_map.cache_clear()
+        phonetic.set_emotion_region_gains(**saved)
     return masks
 
 
@@ -133,8 +131,7 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
     results = []
     try:
         for setting in settings:
-            phonetic.EMOTION_REGION_GAINS.update(setting.get("gains", {}))
-            phonetic.emotion_gain_map.cache_clear()
+            phonetic.set_emotion_region_gains(**setting.get("gains", {}))
             render.DETAIL_GAIN = float(setting.get("detail", render.DETAIL_GAIN))
             reads = []
             for k, name in enumerate(CALIBRATION_PORTRAITS):
@@ -149,11 +146,10 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                       "reads": reads}
             results.append(result)
             print(f"recogniser {setting}: {result['top1_6_emotions']:.0%}", flush=True)
-            phonetic.EMOTION_REGION_GAINS.update(saved[0])
+            phonetic.set_emotion_region_gains(**saved[0])
             render.DETAIL_GAIN = saved[1]
     finally:
-        phonetic.EMOTION_REGION_GAINS.update(saved[0])
-        phonetic.emotion_gain_map.cache_clear()
+        phonetic.set_emotion_region_gains(**saved[0])
         render.DETAIL_GAIN = saved[1]
     return results
 

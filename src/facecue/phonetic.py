@@ -336,32 +336,61 @@ REST_LIP_GAP = 0.006  # canonical units: lips touching
 # the recogniser reads them as neutral); the gains were chosen, with the renderer's DETAIL_GAIN,
 # by the FER2013 recogniser's top-1 on calibration portraits and speech that are never reported
 # (scripts/calibrate_expressiveness.py, docs/calibration/README.md).
-EMOTION_REGION_GAINS = {"brows": 3.0, "eyes": 1.6, "lower": 2.2}
+EMOTION_REGION_GAINS = {"brows": 2.5, "eyes": 1.6, "lower": 2.2}
+MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate toward this
 SMILE_UNIT = 0.05  # canonical units: corners this much higher than the template's are a full smile
 MAX_SMILE_REMOVED = 1.6  # at most this many full smiles are taken off a smiling portrait
 SMILE_SPREAD = 0.1  # canonical units: how far around the corners the skin follows them down
 
 
-@lru_cache(maxsize=1)
-def emotion_gain_map() -> np.ndarray:
-    """(478, 1) per-landmark gain of the emotion offsets from ``EMOTION_REGION_GAINS``: the lower
-    face by ``lower_face_weight``, above it brows/forehead (above the eyes' upper lids) and eyes."""
+def _region_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(478,) weights of the lower face (``lower_face_weight``), the brows and forehead (above the
+    eyes' upper lids) and the eyes (the rest); they sum to 1."""
     from .cues import default_template
 
     points = default_template().points
     lower = load_priors().lower_face_weight.astype(np.float64)
     lid_top = points[list(RIGHT_UPPER_LID + LEFT_UPPER_LID), 1].min()
     brow = np.clip((lid_top - points[:, 1] - 0.03) / 0.08, 0.0, 1.0) * (1.0 - lower)
-    eyes = 1.0 - lower - brow
+    return lower, brow, 1.0 - lower - brow
+
+
+@lru_cache(maxsize=1)
+def emotion_gain_map() -> np.ndarray:
+    """(478, 1) per-landmark gain of the emotion offsets from ``EMOTION_REGION_GAINS``."""
+    lower, brow, eyes = _region_weights()
     gains = EMOTION_REGION_GAINS
     return (gains["lower"] * lower + gains["brows"] * brow + gains["eyes"] * eyes)[:, None].astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def emotion_offsets_applied() -> np.ndarray:
+    """(8, 478, 3) the emotions' offsets at intensity 1 with the region gains; a brow moved
+    further than ``MAX_BROW_TRAVEL`` saturates softly (tanh) toward it, so that emotions whose
+    real brows already move far (contempt, surprise) are not stretched into caricature."""
+    gained = load_priors().emotion_offsets.astype(np.float64) * emotion_gain_map()[None]
+    _, brow, _ = _region_weights()
+    travel = np.linalg.norm(gained, axis=-1, keepdims=True)
+    saturated = MAX_BROW_TRAVEL * np.tanh(travel / MAX_BROW_TRAVEL) / np.maximum(travel, 1e-9)
+    factor = 1.0 + brow[None, :, None] * (saturated - 1.0)
+    return (gained * factor).astype(np.float32)
+
+
+def set_emotion_region_gains(**gains: float) -> None:
+    """Change ``EMOTION_REGION_GAINS`` (``brows``, ``eyes``, ``lower``) for this process, e.g. to
+    try settings while calibrating (scripts/calibrate_expressiveness.py)."""
+    unknown = set(gains) - set(EMOTION_REGION_GAINS)
+    if unknown:
+        raise ValueError(f"unknown face regions {sorted(unknown)}; use {sorted(EMOTION_REGION_GAINS)}")
+    EMOTION_REGION_GAINS.update({k: float(v) for k, v in gains.items()})
+    emotion_gain_map.cache_clear()
+    emotion_offsets_applied.cache_clear()
 
 
 def emotion_expression(weights: np.ndarray, intensity: float) -> np.ndarray:
     """(T, 478, 3) the emotions' closed-lip expression offsets (canonical units) for per-frame
     emotion ``weights`` (T, 8) at ``intensity`` (1 = MEAD level 3)."""
-    offsets = load_priors().emotion_offsets * emotion_gain_map()[None]
-    return intensity * np.einsum("te,ekd->tkd", weights, offsets)
+    return intensity * np.einsum("te,ekd->tkd", weights, emotion_offsets_applied())
 
 
 def emotion_mouth_dynamics(weights: np.ndarray, intensity: float) -> tuple[np.ndarray, np.ndarray]:
