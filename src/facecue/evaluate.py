@@ -4,8 +4,8 @@ Works on videos made by any system: only the generated ("pred") videos and the g
 ("gt") videos are needed; landmarks, pose and gaze are measured by re-running MediaPipe on both
 (:func:`facecue.landmarks.track_landmarks`), so nothing about the generator is assumed.
 
-What is measured (see ``docs/METHOD.md`` sections 6 and 7 of the project notes)
--------------------------------------------------------------------------------
+What is measured (and where facecue substitutes for the literature's pretrained networks)
+------------------------------------------------------------------------------------------
 * **PSNR, SSIM** (:func:`psnr`, :func:`ssim`): pred frames resized to the gt size, both clips
   truncated to the shorter one. SSIM is Wang et al. (2004) with an 11 x 11 Gaussian window
   (sigma 1.5), K1 = 0.01, K2 = 0.03, computed **per RGB channel and averaged over the three
@@ -1376,7 +1376,7 @@ _LIVELY_COLUMNS = (
 )
 
 SUBSTITUTES_NOTE = (
-    "facecue substitutes (docs/METHOD.md section 7), not comparable with the literature's columns: "
+    "facecue substitutes (see facecue.evaluate's module documentation), not comparable with the literature's columns: "
     "LMD-MP uses a 68-point MediaPipe subset (not dlib) at 256 px; Sync-r is the Pearson r of the inner-lip "
     "gap vs the audio RMS envelope at the best lag within +-{lag} frames (not SyncNet; lag > 0: mouth follows "
     "audio); pose and gaze come from MediaPipe landmarks. LSE-C/LSE-D, LPIPS and FID appear only when the "
