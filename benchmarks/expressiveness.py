@@ -118,6 +118,50 @@ def emotion_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
     return rows
 
 
+def closeup(data: Path, tmp: Path, out: Path, cue_model: str) -> str:
+    """A 512 px face crop of a report portrait speaking, cut to the mouth and eyes at the widest
+    mouth opening and at a narrowed-eye (angry) moment: how teeth and eyes look up close."""
+    import cv2
+
+    from facecue.generate import generate
+    from facecue.io import iter_video_frames, write_image
+
+    portrait = data / REPORT_PORTRAITS[2]
+    speech = data / REPORT_SPEECH[0]
+    tiles = []
+    for emotion in ("happy", "angry", "surprised"):
+        path = tmp / f"closeup_{emotion}.mp4"
+        result = generate(portrait, speech, path, emotion=emotion, cue_model=cue_model, full=False, size=512)
+        gap = result.cues.normalized[:, 14, 1] - result.cues.normalized[:, 13, 1]
+        frames = list(iter_video_frames(path))
+        for quantile in (0.6, 0.97):
+            tiles.append(frames[int(np.argsort(gap)[int(quantile * (len(gap) - 1))])][140:460, 96:416])
+    rows = [np.concatenate(tiles[k : k + 2], axis=1) for k in range(0, len(tiles), 2)]
+    name = "closeup_512.png"
+    write_image(out / name, np.concatenate(rows, axis=0))
+    return name
+
+
+def emotion_sheet(tmp: Path, out: Path) -> str:
+    """The report portraits (rows) x emotions (columns), one frame each, from the emotion run."""
+    import cv2
+
+    from facecue.io import iter_video_frames, write_image
+
+    rows = []
+    for portrait_rel in REPORT_PORTRAITS:
+        tiles = []
+        for emotion in JUDGED:
+            frames = list(iter_video_frames(tmp / f"{Path(portrait_rel).stem}_{emotion}.mp4"))
+            tile = cv2.resize(frames[int(0.4 * len(frames))], (160, 160), interpolation=cv2.INTER_AREA)
+            cv2.putText(tile, emotion, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            tiles.append(tile)
+        rows.append(np.concatenate(tiles, axis=1))
+    name = "emotions_sheet.png"
+    write_image(out / name, np.concatenate(rows, axis=0))
+    return name
+
+
 def identity_error(reference, cues) -> float:
     """Median over frames of the mean distance of face-contour and nose landmarks (normalized,
     head pose removed) from the portrait's, in % of the outer-eye-corner distance."""
@@ -175,6 +219,14 @@ def write_report(out: Path, results: dict) -> None:
             m = results["mead_real"]
             lines.append(f"* the same recogniser on the real MEAD clips (level 3, neutral level 1; 6 emotions + neutral): "
                          f"{m['hits']}/{m['total']} = {m['top1']:.0%}")
+        worst_eyes = min(rows, key=lambda r: r["eyes_open_fraction"])
+        lines.append(f"* eyes open (aperture >= 50 % of the portrait's, outside blinks): lowest "
+                     f"{worst_eyes['eyes_open_fraction']:.1%} of frames ({worst_eyes['portrait']}, {worst_eyes['emotion']}); "
+                     f"bar >= 95 % in every video: {'met' if worst_eyes['eyes_open_fraction'] >= 0.95 else 'missed'}")
+        identity = [r["identity_error_pct"] for r in neutral]
+        lines.append(f"* identity (neutral renderings: face contour + nose landmarks vs the portrait's, median over frames, "
+                     f"% of the eye-corner distance): {', '.join(f'{v:.2f}' for v in identity)}; bar <= 2 %: "
+                     f"{'met' if max(identity) <= 2 else 'missed'}")
         matrix = confusion_matrix([r["recognised"] for r in rows], [r["emotion"] for r in rows])
         save_confusion_png(matrix, out / "confusion.png", title="facecue, recogniser top-1")
         lines += ["", confusion_markdown(matrix), "", "![confusion](confusion.png)", "",
@@ -184,6 +236,11 @@ def write_report(out: Path, results: dict) -> None:
             ident = f"{r['identity_error_pct']:.2f}" if "identity_error_pct" in r else ""
             pt = f"{r['p_target']:.2f}" if r["p_target"] is not None else "-"
             lines.append(f"| {r['portrait']} | {r['emotion']} | {r['recognised']} | {pt} | {r['eyes_open_fraction']:.0%} | {ident} |")
+        lines += ["", f"![report portraits x emotions, one frame each]({results['emotion_sheet']})", ""]
+    if "closeup" in results:
+        lines += ["## Up close (512 px crop): teeth and eyes", "",
+                  "Rows: happy, angry, surprised; left: a typical opening, right: the widest (97th percentile).", "",
+                  f"![512 px close-up]({results['closeup']})", ""]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
@@ -192,7 +249,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "expressiveness")
-    parser.add_argument("--parts", nargs="+", default=["mouth", "emotion", "mead"], choices=["mouth", "emotion", "mead"])
+    parser.add_argument("--parts", nargs="+", default=["mouth", "emotion", "mead", "closeup"],
+                        choices=["mouth", "emotion", "mead", "closeup"])
     parser.add_argument("--cue-model", default="phonetic", choices=["phonetic", "network"])
     args = parser.parse_args()
     if not (args.data / "talking").is_dir():
@@ -204,6 +262,9 @@ def main() -> None:
             results["mouth"] = mouth_part(args.data, Path(tmp), args.cue_model)
         if "emotion" in args.parts:
             results["emotion"] = emotion_part(args.data, Path(tmp), args.cue_model)
+            results["emotion_sheet"] = emotion_sheet(Path(tmp), args.out)
+        if "closeup" in args.parts:
+            results["closeup"] = closeup(args.data, Path(tmp), args.out, args.cue_model)
         if "mead" in args.parts:
             results["mead_real"] = mead_real_rate(args.data)
     write_report(args.out, results)
