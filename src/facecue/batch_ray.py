@@ -65,16 +65,14 @@ def ray_session(address: str = "auto", *, verbose: bool = False) -> Iterator[obj
     if ray.is_initialized():
         yield ray
         return
-    options = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=verbose)
     try:
         if address == "auto":
             try:
-                ray.init(address="auto", **options)
-            except ConnectionError:  # none running: a private local instance
-                _loopback_only(ray)
-                ray.init(**options)
+                ray.init(address="auto", **_init_options(verbose))
+            except ConnectionError:  # none running
+                start_local_instance(verbose=verbose)
         else:
-            ray.init(address=address, **options)
+            ray.init(address=address, **_init_options(verbose))
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise FacecueError(f"cannot join the Ray cluster at {address} ({_first_line(exc)})") from None
     try:
@@ -83,13 +81,30 @@ def ray_session(address: str = "auto", *, verbose: bool = False) -> Iterator[obj
         ray.shutdown()
 
 
-def _loopback_only(ray) -> None:
-    """Make the local instance about to start listen on 127.0.0.1 only, as Ray does where it does
-    not support clusters: its own processes read the variable, this one the constant."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+def start_local_instance(num_cpus: int | None = None, *, verbose: bool = False):
+    """Start a private Ray instance in this process (``num_cpus``: None = every CPU) that listens
+    on 127.0.0.1 only, as Ray does where it does not support clusters (its own processes read the
+    variable, this one the constant); stop it with ``ray.shutdown()``. Returns the ``ray`` module."""
+    ray = import_ray()
     from ray._private import ray_constants
 
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    saved_env, saved = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        ray.init(num_cpus=num_cpus, **_init_options(verbose))
+    finally:  # the instance's processes have read it; a later session in this process may join a cluster
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(name)
+        else:
+            os.environ[name] = saved_env
+    return ray
+
+
+def _init_options(verbose: bool) -> dict:
+    """No dashboard, Ray's own log lines only for errors, the workers' output only with -v."""
+    return dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=verbose)
 
 
 def run_batch_ray(
@@ -175,7 +190,7 @@ def _run_tasks(ray, todo: list[BatchJob], record: Callable[[dict], None], cpus: 
             try:
                 result = ray.get(ref)
             except ray.exceptions.WorkerCrashedError:
-                result = failure(job, f"the worker process died {MAX_RETRIES + 1} times (rerun to retry)")
+                result = failure(job, f"its worker process died in all {MAX_RETRIES + 1} attempts (rerun to retry)")
             except ray.exceptions.RayError as exc:
                 result = failure(job, f"Ray: {exc.__class__.__name__}: {_first_line(exc)}")
             if ship and result["status"] == "done":
