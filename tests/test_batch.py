@@ -17,14 +17,18 @@ from facecue.io import probe_video, read_audio, write_wav
 SECONDS = 1.6
 
 
+def make_inputs(folder: Path, seconds: float) -> Path:
+    """``folder`` with in/me.png (the bundled portrait) and in/hi.wav (``seconds`` of the bundled speech)."""
+    (folder / "in").mkdir()
+    (folder / "in" / "me.png").write_bytes(asset_path("portrait.png").read_bytes())
+    write_wav(folder / "in" / "hi.wav", read_audio(asset_path("speech.wav"))[: int(seconds * 16000)])
+    return folder
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """A folder with a portrait and a short speech clip, next to which the CSVs are written."""
-    folder = tmp_path_factory.mktemp("batch")
-    (folder / "in").mkdir()
-    (folder / "in" / "me.png").write_bytes(asset_path("portrait.png").read_bytes())
-    write_wav(folder / "in" / "hi.wav", read_audio(asset_path("speech.wav"))[: int(SECONDS * 16000)])
-    return folder
+    return make_inputs(tmp_path_factory.mktemp("batch"), SECONDS)
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:

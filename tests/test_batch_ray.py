@@ -3,7 +3,6 @@ the same results as the local batch, a worker killed mid-run retried, inputs shi
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import threading
@@ -18,9 +17,10 @@ pytest.importorskip("ray", reason="Ray is not installed (the optional extra: pip
 
 from facecue.batch import read_jobs, run_batch  # noqa: E402
 from facecue.batch_ray import run_batch_ray, run_shipped_job, start_local_instance  # noqa: E402
-from facecue.cli import asset_path, main  # noqa: E402
+from facecue.cli import main  # noqa: E402
 from facecue.errors import FacecueError  # noqa: E402
-from facecue.io import iter_video_frames, probe_video, read_audio, write_wav  # noqa: E402
+from facecue.io import iter_video_frames, probe_video  # noqa: E402
+from test_batch import make_inputs, read_failures, write_csv  # noqa: E402  (tests/ is on the path)
 
 SECONDS = 2.4
 TASK_TITLE = "ray::facecue batch row "  # the process title of a worker running a row (batch_ray names the tasks)
@@ -38,19 +38,7 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("batch_ray")
-    (folder / "in").mkdir()
-    (folder / "in" / "me.png").write_bytes(asset_path("portrait.png").read_bytes())
-    write_wav(folder / "in" / "hi.wav", read_audio(asset_path("speech.wav"))[: int(SECONDS * 16000)])
-    return folder
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return make_inputs(tmp_path_factory.mktemp("batch_ray"), SECONDS)
 
 
 def six_rows(out: str) -> list[dict]:
@@ -127,8 +115,7 @@ def test_ray_batch_matches_local_survives_a_killed_worker_and_reruns(ray_instanc
                                         "file not found"]
     assert killer.killed is not None, "no worker was caught writing a video (nothing killed)"
     assert killer.killed[0] not in task_pids()
-    with (inputs / "jobs_ray.failures.csv").open() as fh:
-        assert [r["row"] for r in csv.DictReader(fh)] == ["3"]
+    assert [r["row"] for r in read_failures(inputs / "jobs_ray.failures.csv")] == ["3"]
 
     made = sorted(p.name for p in (inputs / "ray").iterdir())
     expected = ["done.mp4"] + [f"{name}.{ext}" for name in ("happy", "sad", "angry", "disgusted") for ext in ("mp4", "json")]
