@@ -159,6 +159,8 @@ def _run_tasks(ray, todo: list[BatchJob], record: Callable[[dict], None], cpus: 
     """Submit the rows (at most ``max_in_flight`` at once) and record each as it ends."""
     threads = max(1, int(cpus))
     options = dict(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=False)
+    if not gpus:  # Ray hides no GPU from a task that asked for none; device=auto would take one
+        options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
     task = ray.remote(run_shipped_job if ship else run_task)
     shipped: dict[str, object] = {}  # input path -> its bytes in the object store, put once
     pending: dict[object, BatchJob] = {}
