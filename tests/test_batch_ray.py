@@ -175,3 +175,28 @@ def test_more_gpus_than_the_cluster_has_is_refused(ray_instance, inputs):
     with pytest.raises(FacecueError, match="--gpus-per-job 1: the Ray cluster has 0 GPUs in all"):
         run_batch_ray(path, gpus_per_job=1, progress=False)
     assert not (inputs / "gpu" / "a.mp4").exists()
+
+
+def test_joins_a_running_cluster_by_its_address(ray_instance, inputs):
+    """`--ray ADDRESS` from another process joins the fixture's instance (a driver of a loopback-only
+    instance runs with Ray's own loopback switch); an address nothing answers on is one line at once."""
+    import subprocess
+    import sys
+
+    path = write_csv(inputs / "join.csv", [dict(portrait="in/me.png", audio="in/hi.wav", emotion="fear",
+                                                output="joined/fear.mp4", size="96", full="false")])
+    address = ray_instance.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    proc = subprocess.run([sys.executable, "-m", "facecue.cli", "batch", str(path), "--ray", address, "-q"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 done, 0 skipped, 0 failed" in proc.stdout
+    assert probe_video(inputs / "joined" / "fear.mp4").width == 96
+
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "facecue.cli", "batch", str(path), "--force", "--ray", "127.0.0.1:1",
+                           "-q"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and time.monotonic() - started < 60
+    assert proc.stderr.strip().splitlines() == ["facecue: error: cannot join the Ray cluster at 127.0.0.1:1 (nothing "
+                                                "answers at 127.0.0.1:1: Connection refused)"]

@@ -54,9 +54,9 @@ def import_ray():
 def ray_session(address: str = "auto", *, verbose: bool = False) -> Iterator[object]:
     """Connect to Ray for one batch; yields the ``ray`` module.
 
-    ``address``: ``"auto"`` joins the instance already running on this machine (``ray start
-    --head``, or the one ``RAY_ADDRESS`` names) and otherwise starts a local one for this batch,
-    on the loopback interface only, with every CPU; anything else is the address of a cluster's
+    ``address``: ``"auto"`` joins the cluster ``RAY_ADDRESS`` names or the one ``ray start`` began
+    on this machine, and otherwise starts a private local instance for this batch, on the loopback
+    interface only, with every CPU; anything else is the address of a cluster's
     head (``host:6379``, or ``ray://host:10001`` for Ray Client). A session already open in this
     process (``ray.init`` by the caller) is used as it is and left open; one opened here is shut
     down at the end, stopping a local instance started here.
@@ -67,11 +67,13 @@ def ray_session(address: str = "auto", *, verbose: bool = False) -> Iterator[obj
         return
     try:
         if address == "auto":
-            try:
-                ray.init(address="auto", **_init_options(verbose))
-            except ConnectionError:  # none running
+            running = _running_instance(ray)
+            if running is None:
                 start_local_instance(verbose=verbose)
+            else:
+                ray.init(address=running, **_init_options(verbose))
         else:
+            _check_reachable(address)
             ray.init(address=address, **_init_options(verbose))
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise FacecueError(f"cannot join the Ray cluster at {address} ({_first_line(exc)})") from None
@@ -79,6 +81,30 @@ def ray_session(address: str = "auto", *, verbose: bool = False) -> Iterator[obj
         yield ray
     finally:
         ray.shutdown()
+
+
+def _running_instance(ray) -> str | None:
+    """The address ``RAY_ADDRESS`` names or ``ray start`` recorded on this machine, else None. Ray's
+    own ``address="auto"`` would also take any Ray process it finds, such as another batch's private
+    instance, which it cannot join."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # pragma: no cover - another Ray layout: its own rule
+        return os.environ.get("RAY_ADDRESS") or None
+    return canonicalize_bootstrap_address(None)
+
+
+def _check_reachable(address: str, timeout: float = 10) -> None:
+    """A ``host:port`` that nothing answers on is one line at once (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # ray://... (Ray Client) or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port}: {exc.strerror or exc}") from None
 
 
 def start_local_instance(num_cpus: int | None = None, *, verbose: bool = False):
