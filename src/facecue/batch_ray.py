@@ -65,18 +65,18 @@ def ray_session(address: str = "auto", *, verbose: bool = False) -> Iterator[obj
     if ray.is_initialized():
         yield ray
         return
+    target = address
     try:
         if address == "auto":
-            running = _running_instance(ray)
-            if running is None:
-                start_local_instance(verbose=verbose)
-            else:
-                ray.init(address=running, **_init_options(verbose))
+            target = _running_instance(ray)
+        if target is None:
+            start_local_instance(verbose=verbose)
         else:
-            _check_reachable(address)
-            ray.init(address=address, **_init_options(verbose))
+            _check_reachable(target)
+            ray.init(address=target, **_init_options(verbose))
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise FacecueError(f"cannot join the Ray cluster at {address} ({_first_line(exc)})") from None
+        where = "start a local Ray instance" if target is None else f"join the Ray cluster at {target}"
+        raise FacecueError(f"cannot {where} ({_first_line(exc)})") from None
     try:
         yield ray
     finally:
