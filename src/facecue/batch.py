@@ -15,15 +15,21 @@ The whole CSV is validated first. Rows with a problem (a missing file, an unknow
 value, an output another row also writes) are reported as failures; the other rows still run.
 Rows whose output already exists are skipped (rerun-safe; ``force`` redoes them). Row numbers are
 the spreadsheet's: the header is row 1. Failures go to ``<csv stem>.failures.csv`` (row, output,
-reason) next to the CSV, rewritten by every run.
+reason) next to the CSV, rewritten by every run. ``check=True`` (``--check``) validates and
+reports only: nothing runs and nothing is written.
+
+The executors share all of that (:func:`run_rows`) and differ only in where the rows run: local
+worker processes here (:func:`run_batch`), Ray tasks in :mod:`facecue.batch_ray`.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,12 +64,17 @@ class BatchReport:
     failed: list[tuple[int, str, str]] = field(default_factory=list)  # (row, output, reason)
     failures_path: Path | None = None
     seconds: float = 0.0
+    checked_only: bool = False  # --check: validated, nothing run
+    to_run: list[int] = field(default_factory=list)  # rows a run would start (set by --check)
 
     @property
     def exit_code(self) -> int:
         return 2 if self.failed else 0
 
     def summary(self) -> str:
+        if self.checked_only:
+            return (f"{len(self.to_run)} to run, {len(self.skipped)} skipped, {len(self.failed)} with problems; "
+                    "nothing run (--check)")
         text = f"{len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed"
         if self.failed and self.failures_path is not None:
             text += f"; failures listed in {self.failures_path}"
@@ -85,9 +96,10 @@ def _column_name(header: str) -> str:
 
 
 def read_jobs(
-    csv_path: str | Path, *, force: bool = False
+    csv_path: str | Path, *, force: bool = False, make_folders: bool = True
 ) -> tuple[list[BatchJob], list[int], list[tuple[int, str, str]]]:
-    """Validate every row of ``csv_path``.
+    """Validate every row of ``csv_path``; ``make_folders=False`` only checks that missing output
+    folders could be created (``--check`` writes nothing).
 
     Returns
     -------
@@ -147,7 +159,7 @@ def read_jobs(
             skipped.append(row)
             continue
         try:
-            jobs.append(_job_from_row(row, values, base, known))
+            jobs.append(_job_from_row(row, values, base, known, make_folders))
         except FacecueError as exc:
             failed.append((row, output_text, str(exc)))
     return jobs, skipped, failed
@@ -158,7 +170,8 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _job_from_row(row: int, values: dict[str, str], base: Path, known: dict[str, str]) -> BatchJob:
+def _job_from_row(row: int, values: dict[str, str], base: Path, known: dict[str, str],
+                  make_folders: bool = True) -> BatchJob:
     """A BatchJob from one row's cells; raises FacecueError naming the first problem."""
     from .generate import GenerateConfig, validate_inputs
 
@@ -177,13 +190,27 @@ def _job_from_row(row: int, values: dict[str, str], base: Path, known: dict[str,
             raise InputError(path, f"{what} file not found")
     if output.suffix.lower() != ".mp4":
         raise OutputError(output, f"unsupported output type {output.suffix or '(no extension)'!r}; use .mp4")
+    checked_output = output
     if not output.parent.exists():
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(output, f"cannot create its folder ({exc})") from None
-    validate_inputs(portrait, audio, output, config)
+        if make_folders:
+            try:
+                output.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(output, f"cannot create its folder ({exc})") from None
+        else:  # validate against the folder that would hold the new ones
+            checked_output = _existing_folder_above(output) / output.name
+    validate_inputs(portrait, audio, checked_output, config)
     return BatchJob(row, portrait, audio, output, config, values["output"])
+
+
+def _existing_folder_above(output: Path) -> Path:
+    """The nearest existing folder above ``output`` (where its missing folders would be made)."""
+    parent = output.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(output, f"cannot create its folder: {parent} is not a folder")
+    return parent
 
 
 def _parse_value(name: str, text: str, annotation: str, base: Path):
@@ -220,52 +247,64 @@ def run_job(job: BatchJob) -> dict:
     try:
         generate(job.portrait, job.audio, job.output, job.config, progress=False)
     except FacecueError as exc:
-        return {"row": job.row, "status": "failed", "reason": str(exc)}
+        return failure(job, str(exc))
     except Exception as exc:  # a crash on one row must not end the batch
         log.debug("row %d crashed", job.row, exc_info=True)
-        return {"row": job.row, "status": "failed", "reason": f"{exc.__class__.__name__}: {exc}"}
+        return failure(job, f"{exc.__class__.__name__}: {exc}")
     return {"row": job.row, "status": "done", "seconds": time.perf_counter() - started}
 
 
+def failure(job: BatchJob, reason: str) -> dict:
+    """The result of a row that failed while running (what :func:`run_job` returns on an error)."""
+    return {"row": job.row, "status": "failed", "reason": reason}
 
 
-def run_batch(csv_path: str | Path, jobs: int = 1, force: bool = False, progress: bool = True) -> BatchReport:
-    """Run every row of ``csv_path`` with ``jobs`` worker processes (spawn; one job per worker at a time).
+Executor = Callable[[list[BatchJob], Callable[[dict], None]], None]
+"""Runs the jobs, calling ``record(result)`` once per job as each ends (``result`` as :func:`run_job`
+returns it), and returns when every job is recorded."""
 
-    Returns a :class:`BatchReport`; writes ``<csv stem>.failures.csv`` next to the CSV. Raises
-    :class:`InputError` only for problems of the whole CSV (missing file, missing/unknown columns).
-    """
-    if jobs < 1:
-        raise InputError(None, f"jobs must be >= 1, got {jobs}")
+
+def run_rows(csv_path: str | Path, execute: Executor, *, force: bool = False, progress: bool = True,
+             check: bool = False, desc: str = "batch") -> BatchReport:
+    """The batch semantics every executor shares: validate the whole CSV, skip finished outputs,
+    ``execute`` the rest with a progress line as they end, remove what a killed attempt left half
+    written, and write the failures CSV. ``check``: validate and report only (nothing runs, nothing
+    is written, ``execute`` is not called)."""
+    from .io import remove_temp_siblings
+
     csv_path = Path(csv_path)
     started = time.perf_counter()
-    todo, skipped, failed = read_jobs(csv_path, force=force)
+    todo, skipped, failed = read_jobs(csv_path, force=force, make_folders=not check)
     report = BatchReport(skipped=skipped, failed=list(failed))
-    outputs = {job.row: job.output_cell for job in todo}
+    if check:
+        report.checked_only, report.to_run = True, [job.row for job in todo]
+        report.seconds = time.perf_counter() - started
+        return report
+    by_row = {job.row: job for job in todo}
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo) + len(skipped) + len(failed), initial=len(skipped) + len(failed), desc="batch",
+        bar = tqdm(total=len(todo) + len(skipped) + len(failed), initial=len(skipped) + len(failed), desc=desc,
                    unit="video", dynamic_ncols=True)
         bar.set_postfix(failed=len(report.failed))
 
     def record(result: dict) -> None:
+        job = by_row[result["row"]]
         if result["status"] == "done":
-            report.done.append(result["row"])
+            report.done.append(job.row)
         else:
-            report.failed.append((result["row"], outputs.get(result["row"], ""), result["reason"]))
+            report.failed.append((job.row, job.output_cell, result["reason"]))
+        # the row has ended: a temp file of its outputs is what a killed attempt left half written
+        remove_temp_siblings(job.output)
+        remove_temp_siblings(job.output.with_suffix(".json"))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(failed=len(report.failed))
 
     try:
-        if jobs == 1 or len(todo) <= 1:
-            for job in todo:
-                record(run_job(job))
-        else:
-            run_in_workers(run_job, todo, min(jobs, len(todo)), record,
-                           lambda job, reason: {"row": job.row, "status": "failed", "reason": reason})
+        if todo:
+            execute(todo, record)
     finally:
         if bar is not None:
             bar.close()
@@ -274,6 +313,27 @@ def run_batch(csv_path: str | Path, jobs: int = 1, force: bool = False, progress
         report.seconds = time.perf_counter() - started
         report.failures_path = write_failures(csv_path.with_name(f"{csv_path.stem}.failures.csv"), report.failed)
     return report
+
+
+def run_batch(csv_path: str | Path, jobs: int = 1, force: bool = False, progress: bool = True,
+              check: bool = False) -> BatchReport:
+    """Run every row of ``csv_path`` with ``jobs`` worker processes (spawn; one job per worker at a time).
+
+    Returns a :class:`BatchReport`; writes ``<csv stem>.failures.csv`` next to the CSV. Raises
+    :class:`InputError` only for problems of the whole CSV (missing file, missing/unknown columns).
+    """
+    if jobs < 1:
+        raise InputError(None, f"jobs must be >= 1, got {jobs}")
+    return run_rows(csv_path, functools.partial(_run_local, workers=jobs), force=force, progress=progress,
+                    check=check)
+
+
+def _run_local(todo: list[BatchJob], record: Callable[[dict], None], *, workers: int) -> None:
+    if workers == 1 or len(todo) <= 1:
+        for job in todo:
+            record(run_job(job))
+    else:
+        run_in_workers(run_job, todo, min(workers, len(todo)), record, failure)
 
 
 def write_failures(path: Path, failed: list[tuple[int, str, str]]) -> Path:

@@ -505,10 +505,21 @@ def _add_stage1_parsers(sub) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    """Many generate jobs from a CSV; exit 2 when any row failed."""
-    from .batch import run_batch
+    """Many generate jobs from a CSV, in local processes or on Ray; exit 2 when any row failed."""
+    common = dict(force=args.force, progress=not args.quiet, check=args.check)
+    if args.ray is not None:
+        from .batch_ray import run_batch_ray
 
-    report = run_batch(args.csv, jobs=args.jobs, force=args.force, progress=not args.quiet)
+        report = run_batch_ray(args.csv, args.ray, cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job,
+                               ship_inputs=args.ship_inputs, max_in_flight=args.jobs, verbose=args.verbose, **common)
+    else:
+        for flag, value in (("--cpus-per-job", args.cpus_per_job != 1), ("--gpus-per-job", args.gpus_per_job),
+                            ("--ship-inputs", args.ship_inputs)):
+            if value:
+                raise FacecueError(f"{flag} goes with --ray")
+        from .batch import run_batch
+
+        report = run_batch(args.csv, jobs=args.jobs or 1, **common)
     for row, output, reason in report.failed:
         print(f"facecue: row {row}{f' ({output})' if output else ''}: {reason}", file=sys.stderr)
     print(f"{args.csv}: {report.summary()} ({report.seconds:.1f} s)")
@@ -524,18 +535,35 @@ def _add_batch_parser(sub) -> None:
         "size, full (true/false), cue_model, fps, temperature, text, checkpoint, pose_from, max_seconds.\n"
         "Empty cells keep the default; relative paths are relative to the CSV's folder. The whole CSV is\n"
         "checked first: rows with problems are reported, the others still run. Rows whose output exists are\n"
-        "skipped. Failures go to <csv stem>.failures.csv (row, output, reason); the exit code is 2 if any.",
-        epilog="example:\n  facecue batch jobs.csv -j 2\n\n"
+        "skipped. Failures go to <csv stem>.failures.csv (row, output, reason); the exit code is 2 if any.\n"
+        "With --ray the rows run as tasks on a Ray cluster (pip install 'facecue[ray]'; docs/SCALING.md).",
+        epilog="examples:\n  facecue batch jobs.csv -j 2\n  facecue batch jobs.csv --check\n"
+        "  facecue batch jobs.csv --ray                     (this machine's Ray, or a new local one)\n"
+        "  facecue batch jobs.csv --ray head-node:6379      (a cluster sharing the files' folders)\n\n"
         "jobs.csv:\n  portrait,audio,emotion,output,intensity,size,full\n"
         "  me.png,hello.wav,happy,out/hello.mp4,0.8,256,false\n"
         "  me.png,bye.m4a,\"neutral@0,sad@2\",out/bye.mp4,,,",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("csv", help="jobs file (.csv with a header row)")
-    p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
-                   help="worker processes, one video each at a time (default 1)")
+    p.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
+                   help="worker processes, one video each at a time (default 1); with --ray: at most N rows "
+                   "submitted at once (default: all, Ray runs as many as the CPUs allow)")
     p.add_argument("--force", action="store_true", help="redo rows whose output already exists")
+    p.add_argument("--check", action="store_true", help="only validate the CSV and report: run nothing, write nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("on a Ray cluster")
+    ray.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
+                     help="run each row as a Ray task. auto (the default value): this machine's running Ray, else "
+                     "a local instance for this batch; ADDRESS: a cluster's head (host:6379). Inputs and outputs "
+                     "must be at the same paths on every node (a shared file system) unless --ship-inputs")
+    ray.add_argument("--cpus-per-job", type=_positive_float, default=1, metavar="N",
+                     help="CPUs each row's task asks Ray for, and torch threads it uses (default 1)")
+    ray.add_argument("--gpus-per-job", type=_non_negative_float, default=0, metavar="N",
+                     help="GPUs each row's task asks for (default 0; 1 with renderer=neural on GPU nodes)")
+    ray.add_argument("--ship-inputs", action="store_true",
+                     help="the inputs are only on this machine: send their bytes with the tasks and write the "
+                     "results here")
     p.set_defaults(func=cmd_batch)
 
 
@@ -642,12 +670,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive_float(text: str) -> float:
+    return _float_where(text, lambda value: value > 0, "must be positive")
+
+
+def _non_negative_float(text: str) -> float:
+    return _float_where(text, lambda value: value >= 0, "must be >= 0")
+
+
+def _float_where(text: str, ok, problem: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{problem}: {text!r}")
     return value
 
 

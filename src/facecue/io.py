@@ -16,6 +16,7 @@ temporary file in the target's folder, renamed over the target only on success.
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 import secrets
@@ -1094,3 +1095,14 @@ def write_video(
         for frame in frames:
             writer.write(frame)
     return writer.path
+
+
+def remove_temp_siblings(path: PathLike) -> list[Path]:
+    """Delete the temp files that atomic writes of ``path`` left behind (``.name.tmp-XXXXXXXX.ext``,
+    as :func:`atomic_path` and :class:`VideoWriter` name them): what a process killed mid-write
+    leaves. Only for a caller that knows no other writer of ``path`` is running. Returns them."""
+    p = Path(path)
+    stale = sorted(p.parent.glob(f".{glob.escape(p.stem)}.tmp-{'[0-9a-f]' * 8}{glob.escape(p.suffix)}"))
+    for tmp in stale:
+        _remove_quietly(tmp)
+    return stale
