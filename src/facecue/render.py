@@ -1060,8 +1060,6 @@ def detail_in_portrait(portrait_landmarks: np.ndarray, shape: tuple[int, int]) -
         if np.any(canvas):
             out[e] = cv2.remap(canvas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     out *= inside[None]
-    # the maps were measured on 256 px MEAD crops: detail finer than that would alias on small
-    # portraits, so a little blur scaled to the face is applied
     return out
 
 
