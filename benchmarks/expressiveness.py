@@ -10,8 +10,8 @@ FER2013 recogniser of ``facecue.expression``), never from the cues that drove th
   own audio, and MEAD M030 from his neutral clip's first frame with his real sad audio; the
   inner-lip gap / outer-eye-corner distance (MediaPipe on the rendered video) p50 and p90 over
   the real video's. Calibration used 4 of the talking videos (marked) and their audio.
-* **emotion** — 6 emotions + neutral x 4 portraits never used for calibration (NASA astronaut,
-  Obama official portrait, the DreamTalk male portrait, the EDTalk portrait) x real speech never
+* **emotion** — 6 emotions + neutral x 5 portraits never used for calibration (NASA astronaut,
+  Obama official portrait, the DreamTalk male and zp1 portraits, the EDTalk portrait) x real speech never
   used for calibration (LibriSpeech, LJSpeech, JFK): the recogniser's top-1, a confusion matrix,
   and for scale the same recogniser on the real MEAD level-3 clips.
 * **eyes** — for the same videos, the rendered eye aperture outside blinks over the portrait's.
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 CALIBRATION_TALKING = ("styletalk_KristiNoem", "styletalk_Obama_clip3", "styletalk_andrew_clip_1",
                        "styletalk_feifeili_clip2_short")
 REPORT_PORTRAITS = ("portraits/nasa_eileen_collins_astronaut_512.png", "portraits/whitehouse_obama_official_2012_910x1137.jpg",
-                    "peers/dreamtalk_male_portrait.png", "peers/edtalk_portrait.jpg")
+                    "peers/dreamtalk_male_portrait.png", "peers/edtalk_portrait.jpg", "peers/dreamtalk_zp1_portrait.png")
 REPORT_SPEECH = ("speech/librispeech_198-209-0000.wav", "speech/ljspeech_LJ050-0131.wav", "speech/whisper_jfk.wav",
                  "speech/librispeech_3436-172162-0000.wav")
 JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")

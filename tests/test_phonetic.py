@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 
@@ -11,6 +12,7 @@ import pytest
 from facecue.audio import Phone, loudness_envelope, visemes_to_frames, VISEME_NAMES
 from facecue.constants import EMOTIONS, INNER_LIP_MID, MOUTH_CORNERS
 from facecue.cues import extract_cues
+from facecue.motion import close_eyes
 from facecue.errors import InputError
 from facecue.phonetic import (
     CueControls,
@@ -199,3 +201,21 @@ def test_smile_removal_keeps_the_portraits_brows_and_eyes(portrait_cues):
     brows_and_eyes = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300, 159, 145, 386, 374]
     np.testing.assert_allclose(neutral[brows_and_eyes], shape[brows_and_eyes], atol=1e-6)
     assert smile_amount(neutral) < 0.05
+
+
+def test_expressions_never_narrow_the_eyes_below_the_limit(portrait_cues):
+    """Angry and sad narrow the eyes, but a narrow-eyed portrait keeps them open (MIN_EYE_OPENING
+    of its own opening); blinks still close them."""
+    from facecue.cues import eye_aperture
+    from facecue.phonetic import MIN_EYE_OPENING
+
+    audio = np.zeros(16000 * 2, np.float32)
+    phones = [Phone("SIL", 0, 2.0)]
+    narrow = dataclasses.replace(portrait_cues, normalized=close_eyes(portrait_cues.normalized, 0.35).astype(np.float32))
+    own = eye_aperture(narrow.normalized[0])
+    for emotion in ("sad", "angry", "disgusted"):
+        cues = phonetic_cues(audio, narrow, emotion, 1.0, phones=phones, controls=CueControls(blink_rate=0))
+        assert (cues.aperture >= max(MIN_EYE_OPENING, 0.55) * own - 0.005).all(), emotion  # the bar: >= 50 %
+        assert (cues.aperture < own - 0.01).any(), emotion  # still narrowed
+    blinking = phonetic_cues(audio, narrow, "sad", 1.0, phones=phones, controls=CueControls(blink_rate=60))
+    assert blinking.aperture.min() < 0.3 * own.min()

@@ -376,6 +376,34 @@ def emotion_offsets_applied() -> np.ndarray:
     return (gained * factor).astype(np.float32)
 
 
+MIN_EYE_OPENING = 0.6  # an expression narrows an eye to at most this fraction of the portrait's opening
+
+
+def limit_eye_narrowing(base: np.ndarray, shapes: np.ndarray, min_fraction: float = MIN_EYE_OPENING) -> np.ndarray:
+    """(T, 478, 3) ``shapes`` whose eyes are narrowed (by an expression) below ``min_fraction`` of
+    the eyes of ``base`` (478, 3), with that eye's region moved back toward ``base`` until the
+    opening is ``min_fraction`` of it: narrow-eyed portraits keep open eyes (blinks, drawn later,
+    still close them)."""
+    from .cues import eye_aperture
+
+    shapes = np.array(shapes, dtype=np.float64)
+    base = np.asarray(base, np.float64)
+    open_base = eye_aperture(base).astype(np.float64)  # (2,) right, left
+    target = min_fraction * open_base
+    _, _, eyes = _region_weights()
+    side = (base[:, 0] > 0).astype(int)  # the subject's right eye is at negative x (MediaPipe's layout)
+    # the opening is not linear in the displacement (the eye's corners move too): a few rounds
+    for _ in range(6):
+        open_now = eye_aperture(shapes).astype(np.float64)  # (T, 2)
+        if (open_now >= target - 1e-4).all():
+            break
+        keep = np.clip((open_base - target) / np.maximum(open_base - open_now, 1e-9), 0.0, 1.0)
+        keep = np.where(open_now < target, keep, 1.0)
+        factor = 1.0 - eyes[None, :] * (1.0 - keep[:, side])  # (T, 478)
+        shapes = base[None] + (shapes - base[None]) * factor[..., None]
+    return shapes
+
+
 def set_emotion_region_gains(**gains: float) -> None:
     """Change ``EMOTION_REGION_GAINS`` (``brows``, ``eyes``, ``lower``) for this process, e.g. to
     try settings while calibrating (scripts/calibrate_expressiveness.py)."""
@@ -473,7 +501,7 @@ def assemble_cues(
     base = neutralize_smile(closed_mouth(portrait.normalized[0]))
     width = np.linalg.norm(base[MOUTH_CORNERS[0]] - base[MOUTH_CORNERS[1]])
     ratio = width / load_priors().reference_mouth_width
-    rest = closed_mouth(base[None] + emotion * ratio)
+    rest = limit_eye_narrowing(base, closed_mouth(base[None] + emotion * ratio))
     normalized = rest + expression * ratio
     normalized = close_eyes(normalized, closure)
     head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]

@@ -1206,7 +1206,7 @@ def network_cues(
     from .audio import n_video_frames
     from .cues import resample_cues
     from .inputs import parse_emotion_schedule, schedule_text
-    from .phonetic import CueControls, apply_controls, default_blink_rate, emotion_weights
+    from .phonetic import CueControls, apply_controls, default_blink_rate, emotion_weights, limit_eye_narrowing
 
     schedule = parse_emotion_schedule(emotion)
     controls = controls or CueControls()
@@ -1227,6 +1227,8 @@ def network_cues(
     # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
     rest = emotion_rest(cues.identity, emotion_weights(schedule, cues.n_frames, cues.fps), intensity)
     cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
+    # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING
+    cues = replace(cues, normalized=limit_eye_narrowing(cues.identity, cues.normalized).astype(np.float32))
     if controls.blink_rate is None:
         rate = default_blink_rate(emotion_weights(schedule, cues.n_frames, cues.fps))
         controls = replace(controls, blink_rate=rate)
