@@ -1,6 +1,6 @@
 """Real MEAD level-3 frames beside facecue rendering the same actor from their neutral frame.
 
-Usage: python scripts/mead_contact_sheet.py [--data ../shared/data] [--out docs/calibration/mead_sheet.png]
+Usage: python scripts/mead_contact_sheet.py [--data ../shared/data] [--out docs/calibration/mead_sheet.jpg]
                                             [--actors M030 W009 W011] [--cue-model phonetic|network]
 
 For each actor and emotion: three real frames of the actor's MEAD clip (25 %, 50 %, 75 % of the
@@ -48,7 +48,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "calibration" / "mead_sheet.png")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "calibration" / "mead_sheet.jpg")
     parser.add_argument("--actors", nargs="+", default=["M030", "W009", "W011"])
     parser.add_argument("--emotions", nargs="+", default=list(EMOTIONS))
     parser.add_argument("--cue-model", default="phonetic", choices=["phonetic", "network"])
