@@ -8,6 +8,7 @@ a few KB per frame and frames are rendered and encoded one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -246,6 +247,7 @@ def generate(
     save_cues: str | Path | None = None,
     preview_landmarks: str | Path | None = None,
     progress: bool = False,
+    workers: int | None = None,
     **overrides,
 ) -> GenerateResult:
     """Portrait + speech + emotion -> talking-face MP4 with the speech muxed in.
@@ -259,17 +261,14 @@ def generate(
     config : a GenerateConfig; keyword ``overrides`` replace its fields (e.g. ``emotion="happy"``)
     save_cues : also write the cue sequence (.npz)
     preview_landmarks : also write a video of the relocated landmarks over the portrait (.mp4)
+    workers : processes that render frames while this one encodes (:mod:`facecue.parallel`; the
+        mesh renderer only); None = one per usable core, 0 = render here. Same video either way.
 
     Returns
     -------
     GenerateResult with the path, the cues and per-stage compute times.
     """
     from . import io
-    from .cues import FaceCues, extract_cues
-    from .inputs import check_max_seconds
-    from .landmarks import detect_landmarks
-    from .phonetic import CueControls
-    from .progress import progress_bar
 
     config = dataclasses.replace(config or GenerateConfig(), **overrides)
     portrait, audio, output = validate_inputs(portrait, audio, output, config)
@@ -278,6 +277,26 @@ def generate(
     if preview_landmarks is not None:
         io.check_output_path(preview_landmarks, (".mp4",))
     timings: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        render_workers = None
+        if config.renderer == "mesh":
+            from .parallel import RenderWorkers, default_workers
+
+            n_workers = default_workers() if workers is None else int(workers)
+            if n_workers > 0:  # started now: their start-up overlaps the landmarks and the cues
+                render_workers = stack.enter_context(RenderWorkers(n_workers))
+        return _generate(portrait, audio, output, config, save_cues, preview_landmarks, progress, render_workers,
+                         timings)
+
+
+def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig, save_cues, preview_landmarks,
+              progress: bool, render_workers, timings: dict[str, float]) -> GenerateResult:
+    from . import io
+    from .cues import FaceCues, extract_cues
+    from .inputs import check_max_seconds
+    from .landmarks import detect_landmarks
+    from .phonetic import CueControls
+    from .progress import progress_bar
 
     start = time.perf_counter()
     image, output_size, notes = working_portrait(io.read_image(portrait), config)
@@ -314,7 +333,8 @@ def generate(
     expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
     expression[:, EMOTIONS.index("happy")] -= portrait_smile_texture(portrait_cues)
     frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
-                    output_size=output_size, full=config.full, progress=False, expression=expression, **options)
+                    output_size=output_size, full=config.full, progress=False, expression=expression,
+                    workers=render_workers, **options)
     frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
     with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
         for frame in frames:

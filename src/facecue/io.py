@@ -923,6 +923,7 @@ class VideoWriter:
         self._astream: Any = None
         self._audio_pos = 0
         self._closed = False
+        self._reformatter: Any = None  # one swscale context for all frames (a new one per frame is slow)
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
@@ -1013,10 +1014,15 @@ class VideoWriter:
         if w % 2 or h % 2:
             arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         try:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            if self._reformatter is None:
+                from av.video.reformatter import VideoReformatter
+
+                self._reformatter = VideoReformatter()
+            vf = self._reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24"),
+                                            format="yuv420p")
             vf.pts = self.n_frames
             vf.time_base = 1 / self.rate
-            self._mux(self._vstream.encode(vf.reformat(format="yuv420p")))
+            self._mux(self._vstream.encode(vf))
             self.n_frames += 1
             if self._astream is not None:
                 self._encode_audio_until(self._audio_end(self.n_frames), final=False)

@@ -135,6 +135,10 @@ class Renderer(ABC):
     name = "renderer"
     #: frames :func:`render` hands to :meth:`render_batch` at a time (a batched renderer raises it)
     batch_size = 1
+    #: whether a frame is a function of its landmarks and emotion weights only, so that
+    #: :func:`render` may render frames in worker processes (a pickled copy of the prepared
+    #: renderer in each; see :mod:`facecue.parallel`)
+    parallel = False
 
     @abstractmethod
     def prepare(self, portrait: np.ndarray, portrait_landmarks: np.ndarray) -> None:
@@ -1165,6 +1169,7 @@ class MeshRenderer(Renderer):
     """
 
     name = "mesh"
+    parallel = True
 
     def __init__(self, *, rings=RINGS, redraw_eyes: bool = True, mouth: str = "auto", feather: float = 0.6,
                  map_step: int | None = None, expression_detail: bool = True) -> None:
@@ -1441,6 +1446,7 @@ def render(
     full: bool = True,
     progress: bool = False,
     expression: np.ndarray | None = None,
+    workers=None,
     **options,
 ) -> Iterator[np.ndarray]:
     """Render the portrait driven by relocated landmarks, frame by frame.
@@ -1456,6 +1462,9 @@ def render(
     progress : show a tqdm bar
     expression : optional (T, 8) per-frame emotion weights, intensity included (``EMOTIONS``
         order): how strongly each emotion's wrinkles and folds show, for renderers that draw them
+    workers : render in that many worker processes (an int), or in running
+        :class:`facecue.parallel.RenderWorkers`, while the caller consumes the frames (same
+        frames, same order); only for renderers with ``parallel = True``. None or 0: here.
     options : passed to the renderer's constructor when ``renderer`` is a name
 
     Returns
@@ -1476,20 +1485,31 @@ def render(
     engine.prepare(image, points)
     total = len(landmark_sequence) if hasattr(landmark_sequence, "__len__") else None
 
+    draws_expression = expression is not None and hasattr(engine, "set_expression")
+
+    def checked(sequence) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for index, landmarks in enumerate(sequence):
+            pts = check_landmarks(landmarks, f"landmark frame {index}")
+            if not identity:
+                pts = _transform_points(pts, matrix)
+            yield pts, (expression[min(index, len(expression) - 1)] if draws_expression else None)
+
     def frames() -> Iterator[np.ndarray]:
         sequence = iter(landmark_sequence)
         if progress:
             from tqdm import tqdm
 
             sequence = tqdm(sequence, total=total, desc="render", unit="frame", leave=False)
+        if workers and getattr(engine, "parallel", False):
+            from .parallel import render_in_workers
+
+            yield from render_in_workers(engine, checked(sequence), workers)
+            return
         batch_size = max(1, int(getattr(engine, "batch_size", 1)))
         pending: list[np.ndarray] = []  # at most batch_size frames: memory stays bounded
-        for index, landmarks in enumerate(sequence):
-            pts = check_landmarks(landmarks, f"landmark frame {index}")
-            if not identity:
-                pts = _transform_points(pts, matrix)
-            if expression is not None and hasattr(engine, "set_expression"):
-                engine.set_expression(expression[min(index, len(expression) - 1)])
+        for pts, weights in checked(sequence):
+            if weights is not None:
+                engine.set_expression(weights)
             if batch_size == 1:
                 yield engine.render_frame(pts)
                 continue
