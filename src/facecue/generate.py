@@ -219,8 +219,9 @@ def cue_audio(samples: np.ndarray) -> np.ndarray:
 
 
 def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None,
-                *, progress: bool = False):
-    """Stage 1 with the chosen cue model, then the per-cue controls."""
+                *, progress: bool = False, phones=None):
+    """Stage 1 with the chosen cue model, then the per-cue controls (``phones``: the phonetic
+    model's phones of ``audio_samples`` when already recognized)."""
     from .inputs import parse_emotion_schedule
 
     schedule = parse_emotion_schedule(config.emotion)
@@ -228,7 +229,8 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
         from .audio import recognize_phones
         from .phonetic import phonetic_cues
 
-        phones = recognize_phones(audio_samples, text=config.text, progress=progress)
+        if phones is None:
+            phones = recognize_phones(audio_samples, text=config.text, progress=progress)
         return phonetic_cues(audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps,
                              seed=config.seed, controls=controls, text=config.text, phones=phones)
     from .stage1 import network_cues
@@ -236,6 +238,15 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
     return network_cues(audio_samples, portrait_cues, schedule, config.intensity, checkpoint=checkpoint,
                         seed=config.seed, temperature=config.temperature, fps=config.fps, controls=controls,
                         progress=progress)
+
+
+def _phones_in_workers(samples: np.ndarray, text: str | None, render_workers, progress: bool):
+    """The phonetic model's phones, the pieces decoded by the render workers (here if they did
+    not start)."""
+    from .audio import recognize_phones
+
+    return recognize_phones(samples, text=text, progress=progress,
+                            map_pieces=render_workers.map if render_workers.usable else None)
 
 
 def generate(
@@ -299,10 +310,19 @@ def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig,
     from .progress import progress_bar
 
     start = time.perf_counter()
+    samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
+    cue_model, checkpoint = resolve_cue_model(config)
+    phones_job = None
+    if cue_model == "phonetic" and render_workers is not None:
+        # the workers decode the phones (pieces in parallel) while this process finds the landmarks
+        from concurrent.futures import ThreadPoolExecutor
+
+        stack = contextlib.ExitStack()
+        phones_job = stack.enter_context(ThreadPoolExecutor(1)).submit(
+            _phones_in_workers, cue_audio(samples), config.text, render_workers, progress)
     image, output_size, notes = working_portrait(io.read_image(portrait), config)
     portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
                                             (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
-    samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
     from .audio import n_video_frames
 
     pose_angles = None
@@ -312,10 +332,14 @@ def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig,
     timings["landmarks"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    cue_model, checkpoint = resolve_cue_model(config)
+    phones = None
+    if phones_job is not None:
+        with stack:
+            phones = phones_job.result()
     controls = CueControls(pose_scale=config.pose_scale, pose_angles=pose_angles, gaze=parse_gaze(config.gaze),
                            blink_rate=config.blink_rate)
-    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress)
+    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress,
+                       phones=phones)
     n_frames = n_video_frames(len(samples), config.fps)
     assert cues.n_frames == n_frames, (cues.n_frames, n_frames)
     cues = dataclasses.replace(cues, meta={**cues.meta, "config": config.to_dict(), "portrait": str(portrait),

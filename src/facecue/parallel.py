@@ -93,6 +93,10 @@ def _worker_main(tasks: Any, results: Any) -> None:
             if kind == "renderer":
                 engine = message[1]
                 continue
+            if kind == "call":
+                _, function, index, item = message
+                results.put(("result", index, function(item)))
+                continue
             _, start, landmarks, weights = message
             for offset, points in enumerate(landmarks):
                 if weights is not None:
@@ -210,6 +214,44 @@ class RenderWorkers:
             q.cancel_join_thread()
             q.close()
 
+    def map(self, function: Any, items: Iterable[Any]) -> list[Any]:
+        """``[function(item) for item in items]``, computed by the workers, in order (items with
+        a length are shared out so that each worker gets about the same total length).
+        ``function`` must pickle (a module-level function). Raises the first failure like
+        :meth:`render`."""
+        if not self.usable:
+            raise WorkerError(f"the render workers did not start ({self.failed_to_start})")
+        items = list(items)
+        load = [0.0] * self.n
+        assigned: list[list[int]] = [[] for _ in range(self.n)]
+        sizes = [float(len(item)) if hasattr(item, "__len__") else 1.0 for item in items]
+        for index in sorted(range(len(items)), key=lambda i: -sizes[i]):  # longest first, to the least loaded
+            worker = min(range(self.n), key=load.__getitem__)
+            load[worker] += sizes[index]
+            assigned[worker].append(index)
+        for worker, indices in enumerate(assigned):
+            for index in indices:
+                self._tasks[worker].put(("call", function, index, items[index]))
+        out: list[Any] = [None] * len(items)
+        try:
+            for worker, indices in enumerate(assigned):
+                for _ in indices:
+                    message = self._get(self._results[worker], self._processes[worker])
+                    if message[0] == "error":
+                        self._raise(message)
+                    out[message[1]] = message[2]
+        except BaseException:
+            self.close()
+            raise
+        return out
+
+    @staticmethod
+    def _raise(message: tuple) -> None:
+        _, exc, summary, text = message
+        if isinstance(exc, BaseException):
+            raise exc from _RemoteTraceback(text)
+        raise WorkerError(f"a render worker failed: {summary}") from _RemoteTraceback(text)
+
     def render(self, engine: Any, frames: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> Iterator[np.ndarray]:
         """Frames of ``engine`` (a prepared renderer) for ``(landmarks (478, 3), emotion weights
         (8,) or None)`` pairs, in order. The workers must be :attr:`usable`."""
@@ -259,10 +301,7 @@ class RenderWorkers:
             for _ in range(sizes[chunk]):
                 message = self._get(self._results[worker], self._processes[worker])
                 if message[0] == "error":
-                    _, exc, summary, text = message
-                    if isinstance(exc, BaseException):
-                        raise exc from _RemoteTraceback(text)
-                    raise WorkerError(f"a render worker failed: {summary}") from _RemoteTraceback(text)
+                    self._raise(message)
                 _, index, frame = message
                 if index != expected:  # pragma: no cover - protocol error
                     raise WorkerError(f"frame {index} came back where frame {expected} was expected")
