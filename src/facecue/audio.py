@@ -995,8 +995,7 @@ def normalize_level(audio: np.ndarray) -> np.ndarray:
 
 
 def recognize_phones(
-    audio: np.ndarray, text: str | None = None, *, chunk_s: float = CHUNK_SECONDS, progress: bool = False,
-    map_pieces: Any = None,
+    audio: np.ndarray, text: str | None = None, *, chunk_s: float = CHUNK_SECONDS, progress: bool = False
 ) -> list[Phone]:
     """Time-aligned phones of speech audio with pocketsphinx (US English).
 
@@ -1023,10 +1022,6 @@ def recognize_phones(
         Maximum piece length in seconds.
     progress : bool
         Report progress (seconds of audio decoded) on stderr.
-    map_pieces : callable, optional
-        ``map``-like ``(function, pieces) -> results in order`` for the free decoding's pieces,
-        e.g. :meth:`facecue.parallel.RenderWorkers.map` to decode them in other processes (each
-        piece is decoded from a reset state, so the phones are the same); default: one by one here.
 
     Returns
     -------
@@ -1069,10 +1064,8 @@ def recognize_phones(
         if not aligned:
             segs.clear()
             bar.n = 0
-            pieces = _silence_pieces(x, chunk_frames / PHONE_FRAMES_PER_SECOND)
-            decoded = (map_pieces or map)(_allphone_piece, [x[s0:s1] for s0, s1 in pieces])
-            for (s0, s1), local in zip(pieces, decoded):
-                segs.extend(_shift(local, s0, s1))
+            for s0, s1 in _silence_pieces(x, chunk_frames / PHONE_FRAMES_PER_SECOND):
+                segs.extend(_shift(_allphone_piece(x[s0:s1]), s0, s1))
                 bar.update(round((s1 - s0) / SAMPLE_RATE, 1))
     return _tidy(segs, duration)
 

@@ -140,6 +140,11 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
     The portrait's header (not its pixels) is read, the audio's duration is taken from its
     container or by decoding at most up to the limit, and a stage-1 checkpoint is loaded (a wrong,
     corrupt or malicious one is refused here)."""
+    return _validate_inputs(portrait, audio, output, config)[:3]
+
+
+def _validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Path, Path, Path, float]:
+    """:func:`validate_inputs`, and the audio's duration in seconds."""
     from . import io
 
     portrait = Path(portrait)
@@ -172,7 +177,7 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
         from .stage1 import check_stage1_checkpoint
 
         check_stage1_checkpoint(checkpoint)
-    return portrait, audio, output
+    return portrait, audio, output, duration
 
 
 def working_portrait(image: np.ndarray, config: GenerateConfig) -> tuple[np.ndarray, int | None, list[str]]:
@@ -219,9 +224,8 @@ def cue_audio(samples: np.ndarray) -> np.ndarray:
 
 
 def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None,
-                *, progress: bool = False, phones=None):
-    """Stage 1 with the chosen cue model, then the per-cue controls (``phones``: the phonetic
-    model's phones of ``audio_samples`` when already recognized)."""
+                *, progress: bool = False):
+    """Stage 1 with the chosen cue model, then the per-cue controls."""
     from .inputs import parse_emotion_schedule
 
     schedule = parse_emotion_schedule(config.emotion)
@@ -229,8 +233,7 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
         from .audio import recognize_phones
         from .phonetic import phonetic_cues
 
-        if phones is None:
-            phones = recognize_phones(audio_samples, text=config.text, progress=progress)
+        phones = recognize_phones(audio_samples, text=config.text, progress=progress)
         return phonetic_cues(audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps,
                              seed=config.seed, controls=controls, text=config.text, phones=phones)
     from .stage1 import network_cues
@@ -238,15 +241,6 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
     return network_cues(audio_samples, portrait_cues, schedule, config.intensity, checkpoint=checkpoint,
                         seed=config.seed, temperature=config.temperature, fps=config.fps, controls=controls,
                         progress=progress)
-
-
-def _phones_in_workers(samples: np.ndarray, text: str | None, render_workers, progress: bool):
-    """The phonetic model's phones, the pieces decoded by the render workers (here if they did
-    not start)."""
-    from .audio import recognize_phones
-
-    return recognize_phones(samples, text=text, progress=progress,
-                            map_pieces=render_workers.map if render_workers.usable else None)
 
 
 def generate(
@@ -272,8 +266,9 @@ def generate(
     config : a GenerateConfig; keyword ``overrides`` replace its fields (e.g. ``emotion="happy"``)
     save_cues : also write the cue sequence (.npz)
     preview_landmarks : also write a video of the relocated landmarks over the portrait (.mp4)
-    workers : processes that render frames while this one encodes (:mod:`facecue.parallel`; the
-        mesh renderer only); None = one per usable core, 0 = render here. Same video either way.
+    workers : processes that render frames while this one encodes (:mod:`facecue.parallel`;
+        mesh renderer only); None = :func:`facecue.parallel.default_workers` (one per core for
+        clips of 10 s and more), 0 = render here. The same video either way.
 
     Returns
     -------
@@ -282,7 +277,7 @@ def generate(
     from . import io
 
     config = dataclasses.replace(config or GenerateConfig(), **overrides)
-    portrait, audio, output = validate_inputs(portrait, audio, output, config)
+    portrait, audio, output, duration = _validate_inputs(portrait, audio, output, config)
     if save_cues is not None:
         io.check_output_path(save_cues, (".npz",))
     if preview_landmarks is not None:
@@ -293,9 +288,11 @@ def generate(
         if config.renderer == "mesh":
             from .parallel import RenderWorkers, default_workers
 
-            n_workers = default_workers() if workers is None else int(workers)
+            n_workers = default_workers(duration) if workers is None else int(workers)
             if n_workers > 0:  # started now: their start-up overlaps the landmarks and the cues
-                render_workers = stack.enter_context(RenderWorkers(n_workers))
+                from .io import Yuv420p
+
+                render_workers = stack.enter_context(RenderWorkers(n_workers, finish=Yuv420p()))
         return _generate(portrait, audio, output, config, save_cues, preview_landmarks, progress, render_workers,
                          timings)
 
@@ -310,19 +307,10 @@ def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig,
     from .progress import progress_bar
 
     start = time.perf_counter()
-    samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
-    cue_model, checkpoint = resolve_cue_model(config)
-    phones_job = None
-    if cue_model == "phonetic" and render_workers is not None:
-        # the workers decode the phones (pieces in parallel) while this process finds the landmarks
-        from concurrent.futures import ThreadPoolExecutor
-
-        stack = contextlib.ExitStack()
-        phones_job = stack.enter_context(ThreadPoolExecutor(1)).submit(
-            _phones_in_workers, cue_audio(samples), config.text, render_workers, progress)
     image, output_size, notes = working_portrait(io.read_image(portrait), config)
     portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
                                             (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
+    samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
     from .audio import n_video_frames
 
     pose_angles = None
@@ -332,14 +320,10 @@ def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig,
     timings["landmarks"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    phones = None
-    if phones_job is not None:
-        with stack:
-            phones = phones_job.result()
+    cue_model, checkpoint = resolve_cue_model(config)
     controls = CueControls(pose_scale=config.pose_scale, pose_angles=pose_angles, gaze=parse_gaze(config.gaze),
                            blink_rate=config.blink_rate)
-    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress,
-                       phones=phones)
+    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress)
     n_frames = n_video_frames(len(samples), config.fps)
     assert cues.n_frames == n_frames, (cues.n_frames, n_frames)
     cues = dataclasses.replace(cues, meta={**cues.meta, "config": config.to_dict(), "portrait": str(portrait),

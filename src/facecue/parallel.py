@@ -41,6 +41,7 @@ QUEUE_FRAMES = 12  # rendered frames a worker may hold ahead of the consumer
 POLL_SECONDS = 0.5  # how often a waiting consumer checks that the workers are alive
 START_SECONDS = 120.0  # a worker that has not started by then is given up
 MAX_WORKERS = 8
+MIN_SECONDS = 10.0  # shorter videos are rendered in the calling process by default
 
 
 def usable_cores() -> int:
@@ -51,11 +52,18 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_workers() -> int:
-    """Render workers :func:`facecue.generate.generate` uses by default: one per usable core
-    (the encoder's threads share the cores with them), none on a single core."""
+def default_workers(seconds: float | None = None) -> int:
+    """Render workers :func:`facecue.generate.generate` uses by default for ``seconds`` of video:
+    one per usable core (the encoder's threads share the cores with them); none on a single
+    core, for clips under :data:`MIN_SECONDS` (starting workers costs about a second of CPU), or
+    in a process that is itself a multiprocessing worker (``facecue batch --jobs N``: the jobs
+    already share out the cores)."""
+    import multiprocessing
+
     cores = usable_cores()
-    return 0 if cores < 2 else min(cores, MAX_WORKERS)
+    if cores < 2 or (seconds is not None and seconds < MIN_SECONDS) or multiprocessing.parent_process() is not None:
+        return 0
+    return min(cores, MAX_WORKERS)
 
 
 class WorkerError(RuntimeError):
@@ -72,7 +80,7 @@ class _RemoteTraceback(Exception):
         return "\n\n" + self.args[0]
 
 
-def _worker_main(tasks: Any, results: Any) -> None:
+def _worker_main(tasks: Any, results: Any, finish: Any = None) -> None:
     """A worker's loop: ("renderer", engine) once, then ("frames", start, landmarks, weights)
     chunks (frames go to ``results`` one by one), until ("stop",)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -82,10 +90,30 @@ def _worker_main(tasks: Any, results: Any) -> None:
         cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only compete
     except Exception:  # pragma: no cover
         pass
-    results.put(("ready", os.getpid()))
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+
+    def put(item: tuple) -> None:  # never blocks for good: a worker ends with its caller
+        while True:
+            try:
+                return results.put(item, timeout=POLL_SECONDS)
+            except queue.Full:
+                if parent is not None and not parent.is_alive():
+                    os._exit(0)  # the caller is gone: nothing to flush, nobody to tell
+
+    def get() -> tuple:
+        while True:
+            try:
+                return tasks.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    os._exit(0)  # the caller is gone: nothing to flush, nobody to tell
+
+    put(("ready", os.getpid()))
     engine = None
     while True:
-        message = tasks.get()
+        message = get()
         kind = message[0]
         if kind == "stop":
             return
@@ -93,26 +121,39 @@ def _worker_main(tasks: Any, results: Any) -> None:
             if kind == "renderer":
                 engine = message[1]
                 continue
-            if kind == "call":
-                _, function, index, item = message
-                results.put(("result", index, function(item)))
-                continue
             _, start, landmarks, weights = message
             for offset, points in enumerate(landmarks):
                 if weights is not None:
                     engine.set_expression(weights[offset])
-                results.put(("frame", start + offset, engine.render_frame(points)))
+                frame = engine.render_frame(points)
+                put(("frame", start + offset, frame if finish is None else finish(frame)))
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            text = traceback.format_exc()
-            try:
-                import pickle
-
-                pickle.dumps(exc)
-                payload: Any = exc
-            except Exception:
-                payload = None
-            results.put(("error", payload, f"{exc.__class__.__name__}: {exc}", text))
+            put(("error", _portable(exc), f"{exc.__class__.__name__}: {exc}", traceback.format_exc()))
             return
+
+
+def _portable(exc: BaseException) -> tuple | None:
+    """(class, args, attributes) of an exception, enough to make it again in another process
+    (facecue's errors take other arguments than their ``args``, so they do not unpickle as they
+    are); None when they do not pickle."""
+    import pickle
+
+    payload = (type(exc), exc.args, dict(vars(exc)))
+    try:
+        pickle.loads(pickle.dumps(payload))
+    except Exception:
+        return None
+    return payload
+
+
+def _rebuilt(payload: tuple | None) -> BaseException | None:
+    if payload is None:
+        return None
+    cls, args, attributes = payload
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(attributes)
+    return exc
 
 
 class RenderWorkers:
@@ -121,9 +162,13 @@ class RenderWorkers:
     They start at once (importing NumPy, OpenCV and :mod:`facecue.render` takes a moment) and
     wait for a renderer; use as a context manager, or call :meth:`close`. One set of workers
     serves one :func:`render_in_workers` run at a time.
+
+    finish : optional picklable callable applied to every frame in the worker, e.g.
+        :class:`facecue.io.Yuv420p` (the encoder's colour conversion, which then runs in the
+        workers too, and half the bytes travel back); the frames given out are its results.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, finish: Any = None) -> None:
         import multiprocessing
 
         self._closed = True  # until the workers exist (close() and __del__ then do nothing)
@@ -135,6 +180,7 @@ class RenderWorkers:
             raise RuntimeError("facecue's render workers cannot start while a new process imports the main "
                                "module: guard the script's code with `if __name__ == '__main__':`")
         self.n = int(n)
+        self.finish = finish
         context = multiprocessing.get_context("spawn")
         self._tasks = [context.Queue() for _ in range(self.n)]
         self._results = [context.Queue(maxsize=QUEUE_FRAMES) for _ in range(self.n)]
@@ -143,7 +189,7 @@ class RenderWorkers:
         self._closed = False
         self.failed_to_start: str | None = None
         for tasks, results in zip(self._tasks, self._results):
-            process = context.Process(target=_worker_main, args=(tasks, results), daemon=True, name="facecue-render")
+            process = context.Process(target=_worker_main, args=(tasks, results, finish), daemon=True, name="facecue-render")
             process.start()
             self._processes.append(process)
 
@@ -214,41 +260,11 @@ class RenderWorkers:
             q.cancel_join_thread()
             q.close()
 
-    def map(self, function: Any, items: Iterable[Any]) -> list[Any]:
-        """``[function(item) for item in items]``, computed by the workers, in order (items with
-        a length are shared out so that each worker gets about the same total length).
-        ``function`` must pickle (a module-level function). Raises the first failure like
-        :meth:`render`."""
-        if not self.usable:
-            raise WorkerError(f"the render workers did not start ({self.failed_to_start})")
-        items = list(items)
-        load = [0.0] * self.n
-        assigned: list[list[int]] = [[] for _ in range(self.n)]
-        sizes = [float(len(item)) if hasattr(item, "__len__") else 1.0 for item in items]
-        for index in sorted(range(len(items)), key=lambda i: -sizes[i]):  # longest first, to the least loaded
-            worker = min(range(self.n), key=load.__getitem__)
-            load[worker] += sizes[index]
-            assigned[worker].append(index)
-        for worker, indices in enumerate(assigned):
-            for index in indices:
-                self._tasks[worker].put(("call", function, index, items[index]))
-        out: list[Any] = [None] * len(items)
-        try:
-            for worker, indices in enumerate(assigned):
-                for _ in indices:
-                    message = self._get(self._results[worker], self._processes[worker])
-                    if message[0] == "error":
-                        self._raise(message)
-                    out[message[1]] = message[2]
-        except BaseException:
-            self.close()
-            raise
-        return out
-
     @staticmethod
     def _raise(message: tuple) -> None:
-        _, exc, summary, text = message
-        if isinstance(exc, BaseException):
+        _, payload, summary, text = message
+        exc = _rebuilt(payload)
+        if exc is not None:
             raise exc from _RemoteTraceback(text)
         raise WorkerError(f"a render worker failed: {summary}") from _RemoteTraceback(text)
 
@@ -325,7 +341,8 @@ def render_in_workers(engine: Any, frames: Iterable[tuple[np.ndarray, np.ndarray
             for points, weights in frames:
                 if weights is not None:
                     engine.set_expression(weights)
-                yield engine.render_frame(points)
+                frame = engine.render_frame(points)
+                yield frame if pool.finish is None else pool.finish(frame)
             return
         yield from pool.render(engine, frames)
     finally:
