@@ -243,6 +243,13 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
                         progress=progress)
 
 
+def landmark_frames(cues, chunk: int = 250):
+    """``cues.landmarks()`` frame by frame, relocated ``chunk`` frames at a time: no
+    ``(T, 478, 3)`` array of the whole video (86 MB for 10 minutes, more while relocating)."""
+    for start in range(0, cues.n_frames, chunk):
+        yield from cues.slice(start, start + chunk).landmarks()
+
+
 def generate(
     portrait: str | Path,
     audio: str | Path,
@@ -340,7 +347,7 @@ def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig,
 
     expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
     expression[:, EMOTIONS.index("happy")] -= portrait_smile_texture(portrait_cues)
-    frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
+    frames = render(image, portrait_cues.landmarks()[0], landmark_frames(cues), renderer=config.renderer,
                     output_size=output_size, full=config.full, progress=False, expression=expression,
                     workers=render_workers, **options)
     frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
