@@ -3,7 +3,8 @@
 ``generate()`` validates every input before loading any model, then runs the stages with a
 progress bar each: landmarks of the portrait -> speech-to-cues (stage 1) -> controls -> renderer
 (stage 2) streaming into the H.264/AAC writer. Memory stays bounded in the audio length: cues are
-a few KB per frame and frames are rendered and encoded one at a time.
+a few KB per frame, and frames are rendered a few at a time (by worker processes, one per core,
+while this process encodes them: :mod:`facecue.parallel`) and encoded one at a time.
 """
 
 from __future__ import annotations
