@@ -760,6 +760,12 @@ def write_report(args, lengths, machine: list[str], table: str, bars: list[str],
         f"`{reproduce_command(args, lengths)}` (from the repository root, in the project's virtual environment).",
         "",
     ])
+    if args.out.exists():  # keep the old-vs-new section of benchmarks/bench_speed.py
+        from bench_speed import SECTION_END, SECTION_START
+
+        old = args.out.read_text()
+        if SECTION_START in old and SECTION_END in old:
+            text += "\n" + SECTION_START + old.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0] + SECTION_END + "\n"
     tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")  # no half-written report
     try:
         tmp.write_text(text)

@@ -141,11 +141,6 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
     The portrait's header (not its pixels) is read, the audio's duration is taken from its
     container or by decoding at most up to the limit, and a stage-1 checkpoint is loaded (a wrong,
     corrupt or malicious one is refused here)."""
-    return _validate_inputs(portrait, audio, output, config)[:3]
-
-
-def _validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Path, Path, Path, float]:
-    """:func:`validate_inputs`, and the audio's duration in seconds."""
     from . import io
 
     portrait = Path(portrait)
@@ -178,7 +173,7 @@ def _validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[P
         from .stage1 import check_stage1_checkpoint
 
         check_stage1_checkpoint(checkpoint)
-    return portrait, audio, output, duration
+    return portrait, audio, output
 
 
 def working_portrait(image: np.ndarray, config: GenerateConfig) -> tuple[np.ndarray, int | None, list[str]]:
@@ -244,6 +239,19 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
                         progress=progress)
 
 
+def start_render_workers(config: GenerateConfig, seconds: float, workers: int | None, stack: contextlib.ExitStack):
+    """The :class:`facecue.parallel.RenderWorkers` that render ``seconds`` of video (closed with
+    ``stack``), converting frames for the encoder too; None when frames are rendered here (another
+    renderer than the mesh, ``workers=0``, or :func:`facecue.parallel.default_workers` says so)."""
+    if config.renderer != "mesh":
+        return None
+    from .io import Yuv420p
+    from .parallel import RenderWorkers, default_workers
+
+    n_workers = default_workers(seconds) if workers is None else int(workers)
+    return stack.enter_context(RenderWorkers(n_workers, finish=Yuv420p())) if n_workers > 0 else None
+
+
 def landmark_frames(cues, chunk: int = 250):
     """``cues.landmarks()`` frame by frame, relocated ``chunk`` frames at a time: no
     ``(T, 478, 3)`` array of the whole video (86 MB for 10 minutes, more while relocating)."""
@@ -283,36 +291,19 @@ def generate(
     GenerateResult with the path, the cues and per-stage compute times.
     """
     from . import io
-
-    config = dataclasses.replace(config or GenerateConfig(), **overrides)
-    portrait, audio, output, duration = _validate_inputs(portrait, audio, output, config)
-    if save_cues is not None:
-        io.check_output_path(save_cues, (".npz",))
-    if preview_landmarks is not None:
-        io.check_output_path(preview_landmarks, (".mp4",))
-    timings: dict[str, float] = {}
-    with contextlib.ExitStack() as stack:
-        render_workers = None
-        if config.renderer == "mesh":
-            from .parallel import RenderWorkers, default_workers
-
-            n_workers = default_workers(duration) if workers is None else int(workers)
-            if n_workers > 0:  # started now: their start-up overlaps the landmarks and the cues
-                from .io import Yuv420p
-
-                render_workers = stack.enter_context(RenderWorkers(n_workers, finish=Yuv420p()))
-        return _generate(portrait, audio, output, config, save_cues, preview_landmarks, progress, render_workers,
-                         timings)
-
-
-def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig, save_cues, preview_landmarks,
-              progress: bool, render_workers, timings: dict[str, float]) -> GenerateResult:
-    from . import io
     from .cues import FaceCues, extract_cues
     from .inputs import check_max_seconds
     from .landmarks import detect_landmarks
     from .phonetic import CueControls
     from .progress import progress_bar
+
+    config = dataclasses.replace(config or GenerateConfig(), **overrides)
+    portrait, audio, output = validate_inputs(portrait, audio, output, config)
+    if save_cues is not None:
+        io.check_output_path(save_cues, (".npz",))
+    if preview_landmarks is not None:
+        io.check_output_path(preview_landmarks, (".mp4",))
+    timings: dict[str, float] = {}
 
     start = time.perf_counter()
     image, output_size, notes = working_portrait(io.read_image(portrait), config)
@@ -339,22 +330,26 @@ def _generate(portrait: Path, audio: Path, output: Path, config: GenerateConfig,
     timings["cues"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    from .render import render, renderer_options
+    with contextlib.ExitStack() as stack:
+        # started now, not earlier: they would compete with the landmarks and the cues for the cores
+        # and add to the memory peak of the cues; their start-up overlaps the portrait's preparation
+        render_workers = start_render_workers(config, n_frames / config.fps, workers, stack)
+        from .render import render, renderer_options
 
-    options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
-    from .constants import EMOTIONS
-    from .inputs import parse_emotion_schedule
-    from .phonetic import emotion_weights
+        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
+        from .constants import EMOTIONS
+        from .inputs import parse_emotion_schedule
+        from .phonetic import emotion_weights
 
-    expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
-    expression[:, EMOTIONS.index("happy")] -= portrait_smile_texture(portrait_cues)
-    frames = render(image, portrait_cues.landmarks()[0], landmark_frames(cues), renderer=config.renderer,
-                    output_size=output_size, full=config.full, progress=False, expression=expression,
-                    workers=render_workers, **options)
-    frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
-    with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
-        for frame in frames:
-            writer.write(frame)
+        expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
+        expression[:, EMOTIONS.index("happy")] -= portrait_smile_texture(portrait_cues)
+        frames = render(image, portrait_cues.landmarks()[0], landmark_frames(cues), renderer=config.renderer,
+                        output_size=output_size, full=config.full, progress=False, expression=expression,
+                        workers=render_workers, **options)
+        frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
+        with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
+            for frame in frames:
+                writer.write(frame)
     timings["render+encode"] = time.perf_counter() - start
 
     if save_cues is not None:
