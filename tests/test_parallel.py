@@ -105,3 +105,20 @@ def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path, portrait, portrait_
             for frame in render(portrait, portrait_landmarks, poisoned, renderer=DyingMesh(), workers=2):
                 writer.write(frame)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+class UnpicklableMesh(MeshRenderer):
+    """A renderer that cannot be sent to worker processes (it holds a lambda)."""
+
+    def prepare(self, portrait, portrait_landmarks):
+        super().prepare(portrait, portrait_landmarks)
+        self.hook = lambda: None
+
+
+def test_a_renderer_that_does_not_pickle_is_rendered_here(portrait, portrait_landmarks, motion, workers, caplog):
+    landmarks, _ = motion
+    frames = list(render(portrait, portrait_landmarks, landmarks[:3], renderer=UnpicklableMesh(), workers=workers))
+    expected = list(render(portrait, portrait_landmarks, landmarks[:3]))
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected)) and len(frames) == 3
+    assert "cannot be sent to worker processes" in caplog.text
+    assert workers.usable, "the workers are left as they were"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import queue
 import traceback
 from collections.abc import Iterable, Iterator
@@ -81,7 +82,7 @@ class _RemoteTraceback(Exception):
 
 
 def _worker_main(tasks: Any, results: Any, finish: Any = None) -> None:
-    """A worker's loop: ("renderer", engine) once, then ("frames", start, landmarks, weights)
+    """A worker's loop: ("renderer", pickled engine) once, then ("frames", start, landmarks, weights)
     chunks (frames go to ``results`` one by one), until ("stop",)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
@@ -119,7 +120,7 @@ def _worker_main(tasks: Any, results: Any, finish: Any = None) -> None:
             return
         try:
             if kind == "renderer":
-                engine = message[1]
+                engine = pickle.loads(message[1])
                 continue
             _, start, landmarks, weights = message
             for offset, points in enumerate(landmarks):
@@ -268,13 +269,16 @@ class RenderWorkers:
             raise exc from _RemoteTraceback(text)
         raise WorkerError(f"a render worker failed: {summary}") from _RemoteTraceback(text)
 
-    def render(self, engine: Any, frames: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> Iterator[np.ndarray]:
-        """Frames of ``engine`` (a prepared renderer) for ``(landmarks (478, 3), emotion weights
-        (8,) or None)`` pairs, in order. The workers must be :attr:`usable`."""
+    def render(self, engine: Any, frames: Iterable[tuple[np.ndarray, np.ndarray | None]],
+               pickled: bytes | None = None) -> Iterator[np.ndarray]:
+        """Frames of ``engine`` (a prepared renderer; ``pickled``: it pickled already) for
+        ``(landmarks (478, 3), emotion weights (8,) or None)`` pairs, in order. The workers must
+        be :attr:`usable`."""
         if not self.usable:
             raise WorkerError(f"the render workers did not start ({self.failed_to_start})")
+        blob = pickled if pickled is not None else pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
         for tasks in self._tasks:
-            tasks.put(("renderer", engine))
+            tasks.put(("renderer", blob))
         source = iter(frames)
         n = self.n
         sizes: list[int] = []  # frames of each chunk handed out, by chunk number
@@ -332,22 +336,30 @@ def render_in_workers(engine: Any, frames: Iterable[tuple[np.ndarray, np.ndarray
                       workers: int | RenderWorkers) -> Iterator[np.ndarray]:
     """Frames of a prepared ``engine`` for ``(landmarks, emotion weights)`` pairs, rendered by
     ``workers`` (a number of new processes, closed at the end, or running
-    :class:`RenderWorkers`), in order; in this process when the workers cannot start."""
+    :class:`RenderWorkers`), in order. They are rendered in this process instead (with a
+    warning) when the workers cannot start or the renderer does not pickle."""
+    try:  # once, here, for every worker
+        pickled: bytes | None = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        pickled = None
+        log.warning("the %s renderer cannot be sent to worker processes (%s: %s); rendering in this process",
+                    getattr(engine, "name", type(engine).__name__), exc.__class__.__name__, exc)
     own = not isinstance(workers, RenderWorkers)
-    pool = RenderWorkers(int(workers)) if own else workers
+    pool = workers if not own else RenderWorkers(int(workers)) if pickled is not None else None
+    finish = getattr(pool, "finish", None)
     try:
-        if not pool.usable:
+        if pickled is not None and pool is not None and not pool.usable:
             log.warning("render workers unavailable (%s); rendering in this process", pool.failed_to_start)
+        if pickled is None or pool is None or not pool.usable:
             for points, weights in frames:
                 if weights is not None:
                     engine.set_expression(weights)
                 frame = engine.render_frame(points)
-                yield frame if pool.finish is None else pool.finish(frame)
+                yield frame if finish is None else finish(frame)
             return
-        yield from pool.render(engine, frames)
+        yield from pool.render(engine, frames, pickled)
     finally:
-        if own:
+        if own and pool is not None:
             pool.close()
-
 
 __all__ = ["RenderWorkers", "WorkerError", "default_workers", "render_in_workers", "usable_cores"]
