@@ -340,3 +340,18 @@ def test_network_cues_are_the_same_in_generate_and_cues_from_speech(tmp_path, sh
     np.testing.assert_allclose(a.normalized, b.normalized, atol=1e-5)
     np.testing.assert_allclose(a.rotation, b.rotation, atol=1e-5)
     assert len(a.blinks()) == len(b.blinks()) >= 1
+
+
+def test_render_workers_make_the_same_video(tmp_path, short_speech):
+    """Frames rendered (and phones decoded) in worker processes: the same cues and frames as
+    everything in this process."""
+    from facecue.io import read_video
+
+    here = generate(asset_path("portrait.png"), short_speech, tmp_path / "here.mp4", emotion="happy", size=128,
+                    full=False, workers=0)
+    there = generate(asset_path("portrait.png"), short_speech, tmp_path / "there.mp4", emotion="happy", size=128,
+                     full=False, workers=2)
+    assert np.array_equal(here.cues.normalized, there.cues.normalized)
+    a, b = read_video(tmp_path / "here.mp4").frames, read_video(tmp_path / "there.mp4").frames
+    assert a.shape == b.shape and a.shape[0] == here.n_frames
+    assert np.abs(a.astype(int) - b).max() <= 1

@@ -31,10 +31,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: phones and loudness do not need it
+    import torch
 
 from facecue.constants import (
     HOP_LENGTH,
@@ -271,6 +273,8 @@ def mel_filterbank(
 
 @functools.lru_cache(maxsize=1)
 def _torch_constants() -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     window = torch.hann_window(N_FFT)
     fb = torch.from_numpy(mel_filterbank().copy())
     return window, fb
@@ -283,6 +287,8 @@ def _torch_constants() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _log_mel_segment(seg: np.ndarray) -> torch.Tensor:
     """log10 mel power of ``seg`` (``torch.stft`` with ``center=True``) -> (frames, N_MELS)."""
+    import torch
+
     window, fb = _torch_constants()
     # Reflect padding needs more than N_FFT // 2 samples; tiny clips are zero-padded instead.
     pad_mode = "reflect" if seg.size > N_FFT // 2 else "constant"
@@ -344,6 +350,8 @@ def log_mel_spectrogram(
         chunk = max(1, int(round(chunk_seconds * MEL_FRAMES_PER_SECOND)))
     half = N_FFT // 2
     margin = -(-half // HOP_LENGTH)  # whole hops before a chunk so its first window is real data
+    import torch
+
     with torch.inference_mode():
         for f0 in range(0, n_out, chunk):
             f1 = min(n_out, f0 + chunk)

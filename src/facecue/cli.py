@@ -69,7 +69,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         full=args.full, max_seconds=args.max_seconds, text=args.text,
     )
     result = generate(args.portrait, args.audio, args.output, config, save_cues=args.save_cues,
-                      preview_landmarks=args.preview_landmarks, progress=not args.quiet)
+                      preview_landmarks=args.preview_landmarks, progress=not args.quiet, workers=args.workers)
     print(result.summary())
     return 0
 
@@ -126,6 +126,9 @@ def _add_generate_parser(sub) -> None:
                    "is read from the file's header, and decoding stops at the limit")
     g.add_argument("--save-cues", metavar="NPZ", help="also save the cue sequence (.npz)")
     g.add_argument("--preview-landmarks", metavar="MP4", help="also write the relocated landmarks over the portrait")
+    p.add_argument("--workers", type=_non_negative_int, metavar="N",
+                   help="processes that render frames while this one encodes (default: one per CPU core for "
+                   "clips of 10 s and more; 0: render in this process; the video is the same)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_generate)
 
@@ -608,6 +611,16 @@ def _add_ui_parser(sub) -> None:
     p.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (Gradio's own); note that other users "
                    "of this machine can read command lines, and the page is plain HTTP")
     p.set_defaults(func=cmd_ui)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -3,11 +3,13 @@
 ``generate()`` validates every input before loading any model, then runs the stages with a
 progress bar each: landmarks of the portrait -> speech-to-cues (stage 1) -> controls -> renderer
 (stage 2) streaming into the H.264/AAC writer. Memory stays bounded in the audio length: cues are
-a few KB per frame and frames are rendered and encoded one at a time.
+a few KB per frame, and frames are rendered a few at a time (by worker processes, one per core,
+while this process encodes them: :mod:`facecue.parallel`) and encoded one at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -238,6 +240,26 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
                         progress=progress)
 
 
+def start_render_workers(config: GenerateConfig, seconds: float, workers: int | None, stack: contextlib.ExitStack):
+    """The :class:`facecue.parallel.RenderWorkers` that render ``seconds`` of video (closed with
+    ``stack``), converting frames for the encoder too; None when frames are rendered here (another
+    renderer than the mesh, ``workers=0``, or :func:`facecue.parallel.default_workers` says so)."""
+    if config.renderer != "mesh":
+        return None
+    from .io import Yuv420p
+    from .parallel import RenderWorkers, default_workers
+
+    n_workers = default_workers(seconds) if workers is None else int(workers)
+    return stack.enter_context(RenderWorkers(n_workers, finish=Yuv420p())) if n_workers > 0 else None
+
+
+def landmark_frames(cues, chunk: int = 250):
+    """``cues.landmarks()`` frame by frame, relocated ``chunk`` frames at a time: no
+    ``(T, 478, 3)`` array of the whole video (86 MB for 10 minutes, more while relocating)."""
+    for start in range(0, cues.n_frames, chunk):
+        yield from cues.slice(start, start + chunk).landmarks()
+
+
 def generate(
     portrait: str | Path,
     audio: str | Path,
@@ -247,6 +269,7 @@ def generate(
     save_cues: str | Path | None = None,
     preview_landmarks: str | Path | None = None,
     progress: bool = False,
+    workers: int | None = None,
     **overrides,
 ) -> GenerateResult:
     """Portrait + speech + emotion -> talking-face MP4 with the speech muxed in.
@@ -260,6 +283,9 @@ def generate(
     config : a GenerateConfig; keyword ``overrides`` replace its fields (e.g. ``emotion="happy"``)
     save_cues : also write the cue sequence (.npz)
     preview_landmarks : also write a video of the relocated landmarks over the portrait (.mp4)
+    workers : processes that render frames while this one encodes (:mod:`facecue.parallel`;
+        mesh renderer only); None = :func:`facecue.parallel.default_workers` (one per core for
+        clips of 10 s and more), 0 = render here. The same video either way.
 
     Returns
     -------
@@ -305,26 +331,31 @@ def generate(
     timings["cues"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    from .render import render, renderer_options
+    with contextlib.ExitStack() as stack:
+        # started now, not earlier: they would compete with the landmarks and the cues for the cores
+        # and add to the memory peak of the cues; their start-up overlaps the portrait's preparation
+        render_workers = start_render_workers(config, n_frames / config.fps, workers, stack)
+        from .render import render, renderer_options
 
-    options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
-    smile_texture = portrait_smile_texture(portrait_cues)
-    if config.renderer == "mesh" and smile_texture >= SMILE_SYNTHESIZED_MOUTH:
-        # a broad smile's own teeth read as a grin whatever the emotion: its smile is taken off, so
-        # the mouth interior is drawn (skull-fixed teeth, cavity) instead of reusing the portrait's
-        options["mouth"] = "synthesize"
-    from .constants import EMOTIONS
-    from .inputs import parse_emotion_schedule
-    from .phonetic import emotion_weights
+        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
+        smile_texture = portrait_smile_texture(portrait_cues)
+        if config.renderer == "mesh" and smile_texture >= SMILE_SYNTHESIZED_MOUTH:
+            # a broad smile's own teeth read as a grin whatever the emotion: its smile is taken off,
+            # so the mouth interior is drawn (skull-fixed teeth, cavity) instead of reusing the portrait's
+            options["mouth"] = "synthesize"
+        from .constants import EMOTIONS
+        from .inputs import parse_emotion_schedule
+        from .phonetic import emotion_weights
 
-    expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
-    expression[:, EMOTIONS.index("happy")] -= smile_texture
-    frames = render(image, portrait_cues.landmarks()[0], cues.landmarks(), renderer=config.renderer,
-                    output_size=output_size, full=config.full, progress=False, expression=expression, **options)
-    frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
-    with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
-        for frame in frames:
-            writer.write(frame)
+        expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
+        expression[:, EMOTIONS.index("happy")] -= smile_texture
+        frames = render(image, portrait_cues.landmarks()[0], landmark_frames(cues), renderer=config.renderer,
+                        output_size=output_size, full=config.full, progress=False, expression=expression,
+                        workers=render_workers, **options)
+        frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
+        with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
+            for frame in frames:
+                writer.write(frame)
     timings["render+encode"] = time.perf_counter() - start
 
     if save_cues is not None:

@@ -857,6 +857,52 @@ def _resample_mono(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarra
     return np.concatenate([out, np.zeros(want - out.shape[0], np.float32)])
 
 
+@dataclass(frozen=True)
+class YuvFrame:
+    """A frame converted for the H.264 encoder (:class:`Yuv420p`): ``planes`` the
+    ``(H' * 3 / 2, W')`` uint8 yuv420p planes of the frame padded to even sizes, ``size`` the
+    ``(W, H)`` of the RGB frame it was made from."""
+
+    planes: np.ndarray
+    size: tuple[int, int]
+
+
+class Yuv420p:
+    """``(H, W, 3)`` uint8 RGB frame -> :class:`YuvFrame`, converted exactly as
+    :meth:`VideoWriter.write` converts RGB frames (it uses this): odd sizes padded by an edge
+    copy, one swscale context reused for every frame (making one per frame costs more than the
+    conversion). Picklable, so that other processes can convert frames for the encoder
+    (:class:`facecue.parallel.RenderWorkers`' ``finish``)."""
+
+    def __init__(self) -> None:
+        self._reformatter: Any = None
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._reformatter = None
+
+    def frame(self, frame: np.ndarray) -> Any:
+        """The ``av.VideoFrame`` (yuv420p) of an RGB frame."""
+        arr = np.asarray(frame)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {arr.dtype} {arr.shape}")
+        h, w = arr.shape[:2]
+        if w % 2 or h % 2:
+            arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
+        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+        return self._reformatter.reformat(rgb, format="yuv420p")
+
+    def __call__(self, frame: np.ndarray) -> YuvFrame:
+        h, w = np.shape(frame)[:2]
+        return YuvFrame(self.frame(frame).to_ndarray(), (int(w), int(h)))
+
+
 class VideoWriter:
     """Stream RGB frames into an H.264 (+ AAC audio) file, written atomically.
 
@@ -924,6 +970,7 @@ class VideoWriter:
         self._astream: Any = None
         self._audio_pos = 0
         self._closed = False
+        self._converter = Yuv420p()
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> VideoWriter:
@@ -996,28 +1043,33 @@ class VideoWriter:
 
         Parameters
         ----------
-        frame : np.ndarray
-            ``(H, W, 3)`` uint8 RGB with ``(W, H) == size``.
+        frame : np.ndarray or YuvFrame
+            ``(H, W, 3)`` uint8 RGB with ``(W, H) == size``, or such a frame already converted
+            by :class:`Yuv420p` (the same video either way).
         """
         if self._closed:
             raise ValueError("VideoWriter is closed")
-        arr = np.asarray(frame)
-        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-            raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {arr.dtype} {arr.shape}")
-        h, w = arr.shape[:2]
+        if isinstance(frame, YuvFrame):
+            w, h = frame.size
+        else:
+            arr = np.asarray(frame)
+            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+                raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {arr.dtype} {arr.shape}")
+            h, w = arr.shape[:2]
         if self.size is None:
             self.size = (w, h)
         elif (w, h) != self.size:
             raise ValueError(f"frame is {w}x{h}, writer expects {self.size[0]}x{self.size[1]}")
         if self._container is None:
             self._open(w, h)
-        if w % 2 or h % 2:
-            arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         try:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            if isinstance(frame, YuvFrame):
+                vf = av.VideoFrame.from_ndarray(frame.planes, format="yuv420p")
+            else:
+                vf = self._converter.frame(arr)
             vf.pts = self.n_frames
             vf.time_base = 1 / self.rate
-            self._mux(self._vstream.encode(vf.reformat(format="yuv420p")))
+            self._mux(self._vstream.encode(vf))
             self.n_frames += 1
             if self._astream is not None:
                 self._encode_audio_until(self._audio_end(self.n_frames), final=False)

@@ -135,6 +135,10 @@ class Renderer(ABC):
     name = "renderer"
     #: frames :func:`render` hands to :meth:`render_batch` at a time (a batched renderer raises it)
     batch_size = 1
+    #: whether a frame is a function of its landmarks and emotion weights only, so that
+    #: :func:`render` may render frames in worker processes (a pickled copy of the prepared
+    #: renderer in each; see :mod:`facecue.parallel`)
+    parallel = False
 
     @abstractmethod
     def prepare(self, portrait: np.ndarray, portrait_landmarks: np.ndarray) -> None:
@@ -1093,23 +1097,29 @@ def _soften_folds(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> No
     the triangle raster would leave a hard, stair-stepped edge. Blurs those pixels, in place; the
     blur's weight ramps with the jump, so that it cannot switch on and off between frames."""
     lo, hi = FOLD_JUMP_PX
-    jump_x = np.abs(np.diff(map_x, axis=1)) + np.abs(np.diff(map_y, axis=1))
-    jump_y = np.abs(np.diff(map_x, axis=0)) + np.abs(np.diff(map_y, axis=0))
-    if max(jump_x.max(initial=0), jump_y.max(initial=0)) <= lo:
+    if map_x.shape[0] < 2 or map_x.shape[1] < 2:
         return
-    edge = np.zeros(map_x.shape, np.float32)
-    strength_x = np.clip((jump_x - lo) / (hi - lo), 0, 1)
-    strength_y = np.clip((jump_y - lo) / (hi - lo), 0, 1)
-    edge[:, 1:] = np.maximum(edge[:, 1:], strength_x)
-    edge[:, :-1] = np.maximum(edge[:, :-1], strength_x)
-    edge[1:] = np.maximum(edge[1:], strength_y)
-    edge[:-1] = np.maximum(edge[:-1], strength_y)
-    ys, xs = np.nonzero(edge)
-    y0, y1 = max(ys.min() - 3, 0), min(ys.max() + 4, edge.shape[0])
-    x0, x1 = max(xs.min() - 3, 0), min(xs.max() + 4, edge.shape[1])
+    # |d map_x| + |d map_y| between horizontal and vertical neighbours (cv2 on views: no copies)
+    jump_x = cv2.add(cv2.absdiff(map_x[:, 1:], map_x[:, :-1]), cv2.absdiff(map_y[:, 1:], map_y[:, :-1]))
+    jump_y = cv2.add(cv2.absdiff(map_x[1:], map_x[:-1]), cv2.absdiff(map_y[1:], map_y[:-1]))
+    fold_x, fold_y = jump_x > lo, jump_y > lo
+    rows = np.flatnonzero(fold_x.any(axis=1) | np.r_[fold_y.any(axis=1), False] | np.r_[False, fold_y.any(axis=1)])
+    if not len(rows):
+        return
+    cols = np.flatnonzero(np.r_[fold_x.any(axis=0), False] | np.r_[False, fold_x.any(axis=0)] | fold_y.any(axis=0))
+    y0, y1 = max(rows[0] - 3, 0), min(rows[-1] + 4, map_x.shape[0])
+    x0, x1 = max(cols[0] - 3, 0), min(cols[-1] + 4, map_x.shape[1])
+    # the fold strength, only in that box (it is zero elsewhere)
+    edge = np.zeros((y1 - y0, x1 - x0), np.float32)
+    strength_x = np.clip((jump_x[y0:y1, x0 : x1 - 1] - lo) / (hi - lo), 0, 1)
+    strength_y = np.clip((jump_y[y0 : y1 - 1, x0:x1] - lo) / (hi - lo), 0, 1)
+    np.maximum(edge[:, 1:], strength_x, out=edge[:, 1:])
+    np.maximum(edge[:, :-1], strength_x, out=edge[:, :-1])
+    np.maximum(edge[1:], strength_y, out=edge[1:])
+    np.maximum(edge[:-1], strength_y, out=edge[:-1])
     region = frame[y0:y1, x0:x1]
     blurred = cv2.GaussianBlur(region, (5, 5), 0.9).astype(np.float32)
-    weight = np.clip(cv2.GaussianBlur(edge[y0:y1, x0:x1], (5, 5), 0.9) * 2.0, 0.0, 1.0)
+    weight = np.clip(cv2.GaussianBlur(edge, (5, 5), 0.9) * 2.0, 0.0, 1.0)
     _blend(frame, (x0, y0, x1, y1), blurred, weight)
 
 
@@ -1124,6 +1134,19 @@ def _border_loop(loop: np.ndarray, centre: np.ndarray, width: int, height: int) 
         ty = np.where(direction[:, 1] > 0, (hi[1] - centre[1]) / direction[:, 1],
                       np.where(direction[:, 1] < 0, (lo[1] - centre[1]) / direction[:, 1], np.inf))
     return centre + direction * np.minimum(tx, ty)[:, None]
+
+
+def _affine_map(coef: np.ndarray, j: int, flat_ids: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """``coef[j][ids] * gx + coef[j + 1][ids] * gy + coef[j + 2][ids]`` (one coordinate of the
+    per-triangle affine maps at every grid pixel), with fewer temporaries."""
+    shape = (gy.shape[0], gx.shape[1])
+    out = np.take(coef[j], flat_ids).reshape(shape)
+    out *= gx
+    term = np.take(coef[j + 1], flat_ids).reshape(shape)
+    term *= gy
+    out += term
+    out += np.take(coef[j + 2], flat_ids).reshape(shape)
+    return out
 
 
 class MeshRenderer(Renderer):
@@ -1144,6 +1167,7 @@ class MeshRenderer(Renderer):
     """
 
     name = "mesh"
+    parallel = True
 
     def __init__(self, *, rings=RINGS, redraw_eyes: bool = True, mouth: str = "auto", feather: float = 0.6,
                  map_step: int | None = None, expression_detail: bool = True) -> None:
@@ -1231,6 +1255,7 @@ class MeshRenderer(Renderer):
         self._mouth = None if self.mouth_mode == "warp" else mouth
         self._unit = _eye_unit(pts)
         self._identity_index = len(self._triangles)
+        self._n_face_vertices = n_mesh  # target_vertices: the face's (mesh and lash band) come first
         # expression detail: the emotions' wrinkle/fold maps laid onto the portrait's face box
         self._detail = None
         self._expression = np.zeros(0, np.float32)
@@ -1295,13 +1320,14 @@ class MeshRenderer(Renderer):
         grid_tris = (target_tris - np.array([x0, y0]) + 0.5) / step - 0.5
         fixed = np.round(grid_tris * 16).astype(np.int32)
         ids = np.full((grid_h, grid_w), self._identity_index, np.int32)
-        for k in order.tolist():
-            cv2.fillConvexPoly(ids, fixed[k], k, lineType=cv2.LINE_8, shift=4)
+        fill = cv2.fillConvexPoly  # ~1200 calls a frame: positional arguments, polygons pre-ordered
+        for k, polygon in zip(order.tolist(), fixed[order]):
+            fill(ids, polygon, k, cv2.LINE_8, 4)
         coef = np.concatenate([affine.reshape(-1, 6), [[1, 0, 0, 0, 1, 0]]]).astype(np.float32).T  # (6, N+1)
         gx = (x0 + (np.arange(grid_w, dtype=np.float32) + 0.5) * step - 0.5)[None, :]
         gy = (y0 + (np.arange(grid_h, dtype=np.float32) + 0.5) * step - 0.5)[:, None]
-        map_x = coef[0][ids] * gx + coef[1][ids] * gy + coef[2][ids]
-        map_y = coef[3][ids] * gx + coef[4][ids] * gy + coef[5][ids]
+        flat = ids.ravel()
+        map_x, map_y = (_affine_map(coef, j, flat, gx, gy) for j in (0, 3))
         # one-pixel slivers of folded triangles sample far away: a 3x3 median removes them and
         # leaves the (piecewise) affine maps elsewhere as they are
         map_x = cv2.medianBlur(map_x, 3)
@@ -1321,14 +1347,22 @@ class MeshRenderer(Renderer):
         region = frame[y0:y1, x0:x1]  # a view: the layers below draw into the frame
         region[...] = cv2.remap(self.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         detail = self._detail_factor()
+        vertices = self.target_vertices(pts) - np.array([x0, y0])
         if detail is not None:
-            origin = self._detail[1]
-            log_gain = cv2.remap(detail, map_x - origin[0], map_y - origin[1], cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            region[...] = np.clip(region * np.exp(log_gain)[..., None] + 0.5, 0, 255).astype(np.uint8)
+            # the maps are zero off the portrait's face, and only the face's triangles sample it:
+            # work in the box of the target face (padded for the maps' 3x3 median)
+            face = _patch_box(vertices[: self._n_face_vertices], 3, x1 - x0, y1 - y0)
+            if face is not None:
+                fx0, fy0, fx1, fy1 = face
+                origin = self._detail[1]
+                log_gain = cv2.remap(detail, map_x[fy0:fy1, fx0:fx1] - origin[0], map_y[fy0:fy1, fx0:fx1] - origin[1],
+                                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                patch = region[fy0:fy1, fx0:fx1]
+                shaded = patch * np.exp(log_gain)[..., None]
+                shaded += 0.5
+                patch[...] = np.clip(shaded, 0, 255, out=shaded)
         _soften_folds(region, map_x, map_y)
         if self._lids:
-            vertices = self.target_vertices(pts) - np.array([x0, y0])
             for lid in self._lids:
                 _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y)
         for eye in self._eyes:
@@ -1410,6 +1444,7 @@ def render(
     full: bool = True,
     progress: bool = False,
     expression: np.ndarray | None = None,
+    workers=None,
     **options,
 ) -> Iterator[np.ndarray]:
     """Render the portrait driven by relocated landmarks, frame by frame.
@@ -1425,6 +1460,9 @@ def render(
     progress : show a tqdm bar
     expression : optional (T, 8) per-frame emotion weights, intensity included (``EMOTIONS``
         order): how strongly each emotion's wrinkles and folds show, for renderers that draw them
+    workers : render in that many worker processes (an int), or in running
+        :class:`facecue.parallel.RenderWorkers`, while the caller consumes the frames (same
+        frames, same order); only for renderers with ``parallel = True``. None or 0: here.
     options : passed to the renderer's constructor when ``renderer`` is a name
 
     Returns
@@ -1445,20 +1483,31 @@ def render(
     engine.prepare(image, points)
     total = len(landmark_sequence) if hasattr(landmark_sequence, "__len__") else None
 
+    draws_expression = expression is not None and hasattr(engine, "set_expression")
+
+    def checked(sequence) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for index, landmarks in enumerate(sequence):
+            pts = check_landmarks(landmarks, f"landmark frame {index}")
+            if not identity:
+                pts = _transform_points(pts, matrix)
+            yield pts, (expression[min(index, len(expression) - 1)] if draws_expression else None)
+
     def frames() -> Iterator[np.ndarray]:
         sequence = iter(landmark_sequence)
         if progress:
             from tqdm import tqdm
 
             sequence = tqdm(sequence, total=total, desc="render", unit="frame", leave=False)
+        if workers and getattr(engine, "parallel", False):
+            from .parallel import render_in_workers
+
+            yield from render_in_workers(engine, checked(sequence), workers)
+            return
         batch_size = max(1, int(getattr(engine, "batch_size", 1)))
         pending: list[np.ndarray] = []  # at most batch_size frames: memory stays bounded
-        for index, landmarks in enumerate(sequence):
-            pts = check_landmarks(landmarks, f"landmark frame {index}")
-            if not identity:
-                pts = _transform_points(pts, matrix)
-            if expression is not None and hasattr(engine, "set_expression"):
-                engine.set_expression(expression[min(index, len(expression) - 1)])
+        for pts, weights in checked(sequence):
+            if weights is not None:
+                engine.set_expression(weights)
             if batch_size == 1:
                 yield engine.render_frame(pts)
                 continue
