@@ -169,7 +169,7 @@ def write(out: Path, results: dict) -> None:
         lines += ["## Expression geometry re-read from the rendered video, over the real clip's", "",
                   "Projection of the rendered expression (closed-lip regression over the rendered clip, minus the rendered "
                   "neutral) on the real one (the actor's level-3 clip minus their neutral clip), per region: 1.00 = the real "
-                  "amplitude. The region gains exaggerate it on purpose (see the recogniser table).", "",
+                  "amplitude. These are read back *with* the region gains applied: the mesh warp and MediaPipe lose much of an expression, and the gains bring the re-read amplitude near the real one (see the recogniser table for why they were chosen).", "",
                   "| actor | emotion | brows | eyes | lower face |", "|---|---|--:|--:|--:|"]
         for r in results["geometry"]:
             lines.append(f"| {r['actor']} | {r['emotion']} | {r['brows']:.2f} | {r['eyes']:.2f} | {r['lower']:.2f} |")
