@@ -199,18 +199,6 @@ def working_portrait(image: np.ndarray, config: GenerateConfig) -> tuple[np.ndar
     return image, size, notes
 
 
-MAX_SMILE_TEXTURE_REMOVED = 0.8  # of the real happy shading change: a smile's folds are softened, not inverted
-SMILE_SYNTHESIZED_MOUTH = 0.5  # portraits smiling at least this much (full smiles) get a synthesized mouth interior
-
-
-def portrait_smile_texture(portrait_cues) -> float:
-    """How much of the happy expression's shading (nasolabial folds, cheeks) to take off a smiling
-    portrait, in units of MEAD level 3: as much as its smile (its geometry is neutralized too)."""
-    from .phonetic import closed_mouth, smile_amount
-
-    return min(smile_amount(closed_mouth(portrait_cues.normalized[0])), MAX_SMILE_TEXTURE_REMOVED)
-
-
 def cue_audio(samples: np.ndarray) -> np.ndarray:
     """The audio the cue models listen to: silent or near-silent audio (nothing louder than
     -50 dBFS, :func:`facecue.audio.is_silent`) is digital silence, so that the face listens
@@ -338,17 +326,11 @@ def generate(
         from .render import render, renderer_options
 
         options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
-        smile_texture = portrait_smile_texture(portrait_cues)
-        if config.renderer == "mesh" and smile_texture >= SMILE_SYNTHESIZED_MOUTH:
-            # a broad smile's own teeth read as a grin whatever the emotion: its smile is taken off,
-            # so the mouth interior is drawn (skull-fixed teeth, cavity) instead of reusing the portrait's
-            options["mouth"] = "synthesize"
         from .constants import EMOTIONS
         from .inputs import parse_emotion_schedule
         from .phonetic import emotion_weights
 
         expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
-        expression[:, EMOTIONS.index("happy")] -= smile_texture
         frames = render(image, portrait_cues.landmarks()[0], landmark_frames(cues), renderer=config.renderer,
                         output_size=output_size, full=config.full, progress=False, expression=expression,
                         workers=render_workers, **options)
