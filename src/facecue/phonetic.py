@@ -214,21 +214,16 @@ def mouth_offsets(
     closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")] + mix[:, 0]
     speaking = gaussian_filter1d((loudness > 0).astype(np.float64), 1.0, mode="nearest")
     carrier = (SPEECH_JAW_OPENING + jaw_opening) * speaking * np.clip(1.0 - closing, 0.0, 1.0)
-    jaw = jaw_shape(priors)
+    jaw = jaw_shape()
     return ((visemes + carrier[:, None] * jaw.reshape(1, -1)) * mouth_scale).reshape(n_frames, N_LANDMARKS, 3)
 
 
 @lru_cache(maxsize=1)
-def _jaw_shape_cached(key: int) -> np.ndarray:
-    priors = load_priors()
-    aa = priors.viseme_offsets[VISEME_NAMES.index("aa")].astype(np.float64)
+def jaw_shape() -> np.ndarray:
+    """(478, 3) the real open-vowel mouth shape scaled to one canonical unit of inner-lip gap."""
+    aa = load_priors().viseme_offsets[VISEME_NAMES.index("aa")].astype(np.float64)
     gap = aa[INNER_LIP_MID[1], 1] - aa[INNER_LIP_MID[0], 1]
     return (aa / max(gap, 1e-6)).astype(np.float32)
-
-
-def jaw_shape(priors: CuePriors) -> np.ndarray:
-    """(478, 3) the real open-vowel mouth shape scaled to one canonical unit of inner-lip gap."""
-    return _jaw_shape_cached(id(priors))
 
 
 # --- eyes, gaze, head ----------------------------------------------------------------------
@@ -572,7 +567,6 @@ def phonetic_cues(
     rng = np.random.default_rng(seed)
     if phones is None:
         phones = recognize_phones(audio, text=text)
-    priors = load_priors()
     speech_gain, jaw_opening = emotion_mouth_dynamics(weights, intensity)
     mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale, speech_gain=speech_gain,
                           jaw_opening=jaw_opening)
