@@ -121,8 +121,6 @@ def emotion_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
 def closeup(data: Path, tmp: Path, out: Path, cue_model: str) -> str:
     """A 512 px face crop of a report portrait speaking, cut to the mouth and eyes at the widest
     mouth opening and at a narrowed-eye (angry) moment: how teeth and eyes look up close."""
-    import cv2
-
     from facecue.generate import generate
     from facecue.io import iter_video_frames, write_image
 
