@@ -70,3 +70,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class StderrLog:
+    """What a test wrote to stderr, captured as a log file would be (not a terminal)."""
+
+    def __init__(self, capsys):
+        self._capsys = capsys
+        self.out = self.err = ""
+
+    def getvalue(self) -> str:
+        captured = self._capsys.readouterr()
+        self.out += captured.out
+        self.err += captured.err
+        return self.err
+
+    def bar_lines(self, desc: str) -> list[str]:
+        """The progress lines of the bar called ``desc``."""
+        return [line for line in self.getvalue().splitlines() if line.startswith(f"{desc}:")]
+
+
+@pytest.fixture
+def stderr_log(capsys, monkeypatch) -> StderrLog:
+    """stderr as a log file (capsys: not a terminal, even under ``pytest -s``), with a plain-line
+    interval longer than any test: a progress bar may print its first line and its final state,
+    nothing in between (not a line per update or per ``set_postfix``). A bar drawn for a terminal
+    would write ``\\r`` redraws into it."""
+    from facecue import progress
+
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 1e6)
+    return StderrLog(capsys)

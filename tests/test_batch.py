@@ -146,6 +146,28 @@ def test_a_row_failing_while_running_is_reported(inputs):
     assert read_failures(inputs / "wall.failures.csv")[0]["row"] == "2"
 
 
+def test_batch_progress_in_a_log_is_a_few_plain_lines(inputs, stderr_log):
+    """A row skipped, one failing when read, two failing while running, stderr a log file: the
+    bar's first and final lines only (with the failure count), no redraws, no line per row."""
+    from facecue.io import write_image
+
+    write_image(inputs / "in" / "blank.png", np.full((200, 200, 3), 140, np.uint8))
+    (inputs / "out").mkdir(exist_ok=True)
+    (inputs / "out" / "logged.mp4").write_bytes(b"finished earlier")
+    path = write_csv(inputs / "logged.csv", [
+        dict(portrait="in/me.png", audio="in/hi.wav", emotion="sad", output="out/logged.mp4"),
+        dict(portrait="in/nobody.png", audio="in/hi.wav", emotion="sad", output="out/logged_nobody.mp4"),
+        dict(portrait="in/blank.png", audio="in/hi.wav", emotion="happy", output="out/logged_blank1.mp4"),
+        dict(portrait="in/blank.png", audio="in/hi.wav", emotion="happy", output="out/logged_blank2.mp4"),
+    ])
+    report = run_batch(path, jobs=1, progress=True)
+    assert report.skipped == [2] and [f[0] for f in report.failed] == [3, 4, 5]
+    text = stderr_log.getvalue()
+    lines = stderr_log.bar_lines("batch")
+    assert "\r" not in text and "\x1b" not in text, text
+    assert len(lines) == 2 and "2/4" in lines[0] and "4/4" in lines[1] and "failed=3" in lines[1], text
+
+
 def test_check_validates_every_row_and_runs_and_writes_nothing(inputs, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # --check needs no Ray: it never starts one
     path = write_csv(inputs / "checkonly.csv", [

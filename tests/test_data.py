@@ -171,6 +171,25 @@ def test_preprocess_labelled_videos_parallel_resumable(tmp_path, portrait, capsy
     assert not list((cache / "clips").glob(".*"))  # no temp files left behind
 
 
+def test_preprocess_progress_in_a_log_is_a_few_plain_lines(synthetic_cache, tmp_path, stderr_log):
+    """Resuming a finished cache, plus a few videos that are gone, stderr a log file: the bar's
+    first and final lines only (with the failure count), no redraws, no line per clip."""
+    from facecue.data import ClipSource, preprocess
+
+    cache = tmp_path / "cache"
+    shutil.copytree(synthetic_cache, cache)
+    done = sorted(p.stem for p in (cache / "clips").glob("*.npz"))
+    sources = [ClipSource(clip_id, tmp_path / f"{clip_id}.mp4", None, "neutral", 1.0, "S01") for clip_id in done]
+    sources += [ClipSource(f"gone{i}", tmp_path / f"gone{i}.mp4", None, "sad", 1.0, "S09") for i in range(3)]
+    report = preprocess(sources, cache, jobs=1, progress=True)
+    assert sorted(report.skipped) == done and [clip for clip, _ in report.failed] == ["gone0", "gone1", "gone2"]
+    text = stderr_log.getvalue()
+    lines = stderr_log.bar_lines("preprocess")
+    n = len(sources)
+    assert "\r" not in text and "\x1b" not in text, text
+    assert len(lines) == 2 and f"0/{n}" in lines[0] and f"{n}/{n}" in lines[1] and "failed=3" in lines[1], text
+
+
 def test_preprocess_argument_errors(tmp_path, capsys):
     assert main(["preprocess", "--out", str(tmp_path / "c")]) == 2
     assert main(["preprocess", "--videos", str(tmp_path), "--out", str(tmp_path / "c")]) == 2

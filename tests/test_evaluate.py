@@ -447,10 +447,15 @@ def _portrait_videos(tmp_path, portrait):
     return pred_dir, gt_dir
 
 
-def test_evaluate_videos_writes_reports_and_plots(tmp_path, portrait):
+def test_evaluate_videos_writes_reports_and_plots(tmp_path, portrait, stderr_log):
     pred_dir, gt_dir = _portrait_videos(tmp_path, portrait)
     out = tmp_path / "report"
-    report = ev.evaluate_videos(pred_dir, gt_dir, out, progress=False)
+    report = ev.evaluate_videos(pred_dir, gt_dir, out, progress=True)
+    # stderr is a log file: the bar's first and final lines, no redraws, no line per video
+    text = stderr_log.getvalue()
+    lines = stderr_log.bar_lines("evaluate")
+    assert "\r" not in text and "\x1b" not in text, text
+    assert len(lines) == 2 and "0/2" in lines[0] and "2/2" in lines[1], text
     by_stem = {r["stem"]: r for r in report.results}
     assert set(by_stem) == {"W011_happy_level3_001", "blurred"}
     assert report.unpaired_pred == ["lonely"] and report.unpaired_gt == []

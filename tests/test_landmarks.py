@@ -66,6 +66,17 @@ def test_tracking_follows_a_moving_face(portrait, portrait_landmarks):
     np.testing.assert_allclose(dx[valid], expected[valid], atol=1.5)
 
 
+def test_tracking_progress_in_a_log_is_a_plain_line(portrait, stderr_log):
+    """stderr a log file: the (transient) bar prints its first line, no redraws and no line per frame."""
+    frames = [np.roll(portrait, shift=4 * k, axis=1) for k in range(3)]
+    points, valid = track_landmarks(frames, progress=True, total=len(frames))
+    assert points.shape == (3, N_LANDMARKS, 3) and valid.all()
+    text = stderr_log.getvalue()
+    assert "\r" not in text and "\x1b" not in text, text
+    lines = stderr_log.bar_lines("landmarks")
+    assert len(lines) == 1 and "0/3" in lines[0], text
+
+
 def test_crop_face_puts_eyes_level_at_the_expected_place(portrait, portrait_landmarks):
     crop, matrix = crop_face(portrait, portrait_landmarks, 256)
     assert crop.shape == (256, 256, 3)

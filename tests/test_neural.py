@@ -121,6 +121,23 @@ def test_frame_pairs_enumerate_every_training_pair():
     assert not any(s in held or d in held for s, d in seen)  # held-out frames never drawn
 
 
+def test_preprocess_frames_progress_in_a_log_is_a_few_plain_lines(tmp_path, stderr_log):
+    """Resuming a frame cache whose clips are all done, stderr a log file: the bar's first and
+    final lines only, no redraws, no line per clip."""
+    from facecue.neural import preprocess_frames
+
+    names = [f"clip{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        save_frame_clip(tmp_path / f"{name}.npz", synthetic_clip(n_frames=4, size=32, seed=i, clip_id=name))
+    written = preprocess_frames([tmp_path / "videos" / f"{name}.mp4" for name in names], tmp_path, size=32,
+                                progress=True)
+    assert [p.stem for p in written] == names
+    text = stderr_log.getvalue()
+    lines = stderr_log.bar_lines("clips")
+    assert "\r" not in text and "\x1b" not in text, text
+    assert len(lines) == 2 and "0/5" in lines[0] and "5/5" in lines[1], text
+
+
 def test_preprocess_frames_real_clip(shared_data, tmp_path):
     from facecue.neural import preprocess_frames
 

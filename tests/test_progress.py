@@ -48,3 +48,55 @@ def test_phone_recognition_reports_progress(monkeypatch):
     monkeypatch.setattr(sys, "stderr", log)
     recognize_phones(read_audio(asset_path("speech.wav"))[: 3 * 16000], progress=True)
     assert log.getvalue().startswith("phones:"), log.getvalue()
+
+
+def test_a_log_gets_a_line_per_interval_of_a_fast_clock(monkeypatch, stderr_log):
+    """Ten minutes of training on tqdm's clock (a step a second, a loss in the postfix each step):
+    about one line per interval, never one per step or per postfix."""
+    import tqdm.std
+
+    now = [1000.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: now[0])  # tqdm's clock: bars read it as self._time
+    monkeypatch.setattr(tqdm.std.tqdm, "monitor_interval", 0)  # no monitor thread on the real clock
+    monkeypatch.setattr(progress, "PLAIN_INTERVAL_S", 10.0)
+    with progress.progress_bar(total=600, desc="train", unit="step", dynamic_ncols=True) as bar:
+        for step in range(600):
+            now[0] += 1.0
+            bar.set_postfix(loss=f"{1 / (step + 1):.4f}")
+            bar.update(1)
+    text = stderr_log.getvalue()
+    lines = stderr_log.bar_lines("train")
+    assert "\r" not in text and "\x1b" not in text and len(lines) == len(text.splitlines())
+    assert 600 / 10 / 2 <= len(lines) <= 600 / 10 + 2, f"{len(lines)} lines:\n{text}"
+    assert "600/600" in lines[-1] and "loss=0.0017" in lines[-1], "the final state, with its postfix"
+
+
+def test_postfix_and_description_changes_print_nothing_themselves_in_a_log(stderr_log):
+    bar = progress.progress_bar(total=500, desc="batch", unit="video")
+    for i in range(500):
+        bar.update(1)
+        bar.set_postfix(failed=i + 1)
+        bar.set_postfix_str(f"failed={i + 1}")
+        bar.set_description("batch")
+        bar.set_description_str("batch:")
+    bar.close()
+    lines = stderr_log.bar_lines("batch")
+    assert len(lines) == len(stderr_log.getvalue().splitlines()) == 2, stderr_log.getvalue()
+    assert "0/500" in lines[0] and "500/500" in lines[1] and "failed=500" in lines[1]
+
+
+def test_a_terminal_gets_an_ordinary_redrawn_bar(monkeypatch):
+    from tqdm import tqdm
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    bar = progress.progress_bar(total=3, desc="train", unit="step", dynamic_ncols=True)
+    assert type(bar) is tqdm and bar.fp is not None
+    bar.set_postfix(loss="0.5")  # redraws at once, as tqdm does
+    assert screen.getvalue().count("\r") == 2 and "loss=0.5" in screen.getvalue()
+    bar.update(3)
+    bar.close()

@@ -168,6 +168,21 @@ def test_resume_auto_continues_a_finished_run(synthetic_cache, tmp_path):
     assert [r["step"] for r in read_log(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_training_progress_in_a_log_is_a_few_plain_lines(synthetic_cache, tmp_path, stderr_log):
+    """A run logging every step, stderr a log file: the bar's first and final lines only (with the
+    last loss), no redraws and no line per step or per loss update."""
+    from facecue.stage1 import Stage1Task
+
+    cfg = tiny_config(synthetic_cache, tmp_path / "run", steps=6, checkpoint_every=3, log_every=1)
+    train(Stage1Task(cfg), progress=True)
+    text = stderr_log.getvalue()
+    lines = stderr_log.bar_lines("train stage1")
+    assert "\r" not in text and "\x1b" not in text, text
+    assert len(lines) == 2, text
+    assert "0/6" in lines[0] and "6/6" in lines[1]
+    assert f"loss={read_log(tmp_path / 'run')[-1]['loss']:.4f}" in lines[1]
+
+
 def test_two_process_ddp_run_learns(synthetic_cache, tmp_path):
     """torchrun --nproc_per_node 2 (gloo on CPU) through the CLI: finishes, loss falls, rank 0
     alone writes the logs, the checkpoint holds both ranks' RNG states."""

@@ -283,10 +283,10 @@ def run_rows(csv_path: str | Path, execute: Executor, *, force: bool = False, pr
     by_row = {job.row: job for job in todo}
     bar = None
     if progress:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=len(todo) + len(skipped) + len(failed), initial=len(skipped) + len(failed), desc=desc,
-                   unit="video", dynamic_ncols=True)
+        bar = progress_bar(total=len(todo) + len(skipped) + len(failed), initial=len(skipped) + len(failed),
+                           desc=desc, unit="video", dynamic_ncols=True)
         bar.set_postfix(failed=len(report.failed))
 
     def record(result: dict) -> None:

@@ -407,9 +407,9 @@ def preprocess(
     rows: dict[str, dict] = {}
     bar = None
     if progress:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=len(sources), desc="preprocess", unit="clip", dynamic_ncols=True)
+        bar = progress_bar(total=len(sources), desc="preprocess", unit="clip", dynamic_ncols=True)
 
     def record(result: dict) -> None:
         status = result["status"]

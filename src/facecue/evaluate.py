@@ -1676,9 +1676,9 @@ def evaluate_videos(
     fid_pred, fid_gt = [], []
     iterator: Iterable = pairs
     if progress:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
-        iterator = tqdm(pairs, desc="evaluate", unit="video")
+        iterator = progress_bar(pairs, desc="evaluate", unit="video")
     started = time.perf_counter()
     neutral_shapes: dict[str, np.ndarray | None] = {}
     for stem, pred_path, gt_path in iterator:

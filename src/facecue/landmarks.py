@@ -230,9 +230,9 @@ def track_landmarks(
     found: list[np.ndarray | None] = []
     iterator = iter_tracked_landmarks(frames)
     if progress:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
-        iterator = tqdm(iterator, total=total, desc="landmarks", unit="frame", leave=False)
+        iterator = progress_bar(iterator, total=total, desc="landmarks", unit="frame", leave=False)
     for points in iterator:
         found.append(points)
     valid = np.array([p is not None for p in found], dtype=bool)

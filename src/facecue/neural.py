@@ -278,9 +278,9 @@ def preprocess_frames(
     written = []
     iterator: Iterable[Path] = files
     if progress:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
-        iterator = tqdm(files, desc="clips", unit="clip")
+        iterator = progress_bar(files, desc="clips", unit="clip")
     for video in iterator:
         target = out / f"{video.stem}.npz"
         if target.exists() and not overwrite:

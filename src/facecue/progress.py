@@ -9,6 +9,7 @@ state once. Either way it is a ``tqdm`` instance, so Gradio's ``track_tqdm`` sti
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -45,7 +46,9 @@ def progress_bar(iterable: Iterable | None = None, *, enabled: bool = True, **kw
 
     Keyword arguments are tqdm's (``total``, ``desc``, ``unit``, ``leave``, ``initial``...). When
     stderr is not a terminal the bar prints plain lines at most every :data:`PLAIN_INTERVAL_S`
-    seconds (and its final state when ``leave`` is true, tqdm's default).
+    seconds (and its final state when ``leave`` is true, tqdm's default); there ``set_postfix``
+    and ``set_description`` change what the next line shows without printing one themselves
+    (tqdm's default redraws the bar on each call, a log line per call).
     """
     if not enabled:
         if iterable is None:
@@ -53,13 +56,36 @@ def progress_bar(iterable: Iterable | None = None, *, enabled: bool = True, **kw
         return iterable
     from tqdm import tqdm
 
-    if not stderr_is_terminal():
-        kwargs.setdefault("file", _PlainLines(sys.stderr))
-        kwargs.setdefault("mininterval", PLAIN_INTERVAL_S)
-        kwargs.setdefault("maxinterval", max(PLAIN_INTERVAL_S, kwargs["mininterval"]))
-        kwargs.setdefault("ncols", 80)
-        kwargs.pop("dynamic_ncols", None)
-    return tqdm(iterable, **kwargs)
+    if stderr_is_terminal():
+        return tqdm(iterable, **kwargs)
+    kwargs.setdefault("file", _PlainLines(sys.stderr))
+    kwargs.setdefault("mininterval", PLAIN_INTERVAL_S)
+    kwargs.setdefault("maxinterval", max(PLAIN_INTERVAL_S, kwargs["mininterval"]))
+    kwargs.setdefault("ncols", 80)
+    kwargs.pop("dynamic_ncols", None)
+    return _plain_bar_class()(iterable, **kwargs)
+
+
+@functools.cache
+def _plain_bar_class() -> type:
+    """tqdm whose postfix/description setters never force a redraw: in a log every redraw is a
+    line, so only the throttled updates (and the final state) print."""
+    from tqdm import tqdm
+
+    class PlainBar(tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+        def set_postfix_str(self, s="", refresh=True):
+            super().set_postfix_str(s, refresh=False)
+
+        def set_description(self, desc=None, refresh=True):
+            super().set_description(desc, refresh=False)
+
+        def set_description_str(self, desc=None, refresh=True):
+            super().set_description_str(desc, refresh=False)
+
+    return PlainBar
 
 
 class _NoBar:

@@ -14,7 +14,7 @@ one batch. The trainer does the rest, identically for every model:
   steps exactly (data order and randomness are a function of what the checkpoint stores);
 * self-describing checkpoints (kind, version, config, weights with their buffers, optimizer,
   schedule, step, RNG states), written atomically and read with ``torch.load(weights_only=True)``;
-* ``log.csv`` and TensorBoard scalars, a tqdm progress bar, ``config.yaml`` next to the weights.
+* ``log.csv`` and TensorBoard scalars, a progress bar (plain lines in a log), ``config.yaml`` next to the weights.
 
 Configs are frozen dataclasses loaded from YAML: unknown keys are an error that names them and
 ``--set section.key=value`` overrides are type-checked (:func:`load_config`).
@@ -625,7 +625,7 @@ def train(
     resume : a checkpoint to continue from, or ``"auto"`` for ``out_dir/last.pt``. The step,
         weights, EMA, optimizer, schedule and RNG state are restored; batches continue with the
         step's seeded draw, so the run repeats the uninterrupted run's later steps.
-    progress : tqdm bar on rank 0
+    progress : progress bar on rank 0 (:func:`facecue.progress.progress_bar`)
     """
     cfg: TrainConfig = task.config.train
     out = Path(out_dir or cfg.out_dir)
@@ -691,9 +691,10 @@ def _train(task: Task, cfg: TrainConfig, out: Path, resume, progress: bool, dist
     use_amp = cfg.amp and dist.device.type == "cuda"
     bar = None
     if progress and dist.is_main:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {task.kind.split('.')[-1]}", unit="step", dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, initial=start_step, desc=f"train {task.kind.split('.')[-1]}", unit="step",
+                           dynamic_ncols=True)
 
     def checkpoint_payload(step: int) -> dict:
         rng_states = [_rng_state()]
