@@ -74,7 +74,7 @@ def region_masks() -> dict[str, np.ndarray]:
     try:
         for region in saved:
             phonetic.set_emotion_region_gains(**{k: float(k == region) for k in saved})
-            masks[region] = phonetic.emotion_gain_map()[:, 0].copy()
+            masks[region] = phonetic.emotion_gain_map()[0, :, 0].copy()  # emotion-independent without emphasis
     finally:
         phonetic.set_emotion_region_gains(**saved)
     return masks

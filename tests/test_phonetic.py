@@ -200,7 +200,28 @@ def test_smile_removal_keeps_the_portraits_brows_and_eyes(portrait_cues):
     neutral = neutralize_smile(shape)
     brows_and_eyes = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300, 159, 145, 386, 374]
     np.testing.assert_allclose(neutral[brows_and_eyes], shape[brows_and_eyes], atol=1e-6)
-    assert smile_amount(neutral) < 0.05
+    # its corners come down to the template's height and its mouth in to a neutral width, but for
+    # at most MAX_SMILE_REMOVED smiles: this very broad smile keeps a trace of its width
+    assert smile_amount(neutral) < 0.15
+    width = lambda s: np.linalg.norm(s[61, :2] - s[291, :2])  # noqa: E731
+    assert width(neutral) < width(shape) - 0.1
+
+
+def test_a_broad_smile_with_parted_lips_is_closed_partly_by_the_upper_lip(portrait_cues):
+    """A smiling portrait's raised upper lip comes down over the teeth (the chin rises less than
+    when the jaw alone closes the lips); a portrait that does not smile is closed by the jaw."""
+    from facecue.motion import open_mouth
+    from facecue.phonetic import SMILE_UPPER_LIP_SHARE, closed_mouth, portrait_rest_shape, smile_amount
+
+    shape = open_mouth(closed_mouth(portrait_cues.normalized[0]), 0.1)  # parted lips
+    assert smile_amount(closed_mouth(shape)) >= 1.0
+    rest = portrait_rest_shape(shape)
+    assert abs((rest[14, 1] - rest[13, 1]) - (closed_mouth(shape)[14, 1] - closed_mouth(shape)[13, 1])) < 1e-5  # both closed
+    upper_lip_drop = rest[0, 1] - shape[0, 1]  # 0: the upper lip's middle (outer contour)
+    chin_rise = shape[152, 1] - rest[152, 1]
+    jaw_only_chin_rise = shape[152, 1] - closed_mouth(shape)[152, 1]
+    assert upper_lip_drop > 0.5 * SMILE_UPPER_LIP_SHARE * 0.1
+    assert chin_rise < jaw_only_chin_rise - 0.02
 
 
 def test_expressions_never_narrow_the_eyes_below_the_limit(portrait_cues):

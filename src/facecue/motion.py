@@ -73,6 +73,37 @@ def open_mouth(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray
     return norm
 
 
+def lower_upper_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
+    """Move the upper lip down by ``amount`` canonical units (a smile's raised upper lip, let down).
+
+    The upper lip moves fully between the mouth corners (the corners themselves by 30 %); the
+    skin above it follows, fading to nothing ~0.08 canonical units above the lip's line (below
+    the nose), and sideways past the corners. Nothing else moves.
+
+    Parameters
+    ----------
+    normalized : (..., 478, 3) canonical units
+    amount : (...,) or scalar, canonical units
+    """
+    norm = np.array(normalized, dtype=np.float64, copy=True)
+    ref = norm.reshape(-1, *norm.shape[-2:])[0]
+    upper = np.array(UPPER_LIP)
+    order = np.argsort(ref[upper, 0])
+    x = ref[:N_MESH_POINTS, 0]
+    lip_line = np.interp(x, ref[upper, 0][order], ref[upper, 1][order])
+    left, right = ref[MOUTH_CORNERS[0], 0], ref[MOUTH_CORNERS[1], 0]
+    rel = (x - (left + right) / 2) / (abs(right - left) / 2)
+    across = np.where(np.abs(rel) <= 1, 0.3 + 0.7 * (1 - rel**2), 0.3 * np.exp(-(((np.abs(rel) - 1) / 0.5) ** 2)))
+    above = lip_line - ref[:N_MESH_POINTS, 1]  # > 0 above the lip's line (y grows downward)
+    weight = np.where(above >= 0, np.clip(1.0 - above / 0.08, 0.0, 1.0), 0.0) * across
+    weight[list(LOWER_LIP)] = 0.0
+    weight[upper] = across[upper]
+    weight[list(_CORNERS)] = 0.3
+    a = np.asarray(amount, dtype=np.float64)[..., None]
+    norm[..., :N_MESH_POINTS, 1] += a * weight
+    return norm
+
+
 def scripted_motion(base: FaceCues, n_frames: int, fps: float, *, seed: int = 0) -> FaceCues:
     """A cue sequence built from one frame of ``base``: a slow head turn (+-12 deg yaw, a nod),
     gaze shifts, a blink every ~3 s and a mouth that opens and closes (~4 syllables a second).

@@ -48,7 +48,7 @@ from .inputs import (
     parse_emotion_schedule,
     parse_gaze,
 )
-from .motion import close_eyes, open_mouth
+from .motion import close_eyes, lower_upper_lip, open_mouth
 
 PRIORS_KIND = "facecue.cue_priors"
 PRIORS_VERSION = 2
@@ -333,9 +333,19 @@ REST_LIP_GAP = 0.006  # canonical units: lips touching
 # (scripts/calibrate_expressiveness.py, docs/calibration/README.md).
 EMOTION_REGION_GAINS = {"brows": 2.5, "eyes": 1.6, "lower": 2.2}
 MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate toward this
+# Per emotion, extra factors on top of the region gains (``brows``, ``eyes``, ``lower``) and on
+# the jaw opening the emotion holds while speaking (``jaw``); unlisted factors are 1. Chosen like
+# the region gains, on calibration material only (scripts/calibrate_expressiveness.py).
+EMOTION_EMPHASIS: dict[str, dict[str, float]] = {}
+EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 SMILE_UNIT = 0.05  # canonical units: corners this much higher than the template's are a full smile
 MAX_SMILE_REMOVED = 1.6  # at most this many full smiles are taken off a smiling portrait
 SMILE_SPREAD = 0.1  # canonical units: how far around the corners the skin follows them down
+SMILE_NARROWING = 0.04  # canonical units per side: a full smile's widening (MEAD happy level 3, ~0.034-0.047)
+# A mouth wider than this x the reference (MEAD neutral) width is read as smiling by its width;
+# neutral mouths of the MEAD actors and calibration speakers measure 0.91-1.05 x the reference.
+SMILE_FREE_WIDTH = 1.05
+SMILE_UPPER_LIP_SHARE = 0.5  # of a smiling portrait's parted lips, the share closed by letting the upper lip down
 
 
 def _region_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -350,12 +360,20 @@ def _region_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lower, brow, 1.0 - lower - brow
 
 
+def emphasis_factors(factor: str) -> np.ndarray:
+    """(8,) ``EMOTION_EMPHASIS``'s ``factor`` for each emotion (in ``EMOTIONS`` order), 1 where unset."""
+    return np.array([EMOTION_EMPHASIS.get(name, {}).get(factor, 1.0) for name in EMOTIONS], np.float64)
+
+
 @lru_cache(maxsize=1)
 def emotion_gain_map() -> np.ndarray:
-    """(478, 1) per-landmark gain of the emotion offsets from ``EMOTION_REGION_GAINS``."""
+    """(8, 478, 1) per-emotion, per-landmark gain of the emotion offsets: ``EMOTION_REGION_GAINS``
+    times the emotion's ``EMOTION_EMPHASIS`` per region."""
     lower, brow, eyes = _region_weights()
     gains = EMOTION_REGION_GAINS
-    return (gains["lower"] * lower + gains["brows"] * brow + gains["eyes"] * eyes)[:, None].astype(np.float32)
+    regions = {"lower": lower, "brows": brow, "eyes": eyes}
+    total = sum(gains[name] * emphasis_factors(name)[:, None] * weight[None] for name, weight in regions.items())
+    return total[..., None].astype(np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -363,7 +381,7 @@ def emotion_offsets_applied() -> np.ndarray:
     """(8, 478, 3) the emotions' offsets at intensity 1 with the region gains; a brow moved
     further than ``MAX_BROW_TRAVEL`` saturates softly (tanh) toward it, so that emotions whose
     real brows already move far (contempt, surprise) are not stretched into caricature."""
-    gained = load_priors().emotion_offsets.astype(np.float64) * emotion_gain_map()[None]
+    gained = load_priors().emotion_offsets.astype(np.float64) * emotion_gain_map()
     _, brow, _ = _region_weights()
     travel = np.linalg.norm(gained, axis=-1, keepdims=True)
     saturated = MAX_BROW_TRAVEL * np.tanh(travel / MAX_BROW_TRAVEL) / np.maximum(travel, 1e-9)
@@ -410,6 +428,19 @@ def set_emotion_region_gains(**gains: float) -> None:
     emotion_offsets_applied.cache_clear()
 
 
+def set_emotion_emphasis(emotion: str, **factors: float) -> None:
+    """Change ``EMOTION_EMPHASIS[emotion]`` (factors ``brows``, ``eyes``, ``lower``, ``jaw``) for
+    this process, e.g. while calibrating (scripts/calibrate_expressiveness.py)."""
+    if emotion not in EMOTIONS:
+        raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EMOTIONS)}")
+    unknown = set(factors) - set(EMPHASIS_FACTORS)
+    if unknown:
+        raise ValueError(f"unknown emphasis factors {sorted(unknown)}; use {list(EMPHASIS_FACTORS)}")
+    EMOTION_EMPHASIS[emotion] = {**EMOTION_EMPHASIS.get(emotion, {}), **{k: float(v) for k, v in factors.items()}}
+    emotion_gain_map.cache_clear()
+    emotion_offsets_applied.cache_clear()
+
+
 def emotion_expression(weights: np.ndarray, intensity: float) -> np.ndarray:
     """(T, 478, 3) the emotions' closed-lip expression offsets (canonical units) for per-frame
     emotion ``weights`` (T, 8) at ``intensity`` (1 = MEAD level 3)."""
@@ -421,7 +452,7 @@ def emotion_mouth_dynamics(weights: np.ndarray, intensity: float) -> tuple[np.nd
     movements are than neutral speech's and how much lip gap it holds open, at ``intensity``."""
     priors = load_priors()
     gain = 1.0 + intensity * (weights @ priors.emotion_speech_gain - 1.0)
-    jaw = intensity * (weights @ priors.emotion_jaw_opening)
+    jaw = intensity * (weights @ (priors.emotion_jaw_opening * emphasis_factors("jaw")))
     return gain.astype(np.float32), jaw.astype(np.float32)
 
 
@@ -441,26 +472,58 @@ def _smile_excess(shape: np.ndarray) -> float:
     return max(corner_elevation(shape) - corner_elevation(reference), 0.0)
 
 
+def _width_excess(shape: np.ndarray) -> float:
+    """How much wider than ``SMILE_FREE_WIDTH`` x the reference width the mouth is (canonical units, >= 0)."""
+    width = float(np.linalg.norm(shape[MOUTH_CORNERS[0], :2] - shape[MOUTH_CORNERS[1], :2]))
+    return max(width - SMILE_FREE_WIDTH * float(load_priors().reference_mouth_width), 0.0)
+
+
 def smile_amount(shape: np.ndarray) -> float:
-    """How much a (478, 3) normalized shape smiles: the corners' elevation above the template's in
-    units of a full smile (``SMILE_UNIT``; 0 = not at all), capped at ``MAX_SMILE_REMOVED``."""
-    return float(min(_smile_excess(np.asarray(shape, np.float64)) / SMILE_UNIT, MAX_SMILE_REMOVED))
+    """How much a (478, 3) normalized shape smiles, in full smiles (0 = not at all), capped at
+    ``MAX_SMILE_REMOVED``: the larger of the corners' elevation above the template's (a full
+    smile: ``SMILE_UNIT``) and the mouth's width beyond a neutral mouth's (a full smile: twice
+    ``SMILE_NARROWING``). A broad smile with parted lips shows in its width more than in its
+    corners."""
+    shape = np.asarray(shape, np.float64)
+    amount = max(_smile_excess(shape) / SMILE_UNIT, _width_excess(shape) / (2 * SMILE_NARROWING))
+    return float(min(amount, MAX_SMILE_REMOVED))
 
 
 def neutralize_smile(shape: np.ndarray) -> np.ndarray:
-    """(478, 3) the portrait with its own smile taken off, so that other emotions can show on a
-    smiling photo: the mouth corners (and the skin around them, fading within ~0.1 eye distance)
-    are lowered to the template's corner height; brows, eyes and the lips' middle stay."""
+    """(478, 3) the (closed-mouth) portrait with its own smile taken off, so that other emotions
+    can show on a smiling photo: the mouth corners (and the skin around them, fading within ~0.1
+    eye distance) are lowered to the template's corner height and drawn in to a neutral mouth's
+    width (at most ``MAX_SMILE_REMOVED`` full smiles); brows, eyes and the lips' middle stay."""
     shape = np.asarray(shape, np.float64)
     drop = min(_smile_excess(shape), MAX_SMILE_REMOVED * SMILE_UNIT)
-    if drop <= 0:
+    narrowing = min(_width_excess(shape) / 2, MAX_SMILE_REMOVED * SMILE_NARROWING)  # per side
+    if drop <= 0 and narrowing <= 0:
         return shape.copy()
     corners = shape[list(MOUTH_CORNERS)]
-    distance2 = ((shape[:, None, :2] - corners[None, :, :2]) ** 2).sum(-1).min(axis=1)
-    weight = np.exp(-distance2 / (2 * SMILE_SPREAD**2)) * load_priors().lower_face_weight
+    distance2 = ((shape[:, None, :2] - corners[None, :, :2]) ** 2).sum(-1)  # (478, 2)
+    weight = np.exp(-distance2.min(axis=1) / (2 * SMILE_SPREAD**2)) * load_priors().lower_face_weight
     out = shape.copy()
     out[:, 1] += drop * weight
+    # drawn in toward the mouth's middle: each point follows its nearer corner
+    inward = np.where(corners[distance2.argmin(axis=1), 0] > corners[:, 0].mean(), -1.0, 1.0)
+    out[:, 0] += narrowing * inward * weight
     return closed_mouth(out)
+
+
+def portrait_rest_shape(normalized: np.ndarray) -> np.ndarray:
+    """(478, 3) the rest shape speech and emotions start from, for a portrait's normalized shape
+    (478, 3): lips closed and its own smile taken off (:func:`neutralize_smile`).
+
+    A smiling portrait's parted lips are closed partly by letting the raised upper lip down over
+    the teeth (``SMILE_UPPER_LIP_SHARE`` of the gap for a full smile) and the rest by raising the
+    jaw, so the chin keeps its place better than with the jaw alone."""
+    normalized = np.asarray(normalized, np.float64)
+    closed = closed_mouth(normalized)
+    share = SMILE_UPPER_LIP_SHARE * min(smile_amount(closed), 1.0)
+    gap = normalized[INNER_LIP_MID[1], 1] - normalized[INNER_LIP_MID[0], 1] - REST_LIP_GAP
+    if share > 0 and gap > 0:
+        closed = closed_mouth(lower_upper_lip(normalized, share * gap))
+    return neutralize_smile(closed)
 
 
 def closed_mouth(normalized: np.ndarray) -> np.ndarray:
@@ -493,7 +556,7 @@ def assemble_cues(
     closure : (T,) blink lid closure 0..1
     """
     n_frames = len(expression)
-    base = neutralize_smile(closed_mouth(portrait.normalized[0]))
+    base = portrait_rest_shape(portrait.normalized[0])
     width = np.linalg.norm(base[MOUTH_CORNERS[0]] - base[MOUTH_CORNERS[1]])
     ratio = width / load_priors().reference_mouth_width
     rest = limit_eye_narrowing(base, closed_mouth(base[None] + emotion * ratio))

@@ -105,16 +105,21 @@ LASH_CLOSURE = (0.7, 0.85)
 MOUTH_OPEN_RATIO = 0.06  # portrait's inner-lip gap / mouth width above which its interior is reused
 MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
 # Synthesized mouth interior, sizes in units of the outer-eye-corner distance (about 9 cm).
-TEETH_HEIGHT = 0.075  # upper incisors' edge below the portrait's resting upper-lip line (fixed to the skull)
+TEETH_HEIGHT = 0.05  # upper incisors' edge below the portrait's resting upper-lip line (fixed to the skull)
 TEETH_HALF_WIDTH = 0.24  # upper teeth visible up to this distance from the midline
 TEETH_BARED = 0.03  # how far the upper lip can rise above the teeth's resting place (eye units)
-LOWER_TEETH_RISE = 0.04  # lower incisors' edge above the lower inner lip (they move with the jaw)
+LOWER_TEETH_RISE = 0.025  # lower incisors' edge above the lower inner lip (they move with the jaw)
 LOWER_TEETH_HALF_WIDTH = 0.17
 LOWER_TEETH_SHADE = 0.8  # the lower row sits in the upper row's and the lip's shadow
 TOOTH_EDGES = (0.0, 0.095, 0.165, 0.225)  # tooth boundaries from the midline (incisors, canine)
 TONGUE_HALF_WIDTH = 0.22
 TONGUE_HEIGHT = 0.09
 TEETH_RGB = (236, 226, 206)  # in a well-lit portrait; scaled by the portrait's skin lightness
+# Lip gap at the midline (eye units) over which the upper teeth come into view and into the light:
+# in barely parted lips real teeth are covered or in shadow (a white band there reads as bared teeth
+# and MediaPipe reads such a mouth as opened far wider than its landmarks say).
+TEETH_SHOW_GAP = (0.02, 0.09)
+TEETH_SHADOW = 0.5  # brightness of teeth in the narrowest opening that shows them, x their lit brightness
 NOSE_BASE = 2  # MediaPipe's subnasale: the skull's reference for the upper teeth
 SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lightness is read
 CAVITY_DARK_RGB = (28, 9, 11)
@@ -862,11 +867,13 @@ def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray
     edge = TEETH_HEIGHT * (1.0 - 0.45 * (ax / TEETH_HALF_WIDTH) ** 2) - 0.01 * np.exp(-((to_edge / 0.01) ** 2))
     d = below_mid / unit
     cover = np.clip((edge - d) / aa + 0.5, 0.0, 1.0) * np.clip((TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
-    cover *= float(_smoothstep(np.array(gap_mid / unit), 0.012, 0.045))
-    shade = np.clip(1.0 - 0.6 * (ax / TEETH_HALF_WIDTH) ** 2, 0.3, 1.0)  # the arch turns away
+    showing = float(_smoothstep(np.array(gap_mid / unit), *TEETH_SHOW_GAP))
+    cover *= showing
+    shade = np.clip(1.0 - 0.85 * (ax / TEETH_HALF_WIDTH) ** 2, 0.15, 1.0)  # the arch turns away, into the shadow of the cheeks
     shade *= 1.0 - 0.08 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)  # gaps between teeth
     shade *= 0.7 + 0.3 * _smoothstep(below_lip / unit, -0.005, 0.03)  # the upper lip's shadow
     shade *= 1.0 - 0.15 * _smoothstep(d / TEETH_HEIGHT, 0.6, 1.0)  # translucent incisal edge
+    shade *= TEETH_SHADOW + (1.0 - TEETH_SHADOW) * showing  # little light enters a narrow opening
     colour = np.array(TEETH_RGB, np.float32) * (brightness * shade)[..., None]
     return colour.astype(np.float32), cover.astype(np.float32)
 
@@ -1457,7 +1464,7 @@ def render(
         ``(T, 478, 3)`` array works too); consumed lazily
     renderer : a registered name (:func:`available_renderers`) or a :class:`Renderer` instance
     output_size, full : see :func:`output_transform`
-    progress : show a tqdm bar
+    progress : report progress (:func:`facecue.progress.progress_bar`)
     expression : optional (T, 8) per-frame emotion weights, intensity included (``EMOTIONS``
         order): how strongly each emotion's wrinkles and folds show, for renderers that draw them
     workers : render in that many worker processes (an int), or in running
@@ -1495,9 +1502,9 @@ def render(
     def frames() -> Iterator[np.ndarray]:
         sequence = iter(landmark_sequence)
         if progress:
-            from tqdm import tqdm
+            from .progress import progress_bar
 
-            sequence = tqdm(sequence, total=total, desc="render", unit="frame", leave=False)
+            sequence = progress_bar(sequence, total=total, desc="render", unit="frame", leave=False)
         if workers and getattr(engine, "parallel", False):
             from .parallel import render_in_workers
 

@@ -1104,9 +1104,9 @@ def network_portrait(portrait_cues: FaceCues) -> FaceCues:
     the network's smile handling lives."""
     from dataclasses import replace
 
-    from .phonetic import closed_mouth, neutralize_smile
+    from .phonetic import portrait_rest_shape
 
-    rest = neutralize_smile(closed_mouth(portrait_cues.normalized[0])).astype(np.float32)
+    rest = portrait_rest_shape(portrait_cues.normalized[0]).astype(np.float32)
     return replace(portrait_cues, normalized=rest[None], identity=rest)
 
 
