@@ -325,7 +325,9 @@ def generate(
         render_workers = start_render_workers(config, n_frames / config.fps, workers, stack)
         from .render import render, renderer_options
 
-        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device)
+        # the mouth starts closed here: an open portrait's own teeth would be stretched between lip
+        # positions they were never seen at (render's module doc)
+        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize")
         from .constants import EMOTIONS
         from .inputs import parse_emotion_schedule
         from .phonetic import emotion_weights

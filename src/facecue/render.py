@@ -38,9 +38,12 @@ portrait's own landmarks to each frame's landmarks:
 * **Mouth**: the interior is a layer composited inside the target inner-lip polygon (feathered).
   From a closed portrait mouth it is synthesized (dark cavity gradient, shaded upper teeth rigid
   with the upper lip, a tongue hint rising from the lower lip, all scaled to the face and shaded
-  to the portrait's lighting); from an open portrait mouth the portrait's own interior is reused,
-  its upper part moving rigidly with the upper lip (teeth are not stretched) and its lower part
-  with the lower lip, with the cavity in between.
+  to the portrait's lighting); from an open portrait mouth the portrait's own interior can be
+  reused (``mouth="auto"``, for re-enactment), its upper part moving rigidly with the upper lip
+  (teeth are not stretched) and its lower part with the lower lip, with the cavity in between.
+  Talking heads from a still (:func:`facecue.generate`) always synthesize it: they start from a
+  closed mouth, and an open portrait's own teeth, stretched between other lip positions, showed
+  as split blocks and kept a smiling portrait's grin in every emotion.
 
 Everything is a deterministic function of the frame's landmarks (no temporal state), so seams
 and the mouth interior cannot flicker unless the landmarks do.
@@ -172,13 +175,15 @@ RENDER_DEVICES = ("auto", "cpu", "cuda")
 NETWORK_RENDERERS = ("neural",)
 
 
-def renderer_options(renderer: str, checkpoint: str | Path | None = None, device: str = "auto") -> dict:
+def renderer_options(renderer: str, checkpoint: str | Path | None = None, device: str = "auto",
+                     mouth: str | None = None) -> dict:
     """Check the user's renderer choices (CLI, UI, batch, :func:`facecue.generate`) before any
     model is loaded, and return them as :func:`get_renderer` keyword options.
 
     renderer : a registered name (:func:`available_renderers`)
     checkpoint : trained weights; required by the renderers in :data:`NETWORK_RENDERERS`
     device : one of :data:`RENDER_DEVICES`; passed on only to :data:`NETWORK_RENDERERS`
+    mouth : the mesh renderer's mouth interior (:class:`MeshRenderer`); None: its default
     """
     if renderer not in _RENDERERS:
         raise InputError(None, f"unknown renderer {renderer!r}; available: {', '.join(available_renderers())}")
@@ -199,6 +204,8 @@ def renderer_options(renderer: str, checkpoint: str | Path | None = None, device
             if not torch.cuda.is_available():
                 raise InputError(None, "device cuda was asked for, but torch sees no CUDA GPU here: use cpu or auto")
         options["device"] = device
+    if mouth is not None and renderer == "mesh":
+        options["mouth"] = mouth
     return options
 
 
