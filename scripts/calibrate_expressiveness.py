@@ -1,7 +1,7 @@
 """Closed-loop calibration of facecue's expressiveness against real footage.
 
 Usage: python scripts/calibrate_expressiveness.py [--data ../shared/data] [--out docs/calibration]
-           [--parts mouth geometry recogniser] [--try '{"gains": {...}, "detail": 1.6}' ...]
+           [--parts mouth geometry recogniser] [--try '{"gains": {...}, "detail": 1.6, "emphasis": {"fear": {"jaw": 1.5}}}' ...]
 
 Render, re-extract with facecue's own extractor (MediaPipe + cue geometry) or read with the
 FER2013 recogniser, compare with the real statistics. Only **calibration** material is used here;
@@ -15,7 +15,8 @@ FER2013 recogniser, compare with the real statistics. Only **calibration** mater
   priors are built) projected on the real clip's, per face region (1.0 = the real amplitude).
 * **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits with 6 s of StyleTalk speech:
   top-1 of the FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS`` and
-  ``render.DETAIL_GAIN``; ``--try`` evaluates other settings in the same run.
+  ``render.DETAIL_GAIN`` and ``phonetic.EMOTION_EMPHASIS``; ``--try`` evaluates other settings in
+  the same run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ CALIBRATION_TALKING = ("styletalk_KristiNoem", "styletalk_Obama_clip3", "styleta
                        "styletalk_feifeili_clip2_short")
 CALIBRATION_PORTRAITS = ("styletalk_KristiNoem", "styletalk_andrew_clip_1", "styletalk_feifeili_clip1",
                          "styletalk_reagan_clip1")
+# MEAD frames used as portraits too (actor, clip, frame): the neutral clips' first frames and, for
+# smiling portraits, a frame of the happy clips (the report set has two broad smiles)
+CALIBRATION_MEAD_FRAMES = (("M030", "neutral_level1", 0), ("W009", "neutral_level1", 0), ("W011", "neutral_level1", 0),
+                           ("M030", "happy_level3", 30), ("W009", "happy_level3", 30))
 CALIBRATION_SPEECH = ("styletalk_Obama_clip1", "styletalk_reagan_clip1", "styletalk_KristiNoem", "styletalk_andrew_clip_1")
 JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
 SPEECH_SECONDS = 6.0
@@ -119,38 +124,54 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
     import facecue.render as render
     from facecue.expression import load_recogniser, read_video_emotion
     from facecue.generate import generate
-    from facecue.io import read_audio, write_wav
+    from facecue.io import iter_video_frames, read_audio, write_image, write_wav
 
     model = load_recogniser()
+    portraits = {name: data / "portraits" / f"{name}.png" for name in CALIBRATION_PORTRAITS}
+    for actor, clip, index in CALIBRATION_MEAD_FRAMES:
+        path = tmp / f"{actor}_{clip}_{index}.png"
+        write_image(path, list(iter_video_frames(data / "mead_clips" / f"{actor}_{clip}_001.mp4"))[index])
+        portraits[path.stem] = path
     speech = []
     for name in CALIBRATION_SPEECH:
         path = tmp / f"speech_{name}.wav"
         write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
         speech.append(path)
-    saved = (dict(phonetic.EMOTION_REGION_GAINS), render.DETAIL_GAIN)
+    saved = (dict(phonetic.EMOTION_REGION_GAINS), render.DETAIL_GAIN,
+             {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()})
+
+    def restore() -> None:
+        phonetic.set_emotion_region_gains(**saved[0])
+        render.DETAIL_GAIN = saved[1]
+        phonetic.EMOTION_EMPHASIS.clear()
+        for emotion, factors in saved[2].items():
+            phonetic.set_emotion_emphasis(emotion, **factors)
+        phonetic.set_emotion_region_gains()  # clears the caches
+
     results = []
     try:
         for setting in settings:
             phonetic.set_emotion_region_gains(**setting.get("gains", {}))
             render.DETAIL_GAIN = float(setting.get("detail", render.DETAIL_GAIN))
+            for emotion, factors in setting.get("emphasis", {}).items():
+                phonetic.set_emotion_emphasis(emotion, **factors)
             reads = []
-            for k, name in enumerate(CALIBRATION_PORTRAITS):
+            for k, (name, portrait) in enumerate(portraits.items()):
                 for emotion in JUDGED:
                     out = tmp / f"rec_{name}_{emotion}.mp4"
-                    generate(data / "portraits" / f"{name}.png", speech[k], out, emotion=emotion, full=False, size=256)
+                    generate(portrait, speech[k % len(speech)], out, emotion=emotion, full=False, size=256)
                     reads.append((name, emotion, read_video_emotion(out, model=model).label))
             emo = [r for r in reads if r[1] != "neutral"]
             result = {"gains": dict(phonetic.EMOTION_REGION_GAINS), "detail": render.DETAIL_GAIN,
+                      "emphasis": {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()},
                       "top1_6_emotions": sum(r[1] == r[2] for r in emo) / len(emo),
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
-                      "reads": reads}
+                      "portraits": list(portraits), "reads": reads}
             results.append(result)
             print(f"recogniser {setting}: {result['top1_6_emotions']:.0%}", flush=True)
-            phonetic.set_emotion_region_gains(**saved[0])
-            render.DETAIL_GAIN = saved[1]
+            restore()
     finally:
-        phonetic.set_emotion_region_gains(**saved[0])
-        render.DETAIL_GAIN = saved[1]
+        restore()
     return results
 
 
@@ -176,13 +197,16 @@ def write(out: Path, results: dict) -> None:
         lines.append("")
     if "recogniser" in results:
         lines += ["## FER2013 recogniser on calibration portraits", "",
-                  f"Portraits: {', '.join(CALIBRATION_PORTRAITS)}; speech: first {SPEECH_SECONDS:.0f} s of "
+                  f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
-                  "| brows | eyes | lower face | detail | top-1, 6 emotions | neutral read as neutral |", "|--:|--:|--:|--:|--:|--:|"]
+                  "| brows | eyes | lower face | detail | per-emotion emphasis | top-1, 6 emotions | neutral read as neutral |",
+                  "|--:|--:|--:|--:|---|--:|--:|"]
         for r in results["recogniser"]:
             g = r["gains"]
-            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | "
-                         f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(CALIBRATION_PORTRAITS)} |")
+            emphasis = "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items())
+                                 for e, f in r.get("emphasis", {}).items()) or "none"
+            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | "
+                         f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
