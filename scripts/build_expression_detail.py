@@ -13,7 +13,8 @@ disgust). Following the expression-ratio-image idea (Liu, Shan & Zhang 2001), fo
 2. the ratio of luminances (emotion / neutral median), median over the frames (speech and
    blinks average out), is band-passed (shading changes larger than ~1/20 of the face are
    removed: pose and lighting, not wrinkles) and masked to the skin (eyes, mouth, outside the
-   face oval left at 1);
+   face oval left at 1; a band above the oval's upper arc, where MediaPipe's mesh stops below
+   the hairline, is kept, fading out: forehead lines are there, ``render.forehead_band``);
 3. the log-ratio is warped to a canonical face layout (facecue's template) and averaged over the
    three actors.
 

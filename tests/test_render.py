@@ -508,6 +508,32 @@ def test_mesh_coordinate_maps_are_the_identity_between_the_same_face(portrait_la
     assert np.abs(map_y[inside] - yy[inside]).max() < 0.01
 
 
+def test_surprise_draws_forehead_lines_above_the_mesh(portrait, portrait_landmarks):
+    """MediaPipe's mesh stops below the hairline; the detail maps reach into a band above it, where
+    surprise's horizontal forehead lines are (alternating light and dark rows), and stop before the
+    band's outer edge (hair)."""
+    from facecue.constants import EMOTIONS, N_MESH_POINTS
+    from facecue.render import expression_detail_maps, forehead_band, detail_in_portrait, skin_detail_mask
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
+    shape = portrait.shape[:2]
+    maps = detail_in_portrait(portrait_landmarks, shape)
+    top = int(portrait_landmarks[:N_MESH_POINTS, 1].min())
+    edge = forehead_band(portrait_landmarks)
+    brows = int(portrait_landmarks[[105, 334], 1].min())
+    x0, x1 = np.percentile(edge[:, 0], [35, 65]).astype(int)
+    rows = maps[EMOTIONS.index("surprised"), int(edge[:, 1].min()) : brows, x0:x1].mean(axis=1)
+    split = top - int(edge[:, 1].min())
+    assert rows[:split].min() < -0.01  # a dark line above the mesh...
+    assert rows[split:].max() > 0.01  # ... and light skin between it and the brows
+    assert not maps[EMOTIONS.index("neutral")].any()
+    mask = skin_detail_mask(portrait_landmarks, shape)
+    centre = portrait_landmarks[:N_MESH_POINTS, :2].mean(axis=0)
+    outer = np.round(centre + (edge - centre) * 0.98).astype(int)
+    assert mask[outer[:, 1], outer[:, 0]].max() < 0.05  # nothing at the band's outer edge
+
+
 def test_crop_past_the_portrait_edge_is_not_a_mirror_image():
     """A face crop that reaches past the image border must not show a mirrored copy of what is
     inside (duplicated shoulders and objects); it continues the edge, blurred."""

@@ -999,6 +999,10 @@ DETAIL_KIND = "facecue.expression_detail"
 # MediaPipe points whose surroundings are not skin: the eye openings and the lips (their look
 # is drawn by the eye and mouth layers), dilated by DETAIL_HOLE_MARGIN x eye distance
 DETAIL_HOLE_MARGIN = (0.07, 0.05)  # (eyes, mouth)
+# MediaPipe's mesh ends below the hairline: the detail maps also cover a band above its upper arc
+# (the oval above the eyes), this far out again as a fraction of the oval's radius from its
+# centre (~0.3 eye distance, where forehead lines are), fading out toward the band's outer edge.
+DETAIL_FOREHEAD = 0.3
 
 
 @lru_cache(maxsize=1)
@@ -1017,9 +1021,43 @@ def canonical_detail_landmarks() -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=1)
+def _forehead_arc() -> np.ndarray:
+    """Positions in ``mesh_topology().oval`` of the oval's upper arc (above the brows on the
+    template face), in order along the oval."""
+    topo = mesh_topology()
+    pts = canonical_detail_landmarks()
+    corners = pts[[RIGHT_EYE_CORNERS[0], LEFT_EYE_CORNERS[0]], :2]
+    # above the brows: lower down, the band would lie on the temples' hair and the ears
+    upper = pts[topo.oval, 1] < corners[:, 1].mean() - 0.3 * np.linalg.norm(corners[1] - corners[0])
+    # the arc as one run along the (closed) oval loop
+    start = int(np.flatnonzero(upper & ~np.roll(upper, 1))[0])
+    order = np.roll(np.arange(len(upper)), -start)
+    return order[upper[order]]
+
+
+def forehead_band(landmarks: np.ndarray) -> np.ndarray:
+    """(K, 2) the outer edge of the forehead band (``DETAIL_FOREHEAD``) above the oval's upper
+    arc (:func:`_forehead_arc`), pixels, for a face's (478, 2+) landmarks."""
+    oval = np.asarray(landmarks, np.float64)[mesh_topology().oval, :2]
+    centre = oval.mean(axis=0)
+    return centre + (oval[_forehead_arc()] - centre) * (1.0 + DETAIL_FOREHEAD)
+
+
+def _forehead_triangles() -> np.ndarray:
+    """(2(K-1), 3) triangles of the forehead band over vertices [landmarks..., band edge...]
+    (the band's K edge points numbered from ``N_LANDMARKS``)."""
+    arc = mesh_topology().oval[_forehead_arc()]
+    tris = []
+    for i in range(len(arc) - 1):
+        tris += [(arc[i], arc[i + 1], N_LANDMARKS + i + 1), (arc[i], N_LANDMARKS + i + 1, N_LANDMARKS + i)]
+    return np.array(tris, np.int64)
+
+
 def skin_detail_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: 1 on the face's skin inside the face oval, 0 on the eye openings,
-    the lips and outside the oval, feathered."""
+    """(H, W) float32 in [0, 1]: 1 on the face's skin inside the face oval and fading over the
+    forehead band above it (:func:`forehead_band`), 0 on the eye openings, the lips and elsewhere
+    outside the oval, feathered."""
     topo = mesh_topology()
     pts = np.asarray(landmarks, np.float64)[:, :2]
     unit = _eye_unit(pts)
@@ -1028,6 +1066,18 @@ def skin_detail_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     # well inside the oval: at its edge (hairline, jaw line) the tracking of real clips slips and
     # the ratio shows the edge, not skin
     mask = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=max(1, int(0.12 * unit)))
+    # the forehead band above the oval's upper arc, fading out toward its outer edge (hairline)
+    arc = pts[topo.oval[_forehead_arc()]]
+    edge = forehead_band(pts)
+    band = np.zeros(shape, np.float32)
+    steps = 8
+    for k in range(steps):  # nested strips, weaker outward, nothing in the outer third (hair)
+        inner = arc + (edge - arc) * (k / steps)
+        outer = arc + (edge - arc) * ((k + 1) / steps)
+        strip = np.vstack([inner, outer[::-1]])
+        weight = float(np.clip(1.0 - 1.5 * k / steps, 0.0, 1.0))
+        cv2.fillPoly(band, [np.round(strip * 16).astype(np.int32)], weight, cv2.LINE_AA, shift=4)
+    mask = np.maximum(mask, band)
     holes = np.zeros(shape, np.uint8)
     for loop in topo.eye_loops:
         cv2.fillPoly(holes, [np.round(pts[loop] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
@@ -1045,14 +1095,19 @@ def mesh_coordinate_maps(from_points: np.ndarray, to_points: np.ndarray, shape: 
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every pixel of an image of ``shape`` (H, W) holding the face ``to_points``, the
     coordinates of the same skin point in the image of ``from_points`` (piecewise affine along the
-    face mesh and its eye/mouth strips).
+    face mesh, its eye/mouth strips and the forehead band above it, :func:`forehead_band`).
 
     Returns map_x, map_y (H, W) float32 and inside (H, W) bool (pixels covered by the mesh).
     """
     topo = mesh_topology()
-    triangles = np.vstack([topo.face_triangles, topo.hole_triangles])
-    src = np.asarray(from_points, np.float64)[:, :2][triangles]
-    dst = np.asarray(to_points, np.float64)[:, :2][triangles]
+    triangles = np.vstack([topo.face_triangles, topo.hole_triangles, _forehead_triangles()])
+
+    def vertices(points):
+        points = np.asarray(points, np.float64)[:, :2]
+        return np.vstack([points, forehead_band(points)])
+
+    src = vertices(from_points)[triangles]
+    dst = vertices(to_points)[triangles]
     affine = _affines(src, dst)
     ids = np.full(shape, len(triangles), np.int32)
     fixed = np.round(dst * 16).astype(np.int32)
@@ -1275,8 +1330,9 @@ class MeshRenderer(Renderer):
         self._expression = np.zeros(0, np.float32)
         self._detail_cache: tuple[bytes, np.ndarray] | None = None
         if self.expression_detail:
-            fx0, fy0 = np.maximum(np.floor(pts[:N_MESH_POINTS, :2].min(axis=0)).astype(int) - 2, 0)
-            fx1, fy1 = np.minimum(np.ceil(pts[:N_MESH_POINTS, :2].max(axis=0)).astype(int) + 3, [width, height])
+            support = np.vstack([pts[:N_MESH_POINTS, :2], forehead_band(pts)])
+            fx0, fy0 = np.maximum(np.floor(support.min(axis=0)).astype(int) - 2, 0)
+            fx1, fy1 = np.minimum(np.ceil(support.max(axis=0)).astype(int) + 3, [width, height])
             local = pts.copy()
             local[:, :2] -= [fx0, fy0]
             maps = detail_in_portrait(local, (int(fy1 - fy0), int(fx1 - fx0)))
@@ -1365,7 +1421,8 @@ class MeshRenderer(Renderer):
         if detail is not None:
             # the maps are zero off the portrait's face, and only the face's triangles sample it:
             # work in the box of the target face (padded for the maps' 3x3 median)
-            face = _patch_box(vertices[: self._n_face_vertices], 3, x1 - x0, y1 - y0)
+            # (the face and the first two anchor rings, which enclose the forehead band)
+            face = _patch_box(vertices[: self._n_face_vertices + 2 * self._n_ring], 3, x1 - x0, y1 - y0)
             if face is not None:
                 fx0, fy0, fx1, fy1 = face
                 origin = self._detail[1]
