@@ -240,3 +240,45 @@ def test_expressions_never_narrow_the_eyes_below_the_limit(portrait_cues):
         assert (cues.aperture < own - 0.01).any(), emotion  # still narrowed
     blinking = phonetic_cues(audio, narrow, "sad", 1.0, phones=phones, controls=CueControls(blink_rate=60))
     assert blinking.aperture.min() < 0.3 * own.min()
+
+
+def test_emotion_emphasis_scales_one_emotions_region_and_jaw_only():
+    import facecue.phonetic as phonetic
+    from facecue.constants import EMOTIONS
+
+    saved = {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()}
+    fear, sad = EMOTIONS.index("fear"), EMOTIONS.index("sad")
+    _, brow, _ = phonetic._region_weights()
+    try:
+        before = phonetic.emotion_offsets_applied().copy()
+        jaw_before = phonetic.emotion_mouth_dynamics(np.eye(len(EMOTIONS)), 1.0)[1]
+        phonetic.set_emotion_emphasis("fear", lower=2.0, jaw=3.0)
+        after = phonetic.emotion_offsets_applied()
+        jaw_after = phonetic.emotion_mouth_dynamics(np.eye(len(EMOTIONS)), 1.0)[1]
+        np.testing.assert_allclose(after[sad], before[sad])  # other emotions unchanged
+        lower_only = phonetic.load_priors().lower_face_weight > 0.999
+        np.testing.assert_allclose(after[fear][lower_only], 2.0 * before[fear][lower_only], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(after[fear][brow > 0.999], before[fear][brow > 0.999], atol=1e-7)
+        assert jaw_after[fear] == pytest.approx(3.0 * jaw_before[fear], rel=1e-5)
+        assert jaw_after[sad] == pytest.approx(jaw_before[sad])
+        with pytest.raises(ValueError, match="unknown emotion"):
+            phonetic.set_emotion_emphasis("bored", jaw=2.0)
+        with pytest.raises(ValueError, match="unknown emphasis"):
+            phonetic.set_emotion_emphasis("fear", chin=2.0)
+    finally:
+        phonetic.EMOTION_EMPHASIS.clear()
+        phonetic.EMOTION_EMPHASIS.update(saved)
+        phonetic.set_emotion_region_gains()
+    np.testing.assert_allclose(phonetic.emotion_offsets_applied(), before)
+
+
+def test_surprise_opens_the_jaw_further_than_its_mead_average():
+    import facecue.phonetic as phonetic
+    from facecue.constants import EMOTIONS
+
+    weights = np.eye(len(EMOTIONS))
+    jaw = phonetic.emotion_mouth_dynamics(weights, 1.0)[1]
+    prior = phonetic.load_priors().emotion_jaw_opening
+    surprised = EMOTIONS.index("surprised")
+    assert jaw[surprised] == pytest.approx(phonetic.EMOTION_EMPHASIS["surprised"]["jaw"] * prior[surprised], rel=1e-5)
+    assert jaw[surprised] > jaw.max(initial=0, where=np.arange(len(EMOTIONS)) != surprised)
