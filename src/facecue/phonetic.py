@@ -336,10 +336,12 @@ MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate 
 # Per emotion, extra factors on top of the region gains (``brows``, ``eyes``, ``lower``) and on
 # the jaw opening the emotion holds while speaking (``jaw``); unlisted factors are 1. Chosen like
 # the region gains, on calibration material only (scripts/calibrate_expressiveness.py).
-# Surprise holds its jaw open 2.5x as far as MEAD's level-3 speech does on average: the recogniser
-# read surprise on 5 of 9 calibration portraits with it, 3 of 9 without (the real MEAD surprised
-# clips, open-mouthed, read 3 of 3). Other factors tried (fear: jaw, lower face, eyes, brows,
-# detail; disgust: lower face, brows, detail) changed no more than one reading and were left at 1.
+# Surprise holds its jaw open 2.5x as far as MEAD's level-3 speech does on average: an open,
+# dropped jaw is what makes real surprise readable (the real MEAD surprised clips read 3 of 3).
+# The evidence on calibration portraits is weak: with 4 s of speech the recogniser read surprise
+# on 5 of 9 portraits with it and 4 of 9 without; with the script's 6 s, 4 of 9 either way
+# (docs/calibration/README.md). Other factors tried (fear: jaw, lower face, eyes, brows, detail;
+# disgust: lower face, brows, detail) changed no more than one reading and were left at 1.
 EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 2.5}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 SMILE_UNIT = 0.05  # canonical units: corners this much higher than the template's are a full smile
