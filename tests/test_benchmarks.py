@@ -26,6 +26,10 @@ def table_rows(text: str) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "BENCHMARKS.md"
+    # an earlier report: its kept measurements (GPU runs) and its old-vs-new speed section survive
+    out.write_text("# old\n\n| stale | row |\n\n<!-- kept measurements: start -->\nGPU: 287 frames/s\n"
+                   "<!-- kept measurements: end -->\n\n<!-- bench_speed: start -->\nold 0.48, new 0.19\n"
+                   "<!-- bench_speed: end -->\n")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--stages", "audio,phonetic", "--out", str(out)],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -57,6 +61,8 @@ def test_report_has_machine_table_and_how_to_reproduce(quick_run):
     assert table_rows(text) == table_rows(proc.stdout)
     assert "python benchmarks/run.py --quick --stages audio,phonetic" in text
     assert "Other processes may have been running" in text
+    assert "GPU: 287 frames/s" in text and "old 0.48, new 0.19" in text  # kept from the earlier report
+    assert "| stale | row |" not in text
 
 
 def test_unknown_stage_is_refused():

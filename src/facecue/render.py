@@ -1421,8 +1421,9 @@ class MeshRenderer(Renderer):
         if detail is not None:
             # the maps are zero off the portrait's face, and only the face's triangles sample it:
             # work in the box of the target face (padded for the maps' 3x3 median)
-            # (the face and the first two anchor rings, which enclose the forehead band)
-            face = _patch_box(vertices[: self._n_face_vertices + 2 * self._n_ring], 3, x1 - x0, y1 - y0)
+            # (the face and the forehead band above it)
+            support = np.vstack([vertices[: self._n_face_vertices], forehead_band(pts) - np.array([x0, y0])])
+            face = _patch_box(support, 3, x1 - x0, y1 - y0)
             if face is not None:
                 fx0, fy0, fx1, fy1 = face
                 origin = self._detail[1]
