@@ -1036,12 +1036,16 @@ def _forehead_arc() -> np.ndarray:
     return order[upper[order]]
 
 
-def forehead_band(landmarks: np.ndarray) -> np.ndarray:
+def forehead_band(landmarks: np.ndarray, oval: np.ndarray | None = None, arc: np.ndarray | None = None) -> np.ndarray:
     """(K, 2) the outer edge of the forehead band (``DETAIL_FOREHEAD``) above the oval's upper
-    arc (:func:`_forehead_arc`), pixels, for a face's (478, 2+) landmarks."""
-    oval = np.asarray(landmarks, np.float64)[mesh_topology().oval, :2]
-    centre = oval.mean(axis=0)
-    return centre + (oval[_forehead_arc()] - centre) * (1.0 + DETAIL_FOREHEAD)
+    arc (:func:`_forehead_arc`), pixels, for a face's (478, 2+) landmarks. ``oval`` and ``arc``
+    (the topology's oval loop and the arc's positions in it) may be passed precomputed: render
+    workers then need neither the topology nor the template face."""
+    oval = mesh_topology().oval if oval is None else oval
+    arc = _forehead_arc() if arc is None else arc
+    points = np.asarray(landmarks, np.float64)[oval, :2]
+    centre = points.mean(axis=0)
+    return centre + (points[arc] - centre) * (1.0 + DETAIL_FOREHEAD)
 
 
 def _forehead_triangles() -> np.ndarray:
@@ -1329,6 +1333,7 @@ class MeshRenderer(Renderer):
         self._detail = None
         self._expression = np.zeros(0, np.float32)
         self._detail_cache: tuple[bytes, np.ndarray] | None = None
+        self._forehead_arc = _forehead_arc()
         if self.expression_detail:
             support = np.vstack([pts[:N_MESH_POINTS, :2], forehead_band(pts)])
             fx0, fy0 = np.maximum(np.floor(support.min(axis=0)).astype(int) - 2, 0)
@@ -1422,7 +1427,8 @@ class MeshRenderer(Renderer):
             # the maps are zero off the portrait's face, and only the face's triangles sample it:
             # work in the box of the target face (padded for the maps' 3x3 median)
             # (the face and the forehead band above it)
-            support = np.vstack([vertices[: self._n_face_vertices], forehead_band(pts) - np.array([x0, y0])])
+            band = forehead_band(pts, self.topo.oval, self._forehead_arc) - np.array([x0, y0])
+            support = np.vstack([vertices[: self._n_face_vertices], band])
             face = _patch_box(support, 3, x1 - x0, y1 - y0)
             if face is not None:
                 fx0, fy0, fx1, fy1 = face
