@@ -43,6 +43,21 @@ LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317,
 _CORNERS = (61, 291, 78, 308)
 
 
+def _mouth_layout(ref: np.ndarray, side_falloff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a (478, 3) shape: the upper lip's indices, the upper lip's line (y at every mesh
+    point's x) and how much each mesh point is "across the mouth" (1 at the middle, 0.3 at the
+    corners, fading over ``side_falloff`` half-widths past them)."""
+    upper = np.array(UPPER_LIP)
+    order = np.argsort(ref[upper, 0])
+    x = ref[:N_MESH_POINTS, 0]
+    lip_line = np.interp(x, ref[upper, 0][order], ref[upper, 1][order])
+    left, right = ref[MOUTH_CORNERS[0], 0], ref[MOUTH_CORNERS[1], 0]
+    rel = (x - (left + right) / 2) / (abs(right - left) / 2)
+    across = np.where(np.abs(rel) <= 1, 0.3 + 0.7 * (1 - rel**2),
+                      0.3 * np.exp(-(((np.abs(rel) - 1) / side_falloff) ** 2)))
+    return upper, lip_line, across
+
+
 def open_mouth(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
     """Drop the jaw by ``amount`` canonical units (negative raises it).
 
@@ -57,13 +72,7 @@ def open_mouth(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray
     """
     norm = np.array(normalized, dtype=np.float64, copy=True)
     ref = norm.reshape(-1, *norm.shape[-2:])[0]
-    upper = np.array(UPPER_LIP)
-    order = np.argsort(ref[upper, 0])
-    x = ref[:N_MESH_POINTS, 0]
-    lip_line = np.interp(x, ref[upper, 0][order], ref[upper, 1][order])
-    left, right = ref[MOUTH_CORNERS[0], 0], ref[MOUTH_CORNERS[1], 0]
-    rel = (x - (left + right) / 2) / (abs(right - left) / 2)
-    across = np.where(np.abs(rel) <= 1, 0.3 + 0.7 * (1 - rel**2), 0.3 * np.exp(-(((np.abs(rel) - 1) / 0.8) ** 2)))
+    upper, lip_line, across = _mouth_layout(ref, 0.8)
     weight = np.clip((ref[:N_MESH_POINTS, 1] - lip_line) / 0.12, 0, 1) * across
     weight[upper] = 0.0
     weight[list(LOWER_LIP)] = across[list(LOWER_LIP)]
@@ -87,13 +96,7 @@ def lower_upper_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.nd
     """
     norm = np.array(normalized, dtype=np.float64, copy=True)
     ref = norm.reshape(-1, *norm.shape[-2:])[0]
-    upper = np.array(UPPER_LIP)
-    order = np.argsort(ref[upper, 0])
-    x = ref[:N_MESH_POINTS, 0]
-    lip_line = np.interp(x, ref[upper, 0][order], ref[upper, 1][order])
-    left, right = ref[MOUTH_CORNERS[0], 0], ref[MOUTH_CORNERS[1], 0]
-    rel = (x - (left + right) / 2) / (abs(right - left) / 2)
-    across = np.where(np.abs(rel) <= 1, 0.3 + 0.7 * (1 - rel**2), 0.3 * np.exp(-(((np.abs(rel) - 1) / 0.5) ** 2)))
+    upper, lip_line, across = _mouth_layout(ref, 0.5)
     above = lip_line - ref[:N_MESH_POINTS, 1]  # > 0 above the lip's line (y grows downward)
     weight = np.where(above >= 0, np.clip(1.0 - above / 0.08, 0.0, 1.0), 0.0) * across
     weight[list(LOWER_LIP)] = 0.0
