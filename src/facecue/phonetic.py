@@ -335,13 +335,14 @@ EMOTION_REGION_GAINS = {"brows": 2.5, "eyes": 1.6, "lower": 2.2}
 MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate toward this
 # Per emotion, extra factors on top of the region gains (``brows``, ``eyes``, ``lower``) and on
 # the jaw opening the emotion holds while speaking (``jaw``); unlisted factors are 1. Chosen like
-# the region gains, on calibration material only (scripts/calibrate_expressiveness.py).
-# Surprise holds its jaw open 2.5x as far as MEAD's level-3 speech does on average: an open,
-# dropped jaw is what makes real surprise readable (the real MEAD surprised clips read 3 of 3).
-# The evidence on calibration portraits is weak: in an exploratory run with 4 s of speech the
-# recogniser read surprise on 5 of 9 portraits with it (3 of 9 without, in a run made before other
-# renderer changes); with the script's 6 s, 4 of 9 either way (docs/calibration/README.md). Other factors tried (fear: jaw, lower face, eyes, brows, detail;
-# disgust: lower face, brows, detail) changed no more than one reading and were left at 1.
+# the region gains, on calibration material only (scripts/calibrate_expressiveness.py). Surprise
+# holds its jaw open 2.5x as far as MEAD's level-3 speech does on average: an open, dropped jaw is
+# what makes real surprise readable (the real MEAD surprised clips read 3 of 3). The evidence on
+# calibration portraits is weak: in an exploratory run with 4 s of speech the recogniser read
+# surprise on 5 of 9 portraits with it (3 of 9 without, in a run made before other renderer
+# changes); with the script's 6 s, 4 of 9 either way (docs/calibration/README.md). Other factors
+# tried (fear: jaw, lower face, eyes, brows, detail; disgust: lower face, brows, detail) changed
+# no more than one reading and were left at 1.
 EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 2.5}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 SMILE_UNIT = 0.05  # canonical units: corners this much higher than the template's are a full smile
