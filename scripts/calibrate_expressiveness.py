@@ -74,14 +74,14 @@ def region_masks() -> dict[str, np.ndarray]:
     """(478,) weights of the three regions the gains act on (as phonetic.emotion_gain_map)."""
     import facecue.phonetic as phonetic
 
-    saved = dict(phonetic.EMOTION_REGION_GAINS)
+    saved = phonetic.emotion_settings()
     masks = {}
     try:
-        for region in saved:
-            phonetic.set_emotion_region_gains(**{k: float(k == region) for k in saved})
-            masks[region] = phonetic.emotion_gain_map()[0, :, 0].copy()  # emotion-independent without emphasis
+        for region in saved["gains"]:
+            phonetic.set_emotion_region_gains(**{k: float(k == region) for k in saved["gains"]})
+            masks[region] = phonetic.emotion_gain_map()[0, :, 0].copy()  # neutral: no emphasis
     finally:
-        phonetic.set_emotion_region_gains(**saved)
+        phonetic.restore_emotion_settings(saved)
     return masks
 
 
@@ -137,16 +137,11 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
         path = tmp / f"speech_{name}.wav"
         write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
         speech.append(path)
-    saved = (dict(phonetic.EMOTION_REGION_GAINS), render.DETAIL_GAIN,
-             {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()})
+    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN)
 
     def restore() -> None:
-        phonetic.set_emotion_region_gains(**saved[0])
+        phonetic.restore_emotion_settings(saved[0])
         render.DETAIL_GAIN = saved[1]
-        phonetic.EMOTION_EMPHASIS.clear()
-        for emotion, factors in saved[2].items():
-            phonetic.set_emotion_emphasis(emotion, **factors)
-        phonetic.set_emotion_region_gains()  # clears the caches
 
     results = []
     try:

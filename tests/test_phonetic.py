@@ -271,7 +271,7 @@ def test_emotion_emphasis_scales_one_emotions_region_and_jaw_only():
     import facecue.phonetic as phonetic
     from facecue.constants import EMOTIONS
 
-    saved = {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()}
+    saved = phonetic.emotion_settings()
     fear, sad = EMOTIONS.index("fear"), EMOTIONS.index("sad")
     _, brow, _ = phonetic._region_weights()
     try:
@@ -291,10 +291,9 @@ def test_emotion_emphasis_scales_one_emotions_region_and_jaw_only():
         with pytest.raises(ValueError, match="unknown emphasis"):
             phonetic.set_emotion_emphasis("fear", chin=2.0)
     finally:
-        phonetic.EMOTION_EMPHASIS.clear()
-        phonetic.EMOTION_EMPHASIS.update(saved)
-        phonetic.set_emotion_region_gains()
+        phonetic.restore_emotion_settings(saved)
     np.testing.assert_allclose(phonetic.emotion_offsets_applied(), before)
+    assert phonetic.emotion_settings() == saved
 
 
 def test_surprise_opens_the_jaw_further_than_its_mead_average():

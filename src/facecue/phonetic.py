@@ -473,6 +473,21 @@ def set_emotion_emphasis(emotion: str, **factors: float) -> None:
     emotion_offsets_applied.cache_clear()
 
 
+def emotion_settings() -> dict:
+    """A copy of this process's ``EMOTION_REGION_GAINS`` and ``EMOTION_EMPHASIS`` (``gains``,
+    ``emphasis``), for :func:`restore_emotion_settings` after trying others."""
+    return {"gains": dict(EMOTION_REGION_GAINS), "emphasis": {k: dict(v) for k, v in EMOTION_EMPHASIS.items()}}
+
+
+def restore_emotion_settings(settings: dict) -> None:
+    """Put back what :func:`emotion_settings` returned (and clear the caches built from them)."""
+    EMOTION_REGION_GAINS.update(settings["gains"])
+    EMOTION_EMPHASIS.clear()
+    EMOTION_EMPHASIS.update({k: dict(v) for k, v in settings["emphasis"].items()})
+    emotion_gain_map.cache_clear()
+    emotion_offsets_applied.cache_clear()
+
+
 def emotion_expression(weights: np.ndarray, intensity: float) -> np.ndarray:
     """(T, 478, 3) the emotions' closed-lip expression offsets (canonical units) for per-frame
     emotion ``weights`` (T, 8) at ``intensity`` (1 = MEAD level 3)."""
