@@ -1,7 +1,8 @@
 """Closed-loop calibration of facecue's expressiveness against real footage.
 
 Usage: python scripts/calibrate_expressiveness.py [--data ../shared/data] [--out docs/calibration]
-           [--parts mouth geometry recogniser] [--try '{"gains": {...}, "detail": 1.6, "emphasis": {"fear": {"jaw": 1.5}}}' ...]
+           [--parts mouth geometry recogniser]
+           [--try '{"gains": {...}, "detail": 1.6, "smile_detail": 0.6, "emphasis": {"fear": {"jaw": 1.5}}}' ...]
 
 Render, re-extract with facecue's own extractor (MediaPipe + cue geometry) or read with the
 FER2013 recogniser, compare with the real statistics. Only **calibration** material is used here;
@@ -13,10 +14,13 @@ FER2013 recogniser, compare with the real statistics. Only **calibration** mater
 * **geometry** — each MEAD actor rendered from their neutral frame with each emotion (M030's real
   sad speech): the expression re-extracted from the rendered video (closed-lip regression, as the
   priors are built) projected on the real clip's, per face region (1.0 = the real amplitude).
-* **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits with 6 s of StyleTalk speech:
-  top-1 of the FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS`` and
-  ``render.DETAIL_GAIN`` and ``phonetic.EMOTION_EMPHASIS``; ``--try`` evaluates other settings in
-  the same run.
+* **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits and 5 MEAD frames
+  (``CALIBRATION_MEAD_FRAMES``, two of them smiling) with 6 s of StyleTalk speech: top-1 of the
+  FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN``,
+  ``phonetic.SMILE_DETAIL_SHARE`` and ``phonetic.EMOTION_EMPHASIS``; ``--try`` evaluates other
+  settings in the same run.
+
+Parts not run keep their previous results in ``--out`` (each part's date is shown).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ CALIBRATION_PORTRAITS = ("styletalk_KristiNoem", "styletalk_andrew_clip_1", "sty
 CALIBRATION_MEAD_FRAMES = (("M030", "neutral_level1", 0), ("W009", "neutral_level1", 0), ("W011", "neutral_level1", 0),
                            ("M030", "happy_level3", 30), ("W009", "happy_level3", 30))
 CALIBRATION_SPEECH = ("styletalk_Obama_clip1", "styletalk_reagan_clip1", "styletalk_KristiNoem", "styletalk_andrew_clip_1")
+PARTS = ("mouth", "geometry", "recogniser")
 JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
 SPEECH_SECONDS = 6.0
 
@@ -137,17 +142,19 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
         path = tmp / f"speech_{name}.wav"
         write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
         speech.append(path)
-    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN)
+    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN, phonetic.SMILE_DETAIL_SHARE)
 
     def restore() -> None:
         phonetic.restore_emotion_settings(saved[0])
         render.DETAIL_GAIN = saved[1]
+        phonetic.SMILE_DETAIL_SHARE = saved[2]
 
     results = []
     try:
         for setting in settings:
             phonetic.set_emotion_region_gains(**setting.get("gains", {}))
             render.DETAIL_GAIN = float(setting.get("detail", render.DETAIL_GAIN))
+            phonetic.SMILE_DETAIL_SHARE = float(setting.get("smile_detail", phonetic.SMILE_DETAIL_SHARE))
             for emotion, factors in setting.get("emphasis", {}).items():
                 phonetic.set_emotion_emphasis(emotion, **factors)
             reads = []
@@ -158,6 +165,7 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                     reads.append((name, emotion, read_video_emotion(out, model=model).label))
             emo = [r for r in reads if r[1] != "neutral"]
             result = {"gains": dict(phonetic.EMOTION_REGION_GAINS), "detail": render.DETAIL_GAIN,
+                      "smile_detail": phonetic.SMILE_DETAIL_SHARE,
                       "emphasis": {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()},
                       "top1_6_emotions": sum(r[1] == r[2] for r in emo) / len(emo),
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
@@ -170,9 +178,17 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
     return results
 
 
+def dated(results: dict) -> str:
+    """When each part was last measured, e.g. "mouth 2026-12-01, recogniser 2026-12-02"."""
+    dates = results.get("dates", {})
+    if len(set(dates.values())) <= 1:
+        return next(iter(dates.values()), results["date"])
+    return ", ".join(f"{part} {dates[part]}" for part in PARTS if part in dates)
+
+
 def write(out: Path, results: dict) -> None:
     lines = ["# Calibration of expressiveness (calibration material only)", "",
-             f"Made by `python scripts/calibrate_expressiveness.py` ({results['date']}). The reported figures, on "
+             f"Made by `python scripts/calibrate_expressiveness.py` ({dated(results)}). The reported figures, on "
              "portraits and speech never used here, are in [../expressiveness/README.md](../expressiveness/README.md).", ""]
     if "mouth" in results:
         lines += ["## Mouth: rendered vs real inner-lip gap (calibration talking videos)", "",
@@ -194,13 +210,14 @@ def write(out: Path, results: dict) -> None:
         lines += ["## FER2013 recogniser on calibration portraits", "",
                   f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
-                  "| brows | eyes | lower face | detail | per-emotion emphasis | top-1, 6 emotions | neutral read as neutral |",
-                  "|--:|--:|--:|--:|---|--:|--:|"]
+                  "| brows | eyes | lower face | detail | smile shading taken off | per-emotion emphasis | top-1, 6 emotions | neutral read as neutral |",
+                  "|--:|--:|--:|--:|--:|---|--:|--:|"]
         for r in results["recogniser"]:
             g = r["gains"]
             emphasis = "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items())
                                  for e, f in r.get("emphasis", {}).items()) or "none"
-            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | "
+            smile = f"{r['smile_detail']:.1f}" if "smile_detail" in r else "0 (before it existed)"
+            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {smile} | {emphasis} | "
                          f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -210,15 +227,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "calibration")
-    parser.add_argument("--parts", nargs="+", default=["mouth", "geometry", "recogniser"],
-                        choices=["mouth", "geometry", "recogniser"])
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="what to measure (default: all); the other parts keep their previous results")
     parser.add_argument("--try", dest="settings", nargs="*", default=[], type=json.loads,
                         help='other settings to evaluate, e.g. \'{"gains": {"brows": 2.0}, "detail": 1.0}\'')
     args = parser.parse_args()
     if not (args.data / "talking").is_dir():
         raise SystemExit(f"{args.data}: the shared real data is needed")
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"date": time.strftime("%Y-%m-%d")}
+    # parts not run this time keep their previous results (with their own dates)
+    previous = args.out / "results.json"
+    results: dict = json.loads(previous.read_text()) if previous.is_file() else {}
+    dates = results.setdefault("dates", {part: results.get("date", "unknown") for part in PARTS if part in results})
+    results["date"] = time.strftime("%Y-%m-%d")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "mouth" in args.parts:
@@ -227,6 +248,7 @@ def main() -> None:
             results["geometry"] = geometry(args.data, tmp)
         if "recogniser" in args.parts:
             results["recogniser"] = recogniser(args.data, tmp, [{}] + list(args.settings))
+    dates.update({part: results["date"] for part in args.parts})
     write(args.out, results)
     print(f"wrote {args.out / 'README.md'}")
 
