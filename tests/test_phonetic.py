@@ -207,31 +207,6 @@ def test_smile_removal_keeps_the_portraits_brows_and_eyes(portrait_cues):
     assert width(neutral) < width(shape) - 0.1
 
 
-def test_a_smiling_portraits_shading_is_taken_off_with_its_smile(portrait_cues):
-    """The renderer's detail weights take the portrait's own smile off its shading (negative
-    happy detail, as much as the geometry takes off); a face that does not smile keeps the plain
-    emotion weights x intensity."""
-    from facecue.phonetic import (
-        SMILE_DETAIL_SHARE,
-        emotion_weights,
-        expression_detail_weights,
-        portrait_smile,
-    )
-
-    happy = EMOTIONS.index("happy")
-    smiling = portrait_cues.normalized[0]
-    smile = portrait_smile(smiling)
-    assert smile > 0.5  # the bundled portrait smiles
-    plain = emotion_weights("sad", 50, 25.0) * 0.7
-    weights = expression_detail_weights("sad", 50, 25.0, 0.7, smiling)
-    np.testing.assert_allclose(np.delete(weights, happy, axis=1), np.delete(plain, happy, axis=1))
-    np.testing.assert_allclose(weights[:, happy], -SMILE_DETAIL_SHARE * smile, rtol=1e-5)
-    # a happy video: the portrait's smile stands in for part of the happy shading
-    happy_weights = expression_detail_weights("happy", 50, 25.0, 1.0, smiling)
-    np.testing.assert_allclose(happy_weights[:, happy], 1.0 - SMILE_DETAIL_SHARE * smile, rtol=1e-5)
-    assert np.abs(expression_detail_weights("sad", 50, 25.0, 0.7) - plain).max() == 0  # no portrait: plain
-
-
 def test_a_broad_smile_with_parted_lips_is_closed_partly_by_the_upper_lip(portrait_cues):
     """A smiling portrait's raised upper lip comes down over the teeth (the chin rises less than
     when the jaw alone closes the lips); a portrait that does not smile is closed by the jaw."""

@@ -498,28 +498,6 @@ def test_expression_detail_darkens_the_brow_furrow_for_angry(portrait, portrait_
     assert np.array_equal(angry[outside], base[outside])  # nothing changes off the face
 
 
-def test_negative_happy_detail_lightens_what_a_smile_darkens(portrait, portrait_landmarks):
-    """A smiling portrait's own smile is taken off its shading with a negative happy weight
-    (phonetic.expression_detail_weights): where happy's folds darken the face, it lightens it."""
-    from facecue.constants import EMOTIONS
-    from facecue.render import expression_detail_maps
-
-    if expression_detail_maps() is None:
-        pytest.skip("this build has no expression-detail maps")
-    engine = MeshRenderer()
-    engine.prepare(portrait, portrait_landmarks)
-    base = luminance(engine.render_frame(portrait_landmarks))
-    weights = np.zeros(len(EMOTIONS), np.float32)
-    shaded = {}
-    for sign in (1.0, -1.0):
-        weights[EMOTIONS.index("happy")] = sign
-        engine.set_expression(weights)
-        shaded[sign] = luminance(engine.render_frame(portrait_landmarks)) - base
-    folds = shaded[1.0] < -4  # where a smile darkens (its folds)
-    assert folds.sum() > 50
-    assert shaded[-1.0][folds].mean() > 2  # lightened there
-
-
 def test_mesh_coordinate_maps_are_the_identity_between_the_same_face(portrait_landmarks):
     from facecue.render import mesh_coordinate_maps
 

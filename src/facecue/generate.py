@@ -328,11 +328,11 @@ def generate(
         # the mouth starts closed here: an open portrait's own teeth would be stretched between lip
         # positions they were never seen at (render's module doc)
         options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize")
+        from .constants import EMOTIONS
         from .inputs import parse_emotion_schedule
-        from .phonetic import expression_detail_weights
+        from .phonetic import emotion_weights
 
-        expression = expression_detail_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps,
-                                               config.intensity, portrait_cues.normalized[0])
+        expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
         frames = render(image, portrait_cues.landmarks()[0], landmark_frames(cues), renderer=config.renderer,
                         output_size=output_size, full=config.full, progress=False, expression=expression,
                         workers=render_workers, **options)

@@ -145,26 +145,6 @@ def emotion_weights(schedule: list[tuple[float, str]] | str, n_frames: int, fps:
     return weights
 
 
-def portrait_smile(normalized: np.ndarray) -> float:
-    """How much a portrait's (478, 3) normalized shape smiles with its lips closed, in full smiles
-    (:func:`smile_amount`): about what :func:`portrait_rest_shape` takes off its geometry."""
-    return smile_amount(closed_mouth(np.asarray(normalized, np.float64)))
-
-
-def expression_detail_weights(schedule: list[tuple[float, str]] | str, n_frames: int, fps: float, intensity: float,
-                              portrait_normalized: np.ndarray | None = None) -> np.ndarray:
-    """(T, 8) weights of the emotions' wrinkles and folds (the renderer's expression detail):
-    :func:`emotion_weights` x ``intensity``, less ``SMILE_DETAIL_SHARE`` x the portrait's own smile
-    (:func:`portrait_smile`) on "happy". A smiling photo's folds and raised cheeks are lightened by
-    the inverse of the happy shading, as its geometry is taken off the smile, so that other
-    emotions (and neutral) do not read as happy; in a happy video the portrait's own smile stands
-    in for that share of the happy shading."""
-    weights = emotion_weights(schedule, n_frames, fps) * np.float32(intensity)
-    if portrait_normalized is not None and SMILE_DETAIL_SHARE > 0:
-        weights[:, EMOTIONS.index("happy")] -= np.float32(SMILE_DETAIL_SHARE * portrait_smile(portrait_normalized))
-    return weights
-
-
 # --- mouth ---------------------------------------------------------------------------------
 
 
@@ -373,11 +353,6 @@ SMILE_NARROWING = 0.04  # canonical units per side: a full smile's widening (MEA
 # neutral mouths of the MEAD actors and calibration speakers measure 0.91-1.05 x the reference.
 SMILE_FREE_WIDTH = 1.05
 SMILE_UPPER_LIP_SHARE = 0.5  # of a smiling portrait's parted lips, the share closed by letting the upper lip down
-# of a smiling portrait's smile (in full smiles), the share taken off its shading as negative
-# happy detail. On the calibration smiling portraits (MEAD happy frames of M030, W009, W011; 6 s
-# of calibration speech) the recogniser read 7 of 21 videos right with 1.0, 5 with 0.6; also taking
-# MEAD's happy offset off the eyes and cheeks changed no reading (7) and was left out.
-SMILE_DETAIL_SHARE = 1.0
 
 
 def _region_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
