@@ -2,7 +2,7 @@
 
 Usage: python scripts/calibrate_expressiveness.py [--data ../shared/data] [--out docs/calibration]
            [--parts mouth geometry recogniser]
-           [--try '{"gains": {...}, "detail": 1.6, "smile_detail": 0.6, "emphasis": {"fear": {"jaw": 1.5}}}' ...]
+           [--try '{"gains": {...}, "detail": 1.6, "emphasis": {"fear": {"jaw": 1.5}}}' ...]
 
 Render, re-extract with facecue's own extractor (MediaPipe + cue geometry) or read with the
 FER2013 recogniser, compare with the real statistics. Only **calibration** material is used here;
@@ -16,9 +16,8 @@ FER2013 recogniser, compare with the real statistics. Only **calibration** mater
   priors are built) projected on the real clip's, per face region (1.0 = the real amplitude).
 * **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits and 5 MEAD frames
   (``CALIBRATION_MEAD_FRAMES``, two of them smiling) with 6 s of StyleTalk speech: top-1 of the
-  FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN``,
-  ``phonetic.SMILE_DETAIL_SHARE`` and ``phonetic.EMOTION_EMPHASIS``; ``--try`` evaluates other
-  settings in the same run.
+  FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN`` and
+  ``phonetic.EMOTION_EMPHASIS``; ``--try`` evaluates other settings in the same run.
 
 Parts not run keep their previous results in ``--out`` (each part's date is shown).
 """
@@ -142,19 +141,17 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
         path = tmp / f"speech_{name}.wav"
         write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
         speech.append(path)
-    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN, phonetic.SMILE_DETAIL_SHARE)
+    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN)
 
     def restore() -> None:
         phonetic.restore_emotion_settings(saved[0])
         render.DETAIL_GAIN = saved[1]
-        phonetic.SMILE_DETAIL_SHARE = saved[2]
 
     results = []
     try:
         for setting in settings:
             phonetic.set_emotion_region_gains(**setting.get("gains", {}))
             render.DETAIL_GAIN = float(setting.get("detail", render.DETAIL_GAIN))
-            phonetic.SMILE_DETAIL_SHARE = float(setting.get("smile_detail", phonetic.SMILE_DETAIL_SHARE))
             for emotion, factors in setting.get("emphasis", {}).items():
                 phonetic.set_emotion_emphasis(emotion, **factors)
             reads = []
@@ -165,7 +162,6 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                     reads.append((name, emotion, read_video_emotion(out, model=model).label))
             emo = [r for r in reads if r[1] != "neutral"]
             result = {"gains": dict(phonetic.EMOTION_REGION_GAINS), "detail": render.DETAIL_GAIN,
-                      "smile_detail": phonetic.SMILE_DETAIL_SHARE,
                       "emphasis": {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()},
                       "top1_6_emotions": sum(r[1] == r[2] for r in emo) / len(emo),
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
@@ -210,14 +206,13 @@ def write(out: Path, results: dict) -> None:
         lines += ["## FER2013 recogniser on calibration portraits", "",
                   f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
-                  "| brows | eyes | lower face | detail | smile shading taken off | per-emotion emphasis | top-1, 6 emotions | neutral read as neutral |",
-                  "|--:|--:|--:|--:|--:|---|--:|--:|"]
+                  "| brows | eyes | lower face | detail | per-emotion emphasis | top-1, 6 emotions | neutral read as neutral |",
+                  "|--:|--:|--:|--:|---|--:|--:|"]
         for r in results["recogniser"]:
             g = r["gains"]
             emphasis = "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items())
                                  for e, f in r.get("emphasis", {}).items()) or "none"
-            smile = f"{r['smile_detail']:.1f}" if "smile_detail" in r else "0 (before it existed)"
-            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {smile} | {emphasis} | "
+            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | "
                          f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
