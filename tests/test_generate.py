@@ -49,11 +49,18 @@ def test_duration_matches_audio_and_tracks_agree(tmp_path, short_speech):
 
 def test_controls_reach_the_cues(tmp_path, short_speech):
     still = generate(asset_path("portrait.png"), short_speech, tmp_path / "still.mp4", pose_scale=0, gaze="camera",
-                     blink_rate=0, size=128, full=False, cue_model="phonetic")
+                     blink_rate=0, mouth_scale=0, size=128, full=False, cue_model="phonetic")
     assert np.ptp(still.cues.pose_angles, axis=0).max() < 1e-3 and still.cues.blinks() == []
+    lip_gap = lambda cues: cues.normalized[:, 14, 1] - cues.normalized[:, 13, 1]  # noqa: E731
+    assert np.ptp(lip_gap(still.cues)) < 1e-4  # mouth scale 0: the lips stay where they rest
+    assert still.cues.meta["config"]["mouth_scale"] == 0  # saved with the output
     moving = generate(asset_path("portrait.png"), short_speech, tmp_path / "moving.mp4", size=128, full=False,
                       emotion="neutral@0,sad@1.5", seed=2, cue_model="phonetic")
     assert moving.cues.pose_angles[:, 0].std() > 0.3
+    assert np.ptp(lip_gap(moving.cues)) > 0.02
+    wider = generate(asset_path("portrait.png"), short_speech, tmp_path / "wider.mp4", size=128, full=False,
+                     emotion="neutral@0,sad@1.5", seed=2, cue_model="phonetic", mouth_scale=1.5)
+    assert np.percentile(lip_gap(wider.cues), 90) > np.percentile(lip_gap(moving.cues), 90) + 0.01
 
 
 def test_pose_from_reference_video(tmp_path, short_speech):
@@ -162,6 +169,7 @@ BAD_CASES = [  # (id, arguments without -o, words of the one-line error, output 
     ("fps zero", [*P, *A, "--fps", "0"], "fps must be within 1..120", "out.mp4"),
     ("fps too high", [*P, *A, "--fps", "500"], "fps must be within 1..120", "out.mp4"),
     ("temperature negative", [*P, *A, "--temperature", "-1"], "temperature", "out.mp4"),
+    ("mouth scale too high", [*P, *A, "--mouth-scale", "9"], "mouth scale", "out.mp4"),
     ("size too small", [*P, *A, "--size", "16"], "size must be within 64..4096", "out.mp4"),
     ("bad gaze", [*P, *A, "--gaze", "left"], "gaze", "out.mp4"),
     ("bad extension", [*P, *A], "unsupported output type '.avi'", "out.avi"),

@@ -53,11 +53,12 @@ def test_widget_values_become_the_config():
     assert config.size is None and config.full is True
     config = config_from_widgets(**widgets(emotion="sad", schedule=" neutral@0,happy@1.5 ", gaze_mode="custom",
                                            gaze_yaw=12, gaze_pitch=-5.5, blink_rate="20", seed=3.0, size="256",
-                                           framing=FRAMINGS[1], intensity=0.4, pose_scale=0.5, cue_model="phonetic"))
+                                           framing=FRAMINGS[1], intensity=0.4, pose_scale=0.5, cue_model="phonetic",
+                                           mouth_scale=0.6))
     assert config.emotion == "neutral@0,happy@1.5", "a schedule replaces the dropdown's emotion"
     assert config.gaze == "12,-5.5" and config.blink_rate == 20.0 and config.seed == 3 and isinstance(config.seed, int)
     assert config.size == 256 and config.full is False and config.intensity == 0.4 and config.pose_scale == 0.5
-    assert config.cue_model == "phonetic" and config.max_seconds is not None
+    assert config.cue_model == "phonetic" and config.max_seconds is not None and config.mouth_scale == 0.6
 
 
 @pytest.mark.parametrize("change, message", [

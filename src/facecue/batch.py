@@ -7,8 +7,8 @@ The CSV has a header row and one job per row::
     me.png,bye.m4a,"neutral@0,sad@2",out/bye.mp4,,,,
 
 Required columns: ``portrait``, ``audio``, ``emotion``, ``output``. Optional columns: any
-:class:`~facecue.generate.GenerateConfig` field (``intensity``, ``seed``, ``pose_scale``, ``gaze``,
-``blink_rate``, ``size``, ``full``, ``cue_model``, ...); an empty cell keeps the default. Relative
+:class:`~facecue.generate.GenerateConfig` field (``intensity``, ``seed``, ``pose_scale``, ``mouth_scale``,
+``gaze``, ``blink_rate``, ``size``, ``full``, ``cue_model``, ...); an empty cell keeps the default. Relative
 paths resolve against the CSV's folder; output folders are created.
 
 The whole CSV is validated first. Rows with a problem (a missing file, an unknown emotion, a bad

@@ -63,8 +63,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     config = GenerateConfig(
         emotion=args.emotion, intensity=args.intensity, cue_model=args.cue_model, checkpoint=args.checkpoint,
-        seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale, pose_from=args.pose_from,
-        gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer,
+        seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale, mouth_scale=args.mouth_scale,
+        pose_from=args.pose_from, gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer,
         renderer_checkpoint=args.renderer_checkpoint, device=args.device, size=args.size, fps=args.fps,
         full=args.full, max_seconds=args.max_seconds, text=args.text,
     )
@@ -98,6 +98,9 @@ def _add_generate_parser(sub) -> None:
     g = p.add_argument_group("motion controls")
     g.add_argument("--pose-scale", type=float, default=1.0, help="head-motion amplitude; 0 = still head (default 1)")
     g.add_argument("--pose-from", metavar="VIDEO", help="copy the head motion of a reference video")
+    g.add_argument("--mouth-scale", type=float, default=1.0, help="mouth-movement amplitude while speaking, 0..3; "
+                   "people differ: the real speakers facecue is checked against open their mouths 0.4-1.4x as far "
+                   "as its default (docs/expressiveness); 0 = lips still (default 1)")
     g.add_argument("--gaze", default="auto", help="auto (natural shifts), camera, or YAW,PITCH degrees (default auto)")
     g.add_argument("--blink-rate", type=float, help="blinks per minute (default: the emotion's typical rate)")
     g.add_argument("--seed", type=int, default=0, help="random seed of gaze, blinks and head motion (default 0)")
@@ -534,8 +537,8 @@ def _add_batch_parser(sub) -> None:
         "batch",
         help="generate many videos from a CSV of jobs (rerun-safe, parallel)",
         description="Run one 'generate' job per CSV row. Columns: portrait, audio, emotion, output (required),\n"
-        "and optionally any generate setting by its field name: intensity, seed, pose_scale, gaze, blink_rate,\n"
-        "size, full (true/false), cue_model, fps, temperature, text, checkpoint, pose_from, max_seconds.\n"
+        "and optionally any generate setting by its field name: intensity, seed, pose_scale, mouth_scale, gaze,\n"
+        "blink_rate, size, full (true/false), cue_model, fps, temperature, text, checkpoint, pose_from, max_seconds.\n"
         "Empty cells keep the default; relative paths are relative to the CSV's folder. The whole CSV is\n"
         "checked first: rows with problems are reported, the others still run. Rows whose output exists are\n"
         "skipped. Failures go to <csv stem>.failures.csv (row, output, reason); the exit code is 2 if any.\n"

@@ -40,6 +40,7 @@ class GenerateConfig:
     seed: int = 0
     temperature: float = 1.0  # sampling temperature of the network's gaze and pose (0: the most likely)
     pose_scale: float = 1.0  # head-motion amplitude (0 = still head)
+    mouth_scale: float = 1.0  # mouth-movement amplitude while speaking (real speakers differ ~2.5x)
     pose_from: str | None = None  # video whose head motion is copied
     gaze: str = "auto"  # "auto", "camera" or "yaw,pitch" degrees
     blink_rate: float | None = None  # per minute; None = the emotion's typical rate
@@ -65,6 +66,7 @@ class GenerateConfig:
         inputs.check_temperature(self.temperature)
         inputs.check_max_seconds(self.max_seconds)
         inputs.check_pose_scale(self.pose_scale)
+        inputs.check_mouth_scale(self.mouth_scale)
         inputs.check_blink_rate(self.blink_rate)
         inputs.parse_gaze(self.gaze)
         from .render import renderer_options
@@ -309,8 +311,8 @@ def generate(
 
     start = time.perf_counter()
     cue_model, checkpoint = resolve_cue_model(config)
-    controls = CueControls(pose_scale=config.pose_scale, pose_angles=pose_angles, gaze=parse_gaze(config.gaze),
-                           blink_rate=config.blink_rate)
+    controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale, pose_angles=pose_angles,
+                           gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
     cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress)
     n_frames = n_video_frames(len(samples), config.fps)
     assert cues.n_frames == n_frames, (cues.n_frames, n_frames)

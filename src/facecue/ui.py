@@ -76,6 +76,7 @@ def config_from_widgets(
     framing: str,
     cue_model: str,
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    mouth_scale: float = 1.0,
 ):
     """The :class:`GenerateConfig` the page's widgets describe; raises :class:`InputError`.
 
@@ -96,6 +97,7 @@ def config_from_widgets(
         cue_model=cue_model,
         seed=_parse_seed(seed),
         pose_scale=float(pose_scale),
+        mouth_scale=float(mouth_scale),
         gaze=gaze,
         blink_rate=_parse_blink_rate(blink_rate),
         size=_parse_size(size),
@@ -277,10 +279,12 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
         return gr.update(visible=custom), gr.update(visible=custom)
 
     def generate_video(portrait, audio, emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch,
-                       blink_rate, seed, size, framing, cue_model, progress=gr.Progress(track_tqdm=True)):
+                       blink_rate, seed, size, framing, cue_model, mouth_scale,
+                       progress=gr.Progress(track_tqdm=True)):
         try:
             config = config_from_widgets(emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch,
-                                         blink_rate, seed, size, framing, cue_model, max_seconds=max_seconds)
+                                         blink_rate, seed, size, framing, cue_model, max_seconds=max_seconds,
+                                         mouth_scale=mouth_scale)
             result, preview = run_job(portrait, audio, config, jobs, progress=True)
         except FacecueError as exc:
             log.info("job refused: %s", exc)
@@ -315,6 +319,9 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
                     with gr.Row():
                         pose_scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Head motion (pose scale)",
                                                scale=2, elem_id="pose_scale")
+                        mouth_scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Mouth movement (mouth scale)",
+                                                info="people differ; 1 = facecue's default", scale=2,
+                                                elem_id="mouth_scale")
                         blink_rate = gr.Textbox(value="auto", label="Blinks per minute", max_lines=1,
                                                 info="auto: the emotion's typical rate", min_width=120,
                                                 elem_id="blink_rate")
@@ -347,7 +354,7 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
         generate_button.click(
             generate_video,
             [portrait, audio, emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch, blink_rate,
-             seed, size, framing, cue_model],
+             seed, size, framing, cue_model, mouth_scale],
             [result, landmarks_video, status],
             concurrency_limit=1, concurrency_id="generate", api_name="generate",
         )
