@@ -99,8 +99,8 @@ def _add_generate_parser(sub) -> None:
     g.add_argument("--pose-scale", type=float, default=1.0, help="head-motion amplitude; 0 = still head (default 1)")
     g.add_argument("--pose-from", metavar="VIDEO", help="copy the head motion of a reference video")
     g.add_argument("--mouth-scale", type=float, default=1.0, help="mouth-movement amplitude while speaking, 0..3; "
-                   "people differ: the real speakers facecue is checked against open their mouths 0.4-1.4x as far "
-                   "as its default (docs/expressiveness); 0 = lips still (default 1)")
+                   "people differ: 0.3 matched the real speaker who opens her mouth least and 1.3 a wider one "
+                   "(docs/MODEL_CARD.md); 0 = lips still (default 1)")
     g.add_argument("--gaze", default="auto", help="auto (natural shifts), camera, or YAW,PITCH degrees (default auto)")
     g.add_argument("--blink-rate", type=float, help="blinks per minute (default: the emotion's typical rate)")
     g.add_argument("--seed", type=int, default=0, help="random seed of gaze, blinks and head motion (default 0)")
