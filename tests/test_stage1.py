@@ -222,6 +222,14 @@ def test_cli_cues_from_speech(stage1_checkpoint, classifier_checkpoint, portrait
     cues = FaceCues.load(out)
     assert cues.n_frames == 25 and cues.meta["emotion"] == "angry"
     assert io.probe_video(preview).n_frames == 25 and io.probe_video(preview).has_audio
+    # the motion controls generate has (one set of rules): still head, still lips, no blinks
+    still = tmp_path / "still.npz"
+    assert main(base[:-3] + ["-o", str(still), "-q", "--emotion", "angry", "--checkpoint", str(stage1_checkpoint),
+                             "--pose-scale", "0", "--mouth-scale", "0", "--blink-rate", "0"]) == 0
+    still_cues = FaceCues.load(still)
+    lip_gap = still_cues.normalized[:, 14, 1] - still_cues.normalized[:, 13, 1]
+    assert np.ptp(lip_gap) < 1e-4 and np.ptp(still_cues.pose_angles, axis=0).max() < 1e-3
+    assert still_cues.blinks() == []
     capsys.readouterr()
 
     corrupt = tmp_path / "corrupt.pt"
@@ -229,6 +237,8 @@ def test_cli_cues_from_speech(stage1_checkpoint, classifier_checkpoint, portrait
     cases = [
         (["--emotion", "joy", "--checkpoint", str(stage1_checkpoint)], "choose one of: neutral, angry, contempt"),
         (["--emotion", "sad", "--intensity", "2", "--checkpoint", str(stage1_checkpoint)], "within 0..1"),
+        (["--emotion", "sad", "--mouth-scale", "9", "--checkpoint", str(stage1_checkpoint)], "mouth scale"),
+        (["--emotion", "sad", "--gaze", "left", "--checkpoint", str(stage1_checkpoint)], "gaze"),
         (["--emotion", "sad", "--checkpoint", str(classifier_checkpoint)], "expected 'facecue.stage1'"),
         (["--emotion", "sad", "--checkpoint", str(corrupt)], "corrupt"),
         (["--emotion", "sad", "--checkpoint", str(tmp_path / "none.pt")], "not found"),

@@ -74,6 +74,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cue_controls(group) -> None:
+    """The per-cue knobs both cue models take (:class:`facecue.phonetic.CueControls`)."""
+    group.add_argument("--pose-scale", type=float, default=1.0, help="head-motion amplitude; 0 = still head (default 1)")
+    group.add_argument("--mouth-scale", type=float, default=1.0, help="mouth-movement amplitude while speaking, "
+                       "0..3; people differ: 0.3 matched the real speaker who opens her mouth least and 1.3 a wider "
+                       "one (docs/MODEL_CARD.md); 0 = lips still (default 1)")
+    group.add_argument("--gaze", default="auto", help="auto (natural shifts), camera, or YAW,PITCH degrees "
+                       "(default auto)")
+    group.add_argument("--blink-rate", type=float, help="blinks per minute (default: the emotion's typical rate)")
+
+
+def _cue_controls(args: argparse.Namespace):
+    """The :class:`facecue.phonetic.CueControls` of :func:`_add_cue_controls`'s options (validated)."""
+    from .inputs import parse_gaze
+    from .phonetic import CueControls
+
+    return CueControls(pose_scale=args.pose_scale, mouth_scale=args.mouth_scale, gaze=parse_gaze(args.gaze),
+                       blink_rate=args.blink_rate)
+
+
 def _add_generate_parser(sub) -> None:
     p = sub.add_parser(
         "generate",
@@ -96,13 +116,8 @@ def _add_generate_parser(sub) -> None:
                    "'neutral@0,happy@2.5,sad@6' (changes at those seconds, blended)")
     g.add_argument("--intensity", type=float, default=1.0, help="emotion strength 0..1 (default 1)")
     g = p.add_argument_group("motion controls")
-    g.add_argument("--pose-scale", type=float, default=1.0, help="head-motion amplitude; 0 = still head (default 1)")
+    _add_cue_controls(g)
     g.add_argument("--pose-from", metavar="VIDEO", help="copy the head motion of a reference video")
-    g.add_argument("--mouth-scale", type=float, default=1.0, help="mouth-movement amplitude while speaking, 0..3; "
-                   "people differ: 0.3 matched the real speaker who opens her mouth least and 1.3 a wider one "
-                   "(docs/MODEL_CARD.md); 0 = lips still (default 1)")
-    g.add_argument("--gaze", default="auto", help="auto (natural shifts), camera, or YAW,PITCH degrees (default auto)")
-    g.add_argument("--blink-rate", type=float, help="blinks per minute (default: the emotion's typical rate)")
     g.add_argument("--seed", type=int, default=0, help="random seed of gaze, blinks and head motion (default 0)")
     g = p.add_argument_group("models")
     g.add_argument("--cue-model", default="auto", choices=("auto", "network", "phonetic"),
@@ -397,6 +412,7 @@ def cmd_cues_from_speech(args: argparse.Namespace) -> int:
     inputs.parse_emotion_schedule(args.emotion)
     inputs.check_intensity(args.intensity)
     inputs.check_temperature(args.temperature)
+    controls = _cue_controls(args)
     if args.checkpoint is None and bundled_checkpoint() is None:
         raise InputError(None, "--checkpoint is required: no stage-1 checkpoint is bundled with this build "
                          "(train one with 'facecue train stage1 --config configs/stage1_default.yaml')")
@@ -423,7 +439,7 @@ def cmd_cues_from_speech(args: argparse.Namespace) -> int:
     from .generate import cue_audio
 
     cues = network_cues(cue_audio(audio), portrait_cues, args.emotion, args.intensity, checkpoint=checkpoint,
-                        seed=args.seed, temperature=args.temperature, progress=not args.quiet)
+                        seed=args.seed, temperature=args.temperature, controls=controls, progress=not args.quiet)
     cues.save(args.output)
     summary = f"{args.output}: {cues.n_frames} frames ({cues.duration_s:.1f} s) of {cues.meta['emotion']} cues"
     if args.preview:
@@ -490,7 +506,7 @@ def _add_stage1_parsers(sub) -> None:
         help="generate facial cues (expression, gaze, blinks, head pose) from speech and an emotion",
         description="Stage 1: synthesize 25 fps cues that speak AUDIO with EMOTION, anchored on the portrait's\n"
         "identity, pose and gaze, with the stage-1 network. The same cues as 'generate --cue-model network'\n"
-        "(same portrait, audio, emotion, seed and temperature at 25 fps). Emotions: " + ", ".join(EMOTIONS) + ".",
+        "(same portrait, audio, emotion, seed, temperature and motion controls at 25 fps). Emotions: " + ", ".join(EMOTIONS) + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  facecue cues-from-speech --audio talk.wav --emotion happy --intensity 0.7 "
         "--portrait me.png --checkpoint runs/stage1/final.pt -o cues.npz --preview preview.mp4",
@@ -506,6 +522,7 @@ def _add_stage1_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of gaze and pose, 0..5 "
                    "(0: most likely; default 1)")
+    _add_cue_controls(p.add_argument_group("motion controls (as for generate)"))
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_cues_from_speech)
 
