@@ -506,7 +506,8 @@ def _add_stage1_parsers(sub) -> None:
         help="generate facial cues (expression, gaze, blinks, head pose) from speech and an emotion",
         description="Stage 1: synthesize 25 fps cues that speak AUDIO with EMOTION, anchored on the portrait's\n"
         "identity, pose and gaze, with the stage-1 network. The same cues as 'generate --cue-model network'\n"
-        "(same portrait, audio, emotion, seed, temperature and motion controls at 25 fps). Emotions: " + ", ".join(EMOTIONS) + ".",
+        "(same portrait, audio, emotion, seed, temperature and motion controls at 25 fps).\n"
+        "Emotions: " + ", ".join(EMOTIONS) + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  facecue cues-from-speech --audio talk.wav --emotion happy --intensity 0.7 "
         "--portrait me.png --checkpoint runs/stage1/final.pt -o cues.npz --preview preview.mp4",
