@@ -13,7 +13,9 @@ Everything in the priors is measured on real faces (MediaPipe landmarks, facecue
   clip's shape at closed lips (every landmark coordinate regressed on the inner-lip gap over all
   frames, intercept) minus the neutral clip's, averaged over the 3 actors. The emotion's own
   mouth opening is kept separately: the jaw held open while speaking (10th-percentile lip gap
-  over neutral's) and how much wider its speech movements are (10-90 % gap range over neutral's).
+  over neutral's), how much wider its speech movements are (10-90 % gap range over neutral's)
+  and how its lips part differently (``emotion_opening``, 8 x 478 x 3: every coordinate's slope on
+  the inner-lip gap over all frames, minus the neutral clip's; canonical units per unit of gap).
 * **emotion dynamics** (per emotion): head pose offset and spread (degrees), gaze offset and
   spread (degrees), blink rate (per minute), measured on the same 24 real MEAD clips.
 """
@@ -107,15 +109,26 @@ def lip_gap(normalized: np.ndarray) -> np.ndarray:
     return normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1]
 
 
+def _regress_on_gap(normalized: np.ndarray) -> np.ndarray:
+    """(2, 478, 3) intercept and slope of every landmark coordinate regressed on the inner-lip gap."""
+    gap = lip_gap(normalized).astype(np.float64)
+    design = np.stack([np.ones_like(gap), gap], axis=1)
+    coef, *_ = np.linalg.lstsq(design, normalized.reshape(len(gap), -1).astype(np.float64), rcond=None)
+    return coef.reshape(2, *normalized.shape[1:])
+
+
+def opening_shape(normalized: np.ndarray) -> np.ndarray:
+    """(478, 3) how the clip's face moves per canonical unit of inner-lip gap (regression slope over
+    all frames): how far the upper lip rises, the corners move and the chin drops as the lips part."""
+    return _regress_on_gap(normalized)[1]
+
+
 def closed_expression(normalized: np.ndarray) -> np.ndarray:
     """(478, 3) the clip's shape at zero lip gap: every coordinate regressed on the inner-lip gap
     over *all* frames (speech included), intercept taken. Unlike the median of the most-closed
     frames (bilabials: lips pressed, narrow), this keeps the expression's own mouth width, corner
     height and upper-lip raise, and every frame of the clip contributes."""
-    gap = lip_gap(normalized).astype(np.float64)
-    design = np.stack([np.ones_like(gap), gap], axis=1)
-    coef, *_ = np.linalg.lstsq(design, normalized.reshape(len(gap), -1).astype(np.float64), rcond=None)
-    return coef[0].reshape(normalized.shape[1:])
+    return _regress_on_gap(normalized)[0]
 
 
 def emotion_priors(data: Path) -> dict[str, np.ndarray]:
@@ -126,6 +139,7 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
             clip = next((data / "mead_clips").glob(f"{actor}_{emotion}_level*_001.mp4"))
             cues[actor, emotion] = extract_cues(clip)
     offsets = np.zeros((len(EMOTIONS), N_LANDMARKS, 3), np.float32)
+    opening = np.zeros((len(EMOTIONS), N_LANDMARKS, 3), np.float32)
     pose_mean = np.zeros((len(EMOTIONS), 3), np.float32)
     pose_std = np.zeros((len(EMOTIONS), 3), np.float32)
     gaze_mean = np.zeros((len(EMOTIONS), 2), np.float32)
@@ -134,11 +148,14 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
     jaw_opening = np.zeros(len(EMOTIONS), np.float32)
     speech_gain = np.zeros(len(EMOTIONS), np.float32)
     for e, emotion in enumerate(EMOTIONS):
-        per_actor, blinks, seconds = [], 0, 0.0
+        per_actor, per_actor_opening, blinks, seconds = [], [], 0, 0.0
         for actor in actors:
             c, neutral = cues[actor, emotion], cues[actor, "neutral"]
             # the emotion's expression at closed lips; its speech opens the mouth on top of it
             per_actor.append(closed_expression(c.normalized) - closed_expression(neutral.normalized))
+            # ... and how its lips part differently from neutral speech's (a snarl raises the
+            # upper lip, anger squares the corners, sadness drops the lower lip)
+            per_actor_opening.append(opening_shape(c.normalized) - opening_shape(neutral.normalized))
             gap, gap_neutral = lip_gap(c.normalized), lip_gap(neutral.normalized)
             lo, hi = np.percentile(gap, [10, 90])
             lo_n, hi_n = np.percentile(gap_neutral, [10, 90])
@@ -153,8 +170,12 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
         if emotion == "contempt":
             # a one-sided expression: actors raise either corner, and averaging would cancel it;
             # each actor's is mirrored, where needed, to raise the subject's left corner (291)
-            per_actor = [mirror_shape(o) if o[MOUTH_CORNERS[1], 1] > o[MOUTH_CORNERS[0], 1] else o for o in per_actor]
+            flip = [o[MOUTH_CORNERS[1], 1] > o[MOUTH_CORNERS[0], 1] for o in per_actor]
+            per_actor = [mirror_shape(o) if f else o for o, f in zip(per_actor, flip)]
+            per_actor_opening = [mirror_shape(o) if f else o for o, f in zip(per_actor_opening, flip)]
         offsets[e] = np.mean(per_actor, axis=0)
+        opening[e] = np.mean(per_actor_opening, axis=0)
+        opening[e, N_MESH_POINTS:] = opening[e, N_MESH_POINTS:].mean(0)
         offsets[e, N_MESH_POINTS:] = offsets[e, N_MESH_POINTS:].mean(0)  # iris moves with its eye
         blink_rate[e] = 60.0 * blinks / seconds
         o = offsets[e]
@@ -166,6 +187,7 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
         )
     return dict(
         emotion_offsets=offsets,
+        emotion_opening=opening,
         emotion_jaw_opening=np.maximum(jaw_opening, 0.0).astype(np.float32),
         # MEAD's level-3 angry and fear are near shouting (x2.1 the neutral range): capped so that
         # ordinary speech does not open to a shout on every syllable
@@ -194,7 +216,7 @@ def main() -> None:
     np.savez_compressed(
         args.out,
         kind="facecue.cue_priors",
-        version=2,
+        version=3,
         viseme_names=np.array(VISEME_NAMES),
         viseme_offsets=shapes,
         emotion_names=np.array(EMOTIONS),

@@ -181,6 +181,47 @@ def test_emotional_speech_opens_the_mouth_wider(portrait_cues, bob_speech):
     assert abs(p90["sad"] - p90["neutral"]) < 0.25 * p90["neutral"]
 
 
+def test_lip_operators_move_one_lip_and_leave_the_jaw():
+    from facecue.cues import default_template
+    from facecue.motion import drop_lower_lip, lower_upper_lip
+    from facecue.phonetic import lip_parting_shape
+
+    template = default_template().points.astype(np.float64)
+    dropped = drop_lower_lip(template, 0.1) - template
+    assert abs(dropped[INNER_LIP_MID[1], 1] - 0.1) < 1e-9 and dropped[INNER_LIP_MID[0], 1] == 0.0
+    assert dropped[152, 1] == 0.0 and dropped[2, 1] == 0.0  # chin and nose stay
+    raised = lower_upper_lip(template, -0.1) - template
+    assert abs(raised[INNER_LIP_MID[0], 1] + 0.1) < 1e-9 and raised[INNER_LIP_MID[1], 1] == 0.0
+    parting = lip_parting_shape()
+    assert abs(parting[INNER_LIP_MID[1], 1] - parting[INNER_LIP_MID[0], 1] - 1.0) < 1e-6  # one unit of gap
+    assert parting[152, 1] == 0.0
+
+
+def test_emotions_part_the_lips_their_own_way(portrait_cues, bob_speech):
+    """The priors' opening shapes (real MEAD): angry and disgusted speech raise the upper lip as the
+    lips part, without changing the gap; disgust holds its lips apart over a closed jaw; lips
+    still close on m/b/p."""
+    opening_shapes = load_priors().emotion_opening
+    for emotion in ("angry", "disgusted"):
+        shape = opening_shapes[EMOTIONS.index(emotion)]
+        assert shape[INNER_LIP_MID[0], 1] < -0.08, emotion  # the upper lip rises with the gap (y down)
+        assert abs(shape[INNER_LIP_MID[1], 1] - shape[INNER_LIP_MID[0], 1]) < 1e-5, emotion
+    audio, text = bob_speech
+    from facecue.audio import recognize_phones
+
+    phones = recognize_phones(audio, text=text)
+    cues = {e: phonetic_cues(audio, portrait_cues, e, 1.0, phones=phones, seed=0) for e in ("neutral", "disgusted")}
+    visemes = visemes_to_frames(phones, 25, cues["neutral"].n_frames)
+    pp = visemes == VISEME_NAMES.index("PP")
+    speaking = np.isin(visemes, [VISEME_NAMES.index(v) for v in ("aa", "O", "E")])
+    disgust = cues["disgusted"]
+    assert np.median(opening(disgust)[pp]) < 0.35 * np.median(opening(disgust)[speaking]), "lips close on m/b/p"
+    # the chin (below the nose) drops less per unit of lip gap than in neutral speech
+    chin = {e: c.normalized[:, 152, 1] - c.normalized[:, 2, 1] for e, c in cues.items()}
+    drop = {e: np.polyfit(opening(c), chin[e], 1)[0] for e, c in cues.items()}
+    assert drop["disgusted"] < drop["neutral"] - 0.1, drop
+
+
 def test_intensity_scales_the_expression_linearly():
     from facecue.phonetic import emotion_expression, emotion_mouth_dynamics
 

@@ -107,6 +107,35 @@ def lower_upper_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.nd
     return norm
 
 
+def drop_lower_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
+    """Move the lower lip down by ``amount`` canonical units without the jaw (the lip pulled down
+    off the lower teeth, as in disgust); negative lifts it.
+
+    The lower lip moves fully between the mouth corners (the corners themselves by 30 %); the
+    skin below it follows, fading to nothing ~0.08 canonical units below the lip's line (above
+    the chin), and sideways past the corners. Nothing else moves.
+
+    Parameters
+    ----------
+    normalized : (..., 478, 3) canonical units
+    amount : (...,) or scalar, canonical units
+    """
+    norm = np.array(normalized, dtype=np.float64, copy=True)
+    ref = norm.reshape(-1, *norm.shape[-2:])[0]
+    upper, _, across = _mouth_layout(ref, 0.5)
+    lower = np.array(LOWER_LIP)
+    order = np.argsort(ref[lower, 0])
+    lip_line = np.interp(ref[:N_MESH_POINTS, 0], ref[lower, 0][order], ref[lower, 1][order])
+    below = ref[:N_MESH_POINTS, 1] - lip_line  # > 0 below the lower lip's line
+    weight = np.where(below >= 0, np.clip(1.0 - below / 0.08, 0.0, 1.0), 0.0) * across
+    weight[upper] = 0.0
+    weight[lower] = across[lower]
+    weight[list(_CORNERS)] = 0.3
+    a = np.asarray(amount, dtype=np.float64)[..., None]
+    norm[..., :N_MESH_POINTS, 1] += a * weight
+    return norm
+
+
 def scripted_motion(base: FaceCues, n_frames: int, fps: float, *, seed: int = 0) -> FaceCues:
     """A cue sequence built from one frame of ``base``: a slow head turn (+-12 deg yaw, a nod),
     gaze shifts, a blink every ~3 s and a mouth that opens and closes (~4 syllables a second).

@@ -48,10 +48,10 @@ from .inputs import (
     parse_emotion_schedule,
     parse_gaze,
 )
-from .motion import close_eyes, lower_upper_lip, open_mouth
+from .motion import close_eyes, drop_lower_lip, lower_upper_lip, open_mouth
 
 PRIORS_KIND = "facecue.cue_priors"
-PRIORS_VERSION = 2
+PRIORS_VERSION = 3
 
 # Co-articulation: dominance (how strongly a viseme imposes its shape) and spread (how far, in
 # units of the phone's half-duration, its influence reaches). Lips must close on bilabials, so
@@ -99,6 +99,7 @@ class CuePriors:
     lower_face_weight: np.ndarray  # (478,) 1 on the mouth and jaw, fading above the nose base
     emotion_jaw_opening: np.ndarray  # (8,) canonical units of lip gap the emotion holds open while speaking
     emotion_speech_gain: np.ndarray  # (8,) how much wider the emotion's speech movements are than neutral's
+    emotion_opening: np.ndarray  # (8, 478, 3) canonical units per unit of lip gap: how the emotion's lips part unlike neutral's
 
 
 @lru_cache(maxsize=1)
@@ -123,6 +124,7 @@ def load_priors() -> CuePriors:
                 lower_face_weight=data["lower_face_weight"].astype(np.float32),
                 emotion_jaw_opening=data["emotion_jaw_opening"].astype(np.float32),
                 emotion_speech_gain=data["emotion_speech_gain"].astype(np.float32),
+                emotion_opening=data["emotion_opening"].astype(np.float32),
             )
 
 
@@ -198,11 +200,14 @@ def mouth_offsets(
     *,
     speech_gain: np.ndarray | float = 1.0,
     jaw_opening: np.ndarray | float = 0.0,
+    lip_share: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """(T, 478, 3) lower-face offsets in canonical units for the speech.
 
     speech_gain : (T,) or scalar, widens the speech movements (an emotion's, 1 = neutral speech)
     jaw_opening : (T,) or scalar, extra lip gap (canonical units) held open while speaking
+    lip_share : (T,) or scalar 0..1, the part of ``jaw_opening`` held by the lips (upper lip up,
+        lower lip down, the jaw and its teeth closed: :func:`lip_parting_shape`) instead of the jaw
     """
     priors = load_priors()
     mix = viseme_weights(phones, n_frames, fps)
@@ -213,9 +218,11 @@ def mouth_offsets(
     # bilabials, labiodentals or silence dominate.
     closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")] + mix[:, 0]
     speaking = gaussian_filter1d((loudness > 0).astype(np.float64), 1.0, mode="nearest")
-    carrier = (SPEECH_JAW_OPENING + jaw_opening) * speaking * np.clip(1.0 - closing, 0.0, 1.0)
-    jaw = jaw_shape()
-    return ((visemes + carrier[:, None] * jaw.reshape(1, -1)) * mouth_scale).reshape(n_frames, N_LANDMARKS, 3)
+    held = speaking * np.clip(1.0 - closing, 0.0, 1.0)
+    lips = np.asarray(jaw_opening * lip_share, np.float64) * held
+    carrier = (SPEECH_JAW_OPENING + jaw_opening) * held - lips
+    shapes = carrier[:, None] * jaw_shape().reshape(1, -1) + lips[:, None] * lip_parting_shape().reshape(1, -1)
+    return ((visemes + shapes) * mouth_scale).reshape(n_frames, N_LANDMARKS, 3)
 
 
 @lru_cache(maxsize=1)
@@ -224,6 +231,17 @@ def jaw_shape() -> np.ndarray:
     aa = load_priors().viseme_offsets[VISEME_NAMES.index("aa")].astype(np.float64)
     gap = aa[INNER_LIP_MID[1], 1] - aa[INNER_LIP_MID[0], 1]
     return (aa / max(gap, 1e-6)).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def lip_parting_shape() -> np.ndarray:
+    """(478, 3) one canonical unit of inner-lip gap made by the lips alone, on the template: the
+    upper lip raised and the lower lip pulled down by half a unit each, the jaw where it is."""
+    from .cues import default_template
+
+    template = default_template().points.astype(np.float64)
+    shape = drop_lower_lip(lower_upper_lip(template, -0.5), 0.5)
+    return (shape - template).astype(np.float32)
 
 
 # --- eyes, gaze, head ----------------------------------------------------------------------
@@ -342,9 +360,18 @@ MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate 
 # surprise on 5 of 9 portraits with it (3 of 9 without, in a run made before other renderer
 # changes); with the script's 6 s, 4 of 9 either way (docs/calibration/README.md). Other factors
 # tried (fear: jaw, lower face, eyes, brows, detail; disgust: lower face, brows, detail) changed
-# no more than one reading and were left at 1.
-EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 2.5}}
+# no more than one reading and were left at 1. Disgust holds its lips 3x as far apart as its
+# 10th-percentile statistic says, for geometry rather than the recogniser (which reads disgust as
+# angry either way): re-read from rendered MEAD actors its median lip gap over neutral came out
+# +0.021 canonical units at 1 and +0.046 at 3, against +0.062 in the real clips, with the upper
+# lip's rise (-0.018) and the chin's height (-0.010 vs -0.006) as real.
+EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 2.5}, "disgusted": {"jaw": 3.0}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
+# Per emotion, the share of its held lip gap (``emotion_jaw_opening``) that the lips make with the
+# jaw closed (upper lip up, lower lip down: teeth together and bared) instead of the jaw; unlisted
+# emotions use the jaw. In the real MEAD level-3 clips disgust parts the lips (median gap +0.062
+# over neutral) with the chin no lower than in neutral speech (-0.006, mean of the 3 actors).
+EMOTION_LIP_SHARE: dict[str, float] = {"disgusted": 1.0}
 SMILE_UNIT = 0.05  # canonical units: corners this much higher than the template's are a full smile
 MAX_SMILE_REMOVED = 1.6  # at most this many full smiles are taken off a smiling portrait
 SMILE_SPREAD = 0.1  # canonical units: how far around the corners the skin follows them down
@@ -396,6 +423,29 @@ def emotion_offsets_applied() -> np.ndarray:
     return (gained * factor).astype(np.float32)
 
 
+# The opening shapes are applied at their measured size. Re-read from rendered MEAD actors (M030's
+# sad speech, each actor from their neutral frame), the median mouth width, gap, upper-lip height,
+# corner height and chin height of 7 emotions over neutral came out 0.0165 canonical units from the
+# real clips' on average with gain 1, 0.0182 with the lower face's region gain (2.2) and 0.0197
+# without opening shapes; the upper lip's rise in angry speech is half the real one at gain 1.
+EMOTION_OPENING_GAIN = 1.0
+
+
+@lru_cache(maxsize=1)
+def emotion_opening_applied() -> np.ndarray:
+    """(8, 478, 3) how each emotion's lips part unlike neutral speech's, per canonical unit of lip
+    gap, on the lower face only, times ``EMOTION_OPENING_GAIN`` and the emotion's ``lower`` emphasis."""
+    lower, _, _ = _region_weights()
+    gain = EMOTION_OPENING_GAIN * emphasis_factors("lower")
+    return (load_priors().emotion_opening.astype(np.float64) * gain[:, None, None] * lower[None, :, None]).astype(np.float32)
+
+
+def emotion_opening(weights: np.ndarray, intensity: float) -> np.ndarray:
+    """(T, 478, 3) per-frame opening shapes (canonical units per unit of lip gap) for emotion
+    ``weights`` (T, 8) at ``intensity``; :func:`assemble_cues` scales them by each frame's gap."""
+    return (intensity * np.einsum("te,ekd->tkd", weights, emotion_opening_applied())).astype(np.float32)
+
+
 MIN_EYE_OPENING = 0.6  # an expression narrows an eye to at most this fraction of the portrait's opening
 
 
@@ -433,6 +483,7 @@ def set_emotion_region_gains(**gains: float) -> None:
     EMOTION_REGION_GAINS.update({k: float(v) for k, v in gains.items()})
     emotion_gain_map.cache_clear()
     emotion_offsets_applied.cache_clear()
+    emotion_opening_applied.cache_clear()
 
 
 def set_emotion_emphasis(emotion: str, **factors: float) -> None:
@@ -446,6 +497,7 @@ def set_emotion_emphasis(emotion: str, **factors: float) -> None:
     EMOTION_EMPHASIS[emotion] = {**EMOTION_EMPHASIS.get(emotion, {}), **{k: float(v) for k, v in factors.items()}}
     emotion_gain_map.cache_clear()
     emotion_offsets_applied.cache_clear()
+    emotion_opening_applied.cache_clear()
 
 
 def emotion_settings() -> dict:
@@ -461,6 +513,7 @@ def restore_emotion_settings(settings: dict) -> None:
     EMOTION_EMPHASIS.update({k: dict(v) for k, v in settings["emphasis"].items()})
     emotion_gain_map.cache_clear()
     emotion_offsets_applied.cache_clear()
+    emotion_opening_applied.cache_clear()
 
 
 def emotion_expression(weights: np.ndarray, intensity: float) -> np.ndarray:
@@ -567,6 +620,7 @@ def assemble_cues(
     fps: float,
     controls: CueControls,
     meta: dict,
+    opening: np.ndarray | None = None,
 ) -> FaceCues:
     """Build a FaceCues sequence anchored on the portrait.
 
@@ -576,6 +630,8 @@ def assemble_cues(
     head_offsets : (T, 3) generated head angle offsets, degrees
     gaze_offsets : (T, 2) gaze relative to the camera, degrees (used with controls.gaze 'auto')
     closure : (T,) blink lid closure 0..1
+    opening : (T, 478, 3) the emotion's opening shapes (:func:`emotion_opening`), added in
+        proportion to each frame's lip gap (closed lips stay closed)
     """
     n_frames = len(expression)
     base = portrait_rest_shape(portrait.normalized[0])
@@ -583,6 +639,9 @@ def assemble_cues(
     ratio = width / load_priors().reference_mouth_width
     rest = limit_eye_narrowing(base, closed_mouth(base[None] + emotion * ratio))
     normalized = rest + expression * ratio
+    if opening is not None:
+        gap = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1] - REST_LIP_GAP
+        normalized = normalized + np.clip(gap, 0.0, None)[:, None, None] * opening
     normalized = close_eyes(normalized, closure)
     head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]
     if len(head) < n_frames:  # a shorter reference pose holds its last value
@@ -653,8 +712,9 @@ def phonetic_cues(
     if phones is None:
         phones = recognize_phones(audio, text=text)
     speech_gain, jaw_opening = emotion_mouth_dynamics(weights, intensity)
+    lip_share = weights @ np.array([EMOTION_LIP_SHARE.get(name, 0.0) for name in EMOTIONS])
     mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale, speech_gain=speech_gain,
-                          jaw_opening=jaw_opening)
+                          jaw_opening=jaw_opening, lip_share=lip_share)
     emotion_offsets = emotion_expression(weights, intensity)
     gain = loudness_gain(audio, n_frames, fps)
     head = head_motion(n_frames, fps, weights, intensity, gain, rng)
@@ -669,7 +729,8 @@ def phonetic_cues(
         "blink_rate": float(rate),
         "sample_rate": SAMPLE_RATE,
     }
-    return assemble_cues(portrait, mouth, emotion_offsets, head, gaze, closure, fps, controls, meta)
+    return assemble_cues(portrait, mouth, emotion_offsets, head, gaze, closure, fps, controls, meta,
+                         opening=emotion_opening(weights, intensity))
 
 
 def apply_controls(cues: FaceCues, portrait: FaceCues, controls: CueControls, *, seed: int = 0) -> FaceCues:
