@@ -363,8 +363,8 @@ MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate 
 # no more than one reading and were left at 1. Disgust holds its lips 3x as far apart as its
 # 10th-percentile statistic says, for geometry rather than the recogniser (which reads disgust as
 # angry either way): re-read from rendered MEAD actors its median lip gap over neutral came out
-# +0.021 canonical units at 1 and +0.046 at 3, against +0.062 in the real clips, with the upper
-# lip's rise (-0.018) and the chin's height (-0.010 vs -0.006) as real.
+# +0.021 canonical units at 1 and +0.053 at 3, against +0.062 in the real clips; its upper lip's
+# rise -0.025 (real -0.018) and its chin's height -0.014 (real -0.006).
 EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 2.5}, "disgusted": {"jaw": 3.0}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # Per emotion, the share of its held lip gap (``emotion_jaw_opening``) that the lips make with the
@@ -427,7 +427,8 @@ def emotion_offsets_applied() -> np.ndarray:
 # sad speech, each actor from their neutral frame), the median mouth width, gap, upper-lip height,
 # corner height and chin height of 7 emotions over neutral came out 0.0165 canonical units from the
 # real clips' on average with gain 1, 0.0182 with the lower face's region gain (2.2) and 0.0197
-# without opening shapes; the upper lip's rise in angry speech is half the real one at gain 1.
+# without opening shapes (0.0157 with disgust's jaw emphasis and the jaw-borne lower teeth added);
+# the upper lip's rise in angry speech is about half the real one at gain 1.
 EMOTION_OPENING_GAIN = 1.0
 
 
