@@ -10,7 +10,7 @@ from facecue.constants import LEFT_IRIS, N_LANDMARKS, N_MESH_POINTS, RIGHT_IRIS
 from facecue.cues import FaceCues, angles_to_rotation, relocate, rotation_to_angles
 from facecue.errors import InputError
 from facecue.evaluate import psnr
-from facecue.motion import close_eyes, drop_lower_lip, lower_upper_lip, open_mouth, scripted_motion
+from facecue.motion import close_eyes, open_mouth, scripted_motion
 from facecue.render import (
     MeshRenderer,
     Renderer,
@@ -468,24 +468,6 @@ def test_lower_teeth_show_above_the_lower_lip_of_an_open_mouth(portrait, portrai
     cavity = column[int(0.4 * gap) : int(0.6 * gap)].mean()
     lower_teeth = column[int(0.8 * gap) :].max()
     assert lower_teeth > cavity + 40  # incisors above the lower lip, the dark cavity above them
-
-
-def test_lips_parted_over_a_closed_jaw_bare_both_rows_of_teeth(portrait, portrait_landmarks, portrait_cues):
-    """Disgust's snarl: lips pulled apart with the jaw closed show the lower row right behind the
-    upper one; the same gap made by dropping the jaw shows the dark cavity between the rows."""
-    norm = portrait_cues.normalized[0].astype(np.float64)
-    closed = open_mouth(norm, -(norm[14, 1] - norm[13, 1]))
-    snarl = edited(portrait_cues, drop_lower_lip(lower_upper_lip(closed, -0.15), 0.15))
-    jaw = edited(portrait_cues, open_mouth(closed, 0.3))
-    middle = {}
-    for name, target in (("snarl", snarl), ("jaw", jaw)):
-        frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize"))
-        upper, lower = target[13, :2], target[14, :2]
-        x, gap = int(round(upper[0])), lower[1] - upper[1]
-        assert gap > 8, name
-        column = luminance(frame)[int(upper[1]) : int(lower[1]), x - 1 : x + 2].mean(axis=1)
-        middle[name] = column[int(0.45 * gap) : int(0.6 * gap)].mean()  # below the upper row
-    assert middle["snarl"] > middle["jaw"] + 80, middle  # the lower row, not the cavity
 
 
 def test_expression_detail_darkens_the_brow_furrow_for_angry(portrait, portrait_landmarks):

@@ -112,14 +112,8 @@ TEETH_HEIGHT = 0.05  # upper incisors' edge below the portrait's resting upper-l
 TEETH_HALF_WIDTH = 0.24  # upper teeth visible up to this distance from the midline
 TEETH_BARED = 0.03  # how far the upper lip can rise above the teeth's resting place (eye units)
 LOWER_TEETH_RISE = 0.025  # lower incisors' edge above the lower inner lip (they move with the jaw)
-LOWER_TEETH_HALF_WIDTH = 0.19
-LOWER_TEETH_SHADE = 0.85  # the lower row sits in the upper row's and the lip's shadow
-# The lower incisors ride on the jaw: with the jaw closed their edge sits this far behind and above
-# the upper incisors' edge (an overbite), and it drops as the chin drops. A lower lip pulled down
-# with the jaw closed (disgust, a snarl) bares both rows, teeth together.
-LOWER_TEETH_OVERBITE = 0.02
-LOWER_TEETH_LENGTH = 0.09  # the lower incisors' crowns below their edge; the gum below them
-CHIN = 152  # MediaPipe's chin point: how far the jaw has dropped
+LOWER_TEETH_HALF_WIDTH = 0.17
+LOWER_TEETH_SHADE = 0.8  # the lower row sits in the upper row's and the lip's shadow
 TOOTH_EDGES = (0.0, 0.095, 0.165, 0.225)  # tooth boundaries from the midline (incisors, canine)
 TONGUE_HALF_WIDTH = 0.22
 TONGUE_HEIGHT = 0.09
@@ -134,7 +128,6 @@ SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lig
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
 TONGUE_RGB = (158, 66, 72)
-GUM_RGB = (170, 82, 84)
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -824,7 +817,6 @@ class _MouthModel:
     open: bool
     frame: _MouthFrame
     skull_offset: float  # portrait's upper inner lip middle below the nose base (landmark 2), along v, eye units
-    jaw_closed: float  # portrait's chin below the nose base with its lips closed (its gap taken off), along v, eye units
     unit: float  # source outer-eye-corner distance, pixels
     split: float  # fraction of the gap where the source's upper part ends
     brightness: float  # portrait's skin lightness relative to a well-lit face (shades the teeth)
@@ -861,9 +853,7 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     brightness = float(np.clip(lightness / 175.0, 0.55, 1.0))
     nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
     skull_offset = (float(frame.upper(frame.midline_u)) - nose_v) / unit
-    lip_gap = max(float(frame.lower(frame.midline_u) - frame.upper(frame.midline_u)), 0.0)
-    jaw_closed = (float(frame.uv(*pts[CHIN, :2])[1]) - nose_v - lip_gap) / unit
-    return _MouthModel(is_open, frame, skull_offset, jaw_closed, unit, split, brightness)
+    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness)
 
 
 def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray, gap_mid: float, unit: float,
@@ -895,31 +885,22 @@ def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray
     return colour.astype(np.float32), cover.astype(np.float32)
 
 
-def _synth_lower_teeth(x_mid: np.ndarray, below_edge: np.ndarray, unit: float, brightness: float
+def _synth_lower_teeth(x_mid: np.ndarray, above_lip: np.ndarray, unit: float, brightness: float
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-teeth layer, moving with the jaw: colour (..., 3) and coverage (...).
-
-    x_mid : pixels from the teeth's midline along the mouth; below_edge : pixels below the
-    incisal edge's middle (a nearly flat arch, notched between teeth, dropping slightly toward
-    the canines); the crowns show ``LOWER_TEETH_LENGTH`` below it, darker than the upper row,
-    and the gum below them."""
+    """Lower-teeth layer, moving with the jaw: an arch of incisal edges ``LOWER_TEETH_RISE`` above
+    the lower inner lip's middle point (``above_lip``: pixels above it), darker than the upper row."""
     ax = np.abs(x_mid) / unit
     aa = 0.7 / unit
-    edges = np.array(TOOTH_EDGES) * (LOWER_TEETH_HALF_WIDTH / TEETH_HALF_WIDTH)
+    edges = np.array(TOOTH_EDGES) * 0.75
     to_edge = np.min(np.abs(ax[..., None] - edges), axis=-1)
-    edge = 0.015 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2 + 0.006 * np.exp(-((to_edge / 0.008) ** 2))
-    d = below_edge / unit
-    cover = (np.clip((d - edge) / aa + 0.5, 0.0, 1.0) * np.clip((LOWER_TEETH_LENGTH - d) / (2 * aa) + 0.5, 0.0, 1.0)
-             * np.clip((LOWER_TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0))
-    shade = LOWER_TEETH_SHADE * np.clip(1.0 - 0.8 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2, 0.2, 1.0)
-    shade *= 1.0 - 0.08 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)  # gaps between teeth
-    shade *= 0.85 + 0.15 * _smoothstep(d - edge, 0.0, 0.015)  # translucent incisal edge
+    top = LOWER_TEETH_RISE * (1.0 - 0.6 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2)
+    r = above_lip / unit
+    cover = np.clip((top - r) / aa + 0.5, 0.0, 1.0) * np.clip((LOWER_TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
+    shade = LOWER_TEETH_SHADE * np.clip(1.0 - 0.6 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2, 0.3, 1.0)
+    shade *= 1.0 - 0.2 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)
+    shade *= 0.8 + 0.2 * _smoothstep(r, -0.01, 0.02)  # the lower lip's shadow at their base
     colour = np.array(TEETH_RGB, np.float32) * (brightness * shade)[..., None]
-    # below the crowns, the gum (a lower lip pulled down bares it)
-    gum = np.clip((d - LOWER_TEETH_LENGTH) / aa + 0.5, 0.0, 1.0) * np.clip((LOWER_TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
-    gum_shade = np.clip(1.0 - 0.8 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2, 0.3, 1.0)
-    colour = np.where(gum[..., None] > 0, np.array(GUM_RGB, np.float32) * (brightness * gum_shade)[..., None], colour)
-    return colour.astype(np.float32), np.maximum(cover, gum).astype(np.float32)
+    return colour.astype(np.float32), cover.astype(np.float32)
 
 
 def _synth_tongue(x_mid: np.ndarray, above_mid: np.ndarray, unit: float, brightness: float
@@ -995,23 +976,16 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         colour = (w_a[..., None] * col_a + w_b[..., None] * col_b + rest * colour).astype(np.float32)
     else:
         gap_mid = float(target.lower(mid) - target.upper(mid))
+        lower, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness)
+        l_cover *= float(_smoothstep(np.array(gap_mid / unit), 0.03, 0.08))  # hidden by the lip until the jaw drops
+        colour += l_cover[..., None] * (lower - colour)
         # the upper row is fixed to the skull: its edge keeps its place below the nose while the
         # jaw drops, and shows more when the upper lip rises (a snarl, disgust)
-        nose_v = float(target.uv(*pts[NOSE_BASE, :2])[1])
-        skull_lip_v = nose_v + model.skull_offset * unit
+        skull_lip_v = float(target.uv(*pts[NOSE_BASE, :2])[1]) + model.skull_offset * unit
         lip_v = float(target.upper(mid))
         # ... but the landmarks' upper lip also rises on open vowels, where real teeth stay mostly
         # covered: the lip can bare at most TEETH_BARED more than at rest
         teeth_v = float(np.clip(skull_lip_v, lip_v - TEETH_BARED * unit, lip_v + TEETH_BARED * unit))
-        # the lower row: just above the lower lip, or where the jaw holds it behind the upper row
-        # when the lip is pulled down further than the jaw dropped (whichever is higher)
-        jaw_drop = max((float(target.uv(*pts[CHIN, :2])[1]) - nose_v) / unit - model.jaw_closed, 0.0)
-        jaw_edge_v = teeth_v + (TEETH_HEIGHT - LOWER_TEETH_OVERBITE + jaw_drop) * unit
-        lip_edge_v = float(target.lower(mid)) - LOWER_TEETH_RISE * unit
-        lower_edge_v = min(jaw_edge_v, lip_edge_v)
-        lower, l_cover = _synth_lower_teeth(x_mid, v - lower_edge_v, unit, model.brightness)
-        l_cover *= float(_smoothstep(np.array(gap_mid / unit), 0.03, 0.08))  # hidden by the lip until the jaw drops
-        colour += l_cover[..., None] * (lower - colour)
         teeth, cover = _synth_teeth(x_mid, v - teeth_v, depth, gap_mid, unit, model.brightness)
         colour += cover[..., None] * (teeth - colour)
     _blend(frame, box, colour, alpha)
