@@ -99,7 +99,7 @@ class CuePriors:
     lower_face_weight: np.ndarray  # (478,) 1 on the mouth and jaw, fading above the nose base
     emotion_jaw_opening: np.ndarray  # (8,) canonical units of lip gap the emotion holds open while speaking
     emotion_speech_gain: np.ndarray  # (8,) how much wider the emotion's speech movements are than neutral's
-    emotion_opening: np.ndarray  # (8, 478, 3) canonical units per unit of lip gap: how the emotion's lips part unlike neutral's
+    emotion_opening: np.ndarray  # (8, 478, 3) per unit of lip gap: how the emotion's lips part unlike neutral's
 
 
 @lru_cache(maxsize=1)
@@ -358,13 +358,13 @@ MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate 
 # what makes real surprise readable (the real MEAD surprised clips read 3 of 3). The evidence on
 # calibration portraits is weak: in an exploratory run with 4 s of speech the recogniser read
 # surprise on 5 of 9 portraits with it (3 of 9 without, in a run made before other renderer
-# changes); with the script's 6 s, 4 of 9 either way (docs/calibration/README.md). Other factors
-# tried (fear: jaw, lower face, eyes, brows, detail; disgust: lower face, brows, detail) changed
-# no more than one reading and were left at 1. Disgust holds its lips 3x as far apart as its
+# changes); with the script's 6 s, 4 of 9 either way (docs/calibration/README.md at commit
+# ffd82ad). Other factors tried (fear: jaw, lower face, eyes, brows, detail; disgust: lower face,
+# brows, detail) changed no more than one reading and were left at 1. Disgust holds its lips 3x as far apart as its
 # 10th-percentile statistic says, for geometry rather than the recogniser (which reads disgust as
 # angry either way): re-read from rendered MEAD actors its median lip gap over neutral came out
-# +0.021 canonical units at 1 and +0.053 at 3, against +0.062 in the real clips; its upper lip's
-# rise -0.025 (real -0.018) and its chin's height -0.014 (real -0.006).
+# +0.021 canonical units at 1 and +0.044 at 3, against +0.062 in the real clips; its upper lip's
+# rise -0.021 (real -0.018) and its chin's height -0.013 (real -0.006).
 EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 2.5}, "disgusted": {"jaw": 3.0}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # Per emotion, the share of its held lip gap (``emotion_jaw_opening``) that the lips make with the
@@ -427,7 +427,7 @@ def emotion_offsets_applied() -> np.ndarray:
 # sad speech, each actor from their neutral frame), the median mouth width, gap, upper-lip height,
 # corner height and chin height of 7 emotions over neutral came out 0.0165 canonical units from the
 # real clips' on average with gain 1, 0.0182 with the lower face's region gain (2.2) and 0.0197
-# without opening shapes (OPENING_ERR with disgust's jaw emphasis added);
+# without opening shapes (0.0162 with disgust's jaw emphasis added);
 # the upper lip's rise in angry speech is about half the real one at gain 1.
 EMOTION_OPENING_GAIN = 1.0
 
@@ -438,7 +438,8 @@ def emotion_opening_applied() -> np.ndarray:
     gap, on the lower face only, times ``EMOTION_OPENING_GAIN`` and the emotion's ``lower`` emphasis."""
     lower, _, _ = _region_weights()
     gain = EMOTION_OPENING_GAIN * emphasis_factors("lower")
-    return (load_priors().emotion_opening.astype(np.float64) * gain[:, None, None] * lower[None, :, None]).astype(np.float32)
+    opening = load_priors().emotion_opening.astype(np.float64)
+    return (opening * gain[:, None, None] * lower[None, :, None]).astype(np.float32)
 
 
 def emotion_opening(weights: np.ndarray, intensity: float) -> np.ndarray:
