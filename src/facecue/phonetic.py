@@ -426,9 +426,9 @@ def emotion_offsets_applied() -> np.ndarray:
 # The opening shapes are applied at their measured size. Re-read from rendered MEAD actors (M030's
 # sad speech, each actor from their neutral frame), the median mouth width, gap, upper-lip height,
 # corner height and chin height of 7 emotions over neutral came out 0.0165 canonical units from the
-# real clips' on average with gain 1, 0.0182 with the lower face's region gain (2.2) and 0.0197
-# without opening shapes (0.0162 with disgust's jaw emphasis added);
-# the upper lip's rise in angry speech is about half the real one at gain 1.
+# real clips' on average with gain 1, 0.0176 with gain 2 (width and corners overshoot) and 0.0197
+# without opening shapes (0.0162 with disgust's lip parting added); the upper lip's rise in angry
+# speech is about half the real one at gain 1.
 EMOTION_OPENING_GAIN = 1.0
 
 
