@@ -175,8 +175,8 @@ def emotion_priors(data: Path) -> dict[str, np.ndarray]:
             per_actor_opening = [mirror_shape(o) if f else o for o, f in zip(per_actor_opening, flip)]
         offsets[e] = np.mean(per_actor, axis=0)
         opening[e] = np.mean(per_actor_opening, axis=0)
-        opening[e, N_MESH_POINTS:] = opening[e, N_MESH_POINTS:].mean(0)
-        offsets[e, N_MESH_POINTS:] = offsets[e, N_MESH_POINTS:].mean(0)  # iris moves with its eye
+        for shapes in (offsets, opening):
+            shapes[e, N_MESH_POINTS:] = shapes[e, N_MESH_POINTS:].mean(0)  # iris moves with its eye
         blink_rate[e] = 60.0 * blinks / seconds
         o = offsets[e]
         print(

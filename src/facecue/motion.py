@@ -43,14 +43,20 @@ LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317,
 _CORNERS = (61, 291, 78, 308)
 
 
+def _lip_line(ref: np.ndarray, lip: tuple[int, ...]) -> np.ndarray:
+    """(468,) the y of a lip contour (``UPPER_LIP`` or ``LOWER_LIP``) at every mesh point's x."""
+    idx = np.array(lip)
+    order = np.argsort(ref[idx, 0])
+    return np.interp(ref[:N_MESH_POINTS, 0], ref[idx, 0][order], ref[idx, 1][order])
+
+
 def _mouth_layout(ref: np.ndarray, side_falloff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For a (478, 3) shape: the upper lip's indices, the upper lip's line (y at every mesh
     point's x) and how much each mesh point is "across the mouth" (1 at the middle, 0.3 at the
     corners, fading over ``side_falloff`` half-widths past them)."""
     upper = np.array(UPPER_LIP)
-    order = np.argsort(ref[upper, 0])
     x = ref[:N_MESH_POINTS, 0]
-    lip_line = np.interp(x, ref[upper, 0][order], ref[upper, 1][order])
+    lip_line = _lip_line(ref, UPPER_LIP)
     left, right = ref[MOUTH_CORNERS[0], 0], ref[MOUTH_CORNERS[1], 0]
     rel = (x - (left + right) / 2) / (abs(right - left) / 2)
     across = np.where(np.abs(rel) <= 1, 0.3 + 0.7 * (1 - rel**2),
@@ -82,8 +88,29 @@ def open_mouth(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray
     return norm
 
 
+def _move_one_lip(normalized: np.ndarray, amount: np.ndarray | float, lip: tuple[int, ...],
+                  other: tuple[int, ...], outward: float) -> np.ndarray:
+    """Move ``lip`` down by ``amount`` canonical units, ``other`` lip and the jaw staying.
+
+    The lip moves fully between the mouth corners (the corners themselves by 30 %); the skin on
+    its outer side (``outward`` -1: above the lip's line, +1: below it) follows, fading to nothing
+    ~0.08 canonical units from the line, and sideways past the corners."""
+    norm = np.array(normalized, dtype=np.float64, copy=True)
+    ref = norm.reshape(-1, *norm.shape[-2:])[0]
+    _, _, across = _mouth_layout(ref, 0.5)
+    away = outward * (ref[:N_MESH_POINTS, 1] - _lip_line(ref, lip))  # > 0 on the lip's outer side
+    weight = np.where(away >= 0, np.clip(1.0 - away / 0.08, 0.0, 1.0), 0.0) * across
+    weight[list(other)] = 0.0
+    weight[list(lip)] = across[list(lip)]
+    weight[list(_CORNERS)] = 0.3
+    a = np.asarray(amount, dtype=np.float64)[..., None]
+    norm[..., :N_MESH_POINTS, 1] += a * weight
+    return norm
+
+
 def lower_upper_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
-    """Move the upper lip down by ``amount`` canonical units (a smile's raised upper lip, let down).
+    """Move the upper lip down by ``amount`` canonical units (a smile's raised upper lip, let down);
+    negative raises it.
 
     The upper lip moves fully between the mouth corners (the corners themselves by 30 %); the
     skin above it follows, fading to nothing ~0.08 canonical units above the lip's line (below
@@ -94,17 +121,7 @@ def lower_upper_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.nd
     normalized : (..., 478, 3) canonical units
     amount : (...,) or scalar, canonical units
     """
-    norm = np.array(normalized, dtype=np.float64, copy=True)
-    ref = norm.reshape(-1, *norm.shape[-2:])[0]
-    upper, lip_line, across = _mouth_layout(ref, 0.5)
-    above = lip_line - ref[:N_MESH_POINTS, 1]  # > 0 above the lip's line (y grows downward)
-    weight = np.where(above >= 0, np.clip(1.0 - above / 0.08, 0.0, 1.0), 0.0) * across
-    weight[list(LOWER_LIP)] = 0.0
-    weight[upper] = across[upper]
-    weight[list(_CORNERS)] = 0.3
-    a = np.asarray(amount, dtype=np.float64)[..., None]
-    norm[..., :N_MESH_POINTS, 1] += a * weight
-    return norm
+    return _move_one_lip(normalized, amount, UPPER_LIP, LOWER_LIP, outward=-1.0)
 
 
 def drop_lower_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
@@ -120,20 +137,7 @@ def drop_lower_lip(normalized: np.ndarray, amount: np.ndarray | float) -> np.nda
     normalized : (..., 478, 3) canonical units
     amount : (...,) or scalar, canonical units
     """
-    norm = np.array(normalized, dtype=np.float64, copy=True)
-    ref = norm.reshape(-1, *norm.shape[-2:])[0]
-    upper, _, across = _mouth_layout(ref, 0.5)
-    lower = np.array(LOWER_LIP)
-    order = np.argsort(ref[lower, 0])
-    lip_line = np.interp(ref[:N_MESH_POINTS, 0], ref[lower, 0][order], ref[lower, 1][order])
-    below = ref[:N_MESH_POINTS, 1] - lip_line  # > 0 below the lower lip's line
-    weight = np.where(below >= 0, np.clip(1.0 - below / 0.08, 0.0, 1.0), 0.0) * across
-    weight[upper] = 0.0
-    weight[lower] = across[lower]
-    weight[list(_CORNERS)] = 0.3
-    a = np.asarray(amount, dtype=np.float64)[..., None]
-    norm[..., :N_MESH_POINTS, 1] += a * weight
-    return norm
+    return _move_one_lip(normalized, amount, LOWER_LIP, UPPER_LIP, outward=1.0)
 
 
 def scripted_motion(base: FaceCues, n_frames: int, fps: float, *, seed: int = 0) -> FaceCues:
