@@ -225,13 +225,13 @@ def verdicts(rows: list[Row]) -> list[str]:
     return lines
 
 
-def write_section(out: Path, text: str) -> None:
-    """Put ``text`` between the markers in ``out`` (appended when they are missing)."""
+def write_section(out: Path, text: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
+    """Put ``text`` between the markers ``start`` and ``end`` in ``out`` (appended when they are missing)."""
     body = out.read_text() if out.exists() else ""
-    block = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}\n"
-    if SECTION_START in body and SECTION_END in body:
-        head, rest = body.split(SECTION_START, 1)
-        body = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    if start in body and end in body:
+        head, rest = body.split(start, 1)
+        body = head + block + rest.split(end, 1)[1].lstrip("\n")
     else:
         body = body.rstrip("\n") + "\n\n" + block
     out.write_text(body)

@@ -7,7 +7,7 @@ Two runs of :func:`facecue.evaluate.evaluate_videos` with the real clips as grou
 * **self**: each clip against itself; expected PSNR capped (100 dB, identical frames), SSIM 1,
   M-/F-LMD-MP 0, pose and gaze errors 0;
 * **repeat first frame**: each clip against a video made of its first frame repeated (written
-  with facecue.io, H.264 crf 20, into a temporary folder); expected worse on every metric.
+  with facecue.io, H.264 at facecue.io.VIDEO_CRF, into a temporary folder); expected worse on every metric.
 
 Lip sync uses ``mead_clips/<stem>.wav`` where it exists (only M030_sad_level3_001). Prints the
 mean table of both runs, the number of clips where "repeat" is worse metric by metric, the

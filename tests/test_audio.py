@@ -344,6 +344,23 @@ def test_allphone_decoding(speech, chunk_s):
     assert A.recognize_phones(speech, text="  ", chunk_s=chunk_s) == phones  # blank = no transcript
 
 
+def test_helper_processes_decode_the_same_phones(speech):
+    """Pieces decoded in spawned helper processes give exactly the phones of decoding them all here
+    (1 s pieces: several of them; helpers=2 asks for more helpers than one piece per process needs)."""
+    here = A.recognize_phones(speech, chunk_s=1.0)
+    assert A.recognize_phones(speech, chunk_s=1.0, helpers=2) == here
+    assert A.recognize_phones(speech, chunk_s=1.0, helpers=None) == here
+
+
+def test_phone_helpers_only_for_several_pieces_and_free_cores(monkeypatch):
+    import facecue.parallel
+
+    monkeypatch.setattr(facecue.parallel, "usable_cores", lambda: 4)
+    assert [A.phone_helpers(n) for n in (0, 1, 2, 3, 9)] == [0, 0, 1, 2, 3]
+    monkeypatch.setattr(facecue.parallel, "usable_cores", lambda: 1)
+    assert A.phone_helpers(5) == 0
+
+
 def test_alignment_falls_back_to_allphone_for_unknown_words(speech, caplog):
     with caplog.at_level(logging.WARNING, logger="facecue.audio"):
         phones = A.recognize_phones(speech, text="Bob bought my mom a blue zxqvbboat")

@@ -170,6 +170,28 @@ def test_writer_rejects_bad_frames(tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
+def test_writer_encoder_settings(tmp_path):
+    """Unknown presets and negative thread counts are refused before anything is written; every
+    preset/thread setting encodes the same frames near-losslessly (crf 18 default)."""
+    with pytest.raises(ValueError, match="preset"):
+        fio.VideoWriter(tmp_path / "a.mp4", 25, preset="warp-speed")
+    with pytest.raises(ValueError, match="threads"):
+        fio.VideoWriter(tmp_path / "a.mp4", 25, threads=-1)
+    assert fio.VIDEO_PRESET in fio.X264_PRESETS and fio.VideoWriter(tmp_path / "a.mp4", 25).crf == fio.VIDEO_CRF
+    yy, xx = np.mgrid[0:48, 0:64]
+    frames = [np.stack([(xx * 4 + k) % 256, (yy * 5) % 256, ((xx + yy) * 2) % 256], -1).astype(np.uint8)
+              for k in range(6)]
+    for preset, threads in (("veryfast", 1), ("medium", 0)):
+        path = tmp_path / f"{preset}.mp4"
+        with fio.VideoWriter(path, 25, preset=preset, threads=threads) as writer:
+            for frame in frames:
+                writer.write(frame)
+        video = fio.read_video(path)
+        assert video.frames.shape == (6, 48, 64, 3)
+        assert np.abs(video.frames.astype(np.int16) - np.stack(frames)).mean() < 4.0
+    assert sorted(os.listdir(tmp_path)) == ["medium.mp4", "veryfast.mp4"]
+
+
 def test_rotation_metadata_is_applied(tmp_path):
     width, height = 64, 32
     img = np.zeros((height, width, 3), np.uint8)

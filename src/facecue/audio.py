@@ -995,7 +995,8 @@ def normalize_level(audio: np.ndarray) -> np.ndarray:
 
 
 def recognize_phones(
-    audio: np.ndarray, text: str | None = None, *, chunk_s: float = CHUNK_SECONDS, progress: bool = False
+    audio: np.ndarray, text: str | None = None, *, chunk_s: float = CHUNK_SECONDS, progress: bool = False,
+    helpers: int | None = 0,
 ) -> list[Phone]:
     """Time-aligned phones of speech audio with pocketsphinx (US English).
 
@@ -1022,6 +1023,11 @@ def recognize_phones(
         Maximum piece length in seconds.
     progress : bool
         Report progress (seconds of audio decoded) on stderr.
+    helpers : int or None
+        Free decoding only: processes (spawned) that decode pieces beside this one; the phones
+        are the same with any number. 0: none; None: :func:`phone_helpers` (one per further
+        core). Spawned processes import the caller's ``__main__``: a script that asks for helpers
+        needs the ``if __name__ == "__main__":`` guard.
 
     Returns
     -------
@@ -1064,10 +1070,66 @@ def recognize_phones(
         if not aligned:
             segs.clear()
             bar.n = 0
-            for s0, s1 in _silence_pieces(x, chunk_frames / PHONE_FRAMES_PER_SECOND):
-                segs.extend(_shift(_allphone_piece(x[s0:s1]), s0, s1))
-                bar.update(round((s1 - s0) / SAMPLE_RATE, 1))
+            pieces = _silence_pieces(x, chunk_frames / PHONE_FRAMES_PER_SECOND)
+            n_helpers = phone_helpers(len(pieces)) if helpers is None else max(0, min(int(helpers), len(pieces) - 1))
+            segs.extend(_decode_pieces(x, pieces, n_helpers, bar))
     return _tidy(segs, duration)
+
+
+def phone_helpers(n_pieces: int) -> int:
+    """Helper processes :func:`recognize_phones` decodes ``n_pieces`` pieces with, beside its own
+    process: one per further usable core (at most one per piece but the first); none for a single
+    piece, on a single core, or in a process that is itself a multiprocessing worker (batch jobs
+    and render workers already share out the cores)."""
+    import multiprocessing
+
+    from .parallel import usable_cores
+
+    if n_pieces < 2 or multiprocessing.parent_process() is not None:
+        return 0
+    return max(0, min(usable_cores() - 1, n_pieces - 1))
+
+
+def _decode_pieces(x: np.ndarray, pieces: list[tuple[int, int]], helpers: int = 0, bar: Any = None) -> list[_Seg]:
+    """Free phone decoding of ``pieces`` ((start, end) samples of ``x``), in clip time.
+
+    The first pieces are decoded here while ``helpers`` spawned processes decode the rest (each
+    piece is decoded from a reset decoder, so the phones are the same either way); the split
+    gives this process about its share of the audio. If the helpers cannot start or fail, their
+    pieces are decoded here.
+    """
+    lengths = np.array([s1 - s0 for s0, s1 in pieces], np.float64)
+    # this process's share: the first pieces that end within 1 / (helpers + 1) of the audio (at
+    # least one; the helpers start about half a second later)
+    split = len(pieces) if not helpers else int(np.clip(
+        np.searchsorted(np.cumsum(lengths), lengths.sum() / (helpers + 1), side="right"), 1, len(pieces) - 1))
+    remote: dict[int, Any] = {}
+    pool = None
+    if split < len(pieces):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"))
+            remote = {i: pool.submit(_allphone_piece, x[s0:s1]) for i, (s0, s1) in enumerate(pieces) if i >= split}
+        except (OSError, RuntimeError) as e:  # pragma: no cover - no processes on this system
+            logger.debug("phone decoding in this process only (%s)", e)
+    segs: list[_Seg] = []
+    try:
+        for i, (s0, s1) in enumerate(pieces):
+            local = None
+            if i in remote:
+                try:
+                    local = remote[i].result()
+                except Exception as e:  # a helper died: decode its piece here
+                    logger.debug("phone helper failed on piece %d (%s); decoding it here", i, e)
+            segs.extend(_shift(_allphone_piece(x[s0:s1]) if local is None else local, s0, s1))
+            if bar is not None:
+                bar.update(round((s1 - s0) / SAMPLE_RATE, 1))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return segs
 
 
 def _align_all(x: np.ndarray, words: list[str], chunk_frames: int, segs: list[_Seg], bar: Any = None) -> bool:

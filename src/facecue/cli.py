@@ -146,7 +146,8 @@ def _add_generate_parser(sub) -> None:
     g.add_argument("--preview-landmarks", metavar="MP4", help="also write the relocated landmarks over the portrait")
     p.add_argument("--workers", type=_non_negative_int, metavar="N",
                    help="processes that render frames while this one encodes (default: one per CPU core for "
-                   "clips of 10 s and more; 0: render in this process; the video is the same)")
+                   "clips of 10 s and more; speech over 30 s also has its phones decoded in helper "
+                   "processes; 0: everything in this process; the video is the same)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_generate)
 

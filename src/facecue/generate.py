@@ -211,8 +211,9 @@ def cue_audio(samples: np.ndarray) -> np.ndarray:
 
 
 def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None,
-                *, progress: bool = False):
-    """Stage 1 with the chosen cue model, then the per-cue controls."""
+                *, progress: bool = False, phone_helpers: int | None = 0):
+    """Stage 1 with the chosen cue model, then the per-cue controls. ``phone_helpers``: processes
+    that decode phones beside this one (:func:`facecue.audio.recognize_phones`' ``helpers``)."""
     from .inputs import parse_emotion_schedule
 
     schedule = parse_emotion_schedule(config.emotion)
@@ -220,7 +221,7 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
         from .audio import recognize_phones
         from .phonetic import phonetic_cues
 
-        phones = recognize_phones(audio_samples, text=config.text, progress=progress)
+        phones = recognize_phones(audio_samples, text=config.text, progress=progress, helpers=phone_helpers)
         return phonetic_cues(audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps,
                              seed=config.seed, controls=controls, text=config.text, phones=phones)
     from .stage1 import network_cues
@@ -275,7 +276,9 @@ def generate(
     preview_landmarks : also write a video of the relocated landmarks over the portrait (.mp4)
     workers : processes that render frames while this one encodes (:mod:`facecue.parallel`;
         mesh renderer only); None = :func:`facecue.parallel.default_workers` (one per core for
-        clips of 10 s and more), 0 = render here. The same video either way.
+        clips of 10 s and more), 0 = render here. The same video either way. Unless 0, audio
+        longer than one phone-recognition piece (30 s) also has its phones decoded by helper
+        processes (:func:`facecue.audio.phone_helpers`; the same phones either way).
 
     Returns
     -------
@@ -313,7 +316,8 @@ def generate(
     cue_model, checkpoint = resolve_cue_model(config)
     controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale, pose_angles=pose_angles,
                            gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
-    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress)
+    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress,
+                       phone_helpers=0 if workers == 0 else None)
     n_frames = n_video_frames(len(samples), config.fps)
     assert cues.n_frames == n_frames, (cues.n_frames, n_frames)
     cues = dataclasses.replace(cues, meta={**cues.meta, "config": config.to_dict(), "portrait": str(portrait),

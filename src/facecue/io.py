@@ -77,6 +77,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 _AAC_FRAME = 1024  # samples per AAC frame; also the chunk size audio is encoded in
 _AAC_FALLBACK_RATE = 48_000  # Hz, used when AAC rejects the requested sample rate
 _ADTS_PRIMING = 1024  # samples of encoder delay of raw ADTS .aac (ffmpeg/FDK AAC-LC)
+# libx264 settings of every written video: veryfast at crf 18 comes within 0.5 dB (PSNR against
+# the rendered frames) of medium at crf 20 for a third of the CPU time and a similar file size
+# (benchmarks/bench_encoder.py, BENCHMARKS.md)
+VIDEO_CRF = 18
+VIDEO_PRESET = "veryfast"
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 _NTSC_TOLERANCE = 1e-3  # fps; 29.97 -> 30000/1001 when within this of k*1000/1001
 _EXACT_END_FORMATS = ("mov", "mp4", "m4a")  # demuxers whose stream duration is exact (edit lists)
 
@@ -924,7 +930,14 @@ class VideoWriter:
     audio_sample_rate : int
         Hz of ``audio``; encoded at this rate, or at 48000 Hz if AAC does not support it.
     crf : int
-        libx264 constant rate factor, 0 (lossless) .. 51; 20 is visually near-lossless.
+        libx264 constant rate factor, 0 (lossless) .. 51; the default ``VIDEO_CRF`` (18) is
+        visually near-lossless.
+    preset : str
+        libx264 speed preset (``X264_PRESETS``); default ``VIDEO_PRESET``.
+    threads : int
+        encoder threads. 1 (the default): the same file on every machine, and no threads
+        competing with render workers for the cores (at 256-512 px one veryfast thread keeps up
+        with them); 0 = libx264's choice (about 1.5 per core; the file then depends on the cores).
 
     Notes
     -----
@@ -940,7 +953,9 @@ class VideoWriter:
         size: tuple[int, int] | None = None,
         audio: np.ndarray | None = None,
         audio_sample_rate: int = SAMPLE_RATE,
-        crf: int = 20,
+        crf: int = VIDEO_CRF,
+        preset: str = VIDEO_PRESET,
+        threads: int = 1,
     ) -> None:
         self.path = check_output_path(path, VIDEO_OUTPUT_SUFFIXES)
         self.rate = _fps_fraction(fps)
@@ -955,6 +970,12 @@ class VideoWriter:
         if not 0 <= int(crf) <= 51:
             raise ValueError(f"crf must be in 0..51, got {crf!r}")
         self.crf = int(crf)
+        if preset not in X264_PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
+        self.preset = preset
+        if int(threads) < 0:
+            raise ValueError(f"threads must be >= 0, got {threads!r}")
+        self.threads = int(threads)
         if int(audio_sample_rate) <= 0:
             raise ValueError(f"audio_sample_rate must be positive, got {audio_sample_rate!r}")
         self._audio: np.ndarray | None = None
@@ -1001,7 +1022,7 @@ class VideoWriter:
             vs.pix_fmt = "yuv420p"
             vs.time_base = 1 / self.rate
             vs.codec_context.time_base = 1 / self.rate
-            vs.options = {"crf": str(self.crf)}
+            vs.options = {"crf": str(self.crf), "preset": self.preset, "threads": str(self.threads)}
             self._vstream = vs
             if self._audio is not None:
                 a = self._container.add_stream("aac", rate=self._audio_rate)
@@ -1128,8 +1149,9 @@ def write_video(
     fps: float | Fraction,
     audio: np.ndarray | None = None,
     audio_sample_rate: int = SAMPLE_RATE,
-    crf: int = 20,
+    crf: int = VIDEO_CRF,
     size: tuple[int, int] | None = None,
+    preset: str = VIDEO_PRESET,
 ) -> Path:
     """Write frames (and optional mono audio) to an H.264/AAC file; see :class:`VideoWriter`.
 
@@ -1143,7 +1165,8 @@ def write_video(
     Path
         The written file.
     """
-    with VideoWriter(path, fps, size=size, audio=audio, audio_sample_rate=audio_sample_rate, crf=crf) as writer:
+    with VideoWriter(path, fps, size=size, audio=audio, audio_sample_rate=audio_sample_rate, crf=crf,
+                     preset=preset) as writer:
         for frame in frames:
             writer.write(frame)
     return writer.path
