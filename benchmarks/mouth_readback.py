@@ -1,0 +1,118 @@
+"""How open MediaPipe reads the mesh renderer's mouth, against how open it was drawn.
+
+Usage::
+
+    PYTHONPATH=src .venv/bin/python benchmarks/mouth_readback.py [--frames 250] [--out docs/expressiveness/mouth_readback.md]
+
+Self-reenactment of each real talking video in ``../shared/data/talking``: its first frame is the
+portrait (landmarks from :func:`facecue.render.detect_portrait_landmarks`, as ``facecue render``
+does), and the video's own MediaPipe landmarks (:func:`facecue.landmarks.track_landmarks`, first
+``--frames`` frames) drive the mesh renderer (default mouth: synthesized interior; ``--mouth warp``
+for the plain warp). The rendered frames are tracked again. Both landmark sets are normalized
+(:class:`facecue.cues.FaceCues`) and the inner-lip gap (points 13-14, :func:`facecue.evaluate.mouth_opening`,
+outer-eye-corner units) compared:
+
+* drawn = the real video's own gap (what the renderer was asked to draw), read = the rendered video's;
+* ratio = read / drawn percentile, p50 and p90; 1.00 = the renderer's mouth looks exactly as open as
+  the real mouth at the same landmarks;
+* upper / lower shift = mean (read - drawn) height of point 13 / 14 over frames, in eye units x 100
+  (negative = read higher): where the excess opening comes from.
+
+This isolates the renderer's appearance from stage 1: the same landmarks, real pixels vs mesh
+pixels. A ratio above 1 means MediaPipe (and the mouth bar, which reads rendered videos with it)
+sees a wider mouth than drawn. Needs the shared data; skips clips that are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+DATA = ROOT.parent / "shared" / "data"
+INNER_UPPER, INNER_LOWER = 13, 14
+
+
+def readback(video: Path, frames: int, mouth: str) -> dict:
+    from facecue.cues import FaceCues
+    from facecue.evaluate import mouth_opening
+    from facecue.io import iter_video_frames
+    from facecue.landmarks import track_landmarks
+    from facecue.render import detect_portrait_landmarks, render
+
+    real_frames = [frame for _, frame in zip(range(frames), iter_video_frames(video))]
+    size = (real_frames[0].shape[1], real_frames[0].shape[0])
+    drawn, _ = track_landmarks(real_frames)
+    portrait_points = detect_portrait_landmarks(real_frames[0])
+    rendered = list(render(real_frames[0], portrait_points, drawn, mouth=mouth))
+    read, _ = track_landmarks(rendered)
+    drawn_cues = FaceCues.from_landmarks(drawn, 25.0, size)
+    read_cues = FaceCues.from_landmarks(read, 25.0, size)
+    gap_drawn, gap_read = mouth_opening(drawn_cues), mouth_opening(read_cues)
+    shift = read_cues.normalized[:, :, 1] - drawn_cues.normalized[:, :, 1]
+    row = {"clip": video.stem, "frames": len(real_frames)}
+    for q in (50, 90):
+        row[f"drawn_p{q}"] = float(np.percentile(gap_drawn, q))
+        row[f"read_p{q}"] = float(np.percentile(gap_read, q))
+        row[f"ratio_p{q}"] = row[f"read_p{q}"] / row[f"drawn_p{q}"]
+    row["upper_shift"] = float(shift[:, INNER_UPPER].mean())
+    row["lower_shift"] = float(shift[:, INNER_LOWER].mean())
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder (its talking/ videos)")
+    parser.add_argument("--frames", type=int, default=250, help="frames per video (default 250, 10 s)")
+    parser.add_argument("--mouth", default="synthesize", choices=("synthesize", "warp"),
+                        help="the mesh renderer's mouth interior (default: synthesize, as facecue generate)")
+    parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    args = parser.parse_args(argv)
+    videos = sorted((args.data / "talking").glob("*.mp4"))
+    if not videos:
+        print(f"no talking videos in {args.data / 'talking'}: nothing to measure", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    rows = []
+    for video in videos:
+        row = readback(video, args.frames, args.mouth)
+        rows.append(row)
+        print(f"{row['clip']}: read/drawn p50 {row['ratio_p50']:.2f} p90 {row['ratio_p90']:.2f}", file=sys.stderr,
+              flush=True)
+    command = " ".join(["python benchmarks/mouth_readback.py", *(sys.argv[1:] if argv is None else argv)])
+    lines = [
+        "# Mouth read-back: drawn vs read inner-lip gap (mesh renderer)",
+        "",
+        f"Made by `{command}` ({time.strftime('%Y-%m-%d')}; mouth interior `{args.mouth}`). Each real talking "
+        "video's first frame is re-driven by the video's *own* landmarks; MediaPipe then reads the rendered "
+        "frames. Gap = inner-lip gap / outer-eye-corner distance (normalized landmarks); ratio = read / drawn; "
+        "shifts = mean read - drawn height of the inner-lip middle points, eye units x 100 (negative = higher). "
+        "See the script's docstring.",
+        "",
+        "| clip | frames | drawn p50 | read p50 | ratio p50 | drawn p90 | read p90 | ratio p90 | upper lip shift | "
+        "lower lip shift |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['clip']} | {r['frames']} | {r['drawn_p50']:.3f} | {r['read_p50']:.3f} | "
+                     f"{r['ratio_p50']:.2f} | {r['drawn_p90']:.3f} | {r['read_p90']:.3f} | {r['ratio_p90']:.2f} | "
+                     f"{100 * r['upper_shift']:+.1f} | {100 * r['lower_shift']:+.1f} |")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("ratio_p50", "ratio_p90", "upper_shift", "lower_shift")}
+    lines += [f"| **mean of {len(rows)}** | | | | **{mean['ratio_p50']:.2f}** | | | **{mean['ratio_p90']:.2f}** | "
+              f"{100 * mean['upper_shift']:+.1f} | {100 * mean['lower_shift']:+.1f} |", "",
+              f"Measured in {(time.perf_counter() - started) / 60:.1f} minutes."]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        args.out.write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
