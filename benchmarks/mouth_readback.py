@@ -2,9 +2,11 @@
 
 Usage::
 
-    PYTHONPATH=src .venv/bin/python benchmarks/mouth_readback.py [--frames 250] [--out docs/expressiveness/mouth_readback.md]
+    PYTHONPATH=src .venv/bin/python benchmarks/mouth_readback.py [--set talking|mead] [--frames 250] [--out FILE.md]
 
-Self-reenactment of each real talking video in ``../shared/data/talking``: its first frame is the
+Self-reenactment of each real talking video in ``../shared/data/talking`` (``--set mead``: each
+MEAD clip in ``../shared/data/mead_clips``, the material the synthesized interior's inner-lip
+margin, ``render.INNER_LIP_MARGIN``, was tuned on; the talking videos are held out): its first frame is the
 portrait (landmarks from :func:`facecue.render.detect_portrait_landmarks`, as ``facecue render``
 does), and the video's own MediaPipe landmarks (:func:`facecue.landmarks.track_landmarks`, first
 ``--frames`` frames) drive the mesh renderer (default mouth: synthesized interior; ``--mouth warp``
@@ -20,7 +22,7 @@ outer-eye-corner units) compared:
 
 This isolates the renderer's appearance from stage 1: the same landmarks, real pixels vs mesh
 pixels. A ratio above 1 means MediaPipe (and the mouth bar, which reads rendered videos with it)
-sees a wider mouth than drawn. Needs the shared data; skips clips that are missing.
+sees a wider mouth than drawn. Needs the shared data.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 DATA = ROOT.parent / "shared" / "data"
 INNER_UPPER, INNER_LOWER = 13, 14
+# name -> (folder under --data, file pattern)
+VIDEO_SETS = {"talking": ("talking", "*.mp4"), "mead": ("mead_clips", "*_level*_001.mp4")}
 
 
 def readback(video: Path, frames: int, mouth: str) -> dict:
@@ -72,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=250, help="frames per video (default 250, 10 s)")
     parser.add_argument("--mouth", default="synthesize", choices=("synthesize", "warp"),
                         help="the mesh renderer's mouth interior (default: synthesize, as facecue generate)")
+    parser.add_argument("--set", dest="video_set", default="talking", choices=sorted(VIDEO_SETS),
+                        help="talking: the 7 real talking videos (default); mead: the MEAD clips (the "
+                             "calibration material of the renderer's inner-lip margin)")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
-    videos = sorted((args.data / "talking").glob("*.mp4"))
+    folder, pattern = VIDEO_SETS[args.video_set]
+    videos = sorted((args.data / folder).glob(pattern))
     if not videos:
-        print(f"no talking videos in {args.data / 'talking'}: nothing to measure", file=sys.stderr)
+        print(f"no videos matching {args.data / folder / pattern}: nothing to measure", file=sys.stderr)
         return 2
     started = time.perf_counter()
     rows = []
@@ -89,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Mouth read-back: drawn vs read inner-lip gap (mesh renderer)",
         "",
-        f"Made by `{command}` ({time.strftime('%Y-%m-%d')}; mouth interior `{args.mouth}`). Each real talking "
+        f"Made by `{command}` ({time.strftime('%Y-%m-%d')}; mouth interior `{args.mouth}`; "
+        f"videos: `{args.video_set}`). Each real "
         "video's first frame is re-driven by the video's *own* landmarks; MediaPipe then reads the rendered "
         "frames. Gap = inner-lip gap / outer-eye-corner distance (normalized landmarks); ratio = read / drawn; "
         "shifts = mean read - drawn height of the inner-lip middle points, eye units x 100 (negative = higher). "
