@@ -352,6 +352,27 @@ def test_helper_processes_decode_the_same_phones(speech):
     assert A.recognize_phones(speech, chunk_s=1.0, helpers=None) == here
 
 
+def _phones_in_a_daemon(speech, queue) -> None:
+    queue.put(A.recognize_phones(speech, chunk_s=1.0, helpers=2))
+
+
+def test_helpers_asked_for_inside_a_daemonic_process_decode_there(speech):
+    """A daemonic process (a multiprocessing pool's worker) may not start helpers: an explicit
+    helper count there decodes every piece in that process, with the same phones."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_phones_in_a_daemon, args=(speech, queue), daemon=True)
+    child.start()
+    try:
+        phones = queue.get(timeout=120)
+    finally:
+        child.join(timeout=30)
+    assert child.exitcode == 0
+    assert phones == A.recognize_phones(speech, chunk_s=1.0)
+
+
 def test_phone_helpers_only_for_several_pieces_and_free_cores(monkeypatch):
     import facecue.parallel
 

@@ -1109,6 +1109,10 @@ def _decode_pieces(x: np.ndarray, pieces: list[tuple[int, int]], helpers: int = 
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        if multiprocessing.current_process().daemon:  # daemonic processes may not have children
+            logger.debug("phone decoding in this process only (a daemonic process cannot start helpers)")
+            return _decode_pieces(x, pieces, 0, bar)
+
         try:
             pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"))
             remote = {i: pool.submit(_allphone_piece, x[s0:s1]) for i, (s0, s1) in enumerate(pieces) if i >= split}
