@@ -448,7 +448,7 @@ def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    t = np.minimum(np.maximum((x - lo) / (hi - lo), 0.0), 1.0)  # np.clip's values, half its call overhead
     return t * t * (3.0 - 2.0 * t)
 
 
@@ -478,9 +478,14 @@ def _blend(frame: np.ndarray, box, colour: np.ndarray, alpha: np.ndarray) -> Non
     """frame[box] = alpha * colour + (1 - alpha) * frame[box], in place."""
     x0, y0, x1, y1 = box
     region = frame[y0:y1, x0:x1].astype(np.float32)
-    a = alpha[..., None]
-    region += a * (colour - region)
-    frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+    # alpha replicated to (h, w, 3) first (a contiguous product; numpy's broadcast over a last axis
+    # of 3 is several times slower), in its own dtype so that the values are those of that broadcast
+    a = cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB) if alpha.dtype == np.float32 else np.repeat(alpha[..., None], 3, axis=2)
+    delta = colour - region
+    delta *= a
+    region += delta
+    region += 0.5
+    frame[y0:y1, x0:x1] = np.clip(region, 0, 255, out=region)
 
 
 # --- lash band -------------------------------------------------------------------------------
@@ -1179,11 +1184,15 @@ def _soften_folds(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> No
     # |d map_x| + |d map_y| between horizontal and vertical neighbours (cv2 on views: no copies)
     jump_x = cv2.add(cv2.absdiff(map_x[:, 1:], map_x[:, :-1]), cv2.absdiff(map_y[:, 1:], map_y[:, :-1]))
     jump_y = cv2.add(cv2.absdiff(map_x[1:], map_x[:-1]), cv2.absdiff(map_y[1:], map_y[:-1]))
-    fold_x, fold_y = jump_x > lo, jump_y > lo
-    rows = np.flatnonzero(fold_x.any(axis=1) | np.r_[fold_y.any(axis=1), False] | np.r_[False, fold_y.any(axis=1)])
+    # rows and columns with a jump above lo (per-row / per-column maxima: no full-size boolean images)
+    row_x = cv2.reduce(jump_x, 1, cv2.REDUCE_MAX).ravel() > lo  # (h,)
+    row_y = cv2.reduce(jump_y, 1, cv2.REDUCE_MAX).ravel() > lo  # (h - 1,)
+    rows = np.flatnonzero(row_x | np.concatenate([row_y, [False]]) | np.concatenate([[False], row_y]))
     if not len(rows):
         return
-    cols = np.flatnonzero(np.r_[fold_x.any(axis=0), False] | np.r_[False, fold_x.any(axis=0)] | fold_y.any(axis=0))
+    col_x = cv2.reduce(jump_x, 0, cv2.REDUCE_MAX).ravel() > lo  # (w - 1,)
+    col_y = cv2.reduce(jump_y, 0, cv2.REDUCE_MAX).ravel() > lo  # (w,)
+    cols = np.flatnonzero(np.concatenate([col_x, [False]]) | np.concatenate([[False], col_x]) | col_y)
     y0, y1 = max(rows[0] - 3, 0), min(rows[-1] + 4, map_x.shape[0])
     x0, x1 = max(cols[0] - 3, 0), min(cols[-1] + 4, map_x.shape[1])
     # the fold strength, only in that box (it is zero elsewhere)
