@@ -584,3 +584,78 @@ def test_crop_past_the_portrait_edge_is_not_a_mirror_image():
     mirrored_place = out[40:60, 22:28]  # where BORDER_REFLECT101 would have put the object's copy
     assert mirrored_place.mean() < 200
     assert out[:, :30].std() < image.std()  # a smooth continuation
+
+
+def test_affines_recover_a_known_map_and_send_degenerate_triangles_to_the_centroid():
+    from facecue.render import _affines
+
+    rng = np.random.default_rng(0)
+    dst = rng.uniform(0, 200, (50, 3, 2))
+    known = np.array([[1.1, -0.2, 5.0], [0.3, 0.9, -7.0]])
+    src = dst @ known[:, :2].T + known[:, 2]
+    dst[7] = dst[7, :1]  # all three corners at one point
+    src[7] = [[0.0, 0.0], [3.0, 0.0], [0.0, 6.0]]
+    affine = _affines(src, dst)
+    assert affine.shape == (50, 2, 3)
+    assert np.allclose(np.delete(affine, 7, axis=0), known, atol=1e-9)
+    assert np.allclose(affine[7], [[0, 0, 1.0], [0, 0, 2.0]])  # the source centroid
+
+
+def test_triangles_off_the_grid_are_skipped_without_changing_the_raster():
+    """The warp skips fillConvexPoly calls for triangles whose rounded box misses the grid: the
+    id image must be the one drawing every triangle in order gives."""
+    import cv2
+
+    from facecue.render import _visible_triangles
+
+    width, height = 40, 30
+
+    def fixed(*corners):
+        return np.round(np.array(corners, np.float64) * 16).astype(np.int32)
+
+    # known answers: rounded x up to -1 (all of it left of pixel 0) draws nothing; reaching
+    # x = -0.4 (rounds to pixel 0) draws a column there, as does a sliver below the last row
+    left_out = fixed((-5, 2), (-0.6, 5), (-3, 9))
+    left_in = fixed((-5, 2), (-0.4, 5), (-3, 9))
+    below_in = fixed((10, 29.4), (20, 29.4), (15, 35))
+    below_out = fixed((10, 29.6), (20, 29.6), (15, 35))
+    assert _visible_triangles(np.stack([left_out, left_in, below_in, below_out]), 4, width, height).tolist() == [
+        False, True, True, False]
+    drawn = []
+    for polygon in (left_out, left_in, below_in):
+        image = np.zeros((height, width), np.uint8)
+        cv2.fillConvexPoly(image, polygon, 1, cv2.LINE_8, 4)
+        drawn.append(np.argwhere(image).tolist())
+    assert drawn[0] == [] and drawn[1] == [[5, 0]] and drawn[2] == [[29, x] for x in range(10, 21)]
+    # random triangles around the grid, many partly or wholly outside it, drawn in order
+    rng = np.random.default_rng(1)
+    centres = rng.uniform(-15, 55, (400, 1, 2))
+    tris = np.round((centres + rng.uniform(-6, 6, (400, 3, 2))) * 16).astype(np.int32)
+    every, culled = (np.full((height, width), -1, np.int32) for _ in range(2))
+    for k, polygon in enumerate(tris):
+        cv2.fillConvexPoly(every, polygon, k, cv2.LINE_8, 4)
+    visible = _visible_triangles(tris, 4, width, height)
+    assert 50 < (~visible).sum() < 350
+    for k in np.flatnonzero(visible):
+        cv2.fillConvexPoly(culled, tris[k], int(k), cv2.LINE_8, 4)
+    assert np.array_equal(every, culled)
+    assert (every >= 0).mean() > 0.5
+
+
+def test_blend_matches_the_broadcast_formula_for_float32_and_float64_inputs():
+    from facecue.render import _blend
+
+    rng = np.random.default_rng(2)
+    frame = rng.integers(0, 256, (40, 50, 3), np.uint8)
+    box = (5, 8, 45, 30)
+    for dtype in (np.float32, np.float64):
+        colour = (rng.random((22, 40, 3)) * 300 - 20).astype(dtype)
+        alpha = rng.random((22, 40)).astype(dtype)
+        expected = frame.copy()
+        region = frame[8:30, 5:45].astype(np.float32)
+        region += alpha[..., None] * (colour - region)
+        expected[8:30, 5:45] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        out = frame.copy()
+        _blend(out, box, colour, alpha)
+        assert np.array_equal(out, expected)
+        assert np.array_equal(out[:8], frame[:8])  # nothing outside the box
