@@ -125,14 +125,15 @@ TEETH_SHOW_GAP = (0.02, 0.09)
 TEETH_SHADOW = 0.5  # brightness of teeth in the narrowest opening that shows them, x their lit brightness
 NOSE_BASE = 2  # MediaPipe's subnasale: the skull's reference for the upper teeth
 SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lightness is read
-# MediaPipe places the inner-lip contour (13, 14, ...) inside the visible lip edge: in real open
-# mouths the lips' moist inner margin still covers the outer part of the opening it spans (MEAD
-# medians in lip-gap bins, scripts/mouth_interior_profile.py). The synthesized interior draws that
-# margin: this fraction of the gap at the upper and lower lip, at most INNER_LIP_MARGIN_MAX eye
-# units each. Without it MediaPipe reads the rendered mouth ~1.2-1.4x as open as it was drawn
-# (benchmarks/mouth_readback.py).
+# MediaPipe places the inner-lip contour (13, 14, ...) inside the visible lip edge: pasting the real
+# frame's own mouth interior into a self-reenactment makes MediaPipe read the opening as drawn,
+# the synthesized interior read ~1.15x (MEAD) to ~1.35x (talking videos) as open. The synthesized
+# interior therefore starts with the lips' inner margin: this fraction of the gap at the upper and
+# at the lower lip, at most INNER_LIP_MARGIN_MAX eye units each. Tuned on the MEAD clips with
+# benchmarks/mouth_readback.py --set mead (read/drawn nearest 1); a wider cap (0.03) read
+# narrower than drawn on MEAD and lowered the lip-sync correlation.
 INNER_LIP_MARGIN = 0.25
-INNER_LIP_MARGIN_MAX = 0.03
+INNER_LIP_MARGIN_MAX = 0.015
 INNER_LIP_SHADE = (0.85, 0.6)  # the margin's colour x the portrait's lip colour, at the lip / toward the interior
 # lip-body probes: each pair's midpoint lies in the upper or lower lip (outer contour, inner contour)
 LIP_PROBES = ((0, 13), (37, 82), (267, 312), (17, 14), (84, 87), (314, 317))
