@@ -459,44 +459,6 @@ def test_a_narrowed_eye_is_drawn_open_not_as_a_blink(portrait, portrait_landmark
     assert not np.array_equal(with_lids.render_frame(shut), without_lids.render_frame(shut))  # blinks use them
 
 
-def test_inner_lip_margin_known_answers():
-    from facecue.render import INNER_LIP_MARGIN, INNER_LIP_MARGIN_MAX, INNER_LIP_SHADE, _inner_lip_margin
-
-    lip = np.array([160.0, 80.0, 90.0], np.float32)
-    unit = 100.0
-    # a 40 px gap: the margin is 25 % of it (10 px) at each lip
-    depth = np.array([0.0, 5.0, 10.0, 20.0, 30.0, 35.0, 40.0])
-    colour, cover = _inner_lip_margin(depth, 40.0 - depth, np.full(7, 40.0), 10 * unit, lip)
-    assert INNER_LIP_MARGIN * 40.0 == 10.0 < INNER_LIP_MARGIN_MAX * 10 * unit
-    np.testing.assert_allclose(cover, [1.0, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0], atol=1e-6)  # symmetric, smooth
-    np.testing.assert_allclose(colour[0], lip * INNER_LIP_SHADE[0], rtol=1e-5)  # the lip's own colour at the lip
-    # a wide gap: the margin stops growing at INNER_LIP_MARGIN_MAX eye units
-    cap = INNER_LIP_MARGIN_MAX * unit
-    _, cover = _inner_lip_margin(np.array([0.9, 1.1]) * cap, np.array([200.0, 200.0]), np.full(2, 200.0), unit, lip)
-    assert cover[0] > 0 and cover[1] == 0.0
-
-
-def test_synthesized_mouth_starts_with_the_lips_inner_margin(portrait, portrait_landmarks, portrait_cues,
-                                                              monkeypatch):
-    """MediaPipe's inner-lip contour lies inside the visible lip: the interior's first rows under
-    point 13 take the lip's colour (without the margin they are teeth or cavity)."""
-    import facecue.render as render_module
-
-    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
-    x, y = np.round(target[13, :2]).astype(int)
-    lip = render_module._lip_colour(portrait, portrait_landmarks) * render_module.INNER_LIP_SHADE[0]
-
-    def edge_error() -> float:
-        frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize")).astype(np.float32)
-        edge = frame[y + 1, x - 2 : x + 3].mean(axis=0)  # the row right under the contour
-        return float(np.abs(edge - lip).max())
-
-    with_margin = edge_error()
-    monkeypatch.setattr(render_module, "INNER_LIP_MARGIN", 0.0)
-    without = edge_error()
-    assert with_margin < 30 and without > with_margin + 15
-
-
 def test_lower_teeth_show_above_the_lower_lip_of_an_open_mouth(portrait, portrait_landmarks, portrait_cues):
     target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.35))
     frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize"))

@@ -125,18 +125,6 @@ TEETH_SHOW_GAP = (0.02, 0.09)
 TEETH_SHADOW = 0.5  # brightness of teeth in the narrowest opening that shows them, x their lit brightness
 NOSE_BASE = 2  # MediaPipe's subnasale: the skull's reference for the upper teeth
 SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lightness is read
-# MediaPipe places the inner-lip contour (13, 14, ...) inside the visible lip edge: pasting the real
-# frame's own mouth interior into a self-reenactment makes MediaPipe read the opening as drawn,
-# the synthesized interior read ~1.15x (MEAD) to ~1.35x (talking videos) as open. The synthesized
-# interior therefore starts with the lips' inner margin: this fraction of the gap at the upper and
-# at the lower lip, at most INNER_LIP_MARGIN_MAX eye units each. Tuned on the MEAD clips with
-# benchmarks/mouth_readback.py --set mead (read/drawn nearest 1); a wider cap (0.03) read
-# narrower than drawn on MEAD and lowered the lip-sync correlation.
-INNER_LIP_MARGIN = 0.25
-INNER_LIP_MARGIN_MAX = 0.015
-INNER_LIP_SHADE = (0.85, 0.6)  # the margin's colour x the portrait's lip colour, at the lip / toward the interior
-# lip-body probes: each pair's midpoint lies in the upper or lower lip (outer contour, inner contour)
-LIP_PROBES = ((0, 13), (37, 82), (267, 312), (17, 14), (84, 87), (314, 317))
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
 TONGUE_RGB = (158, 66, 72)
@@ -841,7 +829,6 @@ class _MouthModel:
     unit: float  # source outer-eye-corner distance, pixels
     split: float  # fraction of the gap where the source's upper part ends
     brightness: float  # portrait's skin lightness relative to a well-lit face (shades the teeth)
-    lip_rgb: np.ndarray  # (3,) float32 the portrait's mean lip colour (the inner-lip margin)
 
 
 def _eye_unit(pts: np.ndarray) -> float:
@@ -875,40 +862,7 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     brightness = float(np.clip(lightness / 175.0, 0.55, 1.0))
     nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
     skull_offset = (float(frame.upper(frame.midline_u)) - nose_v) / unit
-    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness, _lip_colour(image, pts))
-
-
-def _lip_colour(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """(3,) float32 mean RGB of 3x3 patches in the middle of the lips (:data:`LIP_PROBES`)."""
-    height, width = image.shape[:2]
-    patches = []
-    for outer, inner in LIP_PROBES:
-        x, y = np.round((pts[outer, :2] + pts[inner, :2]) / 2).astype(int)
-        if 1 <= x < width - 1 and 1 <= y < height - 1:
-            patches.append(image[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3))
-    if not patches:
-        return np.array([150.0, 90.0, 90.0], np.float32)
-    return np.concatenate(patches).astype(np.float32).mean(axis=0)
-
-
-def _inner_lip_margin_width(gap, unit: float):
-    """Width of each lip's inner margin (pixels) over a lip gap of ``gap`` pixels."""
-    return np.minimum(INNER_LIP_MARGIN * np.asarray(gap, np.float64), INNER_LIP_MARGIN_MAX * unit)
-
-
-def _inner_lip_margin(depth: np.ndarray, rise: np.ndarray, gap: np.ndarray, unit: float, lip_rgb: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The lips' inner margin over the synthesized interior: colour (..., 3) and coverage (...).
-
-    depth / rise : pixels below the upper / above the lower inner lip; gap : lip gap at that
-    column, pixels; unit : outer-eye-corner distance, pixels.
-    """
-    width = np.maximum(_inner_lip_margin_width(gap, unit), 1e-3)
-    near = np.minimum(depth, rise) / width  # 0 at the landmark contour, 1 at the margin's inner edge
-    cover = 1.0 - _smoothstep(near, 0.0, 1.0)
-    shade = INNER_LIP_SHADE[0] + (INNER_LIP_SHADE[1] - INNER_LIP_SHADE[0]) * np.clip(near, 0.0, 1.0)
-    colour = lip_rgb.astype(np.float32) * shade[..., None].astype(np.float32)
-    return colour, cover.astype(np.float32)
+    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness)
 
 
 def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray, gap_mid: float, unit: float,
@@ -1006,8 +960,6 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         src = model.frame
         lower_part = (1.0 - model.split) * float(src.lower(mid) - src.upper(mid))
         tongue_base -= lower_part * unit / model.unit
-    else:  # the synthesized interior starts behind the lips' inner margin
-        tongue_base -= float(_inner_lip_margin_width(tongue_base - float(target.upper(mid)), unit))
     tongue, t_cover = _synth_tongue(x_mid, tongue_base - v, unit, model.brightness)
     colour += t_cover[..., None] * (tongue - colour)
     if model.open:
@@ -1033,23 +985,18 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         colour = (w_a[..., None] * col_a + w_b[..., None] * col_b + rest * colour).astype(np.float32)
     else:
         gap_mid = float(target.lower(mid) - target.upper(mid))
-        # the teeth show from behind the lips' inner margin (drawn last, in front)
-        margin_mid = float(_inner_lip_margin_width(gap_mid, unit))
-        lower, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - margin_mid - v, unit, model.brightness)
+        lower, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness)
         l_cover *= float(_smoothstep(np.array(gap_mid / unit), 0.03, 0.08))  # hidden by the lip until the jaw drops
         colour += l_cover[..., None] * (lower - colour)
         # the upper row is fixed to the skull: its edge keeps its place below the nose while the
         # jaw drops, and shows more when the upper lip rises (a snarl, disgust)
         skull_lip_v = float(target.uv(*pts[NOSE_BASE, :2])[1]) + model.skull_offset * unit
-        lip_v = float(target.upper(mid)) + margin_mid
+        lip_v = float(target.upper(mid))
         # ... but the landmarks' upper lip also rises on open vowels, where real teeth stay mostly
         # covered: the lip can bare at most TEETH_BARED more than at rest
         teeth_v = float(np.clip(skull_lip_v, lip_v - TEETH_BARED * unit, lip_v + TEETH_BARED * unit))
-        teeth, cover = _synth_teeth(x_mid, v - teeth_v, depth - _inner_lip_margin_width(gap, unit), gap_mid, unit,
-                                    model.brightness)
+        teeth, cover = _synth_teeth(x_mid, v - teeth_v, depth, gap_mid, unit, model.brightness)
         colour += cover[..., None] * (teeth - colour)
-        margin, m_cover = _inner_lip_margin(depth, rise, gap, unit, model.lip_rgb)
-        colour += m_cover[..., None] * (margin - colour)
     _blend(frame, box, colour, alpha)
 
 
