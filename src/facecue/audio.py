@@ -1098,6 +1098,12 @@ def _decode_pieces(x: np.ndarray, pieces: list[tuple[int, int]], helpers: int = 
     gives this process about its share of the audio. If the helpers cannot start or fail, their
     pieces are decoded here.
     """
+    if helpers:
+        import multiprocessing
+
+        if multiprocessing.current_process().daemon:  # daemonic processes may not have children
+            logger.debug("phone decoding in this process only (a daemonic process cannot start helpers)")
+            helpers = 0
     lengths = np.array([s1 - s0 for s0, s1 in pieces], np.float64)
     # this process's share: the first pieces that end within 1 / (helpers + 1) of the audio (at
     # least one; the helpers start about half a second later)
@@ -1108,10 +1114,6 @@ def _decode_pieces(x: np.ndarray, pieces: list[tuple[int, int]], helpers: int = 
     if split < len(pieces):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-
-        if multiprocessing.current_process().daemon:  # daemonic processes may not have children
-            logger.debug("phone decoding in this process only (a daemonic process cannot start helpers)")
-            return _decode_pieces(x, pieces, 0, bar)
 
         try:
             pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"))
