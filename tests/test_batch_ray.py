@@ -96,6 +96,30 @@ def frames(path: Path) -> np.ndarray:
     return np.stack(list(iter_video_frames(path))).astype(np.int16)
 
 
+# Two encodes of the same frames are not always the same file inside Ray's workers: in 4 of 240
+# libx264 encodes (threads=1, identical yuv420p input, checked frame by frame) run by freshly
+# started Ray jobs, the bitstream differed from the usual one from the 7th packet on, never in a
+# plain process (450 encodes, with and without competing CPU load); x264's C and SIMD paths give
+# different files too. Decoded, those encodes differed by up to 29 levels in a few macroblocks:
+# mean absolute difference <= 0.55, every frame >= 40 dB PSNR. The smallest real change tried
+# (intensity 0.8 instead of 1 on the same inputs) gives 2.9 and 34.6 dB, so these bounds still
+# tell a different rendering from an encoding's noise.
+ENCODING_NOISE_MEAN = 1.0  # levels, mean absolute difference over the video
+ENCODING_NOISE_PSNR = 38.0  # dB, the worst frame
+
+
+def assert_same_rendering(ours: Path, theirs: Path) -> None:
+    """The two videos were encoded from the same frames (up to the encoder's own noise)."""
+    a, b = frames(ours), frames(theirs)
+    assert a.shape == b.shape, f"{ours.name}: {a.shape} vs {b.shape}"
+    error = (a - b).astype(np.float64)
+    mse = (error ** 2).reshape(len(a), -1).mean(axis=1)
+    worst = 10 * np.log10(255.0 ** 2 / max(mse.max(), 1e-12))
+    assert np.abs(error).mean() <= ENCODING_NOISE_MEAN and worst >= ENCODING_NOISE_PSNR, (
+        f"{ours} and {theirs} differ by more than encoding noise: mean {np.abs(error).mean():.2f} levels, "
+        f"worst frame {worst:.1f} dB")
+
+
 @pytest.mark.slow
 def test_ray_batch_matches_local_survives_a_killed_worker_and_reruns(ray_instance, inputs, capsys):
     ray_csv = write_csv(inputs / "jobs_ray.csv", six_rows("ray"))
@@ -130,8 +154,7 @@ def test_ray_batch_matches_local_survives_a_killed_worker_and_reruns(ray_instanc
             f"{name}: the same settings and cue model"
         info = probe_video(ours)
         assert (info.width, info.height) == (128, 128) and info.has_audio and abs(info.n_frames - SECONDS * 25) <= 1
-        a, b = frames(ours), frames(theirs)
-        assert a.shape == b.shape and np.abs(a - b).max() <= 1, f"{name}: frames differ from the local batch's"
+        assert_same_rendering(ours, theirs)
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in (inputs / "ray").iterdir()}
     again = run_batch_ray(ray_csv, progress=False)
@@ -164,7 +187,7 @@ def test_ship_inputs_writes_the_results_on_the_driver(ray_instance, inputs):
     assert shipped.done == [2] and shared.done == [2] and shipped.exit_code == 0
     assert sorted(p.name for p in (inputs / "shipped").iterdir()) == ["sad.json", "sad.mp4"], "atomic: no temp left"
     assert (inputs / "shipped" / "sad.json").read_text() == (inputs / "shared" / "sad.json").read_text()
-    assert np.abs(frames(inputs / "shipped" / "sad.mp4") - frames(inputs / "shared" / "sad.mp4")).max() <= 1
+    assert_same_rendering(inputs / "shipped" / "sad.mp4", inputs / "shared" / "sad.mp4")
     again = run_batch_ray(inputs / "ship.csv", ship_inputs=True, progress=False)
     assert again.done == [] and again.skipped == [2]
 

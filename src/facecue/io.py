@@ -935,9 +935,12 @@ class VideoWriter:
     preset : str
         libx264 speed preset (``X264_PRESETS``); default ``VIDEO_PRESET``.
     threads : int
-        encoder threads. 1 (the default): the same file on every machine, and no threads
-        competing with render workers for the cores (at 256-512 px one veryfast thread keeps up
-        with them); 0 = libx264's choice (about 1.5 per core; the file then depends on the cores).
+        encoder threads. 1 (the default): no threads competing with render workers for the
+        cores (at 256-512 px one veryfast thread keeps up with them), and the file does not
+        depend on the number of cores; 0 = libx264's choice (about 1.5 per core). Not
+        bit-reproducible in every case even so: libx264's SIMD and C paths give different files,
+        and inside Ray's workers an encode of the same frames occasionally differs (a few levels
+        in some macroblocks; tests/test_batch_ray.py has the measurements).
 
     Notes
     -----
