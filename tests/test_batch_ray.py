@@ -98,9 +98,9 @@ def frames(path: Path) -> np.ndarray:
 
 # Two encodes of the same frames are not always the same file inside Ray's workers: in 4 of 240
 # libx264 encodes (threads=1, identical yuv420p input, checked frame by frame) run by freshly
-# started Ray jobs, the bitstream differed from the usual one from the 7th packet on, never in a
-# plain process (450 encodes, with and without competing CPU load); x264's C and SIMD paths give
-# different files too. Decoded, those encodes differed by up to 29 levels in a few macroblocks:
+# started Ray jobs, the bitstream differed from the usual one from the 7th packet on (3 of 500 in
+# another such run), never in a plain process (135 encodes, with and without competing CPU load)
+# nor in 100 runs in Ray workers outside a batch; x264's C and SIMD paths give different files too. Decoded, those encodes differed by up to 29 levels in a few macroblocks:
 # mean absolute difference <= 0.55, every frame >= 40 dB PSNR. The smallest real change tried
 # (intensity 0.8 instead of 1 on the same inputs) gives 2.9 and 34.6 dB, so these bounds still
 # tell a different rendering from an encoding's noise.
