@@ -2,7 +2,8 @@
 
 Usage: python scripts/calibrate_expressiveness.py [--data ../shared/data] [--out docs/calibration]
            [--parts mouth geometry recogniser]
-           [--try '{"gains": {...}, "detail": 1.6, "emphasis": {"fear": {"jaw": 1.5}}}' ...]
+           [--try '{"gains": {...}, "detail": 1.6, "emphasis": {"fear": {"jaw": 1.5}},
+                    "actions": {"fear": {"lip_stretch": 0.05}}}' ...]
 
 Render, re-extract with facecue's own extractor (MediaPipe + cue geometry) or read with the
 FER2013 recogniser, compare with the real statistics. Only **calibration** material is used here;
@@ -16,8 +17,9 @@ FER2013 recogniser, compare with the real statistics. Only **calibration** mater
   priors are built) projected on the real clip's, per face region (1.0 = the real amplitude).
 * **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits and 5 MEAD frames
   (``CALIBRATION_MEAD_FRAMES``, two of them smiling) with 6 s of StyleTalk speech: top-1 of the
-  FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN`` and
-  ``phonetic.EMOTION_EMPHASIS``; ``--try`` evaluates other settings in the same run.
+  FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN``,
+  ``phonetic.EMOTION_EMPHASIS`` and ``phonetic.EMOTION_ACTIONS``; ``--try`` evaluates other
+  settings in the same run.
 
 Parts not run keep their previous results in ``--out`` (each part's date is shown).
 """
@@ -154,6 +156,8 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
             render.DETAIL_GAIN = float(setting.get("detail", render.DETAIL_GAIN))
             for emotion, factors in setting.get("emphasis", {}).items():
                 phonetic.set_emotion_emphasis(emotion, **factors)
+            for emotion, amounts in setting.get("actions", {}).items():
+                phonetic.set_emotion_actions(emotion, **amounts)
             reads = []
             for k, (name, portrait) in enumerate(portraits.items()):
                 for emotion in JUDGED:
@@ -163,6 +167,7 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
             emo = [r for r in reads if r[1] != "neutral"]
             result = {"gains": dict(phonetic.EMOTION_REGION_GAINS), "detail": render.DETAIL_GAIN,
                       "emphasis": {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()},
+                      "actions": {k: dict(v) for k, v in phonetic.EMOTION_ACTIONS.items()},
                       "top1_6_emotions": sum(r[1] == r[2] for r in emo) / len(emo),
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
                       "portraits": list(portraits), "reads": reads}
@@ -206,13 +211,15 @@ def write(out: Path, results: dict) -> None:
         lines += ["## FER2013 recogniser on calibration portraits", "",
                   f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
-                  "| brows | eyes | lower face | detail | per-emotion emphasis | top-1, 6 emotions | neutral read as neutral |",
-                  "|--:|--:|--:|--:|---|--:|--:|"]
+                  "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes | top-1, 6 emotions | neutral read as neutral |",
+                  "|--:|--:|--:|--:|---|---|--:|--:|"]
         for r in results["recogniser"]:
             g = r["gains"]
             emphasis = "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items())
                                  for e, f in r.get("emphasis", {}).items()) or "none"
-            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | "
+            actions = "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items())
+                                for e, f in r.get("actions", {}).items()) or "none"
+            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | {actions} | "
                          f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -288,19 +288,19 @@ def test_emotion_emphasis_scales_one_emotions_region_and_jaw_only():
     from facecue.constants import EMOTIONS
 
     saved = phonetic.emotion_settings()
-    fear, sad = EMOTIONS.index("fear"), EMOTIONS.index("sad")
+    emphasised, sad = EMOTIONS.index("happy"), EMOTIONS.index("sad")  # neither emphasis nor action shapes
     _, brow, _ = phonetic._region_weights()
     try:
         before = phonetic.emotion_offsets_applied().copy()
         jaw_before = phonetic.emotion_mouth_dynamics(np.eye(len(EMOTIONS)), 1.0)[1]
-        phonetic.set_emotion_emphasis("fear", lower=2.0, jaw=3.0)
+        phonetic.set_emotion_emphasis("happy", lower=2.0, jaw=3.0)
         after = phonetic.emotion_offsets_applied()
         jaw_after = phonetic.emotion_mouth_dynamics(np.eye(len(EMOTIONS)), 1.0)[1]
         np.testing.assert_allclose(after[sad], before[sad])  # other emotions unchanged
         lower_only = phonetic.load_priors().lower_face_weight > 0.999
-        np.testing.assert_allclose(after[fear][lower_only], 2.0 * before[fear][lower_only], rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(after[fear][brow > 0.999], before[fear][brow > 0.999], atol=1e-7)
-        assert jaw_after[fear] == pytest.approx(3.0 * jaw_before[fear], rel=1e-5)
+        np.testing.assert_allclose(after[emphasised][lower_only], 2.0 * before[emphasised][lower_only], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(after[emphasised][brow > 0.999], before[emphasised][brow > 0.999], atol=1e-7)
+        assert jaw_after[emphasised] == pytest.approx(3.0 * jaw_before[emphasised], rel=1e-5)
         assert jaw_after[sad] == pytest.approx(jaw_before[sad])
         with pytest.raises(ValueError, match="unknown emotion"):
             phonetic.set_emotion_emphasis("bored", jaw=2.0)
@@ -310,6 +310,45 @@ def test_emotion_emphasis_scales_one_emotions_region_and_jaw_only():
         phonetic.restore_emotion_settings(saved)
     np.testing.assert_allclose(phonetic.emotion_offsets_applied(), before)
     assert phonetic.emotion_settings() == saved
+
+
+def test_action_shapes_stretch_fears_lips_and_knit_its_brows_only():
+    """``lip_stretch`` moves the mouth corners out and down by its amount (the midline stays),
+    ``brow_knit`` draws the inner brows together; other emotions are untouched."""
+    import facecue.phonetic as phonetic
+    from facecue.cues import default_template
+
+    assert phonetic.EMOTION_ACTIONS == {"fear": {"lip_stretch": 0.07, "brow_knit": 0.04},
+                                        "angry": {"brow_knit": 0.08}}  # the shipped setting
+    saved = phonetic.emotion_settings()
+    fear, sad = EMOTIONS.index("fear"), EMOTIONS.index("sad")
+    midline = np.flatnonzero(np.abs(default_template().points[:, 0]) < 1e-6)
+    right, left = MOUTH_CORNERS
+    inner_brows = (55, 285)  # the subject's right, left inner brow ends
+    try:
+        phonetic.restore_emotion_settings({**saved, "actions": {}})
+        before = phonetic.emotion_offsets_applied().copy()
+        phonetic.set_emotion_actions("fear", lip_stretch=0.05, brow_knit=0.03)
+        change = phonetic.emotion_offsets_applied() - before
+        np.testing.assert_allclose(np.delete(change, fear, axis=0), 0.0)
+        change = change[fear]
+        assert change[left, 0] - change[right, 0] == pytest.approx(2 * 0.05, rel=0.02)  # the mouth 0.1 wider
+        assert change[[left, right], 1] == pytest.approx(0.05 * phonetic.LIP_STRETCH_DROP, rel=0.02)  # and lower
+        np.testing.assert_allclose(change[midline, 0], 0.0, atol=1e-9)  # nothing crosses the midline
+        knit = change[inner_brows[1], 0] - change[inner_brows[0], 0]
+        assert -0.06 < knit < -0.03  # the inner brows ~0.05 closer together
+        assert np.abs(change[:, 2]).max() == 0.0
+        with pytest.raises(ValueError, match="unknown action"):
+            phonetic.set_emotion_actions("fear", frown=0.1)
+        with pytest.raises(ValueError, match="unknown emotion"):
+            phonetic.set_emotion_actions("bored", lip_stretch=0.1)
+    finally:
+        phonetic.restore_emotion_settings(saved)
+    assert phonetic.emotion_settings() == saved
+    with_actions = phonetic.emotion_offsets_applied()
+    np.testing.assert_allclose(with_actions[sad], before[sad])
+    assert (with_actions[fear, left, 0] - with_actions[fear, right, 0]) - (before[fear, left, 0] - before[fear, right, 0]) \
+        == pytest.approx(0.14, rel=0.02)
 
 
 def test_surprise_opens_the_jaw_further_than_its_mead_average():

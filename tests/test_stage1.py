@@ -328,3 +328,27 @@ def test_network_mouth_gain_scales_the_speech_not_the_emotions_mouth(portrait_cu
     width = lambda n: n[..., 291, 0] - n[..., 61, 0]  # noqa: E731
     old_way = scale_mouth(dataclasses.replace(cues, normalized=rest.astype(np.float32)[:1]), 2.0).normalized
     assert abs(width(old_way)[0] - width(identity)) > abs(width(rest[0]) - width(identity)) + 0.02  # the old scaling doubled the smile
+
+
+def test_network_path_adds_the_action_shapes_its_teacher_lacked(portrait_cues):
+    """The bundled network learnt a teacher without ``EMOTION_ACTIONS``: its fear gets them added
+    (the mouth wider by twice the lip stretch, scaled to the face) instead of having its mouth
+    gain pull the corners in toward the teacher's stretched rest; emotions without actions are
+    unchanged."""
+    import facecue.phonetic as phonetic
+    from facecue.cli import asset_path
+    from facecue.stage1 import _mouth_width_ratio, network_cues
+
+    audio = io.read_audio(asset_path("speech.wav"))[: SAMPLE_RATE * 2]
+    width = lambda cues: cues.normalized[:, 291, 0] - cues.normalized[:, 61, 0]  # noqa: E731
+    saved = phonetic.emotion_settings()
+    stretch = saved["actions"]["fear"]["lip_stretch"]
+    with_actions = {e: network_cues(audio, portrait_cues, e, 1.0, seed=3) for e in ("fear", "sad")}
+    try:
+        phonetic.restore_emotion_settings({**saved, "actions": {}})
+        without = {e: network_cues(audio, portrait_cues, e, 1.0, seed=3) for e in ("fear", "sad")}
+    finally:
+        phonetic.restore_emotion_settings(saved)
+    np.testing.assert_allclose(with_actions["sad"].normalized, without["sad"].normalized)
+    ratio = _mouth_width_ratio(with_actions["fear"].identity)
+    np.testing.assert_allclose(width(with_actions["fear"]) - width(without["fear"]), 2 * stretch * ratio, rtol=0.03)

@@ -367,6 +367,24 @@ MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate 
 # rise -0.021 (real -0.018) and its chin's height -0.013 (real -0.006).
 EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 2.5}, "disgusted": {"jaw": 3.0}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
+# Per emotion, FACS action shapes added to its measured offsets, in canonical units at intensity 1
+# (:func:`action_shape`): ``lip_stretch`` (AU20: the mouth corners pulled sideways and down, the
+# lips flattened) and ``brow_knit`` (the inner brows drawn toward each other, as AU4 does; with the
+# brows' rise this gives fear's oblique brows). MEAD's averaged fear offsets raise the brows and
+# drop the jaw like surprise, and rendered fear looked and read like surprise; real fear (MEAD
+# W009, M030 level 3) stretches the lips and knits the brows. Chosen on the calibration portraits
+# and speech only (those of scripts/calibrate_expressiveness.py): the recogniser's mean p(fear)
+# over the 9 portraits rose 0.203 -> 0.274 (0.04 / 0.025: 0.233; 0.10 / 0.05 with the corners
+# dropping 0.4 of their travel: 0.266), its top-1 stayed 3 of 9. Anger knits its brows too (AU4);
+# MEAD's average lowers them without drawing them together: p(angry) 0.403 -> 0.437 and top-1
+# 6 -> 7 of 9 with 0.08 (0.03: 0.411, 6; 0.05: 0.414, 7).
+EMOTION_ACTIONS: dict[str, dict[str, float]] = {"fear": {"lip_stretch": 0.07, "brow_knit": 0.04},
+                                                "angry": {"brow_knit": 0.08}}
+ACTION_NAMES = ("lip_stretch", "brow_knit")
+LIP_STRETCH_DROP = 0.8  # the corners move down this fraction of their sideways travel
+LIP_STRETCH_SPREAD = 0.12  # canonical units: how far around the lips the skin follows them
+BROW_KNIT_CENTRE = 0.14  # canonical units from the midline: where the brows move most (the inner ends)
+BROW_KNIT_SPREAD = 0.1  # canonical units: how far along the brows the pull fades
 # Per emotion, the share of its held lip gap (``emotion_jaw_opening``) that the lips make with the
 # jaw closed (upper lip up, lower lip down: teeth together and bared) instead of the jaw; unlisted
 # emotions use the jaw. In the real MEAD level-3 clips disgust parts the lips (median gap +0.062
@@ -410,17 +428,63 @@ def emotion_gain_map() -> np.ndarray:
     return total[..., None].astype(np.float32)
 
 
+@lru_cache(maxsize=None)
+def action_shape(name: str) -> np.ndarray:
+    """(478, 3) float64 canonical units: one unit of a FACS action shape (``ACTION_NAMES``) on the
+    template face; points away from the moving part follow with a Gaussian fall-off.
+
+    * ``lip_stretch``: the mouth corners move 1 sideways (outward) and ``LIP_STRETCH_DROP`` down,
+      the lips between in proportion to their distance from the midline, the lower face around
+      them fading over ``LIP_STRETCH_SPREAD``;
+    * ``brow_knit``: the brows and forehead move 1 toward the midline at ``BROW_KNIT_CENTRE``
+      from it, fading along the brows over ``BROW_KNIT_SPREAD``.
+    """
+    from .cues import default_template
+
+    points = default_template().points.astype(np.float64)
+    lower, brow, _ = _region_weights()
+    shape = np.zeros_like(points)
+    x, y = points[:, 0], points[:, 1]
+    if name == "lip_stretch":
+        corners = points[list(MOUTH_CORNERS), :2]
+        centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
+        dx = np.abs(x - centre[0])
+        outside = dx - np.minimum(dx, half_width)  # 0 between the corners
+        fall_off = np.exp(-(outside**2 + (y - centre[1]) ** 2) / (2 * LIP_STRETCH_SPREAD**2)) * lower
+        reach = np.clip((x - centre[0]) / half_width, -1.3, 1.3)  # the cheeks beyond the corners move no faster
+        shape[:, 0] = reach * fall_off
+        shape[:, 1] = LIP_STRETCH_DROP * np.abs(reach) * fall_off
+    elif name == "brow_knit":
+        toward_midline = -np.tanh(x / 0.03)  # -1 / +1 on either side, 0 on the midline (no tear there)
+        shape[:, 0] = toward_midline * np.exp(-(((np.abs(x) - BROW_KNIT_CENTRE) / BROW_KNIT_SPREAD) ** 2)) * brow
+    else:
+        raise ValueError(f"unknown action shape {name!r}; use one of {', '.join(ACTION_NAMES)}")
+    return shape
+
+
 @lru_cache(maxsize=1)
 def emotion_offsets_applied() -> np.ndarray:
     """(8, 478, 3) the emotions' offsets at intensity 1 with the region gains; a brow moved
     further than ``MAX_BROW_TRAVEL`` saturates softly (tanh) toward it, so that emotions whose
-    real brows already move far (contempt, surprise) are not stretched into caricature."""
+    real brows already move far (contempt, surprise) are not stretched into caricature. Then
+    each emotion's ``EMOTION_ACTIONS`` are added."""
     gained = load_priors().emotion_offsets.astype(np.float64) * emotion_gain_map()
     _, brow, _ = _region_weights()
     travel = np.linalg.norm(gained, axis=-1, keepdims=True)
     saturated = MAX_BROW_TRAVEL * np.tanh(travel / MAX_BROW_TRAVEL) / np.maximum(travel, 1e-9)
     factor = 1.0 + brow[None, :, None] * (saturated - 1.0)
-    return (gained * factor).astype(np.float32)
+    return (gained * factor + emotion_action_offsets()).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def emotion_action_offsets() -> np.ndarray:
+    """(8, 478, 3) float64 canonical units: the part of :func:`emotion_offsets_applied` made by
+    each emotion's ``EMOTION_ACTIONS`` at intensity 1."""
+    offsets = np.zeros((len(EMOTIONS), N_LANDMARKS, 3))
+    for emotion, actions in EMOTION_ACTIONS.items():
+        for name, amount in actions.items():
+            offsets[EMOTIONS.index(emotion)] += amount * action_shape(name)
+    return offsets
 
 
 # The opening shapes are applied at their measured size. Re-read from rendered MEAD actors (M030's
@@ -502,10 +566,25 @@ def set_emotion_emphasis(emotion: str, **factors: float) -> None:
     emotion_opening_applied.cache_clear()
 
 
+def set_emotion_actions(emotion: str, **amounts: float) -> None:
+    """Change ``EMOTION_ACTIONS[emotion]`` (``lip_stretch``, ``brow_knit``, canonical units) for
+    this process, e.g. while calibrating (scripts/calibrate_expressiveness.py)."""
+    if emotion not in EMOTIONS:
+        raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EMOTIONS)}")
+    unknown = set(amounts) - set(ACTION_NAMES)
+    if unknown:
+        raise ValueError(f"unknown action shapes {sorted(unknown)}; use {list(ACTION_NAMES)}")
+    EMOTION_ACTIONS[emotion] = {**EMOTION_ACTIONS.get(emotion, {}), **{k: float(v) for k, v in amounts.items()}}
+    emotion_action_offsets.cache_clear()
+    emotion_offsets_applied.cache_clear()
+
+
 def emotion_settings() -> dict:
-    """A copy of this process's ``EMOTION_REGION_GAINS`` and ``EMOTION_EMPHASIS`` (``gains``,
-    ``emphasis``), for :func:`restore_emotion_settings` after trying others."""
-    return {"gains": dict(EMOTION_REGION_GAINS), "emphasis": {k: dict(v) for k, v in EMOTION_EMPHASIS.items()}}
+    """A copy of this process's ``EMOTION_REGION_GAINS``, ``EMOTION_EMPHASIS`` and
+    ``EMOTION_ACTIONS`` (``gains``, ``emphasis``, ``actions``), for
+    :func:`restore_emotion_settings` after trying others."""
+    return {"gains": dict(EMOTION_REGION_GAINS), "emphasis": {k: dict(v) for k, v in EMOTION_EMPHASIS.items()},
+            "actions": {k: dict(v) for k, v in EMOTION_ACTIONS.items()}}
 
 
 def restore_emotion_settings(settings: dict) -> None:
@@ -513,15 +592,25 @@ def restore_emotion_settings(settings: dict) -> None:
     EMOTION_REGION_GAINS.update(settings["gains"])
     EMOTION_EMPHASIS.clear()
     EMOTION_EMPHASIS.update({k: dict(v) for k, v in settings["emphasis"].items()})
+    EMOTION_ACTIONS.clear()
+    EMOTION_ACTIONS.update({k: dict(v) for k, v in settings.get("actions", {}).items()})
+    emotion_action_offsets.cache_clear()
     emotion_gain_map.cache_clear()
     emotion_offsets_applied.cache_clear()
     emotion_opening_applied.cache_clear()
 
 
-def emotion_expression(weights: np.ndarray, intensity: float) -> np.ndarray:
+def emotion_expression(weights: np.ndarray, intensity: float, *, actions: bool = True) -> np.ndarray:
     """(T, 478, 3) the emotions' closed-lip expression offsets (canonical units) for per-frame
-    emotion ``weights`` (T, 8) at ``intensity`` (1 = MEAD level 3)."""
-    return intensity * np.einsum("te,ekd->tkd", weights, emotion_offsets_applied())
+    emotion ``weights`` (T, 8) at ``intensity`` (1 = MEAD level 3); without their
+    ``EMOTION_ACTIONS`` when ``actions`` is False (:func:`emotion_actions` alone)."""
+    offsets = emotion_offsets_applied() if actions else emotion_offsets_applied() - emotion_action_offsets()
+    return intensity * np.einsum("te,ekd->tkd", weights, offsets)
+
+
+def emotion_actions(weights: np.ndarray, intensity: float) -> np.ndarray:
+    """(T, 478, 3) canonical units: the ``EMOTION_ACTIONS`` part of :func:`emotion_expression`."""
+    return intensity * np.einsum("te,ekd->tkd", weights, emotion_action_offsets())
 
 
 def emotion_mouth_dynamics(weights: np.ndarray, intensity: float) -> tuple[np.ndarray, np.ndarray]:

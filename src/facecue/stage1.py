@@ -1130,18 +1130,45 @@ def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> 
     return replace(cues, normalized=normalized.astype(np.float32))
 
 
-def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float) -> np.ndarray:
-    """(T, 478, 3) the closed-lip rest shape of each frame: ``identity`` with the emotions'
-    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it.
-    Distinct weight rows are computed once (memory and time stay small for long audio)."""
+def _mouth_width_ratio(identity: np.ndarray) -> float:
+    """The face's mouth width over the priors' reference width: the scale of its expression offsets."""
     from .constants import MOUTH_CORNERS
-    from .phonetic import closed_mouth, emotion_expression, load_priors
+    from .phonetic import load_priors
 
     identity = np.asarray(identity, np.float64)
-    ratio = np.linalg.norm(identity[MOUTH_CORNERS[0]] - identity[MOUTH_CORNERS[1]]) / load_priors().reference_mouth_width
+    return float(np.linalg.norm(identity[MOUTH_CORNERS[0]] - identity[MOUTH_CORNERS[1]]) / load_priors().reference_mouth_width)
+
+
+def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float, *, actions: bool = True) -> np.ndarray:
+    """(T, 478, 3) the closed-lip rest shape of each frame: ``identity`` with the emotions'
+    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it
+    (without its ``phonetic.EMOTION_ACTIONS`` when ``actions`` is False). Distinct weight rows
+    are computed once (memory and time stay small for long audio)."""
+    from .phonetic import closed_mouth, emotion_expression
+
+    identity = np.asarray(identity, np.float64)
+    ratio = _mouth_width_ratio(identity)
     rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
-    shapes = np.stack([closed_mouth(identity + emotion_expression(row[None], intensity)[0] * ratio) for row in rows])
+    shapes = np.stack([closed_mouth(identity + emotion_expression(row[None], intensity, actions=actions)[0] * ratio)
+                       for row in rows])
     return shapes[np.asarray(inverse).ravel()].astype(np.float32)
+
+
+def add_emotion_actions(cues: FaceCues, weights: np.ndarray, intensity: float) -> FaceCues:
+    """``cues`` with the emotions' ``phonetic.EMOTION_ACTIONS`` (per-frame ``weights`` (T, 8),
+    ``intensity``) added, scaled to the face like the rest of its expression: the bundled network
+    learnt a teacher that had none. Distinct weight rows are computed once. The actions move no
+    eye point, so gaze and aperture are kept."""
+    from dataclasses import replace
+
+    from .phonetic import emotion_actions
+
+    rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
+    table = emotion_actions(rows, intensity) * _mouth_width_ratio(cues.identity)
+    if not table.any():
+        return cues
+    normalized = cues.normalized + table[np.asarray(inverse).ravel()].astype(np.float32)
+    return replace(cues, normalized=normalized)
 
 
 def _blend_runs(runs: dict[str, FaceCues], weights: np.ndarray, emotion: str) -> FaceCues:
@@ -1224,9 +1251,11 @@ def network_cues(
         weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
         first = _blend_runs(runs, weights, schedule_text(schedule))
     cues = resample_cues(first, fps, n_video_frames(len(audio), fps))
-    # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
-    rest = emotion_rest(cues.identity, emotion_weights(schedule, cues.n_frames, cues.fps), intensity)
-    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
+    # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise);
+    # the action shapes (fear's stretched lips, knitted brows) came after the network's teacher
+    frame_weights = emotion_weights(schedule, cues.n_frames, cues.fps)
+    rest = emotion_rest(cues.identity, frame_weights, intensity, actions=False)
+    cues = add_emotion_actions(scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest), frame_weights, intensity)
     # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING
     cues = replace(cues, normalized=limit_eye_narrowing(cues.identity, cues.normalized).astype(np.float32))
     if controls.blink_rate is None:
