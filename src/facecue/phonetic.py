@@ -375,7 +375,10 @@ EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # W009, M030 level 3) stretches the lips and knits the brows. Chosen on the calibration portraits
 # and speech only (those of scripts/calibrate_expressiveness.py): the recogniser's mean p(fear)
 # over the 9 portraits rose 0.203 -> 0.274 (0.04 / 0.025: 0.233; 0.10 / 0.05 with the corners
-# dropping 0.4 of their travel: 0.266), its top-1 stayed 3 of 9. Anger knits its brows too (AU4);
+# dropping 0.4 of their travel: 0.266), its top-1 stayed 3 of 9. Tried after the report set was
+# measured with these, and not taken (one reading is within the noise of 9): 0.10 / 0.06 read
+# 0.289 and 4 of 9; 0.10 / 0.04 with the jaw's emphasis 0.5, 0.290 and 3; 0.07 / 0.04 with the eyes'
+# emphasis 1.5, 0.282; with the jaw's 0.5, 0.274. Anger knits its brows too (AU4);
 # MEAD's average lowers them without drawing them together: p(angry) 0.403 -> 0.437 and top-1
 # 6 -> 7 of 9 with 0.08 (0.03: 0.411, 6; 0.05: 0.414, 7).
 EMOTION_ACTIONS: dict[str, dict[str, float]] = {"fear": {"lip_stretch": 0.07, "brow_knit": 0.04},
