@@ -555,15 +555,21 @@ def set_emotion_region_gains(**gains: float) -> None:
     emotion_opening_applied.cache_clear()
 
 
+def _update_emotion_table(table: dict[str, dict[str, float]], emotion: str, values: dict[str, float],
+                         allowed: tuple[str, ...], what: str) -> None:
+    """``table[emotion]`` updated with ``values`` (names in ``allowed``; a ValueError names ``what``)."""
+    if emotion not in EMOTIONS:
+        raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EMOTIONS)}")
+    unknown = set(values) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; use {list(allowed)}")
+    table[emotion] = {**table.get(emotion, {}), **{k: float(v) for k, v in values.items()}}
+
+
 def set_emotion_emphasis(emotion: str, **factors: float) -> None:
     """Change ``EMOTION_EMPHASIS[emotion]`` (factors ``brows``, ``eyes``, ``lower``, ``jaw``) for
     this process, e.g. while calibrating (scripts/calibrate_expressiveness.py)."""
-    if emotion not in EMOTIONS:
-        raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EMOTIONS)}")
-    unknown = set(factors) - set(EMPHASIS_FACTORS)
-    if unknown:
-        raise ValueError(f"unknown emphasis factors {sorted(unknown)}; use {list(EMPHASIS_FACTORS)}")
-    EMOTION_EMPHASIS[emotion] = {**EMOTION_EMPHASIS.get(emotion, {}), **{k: float(v) for k, v in factors.items()}}
+    _update_emotion_table(EMOTION_EMPHASIS, emotion, factors, EMPHASIS_FACTORS, "emphasis factors")
     emotion_gain_map.cache_clear()
     emotion_offsets_applied.cache_clear()
     emotion_opening_applied.cache_clear()
@@ -572,12 +578,7 @@ def set_emotion_emphasis(emotion: str, **factors: float) -> None:
 def set_emotion_actions(emotion: str, **amounts: float) -> None:
     """Change ``EMOTION_ACTIONS[emotion]`` (``lip_stretch``, ``brow_knit``, canonical units) for
     this process, e.g. while calibrating (scripts/calibrate_expressiveness.py)."""
-    if emotion not in EMOTIONS:
-        raise ValueError(f"unknown emotion {emotion!r}; use one of {', '.join(EMOTIONS)}")
-    unknown = set(amounts) - set(ACTION_NAMES)
-    if unknown:
-        raise ValueError(f"unknown action shapes {sorted(unknown)}; use {list(ACTION_NAMES)}")
-    EMOTION_ACTIONS[emotion] = {**EMOTION_ACTIONS.get(emotion, {}), **{k: float(v) for k, v in amounts.items()}}
+    _update_emotion_table(EMOTION_ACTIONS, emotion, amounts, ACTION_NAMES, "action shapes")
     emotion_action_offsets.cache_clear()
     emotion_offsets_applied.cache_clear()
 
