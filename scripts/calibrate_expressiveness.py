@@ -213,12 +213,12 @@ def write(out: Path, results: dict) -> None:
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
                   "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes | top-1, 6 emotions | neutral read as neutral |",
                   "|--:|--:|--:|--:|---|---|--:|--:|"]
+        def per_emotion(table: dict) -> str:  # {"fear": {"jaw": 1.5}} -> "fear jaw 1.5"
+            return "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items()) for e, f in table.items()) or "none"
+
         for r in results["recogniser"]:
             g = r["gains"]
-            emphasis = "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items())
-                                 for e, f in r.get("emphasis", {}).items()) or "none"
-            actions = "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items())
-                                for e, f in r.get("actions", {}).items()) or "none"
+            emphasis, actions = per_emotion(r.get("emphasis", {})), per_emotion(r.get("actions", {}))
             lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | {actions} | "
                          f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")

@@ -337,7 +337,8 @@ def test_network_path_adds_the_action_shapes_its_teacher_lacked(portrait_cues):
     unchanged."""
     import facecue.phonetic as phonetic
     from facecue.cli import asset_path
-    from facecue.stage1 import _mouth_width_ratio, network_cues
+    from facecue.phonetic import expression_scale
+    from facecue.stage1 import network_cues
 
     audio = io.read_audio(asset_path("speech.wav"))[: SAMPLE_RATE * 2]
     width = lambda cues: cues.normalized[:, 291, 0] - cues.normalized[:, 61, 0]  # noqa: E731
@@ -350,5 +351,5 @@ def test_network_path_adds_the_action_shapes_its_teacher_lacked(portrait_cues):
     finally:
         phonetic.restore_emotion_settings(saved)
     np.testing.assert_allclose(with_actions["sad"].normalized, without["sad"].normalized)
-    ratio = _mouth_width_ratio(with_actions["fear"].identity)
+    ratio = expression_scale(with_actions["fear"].identity)
     np.testing.assert_allclose(width(with_actions["fear"]) - width(without["fear"]), 2 * stretch * ratio, rtol=0.03)

@@ -617,6 +617,13 @@ def emotion_actions(weights: np.ndarray, intensity: float) -> np.ndarray:
     return intensity * np.einsum("te,ekd->tkd", weights, emotion_action_offsets())
 
 
+def expression_scale(shape: np.ndarray) -> float:
+    """The mouth width of ``shape`` ((478, 3) canonical units) over the priors' reference width:
+    the factor the expression offsets are scaled by on this face."""
+    shape = np.asarray(shape, np.float64)
+    return float(np.linalg.norm(shape[MOUTH_CORNERS[0]] - shape[MOUTH_CORNERS[1]]) / load_priors().reference_mouth_width)
+
+
 def emotion_mouth_dynamics(weights: np.ndarray, intensity: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame (speech gain, jaw opening) of the emotions: how much wider an emotion's speech
     movements are than neutral speech's and how much lip gap it holds open, at ``intensity``."""
@@ -730,8 +737,7 @@ def assemble_cues(
     """
     n_frames = len(expression)
     base = portrait_rest_shape(portrait.normalized[0])
-    width = np.linalg.norm(base[MOUTH_CORNERS[0]] - base[MOUTH_CORNERS[1]])
-    ratio = width / load_priors().reference_mouth_width
+    ratio = expression_scale(base)
     rest = limit_eye_narrowing(base, closed_mouth(base[None] + emotion * ratio))
     normalized = rest + expression * ratio
     if opening is not None:

@@ -1130,24 +1130,15 @@ def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> 
     return replace(cues, normalized=normalized.astype(np.float32))
 
 
-def _mouth_width_ratio(identity: np.ndarray) -> float:
-    """The face's mouth width over the priors' reference width: the scale of its expression offsets."""
-    from .constants import MOUTH_CORNERS
-    from .phonetic import load_priors
-
-    identity = np.asarray(identity, np.float64)
-    return float(np.linalg.norm(identity[MOUTH_CORNERS[0]] - identity[MOUTH_CORNERS[1]]) / load_priors().reference_mouth_width)
-
-
 def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float, *, actions: bool = True) -> np.ndarray:
     """(T, 478, 3) the closed-lip rest shape of each frame: ``identity`` with the emotions'
     expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it
     (without its ``phonetic.EMOTION_ACTIONS`` when ``actions`` is False). Distinct weight rows
     are computed once (memory and time stay small for long audio)."""
-    from .phonetic import closed_mouth, emotion_expression
+    from .phonetic import closed_mouth, emotion_expression, expression_scale
 
     identity = np.asarray(identity, np.float64)
-    ratio = _mouth_width_ratio(identity)
+    ratio = expression_scale(identity)
     rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
     shapes = np.stack([closed_mouth(identity + emotion_expression(row[None], intensity, actions=actions)[0] * ratio)
                        for row in rows])
@@ -1161,10 +1152,10 @@ def add_emotion_actions(cues: FaceCues, weights: np.ndarray, intensity: float) -
     eye point, so gaze and aperture are kept."""
     from dataclasses import replace
 
-    from .phonetic import emotion_actions
+    from .phonetic import emotion_actions, expression_scale
 
     rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
-    table = emotion_actions(rows, intensity) * _mouth_width_ratio(cues.identity)
+    table = emotion_actions(rows, intensity) * expression_scale(cues.identity)
     if not table.any():
         return cues
     normalized = cues.normalized + table[np.asarray(inverse).ravel()].astype(np.float32)
