@@ -1197,32 +1197,94 @@ def expression_detail_maps() -> np.ndarray | None:
 FOLD_JUMP_PX = (2.0, 4.0)  # neighbours whose source points are this far apart (ramp) sit on a fold
 
 
-def _soften_folds(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> None:
+def _rows_cols_above(values: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(h,) and (w,) bool: the rows and the columns of (h, w) ``values`` with a value above
+    ``threshold`` (a boolean image and numpy's ``any``: several times faster than
+    ``cv2.reduce``'s per-row maximum)."""
+    above = values > threshold
+    return above.any(axis=1), above.any(axis=0)
+
+
+def _fold_candidates(grid_x: np.ndarray, grid_y: np.ndarray, step: int, shape: tuple[int, int]
+                     ) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1) of full-resolution pixels that can sit on a fold, found on the
+    coarse maps: None when no pixel can.
+
+    grid_x, grid_y : (gh, gw) float32 maps on a ``step``-pixel grid, which ``cv2.resize``
+    (linear, half-pixel aligned) scaled by ``step`` and cut to ``shape`` (h, w) gives the
+    full-resolution maps. Between neighbouring output pixels those interpolate with weights that
+    differ by at most ``1 / step`` in total, so a full-resolution jump above ``FOLD_JUMP_PX[0]``
+    needs a grid jump above ``step`` times that next to it: the box holds every such pair (with a
+    margin), and a search inside it finds what a search of the whole maps would.
+    """
+    threshold = FOLD_JUMP_PX[0] * step * (1.0 - 1e-4)  # float rounding of the interpolation
+    gh, gw = grid_x.shape
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    if gw > 1:
+        jump = cv2.add(cv2.absdiff(grid_x[:, 1:], grid_x[:, :-1]), cv2.absdiff(grid_y[:, 1:], grid_y[:, :-1]))
+        row, col = _rows_cols_above(jump, threshold)
+        rows.append(np.flatnonzero(row))
+        cols += [np.flatnonzero(col), np.flatnonzero(col) + 1]
+    if gh > 1:
+        jump = cv2.add(cv2.absdiff(grid_x[1:], grid_x[:-1]), cv2.absdiff(grid_y[1:], grid_y[:-1]))
+        row, col = _rows_cols_above(jump, threshold)
+        rows += [np.flatnonzero(row), np.flatnonzero(row) + 1]
+        cols.append(np.flatnonzero(col))
+    row_ids, col_ids = np.concatenate(rows), np.concatenate(cols)
+    if not len(row_ids):
+        return None
+    # grid point j interpolates into output pixels (j - 1) * step .. (j + 1) * step
+    height, width = shape
+    y0, y1 = max((int(row_ids.min()) - 2) * step, 0), min((int(row_ids.max()) + 3) * step, height)
+    x0, x1 = max((int(col_ids.min()) - 2) * step, 0), min((int(col_ids.max()) + 3) * step, width)
+    return x0, y0, x1, y1
+
+
+def _soften_folds(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
+                  coarse: tuple[np.ndarray, np.ndarray, int] | None = None) -> None:
     """Anti-alias the edges the warp creates where the mesh folds over itself (a cheek's
     silhouette on a head turn): there neighbouring pixels come from distant source points and
     the triangle raster would leave a hard, stair-stepped edge. Blurs those pixels, in place; the
-    blur's weight ramps with the jump, so that it cannot switch on and off between frames."""
+    blur's weight ramps with the jump, so that it cannot switch on and off between frames.
+
+    frame : (h, w, 3) uint8; map_x, map_y : (h, w) float32 source pixels of its pixels.
+    coarse : the grid maps they were resized from, ``(grid_x, grid_y, step)``
+    (:func:`_fold_candidates`): the search for folds then runs on those (``step**2`` times fewer
+    pixels) and on the full maps only where the grid allows a fold; the same result.
+    """
     lo, hi = FOLD_JUMP_PX
-    if map_x.shape[0] < 2 or map_x.shape[1] < 2:
+    height, width = map_x.shape
+    if height < 2 or width < 2:
         return
+    cx0, cy0, cx1, cy1 = 0, 0, width, height
+    if coarse is not None and coarse[2] > 1:
+        candidates = _fold_candidates(coarse[0], coarse[1], coarse[2], (height, width))
+        if candidates is None:
+            return
+        cx0, cy0, cx1, cy1 = candidates
+        if cx1 - cx0 < 2 or cy1 - cy0 < 2:
+            return
+    mx, my = map_x[cy0:cy1, cx0:cx1], map_y[cy0:cy1, cx0:cx1]
     # |d map_x| + |d map_y| between horizontal and vertical neighbours (cv2 on views: no copies)
-    jump_x = cv2.add(cv2.absdiff(map_x[:, 1:], map_x[:, :-1]), cv2.absdiff(map_y[:, 1:], map_y[:, :-1]))
-    jump_y = cv2.add(cv2.absdiff(map_x[1:], map_x[:-1]), cv2.absdiff(map_y[1:], map_y[:-1]))
-    # rows and columns with a jump above lo (per-row / per-column maxima: no full-size boolean images)
-    row_x = cv2.reduce(jump_x, 1, cv2.REDUCE_MAX).ravel() > lo  # (h,)
-    row_y = cv2.reduce(jump_y, 1, cv2.REDUCE_MAX).ravel() > lo  # (h - 1,)
+    jump_x = cv2.add(cv2.absdiff(mx[:, 1:], mx[:, :-1]), cv2.absdiff(my[:, 1:], my[:, :-1]))
+    jump_y = cv2.add(cv2.absdiff(mx[1:], mx[:-1]), cv2.absdiff(my[1:], my[:-1]))
+    # rows and columns with a jump above lo
+    row_x, col_x = _rows_cols_above(jump_x, lo)  # (h,), (w - 1,)
+    row_y, col_y = _rows_cols_above(jump_y, lo)  # (h - 1,), (w,)
     rows = np.flatnonzero(row_x | np.concatenate([row_y, [False]]) | np.concatenate([[False], row_y]))
     if not len(rows):
         return
-    col_x = cv2.reduce(jump_x, 0, cv2.REDUCE_MAX).ravel() > lo  # (w - 1,)
-    col_y = cv2.reduce(jump_y, 0, cv2.REDUCE_MAX).ravel() > lo  # (w,)
     cols = np.flatnonzero(np.concatenate([col_x, [False]]) | np.concatenate([[False], col_x]) | col_y)
-    y0, y1 = max(rows[0] - 3, 0), min(rows[-1] + 4, map_x.shape[0])
-    x0, x1 = max(cols[0] - 3, 0), min(cols[-1] + 4, map_x.shape[1])
+    y0, y1 = max(cy0 + rows[0] - 3, 0), min(cy0 + rows[-1] + 4, height)
+    x0, x1 = max(cx0 + cols[0] - 3, 0), min(cx0 + cols[-1] + 4, width)
     # the fold strength, only in that box (it is zero elsewhere)
+    mx, my = map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1]
+    jump_x = cv2.add(cv2.absdiff(mx[:, 1:], mx[:, :-1]), cv2.absdiff(my[:, 1:], my[:, :-1]))
+    jump_y = cv2.add(cv2.absdiff(mx[1:], mx[:-1]), cv2.absdiff(my[1:], my[:-1]))
     edge = np.zeros((y1 - y0, x1 - x0), np.float32)
-    strength_x = np.clip((jump_x[y0:y1, x0 : x1 - 1] - lo) / (hi - lo), 0, 1)
-    strength_y = np.clip((jump_y[y0 : y1 - 1, x0:x1] - lo) / (hi - lo), 0, 1)
+    strength_x = np.clip((jump_x - lo) / (hi - lo), 0, 1)
+    strength_y = np.clip((jump_y - lo) / (hi - lo), 0, 1)
     np.maximum(edge[:, 1:], strength_x, out=edge[:, 1:])
     np.maximum(edge[:, :-1], strength_x, out=edge[:, :-1])
     np.maximum(edge[1:], strength_y, out=edge[1:])
@@ -1429,12 +1491,14 @@ class MeshRenderer(Renderer):
         box : (x0, y0, x1, y1) the region (the bounds of the outermost anchor loop); outside
             it the output is the portrait itself
         """
-        map_x, map_y, _ = self._warp(np.asarray(landmarks, dtype=np.float64))
+        map_x, map_y, _, _ = self._warp(np.asarray(landmarks, dtype=np.float64))
         return map_x, map_y, self._warp_box
 
-    def _warp(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _warp(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, int]]:
         """:meth:`warp_maps` for (478, 3) float64 landmarks, with the frame's (N, 2) target
-        vertices (:meth:`target_vertices`, full-image pixels) that it computed on the way."""
+        vertices (:meth:`target_vertices`, full-image pixels) that it computed on the way, and the
+        grid maps the maps were interpolated from, ``(grid_x, grid_y, step)`` ((gh, gw) float32;
+        the maps themselves when ``step`` is 1)."""
         x0, y0, x1, y1 = self._warp_box
         width, height = x1 - x0, y1 - y0
         vertices = self.target_vertices(pts)
@@ -1465,18 +1529,19 @@ class MeshRenderer(Renderer):
         map_x, map_y = (_affine_map(coef, j, flat, gx, gy) for j in (0, 3))
         # one-pixel slivers of folded triangles sample far away: a 3x3 median removes them and
         # leaves the (piecewise) affine maps elsewhere as they are
-        map_x = cv2.medianBlur(map_x, 3)
-        map_y = cv2.medianBlur(map_y, 3)
+        grid_x = cv2.medianBlur(map_x, 3)
+        grid_y = cv2.medianBlur(map_y, 3)
+        map_x, map_y = grid_x, grid_y
         if step > 1:
-            map_x = cv2.resize(map_x, (grid_w * step, grid_h * step), interpolation=cv2.INTER_LINEAR)[:height, :width]
-            map_y = cv2.resize(map_y, (grid_w * step, grid_h * step), interpolation=cv2.INTER_LINEAR)[:height, :width]
-        return map_x, map_y, vertices
+            map_x = cv2.resize(grid_x, (grid_w * step, grid_h * step), interpolation=cv2.INTER_LINEAR)[:height, :width]
+            map_y = cv2.resize(grid_y, (grid_w * step, grid_h * step), interpolation=cv2.INTER_LINEAR)[:height, :width]
+        return map_x, map_y, vertices, (grid_x, grid_y, step)
 
     def render_frame(self, landmarks: np.ndarray) -> np.ndarray:
         if not self._prepared:
             raise RuntimeError("call prepare(portrait, portrait_landmarks) before rendering")
         pts = np.asarray(landmarks, dtype=np.float64)
-        map_x, map_y, vertices = self._warp(pts)
+        map_x, map_y, vertices, coarse = self._warp(pts)
         x0, y0, x1, y1 = self._warp_box
         frame = self.image.copy()
         region = frame[y0:y1, x0:x1]  # a view: the layers below draw into the frame
@@ -1500,7 +1565,7 @@ class MeshRenderer(Renderer):
                 shaded *= _per_channel(np.exp(log_gain))
                 shaded += 0.5
                 patch[...] = np.minimum(shaded, 255, out=shaded)  # > 0 already: the gain is positive
-        _soften_folds(region, map_x, map_y)
+        _soften_folds(region, map_x, map_y, coarse)
         if self._lids:
             for lid in self._lids:
                 _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y)
