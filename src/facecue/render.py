@@ -889,6 +889,14 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     return _MouthModel(is_open, frame, skull_offset, unit, split, brightness)
 
 
+def _nearest_edge(ax: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """Distance of each value of ``ax`` to the nearest of ``edges`` (same shape and dtype)."""
+    out = np.abs(ax - edges[0])
+    for edge in edges[1:]:
+        np.minimum(out, np.abs(ax - edge), out=out)
+    return out
+
+
 def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray, gap_mid: float, unit: float,
                  brightness: float) -> tuple[np.ndarray, np.ndarray]:
     """Upper-teeth layer, fixed to the skull: colour (..., 3) and coverage (...).
@@ -901,8 +909,7 @@ def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray
     """
     ax = np.abs(x_mid) / unit
     aa = 0.7 / unit  # anti-aliasing width, units
-    edges = np.array(TOOTH_EDGES)
-    to_edge = np.min(np.abs(ax[..., None] - edges), axis=-1)
+    to_edge = _nearest_edge(ax, TOOTH_EDGES)
     # incisal edge: an arch rising toward the canines, slightly notched between teeth
     edge = TEETH_HEIGHT * (1.0 - 0.45 * (ax / TEETH_HALF_WIDTH) ** 2) - 0.01 * np.exp(-((to_edge / 0.01) ** 2))
     d = below_mid / unit
@@ -924,8 +931,7 @@ def _synth_lower_teeth(x_mid: np.ndarray, above_lip: np.ndarray, unit: float, br
     the lower inner lip's middle point (``above_lip``: pixels above it), darker than the upper row."""
     ax = np.abs(x_mid) / unit
     aa = 0.7 / unit
-    edges = np.array(TOOTH_EDGES) * 0.75
-    to_edge = np.min(np.abs(ax[..., None] - edges), axis=-1)
+    to_edge = _nearest_edge(ax, tuple(0.75 * e for e in TOOTH_EDGES))
     top = LOWER_TEETH_RISE * (1.0 - 0.6 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2)
     r = above_lip / unit
     cover = np.clip((top - r) / aa + 0.5, 0.0, 1.0) * np.clip((LOWER_TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
@@ -969,6 +975,12 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     alpha *= np.clip(gap / 1.2, 0.0, 1.0)  # fade out where the lips touch (corners, closed mouth)
     if alpha.max() <= 1e-3:
         return
+    # the layer only where it shows: the rest of the box (lips touching, the polygon's outside
+    # beyond its feather) has alpha 0 and would be left as it is
+    rows, cols = (np.flatnonzero(shows) for shows in _rows_cols_above(alpha, 0.0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    u, v, v_up, v_lo, gap, alpha = (a[r0:r1, c0:c1] for a in (u, v, v_up, v_lo, gap, alpha))
+    box = (x0 + c0, y0 + r0, x0 + c1, y0 + r1)
     depth = v - v_up  # below the upper inner lip
     rise = v_lo - v  # above the lower inner lip
     x_mid = (u - target.midline_u) * target.width
