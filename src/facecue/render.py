@@ -470,6 +470,12 @@ def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
+def _smoothstep_scalar(x: float, lo: float, hi: float) -> float:
+    """:func:`_smoothstep` of one number, in plain floats."""
+    t = min(max((x - lo) / (hi - lo), 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, origin: np.ndarray, blur: float) -> np.ndarray:
     """Anti-aliased filled polygon (pixels, in an image patch at ``origin``) as float32 in [0, 1]."""
     mask = np.zeros(shape, np.uint8)
@@ -694,7 +700,7 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     if alpha.max() > 0:
         _blend(frame, box, warped[..., :3], alpha)
     # lids (nearly) shut: what is left of the opening is lashes
-    shut = float(_smoothstep(np.array(_closure(pts, model.side, model.aperture)), *LASH_CLOSURE))
+    shut = _smoothstep_scalar(_closure(pts, model.side, model.aperture), *LASH_CLOSURE)
     if shut > 0 and model.lash is not None:
         _blend(frame, box, np.broadcast_to(model.lash, (*opening.shape, 3)).astype(np.float32),
                np.clip(opening * 1.5, 0, 1) * shut)
@@ -708,13 +714,17 @@ def _aperture(pts: np.ndarray, side: int) -> float:
     """Lid gap over eye width of one eye (0 right, 1 left), from 2-D landmarks."""
     upper, lower = _EYELID_PAIRS[side]
     corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
-    gap = np.linalg.norm(pts[upper, :2] - pts[lower, :2], axis=1).mean()
-    return float(gap / max(np.linalg.norm(pts[corners[0], :2] - pts[corners[1], :2]), 1e-6))
+    # called four times a frame: plain sums and math on the few points (np.linalg.norm's
+    # overhead was most of it)
+    delta = pts[upper, :2] - pts[lower, :2]
+    gap = float(np.sqrt((delta * delta).sum(axis=1)).mean())
+    (ax, ay), (bx, by) = pts[corners[0], :2].tolist(), pts[corners[1], :2].tolist()
+    return gap / max(math.sqrt((ax - bx) ** 2 + (ay - by) ** 2), 1e-6)
 
 
 def _closure(pts: np.ndarray, side: int, source_aperture: float) -> float:
     """How far an eye is closed relative to the portrait's: 0 as open, 1 shut."""
-    return float(np.clip(1.0 - _aperture(pts, side) / max(source_aperture, 1e-6), 0.0, 1.0))
+    return min(max(1.0 - _aperture(pts, side) / max(source_aperture, 1e-6), 0.0), 1.0)
 
 
 @dataclass
@@ -779,7 +789,7 @@ def _prepare_lid(texture: np.ndarray, pts: np.ndarray, source_tris: np.ndarray, 
 def _draw_lid(frame: np.ndarray, lid: _LidModel, pts: np.ndarray, vertices: np.ndarray, map_x: np.ndarray,
               map_y: np.ndarray) -> None:
     """Blend the smoothed upper-lid skin in as the eye closes (frame, maps: full output size)."""
-    closing = float(_smoothstep(np.array(_closure(pts, lid.side, lid.aperture)), *LID_SKIN_CLOSURE))
+    closing = _smoothstep_scalar(_closure(pts, lid.side, lid.aperture), *LID_SKIN_CLOSURE)
     if closing <= 0:
         return
     height, width = frame.shape[:2]
