@@ -198,6 +198,27 @@ def test_head_turns_do_not_tear(mesh, portrait_cues, portrait_landmarks):
         assert np.abs(map_x - xx)[inside].mean() > 2.0  # and the face did turn
 
 
+
+def test_fold_search_on_the_grid_maps_finds_what_the_full_maps_do(mesh, portrait_cues):
+    """The fold softening looks for folds on the coarse grid maps first (a full-resolution jump
+    needs a grid jump ``step`` times as large): the frame is the one a search of the full maps gives."""
+    from facecue.render import _soften_folds
+
+    for yaw in (-25.0, 0.0, 25.0):
+        angles = rotation_to_angles(portrait_cues.rotation[0]) + np.array([yaw, 0.0, 0.0])
+        target = edited(portrait_cues, portrait_cues.normalized[0], angles)
+        map_x, map_y, _, coarse = mesh._warp(np.asarray(target, np.float64))
+        assert coarse[2] > 1  # the maps were interpolated from a grid
+        x0, y0, x1, y1 = mesh._warp_box
+        frames = []
+        for grid in (coarse, None):
+            frame = mesh.texture[y0:y1, x0:x1].copy()
+            _soften_folds(frame, map_x, map_y, grid)
+            frames.append(frame)
+        assert np.array_equal(frames[0], frames[1]), f"yaw {yaw}"
+        if yaw:
+            assert not np.array_equal(frames[0], mesh.texture[y0:y1, x0:x1])  # a turned head has folds
+
 # --- interface -------------------------------------------------------------------------------
 
 

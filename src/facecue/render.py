@@ -1243,7 +1243,9 @@ def _fold_candidates(grid_x: np.ndarray, grid_y: np.ndarray, step: int, shape: t
     needs a grid jump above ``step`` times that next to it: the box holds every such pair (with a
     margin), and a search inside it finds what a search of the whole maps would.
     """
-    threshold = FOLD_JUMP_PX[0] * step * (1.0 - 1e-4)  # float rounding of the interpolation
+    # a little below: float32 rounding of the interpolated maps (a jump just above the threshold
+    # has a fold strength of about 0 anyway)
+    threshold = FOLD_JUMP_PX[0] * step * (1.0 - 1e-3)
     gh, gw = grid_x.shape
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
