@@ -314,12 +314,14 @@ def test_emotion_emphasis_scales_one_emotions_region_and_jaw_only():
 
 def test_action_shapes_stretch_fears_lips_and_knit_its_brows_only():
     """``lip_stretch`` moves the mouth corners out and down by its amount (the midline stays),
-    ``brow_knit`` draws the inner brows together; other emotions are untouched."""
+    ``lip_pucker`` moves them in, level; ``brow_knit`` draws the inner brows together; other
+    emotions are untouched."""
     import facecue.phonetic as phonetic
     from facecue.cues import default_template
 
-    assert phonetic.EMOTION_ACTIONS == {"fear": {"lip_stretch": 0.07, "brow_knit": 0.04},
-                                        "angry": {"brow_knit": 0.08}}  # the shipped setting
+    assert phonetic.EMOTION_ACTIONS == {"fear": {"lip_stretch": 0.10, "brow_knit": 0.06},
+                                        "angry": {"brow_knit": 0.08},
+                                        "surprised": {"lip_pucker": 0.06}}  # the shipped setting
     saved = phonetic.emotion_settings()
     fear, sad = EMOTIONS.index("fear"), EMOTIONS.index("sad")
     midline = np.flatnonzero(np.abs(default_template().points[:, 0]) < 1e-6)
@@ -338,6 +340,10 @@ def test_action_shapes_stretch_fears_lips_and_knit_its_brows_only():
         knit = change[inner_brows[1], 0] - change[inner_brows[0], 0]
         assert -0.06 < knit < -0.03  # the inner brows ~0.05 closer together
         assert np.abs(change[:, 2]).max() == 0.0
+        phonetic.set_emotion_actions("fear", lip_stretch=0.0, brow_knit=0.0, lip_pucker=0.04)
+        pucker = (phonetic.emotion_offsets_applied() - before)[fear]
+        assert pucker[left, 0] - pucker[right, 0] == pytest.approx(-2 * 0.04, rel=0.02)  # 0.08 narrower
+        np.testing.assert_allclose(pucker[:, 1:], 0.0, atol=1e-12)  # level: nothing moves up or down
         with pytest.raises(ValueError, match="unknown action"):
             phonetic.set_emotion_actions("fear", frown=0.1)
         with pytest.raises(ValueError, match="unknown emotion"):
@@ -348,7 +354,7 @@ def test_action_shapes_stretch_fears_lips_and_knit_its_brows_only():
     with_actions = phonetic.emotion_offsets_applied()
     np.testing.assert_allclose(with_actions[sad], before[sad])
     assert (with_actions[fear, left, 0] - with_actions[fear, right, 0]) - (before[fear, left, 0] - before[fear, right, 0]) \
-        == pytest.approx(0.14, rel=0.02)
+        == pytest.approx(0.20, rel=0.02)
 
 
 def test_surprise_opens_the_jaw_further_than_its_mead_average():
