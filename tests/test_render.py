@@ -198,7 +198,6 @@ def test_head_turns_do_not_tear(mesh, portrait_cues, portrait_landmarks):
         assert np.abs(map_x - xx)[inside].mean() > 2.0  # and the face did turn
 
 
-
 def test_fold_search_on_the_grid_maps_finds_what_the_full_maps_do(mesh, portrait_cues):
     """The fold softening looks for folds on the coarse grid maps first (a full-resolution jump
     needs a grid jump ``step`` times as large): the frame is the one a search of the full maps gives."""
@@ -218,6 +217,7 @@ def test_fold_search_on_the_grid_maps_finds_what_the_full_maps_do(mesh, portrait
         assert np.array_equal(frames[0], frames[1]), f"yaw {yaw}"
         if yaw:
             assert not np.array_equal(frames[0], mesh.texture[y0:y1, x0:x1])  # a turned head has folds
+
 
 # --- interface -------------------------------------------------------------------------------
 
