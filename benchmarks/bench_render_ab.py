@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/bench_render_ab.py                                   # old = HEAD~1
     python benchmarks/bench_render_ab.py --old-ref c3f0323 --rounds 5 --png /tmp/ab
+    python benchmarks/bench_render_ab.py --old-ref c3f0323 --out BENCHMARKS.md    # its section there
 
 The inputs are made as ``facecue generate`` makes them (with the new code): the portrait (the
 bundled one and ``--portraits``), scaled or cropped to the output (``--cases``: ``crop256``, a
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -38,6 +41,9 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_speed's section writer
+SECTION_START = "<!-- bench_render_ab: start -->"
+SECTION_END = "<!-- bench_render_ab: end -->"
 sys.path.insert(0, str(ROOT / "src"))
 
 SPEECH_DIR = ROOT.parent / "shared" / "data" / "speech"
@@ -126,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames per clip, spread over it (default 60)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--png", type=Path, help="save the most different frame of each row here")
+    parser.add_argument("--out", type=Path, help="write the table into this markdown file (its bench_render_ab section)")
     args = parser.parse_args(argv)
+    command = shlex.join(["python", "benchmarks/bench_render_ab.py", *(sys.argv[1:] if argv is None else argv)])
     cv2.setNumThreads(1)
     import facecue.render as new_module
     from facecue.cli import asset_path
@@ -137,11 +145,19 @@ def main(argv: list[str] | None = None) -> int:
         args.png.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="facecue-render-ab-") as tmp:
         old_module = old_render_module(args.old_ref, Path(tmp))
-        print(f"old = {args.old_ref}, new = this checkout; {args.frames} frames x {args.rounds} interleaved rounds, "
-              "cv2 on 1 thread\n")
-        print("| portrait | case | emotion | old ms/frame (median; rounds) | new ms/frame (median; rounds) | new/old "
-              "| max diff | mean diff |")
-        print("|---|---|---|---|---|---|---|---|")
+        new_ref = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip() or "this checkout"
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
+                               text=True).stdout.strip()
+        lines = [f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: old = `{args.old_ref}`, "
+                 f"new = `{new_ref}`{' with uncommitted changes' if dirty else ''}; {args.frames} frames x {args.rounds} "
+                 f"interleaved rounds in one process, OpenCV on 1 thread; 1-minute load average at the start "
+                 f"{os.getloadavg()[0]:.2f}. Milliseconds per frame: median of the rounds, then every round; pixel "
+                 "difference over every frame of both, in 8-bit levels.", "",
+                 "| portrait | case | emotion | old ms/frame (median; rounds) | new ms/frame (median; rounds) | new/old "
+                 "| max diff | mean diff |",
+                 "|---|---|---|---|---|---|---|---|"]
+        print("\n".join(lines), flush=True)
         for portrait in portraits:
             for case in args.cases.split(","):
                 full, size = CASES[case]
@@ -152,16 +168,22 @@ def main(argv: list[str] | None = None) -> int:
                     diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16)) for a, b in zip(old_frames, new_frames)]
                     means = [float(d.mean()) for d in diffs]
                     old_median, new_median = statistics.median(old_ms), statistics.median(new_ms)
-                    print(f"| {portrait.stem} | {case} | {emotion} | {old_median:.2f}; "
-                          f"{', '.join(f'{v:.2f}' for v in old_ms)} | {new_median:.2f}; "
-                          f"{', '.join(f'{v:.2f}' for v in new_ms)} | {new_median / old_median:.3f} | "
-                          f"{max(int(d.max()) for d in diffs)} | {statistics.fmean(means):.6f} |", flush=True)
+                    lines.append(f"| {portrait.stem} | {case} | {emotion} | {old_median:.2f}; "
+                                 f"{', '.join(f'{v:.2f}' for v in old_ms)} | {new_median:.2f}; "
+                                 f"{', '.join(f'{v:.2f}' for v in new_ms)} | {new_median / old_median:.3f} | "
+                                 f"{max(int(d.max()) for d in diffs)} | {statistics.fmean(means):.6f} |")
+                    print(lines[-1], flush=True)
                     if args.png:
                         worst = int(np.argmax(means))
                         panel = np.hstack([old_frames[worst], new_frames[worst],
                                            np.clip(diffs[worst] * 10, 0, 255).astype(np.uint8)])
                         cv2.imwrite(str(args.png / f"{portrait.stem}_{case}_{emotion}.png"),
                                     cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+    if args.out:
+        from bench_speed import write_section
+
+        heading = "## Mesh renderer per frame, old beside new (`benchmarks/bench_render_ab.py`)"
+        write_section(args.out, "\n".join([heading, "", *lines]), SECTION_START, SECTION_END)
     return 0
 
 
