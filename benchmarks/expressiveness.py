@@ -40,6 +40,7 @@ REPORT_PORTRAITS = ("portraits/nasa_eileen_collins_astronaut_512.png", "portrait
 REPORT_SPEECH = ("speech/librispeech_198-209-0000.wav", "speech/ljspeech_LJ050-0131.wav", "speech/whisper_jfk.wav",
                  "speech/librispeech_3436-172162-0000.wav")
 JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
+PART_KEYS = {"mouth": "mouth", "emotion": "emotion", "closeup": "closeup", "mead": "mead_real"}  # part -> results key
 CONTOUR_NOSE = tuple(range(0, 0))  # filled in main() from the mesh topology
 
 
@@ -186,12 +187,35 @@ def mead_real_rate(data: Path) -> dict:
     return {"hits": hits, "total": total, "top1": hits / total}
 
 
+def previous_results(path: Path, cue_model: str) -> dict:
+    """The stored results of the parts not run this time (``results.json`` of the same cue model),
+    each with the date it was measured (``part_dates``; older files: their one date)."""
+    results: dict = {"cue_model": cue_model, "part_dates": {}}
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("cue_model") == cue_model:
+            results.update(stored)
+            results.setdefault("part_dates", {})
+            for part, key in PART_KEYS.items():
+                if key in stored:
+                    results["part_dates"].setdefault(part, stored.get("date", "unknown date"))
+    return results
+
+
+def dated(results: dict) -> str:
+    """'mouth 2026-12-02, emotion 2026-12-03, ...': when each part in ``results`` was measured."""
+    dates = results.get("part_dates", {})
+    return ", ".join(f"{part} {dates.get(part, results.get('date', '?'))}" for part, key in PART_KEYS.items()
+                     if key in results)
+
+
 def write_report(out: Path, results: dict) -> None:
     from facecue.expression import RECOGNISER_SOURCE, confusion_markdown, confusion_matrix, save_confusion_png
 
     lines = ["# Expressiveness against real footage", "",
-             f"Made by `python benchmarks/expressiveness.py` ({results['date']}, cue model "
-             f"`{results['cue_model']}`, mesh renderer). Every figure is re-measured from the rendered pixels.", ""]
+             f"Made by `python benchmarks/expressiveness.py` ({dated(results)}, cue model "
+             f"`{results['cue_model']}`, mesh renderer). Every figure is re-measured from the rendered pixels; "
+             "parts not run keep their stored results (`--parts`).", ""]
     if "mouth" in results:
         lines += ["## Mouth opening (MediaPipe on the rendered video)", "",
                   "Inner-lip gap / outer-eye-corner distance, facecue over the real video of the same person "
@@ -254,7 +278,9 @@ def main() -> None:
     if not (args.data / "talking").is_dir():
         raise SystemExit(f"{args.data}: the shared real data is needed")
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "cue_model": args.cue_model}
+    results = previous_results(args.out / "results.json", args.cue_model)
+    today = time.strftime("%Y-%m-%d")
+    results["date"] = today
     with tempfile.TemporaryDirectory() as tmp:
         if "mouth" in args.parts:
             results["mouth"] = mouth_part(args.data, Path(tmp), args.cue_model)
@@ -265,6 +291,7 @@ def main() -> None:
             results["closeup"] = closeup(args.data, Path(tmp), args.out, args.cue_model)
         if "mead" in args.parts:
             results["mead_real"] = mead_real_rate(args.data)
+    results["part_dates"].update({part: today for part in args.parts})
     write_report(args.out, results)
     print(f"wrote {args.out / 'README.md'}")
 
