@@ -1259,6 +1259,8 @@ def _fold_candidates(grid_x: np.ndarray, grid_y: np.ndarray, step: int, shape: t
         row, col = _rows_cols_above(jump, threshold)
         rows += [np.flatnonzero(row), np.flatnonzero(row) + 1]
         cols.append(np.flatnonzero(col))
+    if not rows:  # a grid of one point: no neighbours, no jumps
+        return None
     row_ids, col_ids = np.concatenate(rows), np.concatenate(cols)
     if not len(row_ids):
         return None
