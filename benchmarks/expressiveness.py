@@ -215,7 +215,9 @@ def write_report(out: Path, results: dict) -> None:
     lines = ["# Expressiveness against real footage", "",
              f"Made by `python benchmarks/expressiveness.py` ({dated(results)}, cue model "
              f"`{results['cue_model']}`, mesh renderer). Every figure is re-measured from the rendered pixels; "
-             "parts not run keep their stored results (`--parts`).", ""]
+             "parts not run keep their stored results (`--parts`). What the recogniser reads as the mouth opens, "
+             "real videos beside facecue's re-drives: [by_opening.md](by_opening.md) "
+             "(`benchmarks/recogniser_by_opening.py`).", ""]
     if "mouth" in results:
         lines += ["## Mouth opening (MediaPipe on the rendered video)", "",
                   "Inner-lip gap / outer-eye-corner distance, facecue over the real video of the same person "
