@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,27 +39,27 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_speed's section writer
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_speed's inputs, tree export and section writer
+
+from bench_speed import export_tree, speech_of_length, write_section  # noqa: E402
+from run import machine_description  # noqa: E402  (benchmarks/run.py)
+
 SECTION_START = "<!-- bench_render_ab: start -->"
 SECTION_END = "<!-- bench_render_ab: end -->"
-sys.path.insert(0, str(ROOT / "src"))
-
-SPEECH_DIR = ROOT.parent / "shared" / "data" / "speech"
 PORTRAITS_DIR = ROOT.parent / "shared" / "data" / "portraits"
 CASES = {"crop256": (False, 256), "full512": (True, 512)}  # name -> (full, size)
 
 
 def old_render_module(ref: str, folder: Path):
     """``facecue.render`` of commit ``ref``, imported as ``facecue_old.render``."""
-    archive = subprocess.run(["git", "archive", ref, "src/facecue"], cwd=ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    (folder / "src" / "facecue").rename(folder / "facecue_old")
+    (export_tree(ref, folder) / "facecue").rename(folder / "facecue_old")
     sys.path.insert(0, str(folder))
     return importlib.import_module("facecue_old.render")
 
 
-def render_inputs(portrait: Path, emotion: str, full: bool, size: int, seconds: float) -> dict[str, np.ndarray]:
-    """What generate hands the renderer: ``image`` (H, W, 3) uint8, ``points`` (478, 3) float32
+def render_inputs(portrait: Path, emotion: str, full: bool, size: int, speech: np.ndarray) -> dict[str, np.ndarray]:
+    """What generate hands the renderer for ``speech`` ((n,) float32 at the sample rate): ``image`` (H, W, 3) uint8, ``points`` (478, 3) float32
     and ``sequence`` (T, 478, 3) float32 in output pixels, ``expression`` (T, 8) float32."""
     from facecue import io
     from facecue.cues import FaceCues
@@ -74,12 +72,6 @@ def render_inputs(portrait: Path, emotion: str, full: bool, size: int, seconds: 
     image, output_size, _ = working_portrait(io.read_image(portrait), config)
     landmarks = detect_landmarks(image)
     portrait_cues = FaceCues.from_landmarks(landmarks[None], config.fps, (image.shape[1], image.shape[0]))
-    clips = sorted(SPEECH_DIR.glob("*.wav"))
-    if not clips:
-        from facecue.cli import asset_path
-
-        clips = [asset_path("speech.wav")]
-    speech = np.concatenate([io.read_audio(clip) for clip in clips])[: int(seconds * 16000)]
     cues = speech_cues(cue_audio(speech), portrait_cues, config, CueControls(), "phonetic", None, phone_helpers=0)
     sequence = np.stack(list(landmark_frames(cues))).astype(np.float32)
     expression = (emotion_weights(emotion, len(sequence), config.fps) * config.intensity).astype(np.float32)
@@ -137,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/bench_render_ab.py", *(sys.argv[1:] if argv is None else argv)])
     cv2.setNumThreads(1)
     import facecue.render as new_module
+    from facecue import io
     from facecue.cli import asset_path
 
     portraits = [Path(asset_path("portrait.png"))]
@@ -145,15 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         args.png.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="facecue-render-ab-") as tmp:
         old_module = old_render_module(args.old_ref, Path(tmp))
-        new_ref = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip() or "this checkout"
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True).stdout.strip()
-        lines = [f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: old = `{args.old_ref}`, "
-                 f"new = `{new_ref}`{' with uncommitted changes' if dirty else ''}; {args.frames} frames x {args.rounds} "
-                 f"interleaved rounds in one process, OpenCV on 1 thread; 1-minute load average at the start "
-                 f"{os.getloadavg()[0]:.2f}. Milliseconds per frame: median of the rounds, then every round; pixel "
-                 "difference over every frame of both, in 8-bit levels.", "",
+        speech = io.read_audio(speech_of_length(args.seconds, Path(tmp) / "speech.wav"))
+        lines = [f"Made by `{command}`: old = `{args.old_ref}`, new = this checkout (below); {args.frames} frames x "
+                 f"{args.rounds} interleaved rounds in one process, OpenCV on 1 thread. Milliseconds per frame: median "
+                 "of the rounds, then every round; pixel difference over every frame of both, in 8-bit levels.", "",
+                 *machine_description(), "",
                  "| portrait | case | emotion | old ms/frame (median; rounds) | new ms/frame (median; rounds) | new/old "
                  "| max diff | mean diff |",
                  "|---|---|---|---|---|---|---|---|"]
@@ -162,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in args.cases.split(","):
                 full, size = CASES[case]
                 for emotion in args.emotions.split(","):
-                    data = render_inputs(portrait, emotion, full, size, args.seconds)
+                    data = render_inputs(portrait, emotion, full, size, speech)
                     old_ms, new_ms, old_frames, new_frames = compare(old_module, new_module, data, args.frames,
                                                                      args.rounds)
                     diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16)) for a, b in zip(old_frames, new_frames)]
@@ -180,8 +169,6 @@ def main(argv: list[str] | None = None) -> int:
                         cv2.imwrite(str(args.png / f"{portrait.stem}_{case}_{emotion}.png"),
                                     cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
     if args.out:
-        from bench_speed import write_section
-
         heading = "## Mesh renderer per frame, old beside new (`benchmarks/bench_render_ab.py`)"
         write_section(args.out, "\n".join([heading, "", *lines]), SECTION_START, SECTION_END)
     return 0

@@ -48,11 +48,10 @@ def lip_gap(cues) -> np.ndarray:
     return cues.normalized[:, 14, 1] - cues.normalized[:, 13, 1]
 
 
-def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
-    from facecue.cues import extract_cues
-    from facecue.generate import generate
-    from facecue.io import iter_video_frames, write_image
-
+def redriven_cases(data: Path) -> list[tuple[str, Path, Path, Path, str]]:
+    """The real videos that facecue re-drives: ``(name, real video, video whose first frame is the
+    portrait, audio, emotion)`` for each talking video (its own audio, neutral) and MEAD M030's sad
+    level-3 clip (from his neutral clip's first frame, with the sad clip's audio)."""
     cases = []
     for video in sorted((data / "talking").glob("*.mp4")):
         audio = data / "speech" / f"{video.stem}.wav"
@@ -60,8 +59,16 @@ def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
     clips = data / "mead_clips"
     cases.append(("M030_sad_level3_001", clips / "M030_sad_level3_001.mp4", clips / "M030_neutral_level1_001.mp4",
                   clips / "M030_sad_level3_001.wav", "sad"))
+    return cases
+
+
+def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
+    from facecue.cues import extract_cues
+    from facecue.generate import generate
+    from facecue.io import iter_video_frames, write_image
+
     rows = []
-    for name, real_video, first_frame_of, audio, emotion in cases:
+    for name, real_video, first_frame_of, audio, emotion in redriven_cases(data):
         portrait = tmp / f"{name}_first.png"
         write_image(portrait, next(iter_video_frames(first_frame_of)))
         out = tmp / f"{name}_mouth.mp4"

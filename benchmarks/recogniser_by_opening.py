@@ -26,6 +26,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the expressiveness report's cases and lip gap
+
+from expressiveness import lip_gap, redriven_cases  # noqa: E402
 
 SHOWN = ("neutral", "angry")  # the classes whose probabilities the table gives per tercile
 TERCILES = 3
@@ -41,8 +44,7 @@ def by_opening(path: Path, model) -> dict:
     from facecue.io import iter_video_frames
 
     probabilities = recognise_faces(list(iter_video_frames(path)), model=model)
-    normalized = extract_cues(path, fps=25).normalized
-    gap = normalized[:, 14, 1] - normalized[:, 13, 1]
+    gap = lip_gap(extract_cues(path, fps=25))
     n = min(len(gap), len(probabilities))
     gap, probabilities = gap[:n], probabilities[:n]
     face = ~np.isnan(probabilities).any(axis=1)
@@ -69,13 +71,6 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     model = load_recogniser()
-    cases = []
-    for video in sorted((args.data / "talking").glob("*.mp4")):
-        audio = args.data / "speech" / f"{video.stem}.wav"
-        cases.append((video.stem, video, video, audio if audio.is_file() else video, "neutral"))
-    clips = args.data / "mead_clips"
-    cases.append(("M030_sad_level3_001", clips / "M030_sad_level3_001.mp4", clips / "M030_neutral_level1_001.mp4",
-                  clips / "M030_sad_level3_001.wav", "sad"))
     header = " | ".join(f"p({name}) closed / mid / open" for name in SHOWN)
     lines = ["# What the recogniser reads as the mouth opens", "",
              f"Made by `python benchmarks/recogniser_by_opening.py` ({time.strftime('%Y-%m-%d')}; see its docstring). "
@@ -85,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
              f"| clip | video | read as | gap closed / mid / open | {header} |",
              "|---|---|---|---|" + "---|" * len(SHOWN)]
     with tempfile.TemporaryDirectory(prefix="facecue-by-opening-") as tmp:
-        for name, real_video, first_frame_of, audio, emotion in cases:
+        for name, real_video, first_frame_of, audio, emotion in redriven_cases(args.data):
             portrait = Path(tmp) / f"{name}.png"
             write_image(portrait, next(iter_video_frames(first_frame_of)))
             rendered = Path(tmp) / f"{name}.mp4"
