@@ -376,9 +376,10 @@ EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # Per emotion, FACS action shapes added to its measured offsets, in canonical units at intensity 1
 # (:func:`action_shape`): ``lip_stretch`` (AU20: the mouth corners pulled sideways and down, the
 # lips flattened), ``lip_pucker`` (AU18: the corners drawn in, level) and ``brow_knit`` (the inner
-# brows drawn toward each other, as AU4 does; with the brows' rise this gives fear's oblique brows). MEAD's averaged fear offsets raise the brows and
-# drop the jaw like surprise, and rendered fear looked and read like surprise; real fear (MEAD
-# W009, M030 level 3) stretches the lips and knits the brows. Chosen on the calibration portraits
+# brows drawn toward each other, as AU4 does; with the brows' rise this gives fear's oblique
+# brows). MEAD's averaged fear offsets raise the brows and drop the jaw like surprise, and
+# rendered fear looked and read like surprise; real fear (MEAD W009, M030 level 3) stretches the
+# lips and knits the brows. Chosen on the calibration portraits
 # and speech only (those of scripts/calibrate_expressiveness.py): the recogniser's mean p(fear)
 # over the 9 portraits rose 0.203 -> 0.274 (0.04 / 0.025: 0.233; 0.10 / 0.05 with the corners
 # dropping 0.4 of their travel: 0.266), its top-1 stayed 3 of 9. Tried after the report set was
@@ -637,7 +638,8 @@ def expression_scale(shape: np.ndarray) -> float:
     """The mouth width of ``shape`` ((478, 3) canonical units) over the priors' reference width:
     the factor the expression offsets are scaled by on this face."""
     shape = np.asarray(shape, np.float64)
-    return float(np.linalg.norm(shape[MOUTH_CORNERS[0]] - shape[MOUTH_CORNERS[1]]) / load_priors().reference_mouth_width)
+    width = np.linalg.norm(shape[MOUTH_CORNERS[0]] - shape[MOUTH_CORNERS[1]])
+    return float(width / load_priors().reference_mouth_width)
 
 
 def emotion_mouth_dynamics(weights: np.ndarray, intensity: float) -> tuple[np.ndarray, np.ndarray]:

@@ -707,7 +707,8 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
 
 
 #: per eye (right, left): the (k,) upper and (k,) lower lid landmarks of the eyelid pairs
-_EYELID_PAIRS = tuple((np.array(pairs)[:, 0], np.array(pairs)[:, 1]) for pairs in (RIGHT_EYELID_PAIRS, LEFT_EYELID_PAIRS))
+_EYELID_PAIRS = tuple((np.array(pairs)[:, 0], np.array(pairs)[:, 1])
+                      for pairs in (RIGHT_EYELID_PAIRS, LEFT_EYELID_PAIRS))
 
 
 def _aperture(pts: np.ndarray, side: int) -> float:
@@ -928,7 +929,7 @@ def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray
     edge = TEETH_HEIGHT * (1.0 - 0.45 * (ax / TEETH_HALF_WIDTH) ** 2) - 0.01 * np.exp(-((to_edge / 0.01) ** 2))
     d = below_mid / unit
     cover = np.clip((edge - d) / aa + 0.5, 0.0, 1.0) * np.clip((TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
-    showing = float(_smoothstep(np.array(gap_mid / unit), *TEETH_SHOW_GAP))
+    showing = _smoothstep_scalar(gap_mid / unit, *TEETH_SHOW_GAP)
     cover *= showing
     shade = np.clip(1.0 - 0.85 * (ax / TEETH_HALF_WIDTH) ** 2, 0.15, 1.0)  # the arch turns away, into the shadow of the cheeks
     shade *= 1.0 - 0.08 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)  # gaps between teeth
@@ -1036,7 +1037,7 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     else:
         gap_mid = float(target.lower(mid) - target.upper(mid))
         lower, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness)
-        l_cover *= float(_smoothstep(np.array(gap_mid / unit), 0.03, 0.08))  # hidden by the lip until the jaw drops
+        l_cover *= _smoothstep_scalar(gap_mid / unit, 0.03, 0.08)  # hidden by the lip until the jaw drops
         colour += l_cover[..., None] * (lower - colour)
         # the upper row is fixed to the skull: its edge keeps its place below the nose while the
         # jaw drops, and shows more when the upper lip rises (a snarl, disgust)
