@@ -352,6 +352,29 @@ def test_helper_processes_decode_the_same_phones(speech):
     assert A.recognize_phones(speech, chunk_s=1.0, helpers=None) == here
 
 
+def test_phone_recognition_started_early_gives_the_same_phones(speech):
+    """PhoneRecognition hands the helpers their pieces at construction and collects them in
+    result(): the same phones as recognize_phones, while this process did other work in between;
+    closing one before its result leaves no helper behind and does not wait for the pieces."""
+    import multiprocessing
+    import time
+
+    here = A.recognize_phones(speech, chunk_s=1.0)
+    with A.PhoneRecognition(speech, chunk_s=1.0, helpers=1) as job:
+        np.linalg.svd(np.random.default_rng(0).normal(size=(300, 300)))  # other work meanwhile
+        assert job.result() == here
+        assert job.result() is job.result()  # computed once
+    long_speech = np.tile(speech, 40)  # about 10 s of decoding
+    start = time.perf_counter()
+    with A.PhoneRecognition(long_speech, chunk_s=1.0, helpers=1):
+        pass
+    assert time.perf_counter() - start < 4.0  # cancelled, not decoded
+    deadline = time.monotonic() + 30
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not multiprocessing.active_children()
+
+
 def _phones_in_a_daemon(speech, queue) -> None:
     queue.put(A.recognize_phones(speech, chunk_s=1.0, helpers=2))
 

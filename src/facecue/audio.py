@@ -64,6 +64,7 @@ __all__ = [
     "n_video_frames",
     "phone_to_viseme",
     "phones_to_frames",
+    "PhoneRecognition",
     "recognize_phones",
     "rms_db",
     "viseme_onehot",
@@ -1011,7 +1012,8 @@ def recognize_phones(
     for free decoding, pieces are cut at the quietest 100 ms of the last third of each piece.
     Silent pieces (see :func:`is_silent`) are not decoded. Before decoding, quiet speech is
     level-normalised (:func:`normalize_level`), so quiet recordings are recognised as well as
-    loud ones; silent audio (:func:`is_silent`) is one ``'SIL'``.
+    loud ones; silent audio (:func:`is_silent`) is one ``'SIL'``. :class:`PhoneRecognition`
+    does the same while the caller does other work.
 
     Parameters
     ----------
@@ -1037,43 +1039,87 @@ def recognize_phones(
         ``'SIL'`` and adjacent silences are merged. Times are multiples of 10 ms except the
         final end and piece offsets.
     """
-    x = _check_audio(audio)
-    duration = x.size / SAMPLE_RATE
-    chunk_frames = max(100, int(chunk_s * PHONE_FRAMES_PER_SECOND))
-    if is_silent(x):
-        if text:
+    with PhoneRecognition(audio, text, chunk_s=chunk_s, progress=progress, helpers=helpers) as job:
+        return job.result()
+
+
+class PhoneRecognition:
+    """:func:`recognize_phones`, started at construction and finished by :meth:`result`, so that
+    the helper processes decode while the caller does other work (``facecue generate`` finds the
+    portrait's landmarks meanwhile). The same arguments and the same phones.
+
+    Free decoding hands the helpers their pieces at once; :meth:`result` decodes this process's
+    share (the first pieces) and collects theirs. Forced alignment (``text``) works in
+    :meth:`result` only. Use it as a context manager (or call :meth:`close`): leaving before
+    :meth:`result` cancels the pieces no helper has started.
+    """
+
+    def __init__(self, audio: np.ndarray, text: str | None = None, *, chunk_s: float = CHUNK_SECONDS,
+                 progress: bool = False, helpers: int | None = 0) -> None:
+        x = _check_audio(audio)
+        self._duration = x.size / SAMPLE_RATE
+        self._chunk_frames = max(100, int(chunk_s * PHONE_FRAMES_PER_SECOND))
+        self._progress = progress
+        self._helpers = helpers
+        self._silent = is_silent(x)
+        if self._silent and text:
             logger.warning("audio is silent; ignoring the transcript and returning silence")
-        return [Phone("SIL", 0.0, duration)]
+        if text is not None and not text.strip():
+            text = None  # an empty transcript field means "no transcript"
+        self._text = text
+        self._x = x if self._silent else normalize_level(x)
+        self._free: _FreeDecoding | None = None
+        if not self._silent and text is None:  # free decoding: start the helpers now
+            self._free = _FreeDecoding(self._x, self._chunk_frames, helpers)
+        self._phones: list[Phone] | None = None
 
-    if text is not None and not text.strip():
-        text = None  # an empty transcript field means "no transcript"
-    x = normalize_level(x)
-    from .progress import progress_bar
+    def result(self) -> list[Phone]:
+        """The phones (see :func:`recognize_phones`); waits for the helpers."""
+        if self._phones is not None:
+            return self._phones
+        if self._silent:
+            self._phones = [Phone("SIL", 0.0, self._duration)]
+            return self._phones
+        from .progress import progress_bar
 
-    bar = progress_bar(enabled=progress, total=round(duration, 1), desc="phones", unit="s", leave=False)
-    segs: list[_Seg] = []
-    with _DECODER_LOCK, bar:
-        words = _text_words(text) if text is not None else []
-        aligned = False
-        if text is not None and not words:
-            logger.warning("transcript %r has no words; decoding phones without it", text)
-        elif words:
-            missing = [w for w in words if _align_decoder().lookup_word(w) is None]
-            if missing:
-                logger.warning(
-                    "words not in the pronunciation dictionary: %s; decoding phones without "
-                    "the transcript",
-                    ", ".join(sorted(set(missing))),
-                )
-            else:
-                aligned = _align_all(x, words, chunk_frames, segs, bar)
-        if not aligned:
-            segs.clear()
-            bar.n = 0
-            pieces = _silence_pieces(x, chunk_frames / PHONE_FRAMES_PER_SECOND)
-            n_helpers = phone_helpers(len(pieces)) if helpers is None else max(0, min(int(helpers), len(pieces) - 1))
-            segs.extend(_decode_pieces(x, pieces, n_helpers, bar))
-    return _tidy(segs, duration)
+        x, text = self._x, self._text
+        bar = progress_bar(enabled=self._progress, total=round(self._duration, 1), desc="phones", unit="s",
+                           leave=False)
+        segs: list[_Seg] = []
+        with _DECODER_LOCK, bar:
+            aligned = False
+            words = _text_words(text) if text is not None else []
+            if text is not None and not words:
+                logger.warning("transcript %r has no words; decoding phones without it", text)
+            elif words:
+                missing = [w for w in words if _align_decoder().lookup_word(w) is None]
+                if missing:
+                    logger.warning(
+                        "words not in the pronunciation dictionary: %s; decoding phones without "
+                        "the transcript",
+                        ", ".join(sorted(set(missing))),
+                    )
+                else:
+                    aligned = _align_all(x, words, self._chunk_frames, segs, bar)
+            if not aligned:
+                segs.clear()
+                bar.n = 0
+                if self._free is None:
+                    self._free = _FreeDecoding(x, self._chunk_frames, self._helpers)
+                segs.extend(self._free.result(bar))
+        self._phones = _tidy(segs, self._duration)
+        return self._phones
+
+    def close(self) -> None:
+        """Cancel what no helper has started and let the helpers go (idempotent)."""
+        if self._free is not None:
+            self._free.close()
+
+    def __enter__(self) -> PhoneRecognition:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def phone_helpers(n_pieces: int) -> int:
@@ -1090,52 +1136,74 @@ def phone_helpers(n_pieces: int) -> int:
     return max(0, min(usable_cores() - 1, n_pieces - 1))
 
 
-def _decode_pieces(x: np.ndarray, pieces: list[tuple[int, int]], helpers: int = 0, bar: Any = None) -> list[_Seg]:
-    """Free phone decoding of ``pieces`` ((start, end) samples of ``x``), in clip time.
+class _FreeDecoding:
+    """Free phone decoding of ``x`` in pieces of at most ``chunk_frames`` phone frames (cut at
+    quiet points, :func:`_silence_pieces`): ``helpers`` spawned processes are given the last
+    pieces at construction; :meth:`result` decodes the first ones here and collects the rest, in
+    clip time.
 
-    The first pieces are decoded here while ``helpers`` spawned processes decode the rest (each
-    piece is decoded from a reset decoder, so the phones are the same either way); the split
-    gives this process about its share of the audio. If the helpers cannot start or fail, their
-    pieces are decoded here.
+    Each piece is decoded from a reset decoder, so the phones are the same with any number of
+    helpers; this process's share is the first pieces that end within ``1 / (helpers + 1)`` of the
+    audio (at least one). If the helpers cannot start or fail, their pieces are decoded here.
     """
-    if helpers:
-        import multiprocessing
 
-        if multiprocessing.current_process().daemon:  # daemonic processes may not have children
-            logger.debug("phone decoding in this process only (a daemonic process cannot start helpers)")
-            helpers = 0
-    lengths = np.array([s1 - s0 for s0, s1 in pieces], np.float64)
-    # this process's share: the first pieces that end within 1 / (helpers + 1) of the audio (at
-    # least one; the helpers start about half a second later)
-    split = len(pieces) if not helpers else int(np.clip(
-        np.searchsorted(np.cumsum(lengths), lengths.sum() / (helpers + 1), side="right"), 1, len(pieces) - 1))
-    remote: dict[int, Any] = {}
-    pool = None
-    if split < len(pieces):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    def __init__(self, x: np.ndarray, chunk_frames: int, helpers: int | None) -> None:
+        self._x = x
+        self._pieces = _silence_pieces(x, chunk_frames / PHONE_FRAMES_PER_SECOND)
+        n = len(self._pieces)
+        n_helpers = phone_helpers(n) if helpers is None else max(0, min(int(helpers), n - 1))
+        if n_helpers:
+            import multiprocessing
 
+            if multiprocessing.current_process().daemon:  # daemonic processes may not have children
+                logger.debug("phone decoding in this process only (a daemonic process cannot start helpers)")
+                n_helpers = 0
+        lengths = np.array([s1 - s0 for s0, s1 in self._pieces], np.float64)
+        self._split = n if not n_helpers else int(np.clip(
+            np.searchsorted(np.cumsum(lengths), lengths.sum() / (n_helpers + 1), side="right"), 1, n - 1))
+        self._remote: dict[int, Any] = {}
+        self._pool = None
+        if self._split < n:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            try:
+                self._pool = ProcessPoolExecutor(n_helpers, mp_context=multiprocessing.get_context("spawn"))
+                self._remote = {i: self._pool.submit(_allphone_piece, x[s0:s1])
+                                for i, (s0, s1) in enumerate(self._pieces) if i >= self._split}
+            except (OSError, RuntimeError) as e:  # pragma: no cover - no processes on this system
+                logger.debug("phone decoding in this process only (%s)", e)
+
+    def result(self, bar: Any = None) -> list[_Seg]:
+        segs: list[_Seg] = []
         try:
-            pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"))
-            remote = {i: pool.submit(_allphone_piece, x[s0:s1]) for i, (s0, s1) in enumerate(pieces) if i >= split}
-        except (OSError, RuntimeError) as e:  # pragma: no cover - no processes on this system
-            logger.debug("phone decoding in this process only (%s)", e)
-    segs: list[_Seg] = []
-    try:
-        for i, (s0, s1) in enumerate(pieces):
-            local = None
-            if i in remote:
-                try:
-                    local = remote[i].result()
-                except Exception as e:  # a helper died: decode its piece here
-                    logger.debug("phone helper failed on piece %d (%s); decoding it here", i, e)
-            segs.extend(_shift(_allphone_piece(x[s0:s1]) if local is None else local, s0, s1))
-            if bar is not None:
-                bar.update(round((s1 - s0) / SAMPLE_RATE, 1))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    return segs
+            for i, (s0, s1) in enumerate(self._pieces):
+                local = None
+                if i in self._remote:
+                    try:
+                        local = self._remote[i].result()
+                    except Exception as e:  # a helper died: decode its piece here
+                        logger.debug("phone helper failed on piece %d (%s); decoding it here", i, e)
+                segs.extend(_shift(_allphone_piece(self._x[s0:s1]) if local is None else local, s0, s1))
+                if bar is not None:
+                    bar.update(round((s1 - s0) / SAMPLE_RATE, 1))
+        finally:
+            self.close(wait=True)
+        return segs
+
+    def close(self, wait: bool = False) -> None:
+        """Let the helpers go; ``wait=False`` (left before :meth:`result`, e.g. on an error in the
+        caller) also stops the pieces they are decoding, which no one will read: otherwise the
+        interpreter would wait for them at exit (seconds, on a bad portrait)."""
+        if self._pool is None:
+            return
+        if not wait:
+            # ProcessPoolExecutor has no public way to stop running tasks before Python 3.14
+            # (terminate_workers); its process table has been `_processes` since 3.3
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool = None
 
 
 def _align_all(x: np.ndarray, words: list[str], chunk_frames: int, segs: list[_Seg], bar: Any = None) -> bool:

@@ -211,9 +211,11 @@ def cue_audio(samples: np.ndarray) -> np.ndarray:
 
 
 def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None,
-                *, progress: bool = False, phone_helpers: int | None = 0):
+                *, progress: bool = False, phone_helpers: int | None = 0, phones=None):
     """Stage 1 with the chosen cue model, then the per-cue controls. ``phone_helpers``: processes
-    that decode phones beside this one (:func:`facecue.audio.recognize_phones`' ``helpers``)."""
+    that decode phones beside this one (:func:`facecue.audio.recognize_phones`' ``helpers``);
+    ``phones``: a :class:`facecue.audio.PhoneRecognition` of ``audio_samples`` already under way
+    (the phonetic model; it replaces ``phone_helpers``)."""
     from .inputs import parse_emotion_schedule
 
     schedule = parse_emotion_schedule(config.emotion)
@@ -221,7 +223,10 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
         from .audio import recognize_phones
         from .phonetic import phonetic_cues
 
-        phones = recognize_phones(audio_samples, text=config.text, progress=progress, helpers=phone_helpers)
+        if phones is not None:
+            phones = phones.result()
+        else:
+            phones = recognize_phones(audio_samples, text=config.text, progress=progress, helpers=phone_helpers)
         return phonetic_cues(audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps,
                              seed=config.seed, controls=controls, text=config.text, phones=phones)
     from .stage1 import network_cues
@@ -278,7 +283,8 @@ def generate(
         mesh renderer only); None = :func:`facecue.parallel.default_workers` (one per core for
         clips of 10 s and more), 0 = render here. The same video either way. Unless 0, audio
         longer than one phone-recognition piece (30 s) also has its phones decoded by helper
-        processes (:func:`facecue.audio.phone_helpers`; the same phones either way).
+        processes (:func:`facecue.audio.phone_helpers`; the same phones either way), started
+        before the portrait's landmarks are found, so that the two overlap.
 
     Returns
     -------
@@ -301,23 +307,32 @@ def generate(
 
     start = time.perf_counter()
     image, output_size, notes = working_portrait(io.read_image(portrait), config)
-    portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
-                                            (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
     samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
+    cue_model, checkpoint = resolve_cue_model(config)
+    listened = cue_audio(samples)
+    with contextlib.ExitStack() as phone_stack:
+        phones = None
+        if cue_model == "phonetic":
+            from .audio import PhoneRecognition
+
+            # the helpers decode phones while this process finds the landmarks
+            phones = phone_stack.enter_context(PhoneRecognition(
+                listened, config.text, progress=progress, helpers=0 if workers == 0 else None))
+        portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
+                                                (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
+        pose_angles = None
+        if config.pose_from is not None:
+            reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
+            pose_angles = reference.pose_angles - reference.pose_angles[:1]
+        timings["landmarks"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale, pose_angles=pose_angles,
+                               gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
+        cues = speech_cues(listened, portrait_cues, config, controls, cue_model, checkpoint,
+                           progress=progress, phones=phones)
     from .audio import n_video_frames
 
-    pose_angles = None
-    if config.pose_from is not None:
-        reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
-        pose_angles = reference.pose_angles - reference.pose_angles[:1]
-    timings["landmarks"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    cue_model, checkpoint = resolve_cue_model(config)
-    controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale, pose_angles=pose_angles,
-                           gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
-    cues = speech_cues(cue_audio(samples), portrait_cues, config, controls, cue_model, checkpoint, progress=progress,
-                       phone_helpers=0 if workers == 0 else None)
     n_frames = n_video_frames(len(samples), config.fps)
     assert cues.n_frames == n_frames, (cues.n_frames, n_frames)
     cues = dataclasses.replace(cues, meta={**cues.meta, "config": config.to_dict(), "portrait": str(portrait),
