@@ -780,8 +780,10 @@ def _allphone_decoder() -> Any:
         allphone=os.path.join(m, "en-us-phone.lm.bin"),
         lw=2.0,
         pip=0.3,
-        beam=1e-20,
-        pbeam=1e-20,
+        # narrower than 1e-20 (used before): 17 % less CPU on the 10 shared speech clips and talking
+        # videos (183 s), with the same viseme at 25 fps in 99.6 % of frames (the worst clip 97.8 %)
+        beam=1e-12,
+        pbeam=1e-12,
         samprate=SAMPLE_RATE,
         loglevel="FATAL",
     )
