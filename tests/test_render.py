@@ -128,6 +128,23 @@ def test_synthesized_mouth_has_teeth_under_the_upper_lip(portrait, portrait_land
     assert column[len(column) // 3 : 2 * len(column) // 3].mean() < 80  # cavity further down
 
 
+def test_synthesized_interior_begins_inside_the_inner_lips(portrait, portrait_landmarks, portrait_cues):
+    """Real lips still show just inside MediaPipe's inner-lip points: the synthesized interior fades
+    in over MOUTH_LIP_INSET of the gap from each inner lip, so there the frame is the warped lip
+    (as with mouth="warp"), while the middle of the opening is the interior."""
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
+    synthesized = next(render(portrait, portrait_landmarks, [target], mouth="synthesize")).astype(np.float32)
+    warped = next(render(portrait, portrait_landmarks, [target], mouth="warp")).astype(np.float32)
+    upper, lower = target[13, :2], target[14, :2]
+    gap = lower[1] - upper[1]
+    x = int(round(upper[0]))
+    assert gap > 10  # rows enough to look at
+    rows = np.arange(int(np.ceil(upper[1])), int(np.floor(lower[1])) + 1)
+    fraction = (rows - upper[1]) / gap
+    difference = np.abs(synthesized[rows, x - 1 : x + 2] - warped[rows, x - 1 : x + 2]).mean(axis=(1, 2))
+    assert difference[(fraction < 0.05) | (fraction > 0.95)].max() < 10  # the lips' own edges
+    assert difference[(fraction > 0.4) & (fraction < 0.6)].min() > 40  # the interior
+
 def test_closed_eyes_remove_the_iris(mesh, portrait, portrait_landmarks, portrait_cues):
     target = edited(portrait_cues, close_eyes(portrait_cues.normalized[0], 1.0))
     frame = mesh.render_frame(target)

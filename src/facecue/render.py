@@ -125,6 +125,12 @@ TEETH_SHOW_GAP = (0.02, 0.09)
 TEETH_SHADOW = 0.5  # brightness of teeth in the narrowest opening that shows them, x their lit brightness
 NOSE_BASE = 2  # MediaPipe's subnasale: the skull's reference for the upper teeth
 SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lightness is read
+# Real lips are thick and rounded at their inner edge: at MediaPipe's inner-lip points the mouth
+# still shows lip, and the dark interior begins further in. The synthesized interior fades in over
+# this fraction of the lip gap from each inner lip (the warped lips show there): filling the whole
+# inner polygon made MediaPipe read the rendered mouth 1.32x as open as drawn at p50 (mean of the 7
+# talking videos re-driven by their own landmarks, benchmarks/mouth_readback.py); 1.08x with 0.3.
+MOUTH_LIP_INSET = 0.3
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
 TONGUE_RGB = (158, 66, 72)
@@ -998,6 +1004,9 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     box = (x0 + c0, y0 + r0, x0 + c1, y0 + r1)
     depth = v - v_up  # below the upper inner lip
     rise = v_lo - v  # above the lower inner lip
+    if not model.open:
+        inset = MOUTH_LIP_INSET * np.maximum(gap, 1e-3)
+        alpha = alpha * _smoothstep(depth / inset, 0.0, 1.0) * _smoothstep(rise / inset, 0.0, 1.0)
     x_mid = (u - target.midline_u) * target.width
     fraction = np.clip(depth / np.maximum(gap, 1e-3), 0.0, 1.0)
     # cavity: darkest under the upper teeth and toward the corners, with a tongue hint
