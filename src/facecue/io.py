@@ -876,37 +876,31 @@ class YuvFrame:
 class Yuv420p:
     """``(H, W, 3)`` uint8 RGB frame -> :class:`YuvFrame`, converted exactly as
     :meth:`VideoWriter.write` converts RGB frames (it uses this): odd sizes padded by an edge
-    copy, one swscale context reused for every frame (making one per frame costs more than the
-    conversion). Picklable, so that other processes can convert frames for the encoder
-    (:class:`facecue.parallel.RenderWorkers`' ``finish``)."""
+    copy, then OpenCV's RGB -> I420 (BT.601, limited range, 2x2 chroma averages: what swscale,
+    used before, makes within 1 level of luma and 4 of chroma, at an eighth of the time: 0.08
+    against 0.64 ms per 256 px frame). Picklable, so that other processes can convert frames for
+    the encoder (:class:`facecue.parallel.RenderWorkers`' ``finish``)."""
 
-    def __init__(self) -> None:
-        self._reformatter: Any = None
+    @staticmethod
+    def planes(frame: np.ndarray) -> np.ndarray:
+        """``(H' * 3 / 2, W')`` uint8 yuv420p planes of an RGB frame padded to even sizes."""
+        import cv2
 
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self._reformatter = None
-
-    def frame(self, frame: np.ndarray) -> Any:
-        """The ``av.VideoFrame`` (yuv420p) of an RGB frame."""
         arr = np.asarray(frame)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {arr.dtype} {arr.shape}")
         h, w = arr.shape[:2]
         if w % 2 or h % 2:
             arr = np.pad(arr, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        if self._reformatter is None:
-            from av.video.reformatter import VideoReformatter
+        return cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGB2YUV_I420)
 
-            self._reformatter = VideoReformatter()
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-        return self._reformatter.reformat(rgb, format="yuv420p")
+    def frame(self, frame: np.ndarray) -> Any:
+        """The ``av.VideoFrame`` (yuv420p) of an RGB frame."""
+        return av.VideoFrame.from_ndarray(self.planes(frame), format="yuv420p")
 
     def __call__(self, frame: np.ndarray) -> YuvFrame:
         h, w = np.shape(frame)[:2]
-        return YuvFrame(self.frame(frame).to_ndarray(), (int(w), int(h)))
+        return YuvFrame(self.planes(frame), (int(w), int(h)))
 
 
 class VideoWriter:
