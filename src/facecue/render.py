@@ -1384,30 +1384,19 @@ def _soften_folds(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
         mx, my = map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1]
         jump_x = cv2.add(cv2.absdiff(mx[:, 1:], mx[:, :-1]), cv2.absdiff(my[:, 1:], my[:, :-1]))
         jump_y = cv2.add(cv2.absdiff(mx[1:], mx[:-1]), cv2.absdiff(my[1:], my[:-1]))
-    edge = np.zeros((y1 - y0, x1 - x0), np.float32)
-    strength_x, strength_y = (_ramp(jump, lo, hi) for jump in (jump_x, jump_y))
-    np.maximum(edge[:, 1:], strength_x, out=edge[:, 1:])
-    np.maximum(edge[:, :-1], strength_x, out=edge[:, :-1])
-    np.maximum(edge[1:], strength_y, out=edge[1:])
-    np.maximum(edge[:-1], strength_y, out=edge[:-1])
-    weight = cv2.GaussianBlur(edge, (5, 5), 0.9)
+    # fold strength: the ramp of the largest jump to a neighbour (the ramp is monotonic, so this is
+    # the largest of the neighbours' strengths); zero-padded jumps, neighbours' maxima by cv2 on views
+    jump_x = cv2.copyMakeBorder(jump_x, 0, 0, 1, 1, cv2.BORDER_CONSTANT, value=0)  # (h, w + 1)
+    jump_y = cv2.copyMakeBorder(jump_y, 1, 1, 0, 0, cv2.BORDER_CONSTANT, value=0)  # (h + 1, w)
+    largest = cv2.max(cv2.max(jump_x[:, 1:], jump_x[:, :-1]), cv2.max(jump_y[1:], jump_y[:-1]))
+    weight = cv2.GaussianBlur(_ramp(largest, lo, hi), (5, 5), 0.9)
     weight *= 2.0
     np.minimum(weight, 1.0, out=weight)  # >= 0 already: a blur of values >= 0
-    # blend only the pixels with a weight (about a tenth of the box: thin lines along the folds),
-    # with _blend's arithmetic on them
-    where = np.flatnonzero(weight)
-    if not len(where):
-        return
-    ys, xs = np.divmod(where, x1 - x0)
+    # weight * blurred + (1 - weight) * pixel, rounded to uint8 by OpenCV (pixels of weight 0 stay
+    # as they are)
     region = frame[y0:y1, x0:x1]
     blurred = cv2.GaussianBlur(region, (5, 5), 0.9)
-    pixels = region[ys, xs].astype(np.float32)  # (n, 3)
-    delta = blurred[ys, xs].astype(np.float32)
-    delta -= pixels
-    delta *= weight.ravel()[where][:, None]
-    pixels += delta
-    pixels += 0.5
-    region[ys, xs] = np.clip(pixels, 0, 255, out=pixels)
+    region[...] = cv2.blendLinear(blurred, region, weight, 1.0 - weight)
 
 
 def _border_loop(loop: np.ndarray, centre: np.ndarray, width: int, height: int) -> np.ndarray:
