@@ -781,3 +781,21 @@ def test_default_map_grid_renders_like_the_exact_maps(portrait, portrait_landmar
     reference = exact.render_frame(target)
     assert psnr(grid.render_frame(target), reference) > 45.0
     assert psnr(exact.render_frame(target + np.array([1.0, 0.0, 0.0])), reference) < 45.0
+
+
+def test_cover_layer_is_the_colour_blend_of_its_layer():
+    """Layers laid over each other as weights of a palette (the mouth interior) give the colours of
+    blending each layer's colour over the colour below: colour += cover * (shade * palette[k] - colour)."""
+    from facecue.render import _cover_layer
+
+    rng = np.random.default_rng(3)
+    palette = rng.uniform(0, 255, size=(3, 3)).astype(np.float32)  # (k, rgb)
+    base = rng.uniform(0, 1, size=(5, 7)).astype(np.float32)
+    weights = np.zeros((3, 5, 7), np.float32)
+    weights[0] = base
+    colour = base[..., None] * palette[0]
+    for k in (1, 2, 1):
+        shade, cover = (rng.uniform(0, 1, size=(5, 7)).astype(np.float32) for _ in range(2))
+        _cover_layer(weights, k, shade, cover)
+        colour += cover[..., None] * (shade[..., None] * palette[k] - colour)
+    assert np.allclose(np.einsum("khw,kc->hwc", weights, palette), colour, atol=1e-3)

@@ -910,6 +910,12 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     return _MouthModel(is_open, frame, skull_offset, unit, split, brightness)
 
 
+def _unit_clip(values: np.ndarray) -> np.ndarray:
+    """``np.clip(values, 0, 1)`` in place (same values), without np.clip's Python overhead."""
+    np.maximum(values, 0.0, out=values)
+    return np.minimum(values, 1.0, out=values)
+
+
 def _nearest_edge(ax: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """Distance of each value of ``ax`` to the nearest of ``edges`` (same shape and dtype)."""
     out = np.abs(ax - edges[0])
@@ -918,62 +924,92 @@ def _nearest_edge(ax: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     return out
 
 
+def _tooth_gaps(to_edge: np.ndarray, ax: np.ndarray, unit: float, depth: float) -> np.ndarray:
+    """``1 - depth * exp(-(to_edge * unit / 0.5)**2) * (ax > 0.01)``: the dark gaps between teeth
+    (``to_edge``: eye units to the nearest tooth edge, ``ax``: eye units from the midline)."""
+    out = to_edge * (unit / 0.5)
+    np.square(out, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    out *= -depth
+    out[ax <= 0.01] = 0.0
+    out += 1.0
+    return out
+
+
 def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray, gap_mid: float, unit: float,
                  brightness: float) -> tuple[np.ndarray, np.ndarray]:
-    """Upper-teeth layer, fixed to the skull: colour (..., 3) and coverage (...).
+    """Upper-teeth layer, fixed to the skull: shade (...) (x ``TEETH_RGB`` is its colour) and coverage (...).
 
     x_mid : pixels from the teeth's midline along the mouth; below_mid : pixels below the
     portrait's resting upper-lip line carried with the nose base (the incisal edge is an arch at
     a fixed depth below it, so a rising upper lip bares more teeth); below_lip :
     pixels below the upper inner lip at that column (for the lip's shadow); gap_mid : the lip gap
-    at the midline, pixels (barely parted lips show a dark line, not teeth).
+    at the midline, pixels (barely parted lips show a dark line, not teeth). Inputs float32 (or
+    float64), outputs in their dtype.
     """
     ax = np.abs(x_mid) / unit
     aa = 0.7 / unit  # anti-aliasing width, units
     to_edge = _nearest_edge(ax, TOOTH_EDGES)
+    arch = np.square(ax * (1.0 / TEETH_HALF_WIDTH))  # (ax / TEETH_HALF_WIDTH) ** 2
     # incisal edge: an arch rising toward the canines, slightly notched between teeth
-    edge = TEETH_HEIGHT * (1.0 - 0.45 * (ax / TEETH_HALF_WIDTH) ** 2) - 0.01 * np.exp(-((to_edge / 0.01) ** 2))
+    notch = np.square(to_edge * (1.0 / 0.01))
+    np.negative(notch, out=notch)
+    edge = TEETH_HEIGHT - (0.45 * TEETH_HEIGHT) * arch - 0.01 * np.exp(notch, out=notch)
     d = below_mid / unit
-    cover = np.clip((edge - d) / aa + 0.5, 0.0, 1.0) * np.clip((TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
+    cover = _unit_clip((edge - d) * (1.0 / aa) + 0.5)
+    cover *= _unit_clip((TEETH_HALF_WIDTH - ax) * (1.0 / (3 * aa)) + 0.5)
     showing = _smoothstep_scalar(gap_mid / unit, *TEETH_SHOW_GAP)
     cover *= showing
-    shade = np.clip(1.0 - 0.85 * (ax / TEETH_HALF_WIDTH) ** 2, 0.15, 1.0)  # the arch turns away, into the shadow of the cheeks
-    shade *= 1.0 - 0.08 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)  # gaps between teeth
+    # the arch turns away, into the shadow of the cheeks
+    shade = np.maximum(1.0 - 0.85 * arch, 0.15)  # <= 1 already
+    shade *= _tooth_gaps(to_edge, ax, unit, 0.08)
     shade *= 0.7 + 0.3 * _smoothstep(below_lip / unit, -0.005, 0.03)  # the upper lip's shadow
-    shade *= 1.0 - 0.15 * _smoothstep(d / TEETH_HEIGHT, 0.6, 1.0)  # translucent incisal edge
-    shade *= TEETH_SHADOW + (1.0 - TEETH_SHADOW) * showing  # little light enters a narrow opening
-    colour = np.array(TEETH_RGB, np.float32) * (brightness * shade)[..., None]
-    return colour.astype(np.float32), cover.astype(np.float32)
+    shade *= 1.0 - 0.15 * _smoothstep(d, 0.6 * TEETH_HEIGHT, TEETH_HEIGHT)  # translucent incisal edge
+    shade *= brightness * (TEETH_SHADOW + (1.0 - TEETH_SHADOW) * showing)  # little light enters a narrow opening
+    return shade, cover
 
 
 def _synth_lower_teeth(x_mid: np.ndarray, above_lip: np.ndarray, unit: float, brightness: float
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Lower-teeth layer, moving with the jaw: an arch of incisal edges ``LOWER_TEETH_RISE`` above
-    the lower inner lip's middle point (``above_lip``: pixels above it), darker than the upper row."""
+    the lower inner lip's middle point (``above_lip``: pixels above it), darker than the upper row.
+    Shade (...) (x ``TEETH_RGB`` is its colour) and coverage (...), in the inputs' dtype."""
     ax = np.abs(x_mid) / unit
     aa = 0.7 / unit
     to_edge = _nearest_edge(ax, tuple(0.75 * e for e in TOOTH_EDGES))
-    top = LOWER_TEETH_RISE * (1.0 - 0.6 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2)
+    arch = np.square(ax * (1.0 / LOWER_TEETH_HALF_WIDTH))
     r = above_lip / unit
-    cover = np.clip((top - r) / aa + 0.5, 0.0, 1.0) * np.clip((LOWER_TEETH_HALF_WIDTH - ax) / (3 * aa) + 0.5, 0.0, 1.0)
-    shade = LOWER_TEETH_SHADE * np.clip(1.0 - 0.6 * (ax / LOWER_TEETH_HALF_WIDTH) ** 2, 0.3, 1.0)
-    shade *= 1.0 - 0.2 * np.exp(-((to_edge * unit / 0.5) ** 2)) * (ax > 0.01)
-    shade *= 0.8 + 0.2 * _smoothstep(r, -0.01, 0.02)  # the lower lip's shadow at their base
-    colour = np.array(TEETH_RGB, np.float32) * (brightness * shade)[..., None]
-    return colour.astype(np.float32), cover.astype(np.float32)
+    cover = _unit_clip((LOWER_TEETH_RISE - LOWER_TEETH_RISE * 0.6 * arch - r) * (1.0 / aa) + 0.5)
+    cover *= _unit_clip((LOWER_TEETH_HALF_WIDTH - ax) * (1.0 / (3 * aa)) + 0.5)
+    shade = np.maximum(1.0 - 0.6 * arch, 0.3)  # <= 1 already
+    shade *= _tooth_gaps(to_edge, ax, unit, 0.2)
+    shade *= (LOWER_TEETH_SHADE * brightness) * (0.8 + 0.2 * _smoothstep(r, -0.01, 0.02))  # the lip's shadow
+    return shade, cover
 
 
 def _synth_tongue(x_mid: np.ndarray, above_mid: np.ndarray, unit: float, brightness: float
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Tongue hint: a smooth hump rising from the lower inner lip's middle point; ``above_mid``
-    = pixels above that point. Colour and coverage."""
-    ax = np.abs(x_mid) / (TONGUE_HALF_WIDTH * unit)
-    top = TONGUE_HEIGHT * np.sqrt(np.clip(1.0 - ax**2, 0.0, 1.0)) - 0.015
-    r = above_mid / unit
-    cover = np.clip((top - r) * unit / 0.8 + 0.5, 0.0, 1.0) * (ax < 1)
-    shade = (0.55 + 0.45 * np.clip(1.0 - ax**2, 0, 1)) * (0.7 + 0.3 * _smoothstep(top - r, 0.0, 0.03))
-    colour = np.array(TONGUE_RGB, np.float32) * (brightness * shade)[..., None]
-    return colour.astype(np.float32), cover.astype(np.float32)
+    = pixels above that point. Shade (...) (x ``TONGUE_RGB`` is its colour) and coverage (...), in
+    the inputs' dtype."""
+    ax = np.abs(x_mid) * (1.0 / (TONGUE_HALF_WIDTH * unit))
+    hump = _unit_clip(1.0 - np.square(ax))  # 1 - ax**2, >= 0
+    height = TONGUE_HEIGHT * np.sqrt(hump) - 0.015 - above_mid / unit  # the hump's top above the pixel, units
+    cover = _unit_clip(height * (unit / 0.8) + 0.5)
+    cover[ax >= 1] = 0.0
+    shade = 0.55 + 0.45 * hump
+    shade *= brightness * (0.7 + 0.3 * _smoothstep(height, 0.0, 0.03))
+    return shade, cover
+
+
+def _cover_layer(weights: np.ndarray, index: int, shade: np.ndarray, cover: np.ndarray) -> None:
+    """Lay a layer of coverage ``cover`` (h, w) over the weighted layers ``weights`` (k, h, w) (a
+    colour is ``sum_k weights[k] * palette[k]``), in place: all weights are scaled by ``1 - cover``,
+    and ``cover * shade`` (h, w) is added to ``weights[index]`` (the layer's colour is
+    ``shade * palette[index]``). The same as ``colour += cover * (shade * palette[index] - colour)``."""
+    weights *= 1.0 - cover
+    weights[index] += cover * shade
 
 
 def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: np.ndarray, topo: MeshTopology,
@@ -987,44 +1023,55 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     x0, y0, x1, y1 = box
     target = _MouthFrame.of(pts, topo)
     unit = _eye_unit(pts)
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    u, v = target.uv(xx, yy)
-    u = np.clip(u, 0.0, 1.0)
+    # u and v are affine in x and y: a column of y and a row of x broadcast to the box
+    u, v = target.uv(np.arange(x0, x1, dtype=np.float64)[None, :], np.arange(y0, y1, dtype=np.float64)[:, None])
+    u = _unit_clip(u)
     v_up, v_lo = target.upper(u), target.lower(u)
     gap = np.maximum(v_lo - v_up, 0.0)
-    alpha = _polygon_mask(xx.shape, polygon, np.array([x0, y0], np.float64), feather * max(unit / 60.0, 0.5))
-    alpha *= np.clip(gap / 1.2, 0.0, 1.0)  # fade out where the lips touch (corners, closed mouth)
+    alpha = _polygon_mask(u.shape, polygon, np.array([x0, y0], np.float64), feather * max(unit / 60.0, 0.5))
+    alpha *= _ramp(gap, 0.0, 1.2)  # fade out where the lips touch (corners, closed mouth)
     if alpha.max() <= 1e-3:
         return
     # the layer only where it shows: the rest of the box (lips touching, the polygon's outside
     # beyond its feather) has alpha 0 and would be left as it is
     rows, cols = (np.flatnonzero(shows) for shows in _rows_cols_above(alpha, 0.0))
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    u, v, v_up, v_lo, gap, alpha = (a[r0:r1, c0:c1] for a in (u, v, v_up, v_lo, gap, alpha))
+    # float32 from here: colours and coverages of a patch tens of pixels wide
+    u, v, v_up, v_lo, gap = (a[r0:r1, c0:c1].astype(np.float32) for a in (u, v, v_up, v_lo, gap))
+    alpha = alpha[r0:r1, c0:c1]
     box = (x0 + c0, y0 + r0, x0 + c1, y0 + r1)
     depth = v - v_up  # below the upper inner lip
     rise = v_lo - v  # above the lower inner lip
+    fraction = depth / np.maximum(gap, 1e-3)  # of the gap, below the upper inner lip (rise: 1 - fraction)
     if not model.open:
-        inset = MOUTH_LIP_INSET * np.maximum(gap, 1e-3)
-        alpha = alpha * _smoothstep(depth / inset, 0.0, 1.0) * _smoothstep(rise / inset, 0.0, 1.0)
-    x_mid = (u - target.midline_u) * target.width
-    fraction = np.clip(depth / np.maximum(gap, 1e-3), 0.0, 1.0)
+        alpha *= _smoothstep(fraction, 0.0, MOUTH_LIP_INSET)
+        alpha *= _smoothstep(1.0 - fraction, 0.0, MOUTH_LIP_INSET)
+    _unit_clip(fraction)
+    x_mid = (u - np.float32(target.midline_u)) * np.float32(target.width)
+    # the layers' colours are fixed colours x weights: (k, h, w) weights of CAVITY_DARK_RGB,
+    # CAVITY_LIGHT_RGB - CAVITY_DARK_RGB, TONGUE_RGB and TEETH_RGB, summed by cv2.transform at the end;
+    # a layer of coverage c over the layers below scales their weights by 1 - c
+    weights = np.zeros((4, *u.shape), np.float32)
     # cavity: darkest under the upper teeth and toward the corners, with a tongue hint
-    dark, light = np.array(CAVITY_DARK_RGB, np.float32), np.array(CAVITY_LIGHT_RGB, np.float32)
-    colour = dark + (light - dark) * (fraction[..., None] ** 1.5)
-    side = np.clip(np.abs(x_mid) / (0.5 * target.width + 1e-6), 0, 1)
-    colour *= (1.0 - 0.35 * side**2)[..., None]
+    side = _unit_clip(np.abs(x_mid) * np.float32(1.0 / (0.5 * target.width + 1e-6)))
+    np.multiply(np.square(side, out=side), -0.35, out=weights[0])
+    weights[0] += 1.0
+    np.multiply(weights[0], fraction * np.sqrt(fraction), out=weights[1])  # fraction ** 1.5
     mid = target.midline_u
     tongue_base = float(target.lower(mid))
     if model.open:  # the tongue shows above the portrait's own lower part, which rests on the lip
         src = model.frame
         lower_part = (1.0 - model.split) * float(src.lower(mid) - src.upper(mid))
         tongue_base -= lower_part * unit / model.unit
-    tongue, t_cover = _synth_tongue(x_mid, tongue_base - v, unit, model.brightness)
-    colour += t_cover[..., None] * (tongue - colour)
+    t_shade, t_cover = _synth_tongue(x_mid, tongue_base - v, unit, model.brightness)
+    _cover_layer(weights, 2, t_shade, t_cover)
+    palette = np.array([CAVITY_DARK_RGB, np.subtract(CAVITY_LIGHT_RGB, CAVITY_DARK_RGB), TONGUE_RGB, TEETH_RGB],
+                       np.float32).T  # (3, 4)
     if model.open:
         # the portrait's interior: the part above the split hangs from the upper lip, the part
         # below rests on the lower lip, the cavity shows in between when the jaw opens further
+        colour = cv2.transform(cv2.merge(list(weights)), palette)
+        u, depth, rise = (a.astype(np.float64) for a in (u, depth, rise))
         src = model.frame
         scale = model.unit / unit  # source pixels per target pixel
         s_up, s_lo = src.upper(u), src.lower(u)
@@ -1045,18 +1092,19 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         colour = (w_a[..., None] * col_a + w_b[..., None] * col_b + rest * colour).astype(np.float32)
     else:
         gap_mid = float(target.lower(mid) - target.upper(mid))
-        lower, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness)
+        l_shade, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness)
         l_cover *= _smoothstep_scalar(gap_mid / unit, 0.03, 0.08)  # hidden by the lip until the jaw drops
-        colour += l_cover[..., None] * (lower - colour)
+        _cover_layer(weights, 3, l_shade, l_cover)
         # the upper row is fixed to the skull: its edge keeps its place below the nose while the
         # jaw drops, and shows more when the upper lip rises (a snarl, disgust)
         skull_lip_v = float(target.uv(*pts[NOSE_BASE, :2])[1]) + model.skull_offset * unit
         lip_v = float(target.upper(mid))
         # ... but the landmarks' upper lip also rises on open vowels, where real teeth stay mostly
         # covered: the lip can bare at most TEETH_BARED more than at rest
-        teeth_v = float(np.clip(skull_lip_v, lip_v - TEETH_BARED * unit, lip_v + TEETH_BARED * unit))
-        teeth, cover = _synth_teeth(x_mid, v - teeth_v, depth, gap_mid, unit, model.brightness)
-        colour += cover[..., None] * (teeth - colour)
+        teeth_v = min(max(skull_lip_v, lip_v - TEETH_BARED * unit), lip_v + TEETH_BARED * unit)
+        shade, cover = _synth_teeth(x_mid, v - np.float32(teeth_v), depth, gap_mid, unit, model.brightness)
+        _cover_layer(weights, 3, shade, cover)
+        colour = cv2.transform(cv2.merge(list(weights)), palette)
     _blend(frame, box, colour, alpha)
 
 
@@ -1336,30 +1384,19 @@ def _soften_folds(frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
         mx, my = map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1]
         jump_x = cv2.add(cv2.absdiff(mx[:, 1:], mx[:, :-1]), cv2.absdiff(my[:, 1:], my[:, :-1]))
         jump_y = cv2.add(cv2.absdiff(mx[1:], mx[:-1]), cv2.absdiff(my[1:], my[:-1]))
-    edge = np.zeros((y1 - y0, x1 - x0), np.float32)
-    strength_x, strength_y = (_ramp(jump, lo, hi) for jump in (jump_x, jump_y))
-    np.maximum(edge[:, 1:], strength_x, out=edge[:, 1:])
-    np.maximum(edge[:, :-1], strength_x, out=edge[:, :-1])
-    np.maximum(edge[1:], strength_y, out=edge[1:])
-    np.maximum(edge[:-1], strength_y, out=edge[:-1])
-    weight = cv2.GaussianBlur(edge, (5, 5), 0.9)
+    # fold strength: the ramp of the largest jump to a neighbour (the ramp is monotonic, so this is
+    # the largest of the neighbours' strengths); zero-padded jumps, neighbours' maxima by cv2 on views
+    jump_x = cv2.copyMakeBorder(jump_x, 0, 0, 1, 1, cv2.BORDER_CONSTANT, value=0)  # (h, w + 1)
+    jump_y = cv2.copyMakeBorder(jump_y, 1, 1, 0, 0, cv2.BORDER_CONSTANT, value=0)  # (h + 1, w)
+    largest = cv2.max(cv2.max(jump_x[:, 1:], jump_x[:, :-1]), cv2.max(jump_y[1:], jump_y[:-1]))
+    weight = cv2.GaussianBlur(_ramp(largest, lo, hi), (5, 5), 0.9)
     weight *= 2.0
     np.minimum(weight, 1.0, out=weight)  # >= 0 already: a blur of values >= 0
-    # blend only the pixels with a weight (about a tenth of the box: thin lines along the folds),
-    # with _blend's arithmetic on them
-    where = np.flatnonzero(weight)
-    if not len(where):
-        return
-    ys, xs = np.divmod(where, x1 - x0)
+    # weight * blurred + (1 - weight) * pixel, rounded to uint8 by OpenCV (pixels of weight 0 stay
+    # as they are)
     region = frame[y0:y1, x0:x1]
     blurred = cv2.GaussianBlur(region, (5, 5), 0.9)
-    pixels = region[ys, xs].astype(np.float32)  # (n, 3)
-    delta = blurred[ys, xs].astype(np.float32)
-    delta -= pixels
-    delta *= weight.ravel()[where][:, None]
-    pixels += delta
-    pixels += 0.5
-    region[ys, xs] = np.clip(pixels, 0, 255, out=pixels)
+    region[...] = cv2.blendLinear(blurred, region, weight, 1.0 - weight)
 
 
 def _border_loop(loop: np.ndarray, centre: np.ndarray, width: int, height: int) -> np.ndarray:
