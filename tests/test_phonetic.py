@@ -367,3 +367,22 @@ def test_surprise_opens_the_jaw_further_than_its_mead_average():
     surprised = EMOTIONS.index("surprised")
     assert jaw[surprised] == pytest.approx(phonetic.EMOTION_EMPHASIS["surprised"]["jaw"] * prior[surprised], rel=1e-5)
     assert jaw[surprised] > jaw.max(initial=0, where=np.arange(len(EMOTIONS)) != surprised)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "wrap"])
+def test_gaussian_filter1d_equals_scipys(mode):
+    """The phonetic model's own 1-D Gaussian smoothing (no scipy.ndimage import at start-up) gives
+    scipy.ndimage.gaussian_filter1d's values and dtype, on short and long signals, along axis 0."""
+    from scipy.ndimage import gaussian_filter1d as scipy_filter
+
+    from facecue.phonetic import gaussian_filter1d
+
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 40, 500):
+        for sigma in (0.8, 2.0, 12.5):  # radius 3, 8, 50: beyond the signal's length too
+            for dtype in (np.float64, np.float32):
+                x = rng.normal(size=(n, 3)).astype(dtype)
+                expected = scipy_filter(x, sigma, axis=0, mode=mode)
+                got = gaussian_filter1d(x, sigma, axis=0, mode=mode)
+                assert got.dtype == expected.dtype and got.shape == expected.shape
+                assert np.allclose(got, expected, rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)

@@ -15,7 +15,6 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from .audio import VISEME_NAMES, Phone, loudness_envelope, n_video_frames, recognize_phones
 from .constants import (
@@ -82,6 +81,29 @@ VISEME_SHARPNESS = 1.0
 LOUDNESS_FLOOR = 0.3
 SPEECH_JAW_OPENING = 0.05  # canonical units of inner-lip gap held open while speaking
 SILENCE_DB = -32.0  # frames this far below the loud speech's level close the mouth
+
+
+_PAD_MODES = {"nearest": "edge", "reflect": "symmetric", "wrap": "wrap"}  # scipy.ndimage's names -> np.pad's
+
+
+def gaussian_filter1d(values: np.ndarray, sigma: float, axis: int = -1, mode: str = "reflect") -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter1d`` (its kernel: radius ``int(4 * sigma + 0.5)``, weights
+    normalised to 1; its edge ``mode`` "reflect", "nearest" or "wrap"), in float64 NumPy: the same
+    values to rounding, without importing scipy.ndimage (0.45 s, most of ``facecue generate``'s
+    start-up before its helpers can start)."""
+    dtype = np.asarray(values).dtype
+    x = np.asarray(values, np.float64)
+    radius = int(4.0 * float(sigma) + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    x = np.moveaxis(x, axis, -1)
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(radius, radius)], mode=_PAD_MODES[mode])
+    out = np.zeros_like(x)
+    for k, weight in enumerate(kernel):  # a few dozen taps: a weighted sum of shifted views
+        out += weight * padded[..., k : k + x.shape[-1]]
+    # scipy's output has the input's dtype (float32 in, float32 out)
+    return np.moveaxis(out, -1, axis).astype(dtype if np.issubdtype(dtype, np.floating) else np.float64, copy=False)
 
 
 @dataclass(frozen=True)
