@@ -130,20 +130,34 @@ def test_synthesized_mouth_has_teeth_under_the_upper_lip(portrait, portrait_land
 
 def test_synthesized_interior_begins_inside_the_inner_lips(portrait, portrait_landmarks, portrait_cues):
     """Real lips still show just inside MediaPipe's inner-lip points: the synthesized interior fades
-    in over MOUTH_LIP_INSET of the gap from each inner lip, so there the frame is the warped lip
-    (as with mouth="warp"), while the middle of the opening is the interior."""
-    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
-    synthesized = next(render(portrait, portrait_landmarks, [target], mouth="synthesize")).astype(np.float32)
-    warped = next(render(portrait, portrait_landmarks, [target], mouth="warp")).astype(np.float32)
-    upper, lower = target[13, :2], target[14, :2]
-    gap = lower[1] - upper[1]
-    x = int(round(upper[0]))
-    assert gap > 10  # rows enough to look at
-    rows = np.arange(int(np.ceil(upper[1])), int(np.floor(lower[1])) + 1)
-    fraction = (rows - upper[1]) / gap
-    difference = np.abs(synthesized[rows, x - 1 : x + 2] - warped[rows, x - 1 : x + 2]).mean(axis=(1, 2))
-    assert difference[(fraction < 0.05) | (fraction > 0.95)].max() < 10  # the lips' own edges
-    assert difference[(fraction > 0.4) & (fraction < 0.6)].min() > 40  # the interior
+    in over MOUTH_LIP_INSET of the gap from each inner lip, but over no more than MOUTH_LIP_INSET_MAX
+    eye units (a wide-open mouth shows its teeth, not a band of stretched lip). Just inside the
+    lips the frame is the warped lip (as with mouth="warp"); past the inset, the interior. Rendered
+    as a 400 px face crop, so that the inset spans a few pixels."""
+    from facecue.render import MOUTH_LIP_INSET, MOUTH_LIP_INSET_MAX, output_transform
+
+    size = (portrait.shape[1], portrait.shape[0])
+    matrix, _ = output_transform(size, portrait_landmarks, 400, full=False)
+    for opening in (0.3, 0.6):
+        target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], opening))
+        synthesized, warped = (next(render(portrait, portrait_landmarks, [target], mouth=mode, output_size=400,
+                                           full=False)).astype(np.float32) for mode in ("synthesize", "warp"))
+        points = target[:, :2] @ matrix[:, :2].T + matrix[:, 2]  # output pixels
+        upper, lower = points[13], points[14]
+        gap = lower[1] - upper[1]
+        inset = min(MOUTH_LIP_INSET * gap, MOUTH_LIP_INSET_MAX * np.linalg.norm(points[33] - points[263]))
+        assert inset > 3  # pixel rows enough to look at
+        x = int(round(upper[0]))
+        rows = np.arange(int(np.ceil(upper[1])), int(np.floor(lower[1])) + 1)
+        from_lip = np.minimum(rows - upper[1], lower[1] - rows)  # pixels from the nearer inner lip
+        difference = np.abs(synthesized[rows, x - 1 : x + 2] - warped[rows, x - 1 : x + 2]).mean(axis=(1, 2))
+        assert difference[from_lip < 0.25 * inset].max() < 10, opening  # the lips' own edges
+        below_upper = rows - upper[1]
+        past_inset = (below_upper > 1.5 * inset) & (below_upper < 3.0 * inset)  # the upper teeth
+        assert past_inset.sum() >= 3 and difference[past_inset].mean() > 40, opening
+        middle = (below_upper > 0.4 * gap) & (below_upper < 0.6 * gap)
+        assert difference[middle].min() > 40, opening  # the cavity
+
 
 def test_closed_eyes_remove_the_iris(mesh, portrait, portrait_landmarks, portrait_cues):
     target = edited(portrait_cues, close_eyes(portrait_cues.normalized[0], 1.0))

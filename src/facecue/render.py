@@ -127,10 +127,13 @@ NOSE_BASE = 2  # MediaPipe's subnasale: the skull's reference for the upper teet
 SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lightness is read
 # Real lips are thick and rounded at their inner edge: at MediaPipe's inner-lip points the mouth
 # still shows lip, and the dark interior begins further in. The synthesized interior fades in over
-# this fraction of the lip gap from each inner lip (the warped lips show there): filling the whole
-# inner polygon made MediaPipe read the rendered mouth 1.32x as open as drawn at p50 (mean of the 7
-# talking videos re-driven by their own landmarks, benchmarks/mouth_readback.py); 1.08x with 0.3.
+# this fraction of the lip gap from each inner lip (the warped lips show there), and over at most
+# MOUTH_LIP_INSET_MAX eye units (the lip's roll does not grow with the jaw: a wide-open mouth would
+# show a smeared band of stretched lip over its teeth). Filling the whole inner polygon made
+# MediaPipe read the rendered mouth 1.32x as open as drawn at p50 (mean of the 7 talking videos
+# re-driven by their own landmarks, benchmarks/mouth_readback.py).
 MOUTH_LIP_INSET = 0.3
+MOUTH_LIP_INSET_MAX = 0.025
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
 TONGUE_RGB = (158, 66, 72)
@@ -1044,8 +1047,10 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     rise = v_lo - v  # above the lower inner lip
     fraction = depth / np.maximum(gap, 1e-3)  # of the gap, below the upper inner lip (rise: 1 - fraction)
     if not model.open:
-        alpha *= _smoothstep(fraction, 0.0, MOUTH_LIP_INSET)
-        alpha *= _smoothstep(1.0 - fraction, 0.0, MOUTH_LIP_INSET)
+        inset = np.minimum(gap * MOUTH_LIP_INSET, MOUTH_LIP_INSET_MAX * unit)
+        np.maximum(inset, 1e-3, out=inset)
+        alpha *= _smoothstep(depth / inset, 0.0, 1.0)
+        alpha *= _smoothstep(rise / inset, 0.0, 1.0)
     _unit_clip(fraction)
     x_mid = (u - np.float32(target.midline_u)) * np.float32(target.width)
     # the layers' colours are fixed colours x weights: (k, h, w) weights of CAVITY_DARK_RGB,
