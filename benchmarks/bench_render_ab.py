@@ -59,8 +59,9 @@ def old_render_module(ref: str, folder: Path):
 
 
 def render_inputs(portrait: Path, emotion: str, full: bool, size: int, speech: np.ndarray) -> dict[str, np.ndarray]:
-    """What generate hands the renderer for ``speech`` ((n,) float32 at the sample rate): ``image`` (H, W, 3) uint8, ``points`` (478, 3) float32
-    and ``sequence`` (T, 478, 3) float32 in output pixels, ``expression`` (T, 8) float32."""
+    """What generate hands the renderer for ``speech`` ((n,) float32 at the sample rate): ``image``
+    (H, W, 3) uint8, ``points`` (478, 3) float32 and ``sequence`` (T, 478, 3) float32 in output
+    pixels, ``expression`` (T, 8) float32."""
     from facecue import io
     from facecue.cues import FaceCues
     from facecue.generate import GenerateConfig, cue_audio, landmark_frames, speech_cues, working_portrait
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames per clip, spread over it (default 60)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--png", type=Path, help="save the most different frame of each row here")
-    parser.add_argument("--out", type=Path, help="write the table into this markdown file (its bench_render_ab section)")
+    parser.add_argument("--out", type=Path,
+                        help="write the table into this markdown file (its bench_render_ab section)")
     args = parser.parse_args(argv)
     command = shlex.join(["python", "benchmarks/bench_render_ab.py", *(sys.argv[1:] if argv is None else argv)])
     cv2.setNumThreads(1)
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     from facecue.cli import asset_path
 
     portraits = [Path(asset_path("portrait.png"))]
-    portraits += [PORTRAITS_DIR / name for name in args.portraits.split(",") if name and (PORTRAITS_DIR / name).exists()]
+    portraits += [PORTRAITS_DIR / name for name in args.portraits.split(",")
+                  if name and (PORTRAITS_DIR / name).exists()]
     if args.png:
         args.png.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="facecue-render-ab-") as tmp:
@@ -143,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"{args.rounds} interleaved rounds in one process, OpenCV on 1 thread. Milliseconds per frame: median "
                  "of the rounds, then every round; pixel difference over every frame of both, in 8-bit levels.", "",
                  *machine_description(), "",
-                 "| portrait | case | emotion | old ms/frame (median; rounds) | new ms/frame (median; rounds) | new/old "
-                 "| max diff | mean diff |",
+                 "| portrait | case | emotion | old ms/frame (median; rounds) | new ms/frame (median; rounds) "
+                 "| new/old | max diff | mean diff |",
                  "|---|---|---|---|---|---|---|---|"]
         print("\n".join(lines), flush=True)
         for portrait in portraits:

@@ -211,11 +211,11 @@ def cue_audio(samples: np.ndarray) -> np.ndarray:
 
 
 def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None,
-                *, progress: bool = False, phone_helpers: int | None = 0, phones=None):
+                *, progress: bool = False, phone_helpers: int | None = 0, recognition=None):
     """Stage 1 with the chosen cue model, then the per-cue controls. ``phone_helpers``: processes
     that decode phones beside this one (:func:`facecue.audio.recognize_phones`' ``helpers``);
-    ``phones``: a :class:`facecue.audio.PhoneRecognition` of ``audio_samples`` already under way
-    (the phonetic model; it replaces ``phone_helpers``)."""
+    ``recognition``: a :class:`facecue.audio.PhoneRecognition` of ``audio_samples`` already under
+    way (the phonetic model; it replaces ``phone_helpers``)."""
     from .inputs import parse_emotion_schedule
 
     schedule = parse_emotion_schedule(config.emotion)
@@ -223,8 +223,8 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
         from .audio import recognize_phones
         from .phonetic import phonetic_cues
 
-        if phones is not None:
-            phones = phones.result()
+        if recognition is not None:
+            phones = recognition.result()
         else:
             phones = recognize_phones(audio_samples, text=config.text, progress=progress, helpers=phone_helpers)
         return phonetic_cues(audio_samples, portrait_cues, schedule, config.intensity, fps=config.fps,
@@ -311,12 +311,12 @@ def generate(
     cue_model, checkpoint = resolve_cue_model(config)
     listened = cue_audio(samples)
     with contextlib.ExitStack() as phone_stack:
-        phones = None
+        recognition = None
         if cue_model == "phonetic":
             from .audio import PhoneRecognition
 
             # the helpers decode phones while this process finds the landmarks
-            phones = phone_stack.enter_context(PhoneRecognition(
+            recognition = phone_stack.enter_context(PhoneRecognition(
                 listened, config.text, progress=progress, helpers=0 if workers == 0 else None))
         portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
                                                 (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
@@ -330,7 +330,7 @@ def generate(
         controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale, pose_angles=pose_angles,
                                gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
         cues = speech_cues(listened, portrait_cues, config, controls, cue_model, checkpoint,
-                           progress=progress, phones=phones)
+                           progress=progress, recognition=recognition)
     from .audio import n_video_frames
 
     n_frames = n_video_frames(len(samples), config.fps)
