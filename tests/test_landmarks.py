@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import cv2
@@ -91,3 +93,30 @@ def test_crop_face_puts_eyes_level_at_the_expected_place(portrait, portrait_land
     back = cv2.invertAffineTransform(matrix)
     np.testing.assert_allclose(transform_landmarks(moved, back)[:, :2], portrait_landmarks[:, :2], atol=1e-3)
     assert alignment_matrix(portrait_landmarks, 512).shape == (2, 3)
+
+
+def test_face_mesh_imports_without_the_rest_of_mediapipe_and_the_package_stays_whole():
+    # a fresh interpreter: this one has imported mediapipe already
+    script = (
+        "import sys\n"
+        "from facecue.landmarks import _face_mesh_module\n"
+        "face_mesh = _face_mesh_module()\n"
+        "assert face_mesh.FaceMesh, face_mesh\n"
+        "lean = sorted(m for m in ('matplotlib', 'sounddevice', 'mediapipe.tasks') if m in sys.modules)\n"
+        "import mediapipe\n"
+        "from mediapipe.python.solutions import drawing_utils\n"
+        "print(lean, mediapipe.__version__, mediapipe.solutions.face_mesh is face_mesh,\n"
+        "      mediapipe.tasks.__name__, drawing_utils.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lean, version, same, tasks, drawing = done.stdout.split()
+    assert lean == "[]", "Face Mesh alone pulls in none of matplotlib, sounddevice, mediapipe.tasks"
+    assert version == mediapipe_version() and same == "True"
+    assert tasks == "mediapipe.tasks.python" and drawing == "mediapipe.python.solutions.drawing_utils"
+
+
+def mediapipe_version() -> str:
+    from importlib.metadata import version
+
+    return version("mediapipe")

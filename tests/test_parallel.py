@@ -3,7 +3,9 @@ a worker's failure is the caller's error, and nothing half-written is left behin
 
 from __future__ import annotations
 
+import importlib
 import os
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from facecue.cues import FaceCues
 from facecue.errors import InputError
 from facecue.io import VideoWriter
 from facecue.motion import scripted_motion
-from facecue.parallel import RenderWorkers, WorkerError
+from facecue.parallel import PRELOADED_MODULES, RenderWorkers, WorkerError, process_context
 from facecue.render import MeshRenderer, render
 
 FAIL_X = -12345.0  # a landmark x that makes the test renderers below fail
@@ -122,3 +124,24 @@ def test_a_renderer_that_does_not_pickle_is_rendered_here(portrait, portrait_lan
     assert all(np.array_equal(a, b) for a, b in zip(frames, expected)) and len(frames) == 3
     assert "cannot be sent to worker processes" in caplog.text
     assert workers.usable, "the workers are left as they were"
+
+
+def test_helpers_are_forked_with_facecue_already_imported():
+    # the fork server skips a module that does not import, without a word
+    assert all(importlib.import_module(name) for name in PRELOADED_MODULES)
+    context = process_context()
+    assert context.get_start_method() == "forkserver"
+    helper = context.Process(target=time.sleep, args=(30,), daemon=True)  # a target that imports nothing
+    helper.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the fork server's own imports may still be running on its first use
+            with open(f"/proc/{helper.pid}/maps") as maps:
+                mapped = maps.read()
+            if "cv2" in mapped or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        helper.terminate()
+        helper.join()
+    assert "/cv2/" in mapped and "pocketsphinx" in mapped, "OpenCV and pocketsphinx are loaded before the target runs"

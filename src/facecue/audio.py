@@ -1028,10 +1028,10 @@ def recognize_phones(
     progress : bool
         Report progress (seconds of audio decoded) on stderr.
     helpers : int or None
-        Free decoding only: processes (spawned) that decode pieces beside this one; the phones
-        are the same with any number. 0: none; None: :func:`phone_helpers` (one per further
-        core). Spawned processes import the caller's ``__main__``: a script that asks for helpers
-        needs the ``if __name__ == "__main__":`` guard.
+        Free decoding only: processes (:func:`facecue.parallel.process_context`) that decode
+        pieces beside this one; the phones are the same with any number. 0: none; None:
+        :func:`phone_helpers` (one per further core). Helper processes import the caller's
+        ``__main__``: a script that asks for helpers needs the ``if __name__ == "__main__":`` guard.
 
     Returns
     -------
@@ -1140,7 +1140,7 @@ def phone_helpers(n_pieces: int) -> int:
 
 class _FreeDecoding:
     """Free phone decoding of ``x`` in pieces of at most ``chunk_frames`` phone frames (cut at
-    quiet points, :func:`_silence_pieces`): ``helpers`` spawned processes are given the last
+    quiet points, :func:`_silence_pieces`): ``helpers`` helper processes are given the last
     pieces at construction; :meth:`result` decodes the first ones here and collects the rest, in
     clip time.
 
@@ -1166,11 +1166,12 @@ class _FreeDecoding:
         self._remote: dict[int, Any] = {}
         self._pool = None
         if self._split < n:
-            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            from .parallel import process_context
+
             try:
-                self._pool = ProcessPoolExecutor(n_helpers, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(n_helpers, mp_context=process_context())
                 self._remote = {i: self._pool.submit(_allphone_piece, x[s0:s1])
                                 for i, (s0, s1) in enumerate(self._pieces) if i >= self._split}
             except (OSError, RuntimeError) as e:  # pragma: no cover - no processes on this system

@@ -294,6 +294,7 @@ def generate(
     from .cues import FaceCues, extract_cues
     from .inputs import check_max_seconds
     from .landmarks import detect_landmarks
+    from .parallel import default_workers, start_process_server
     from .phonetic import CueControls
     from .progress import progress_bar
 
@@ -308,6 +309,10 @@ def generate(
     start = time.perf_counter()
     image, output_size, notes = working_portrait(io.read_image(portrait), config)
     samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
+    if config.renderer == "mesh" and (default_workers(len(samples) / SAMPLE_RATE) if workers is None else workers):
+        # render workers (and phone helpers) are forked from it: its imports run while this
+        # process finds the landmarks, not when the first helper is wanted
+        start_process_server()
     cue_model, checkpoint = resolve_cue_model(config)
     listened = cue_audio(samples)
     with contextlib.ExitStack() as phone_stack:

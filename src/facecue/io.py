@@ -77,6 +77,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 _AAC_FRAME = 1024  # samples per AAC frame; also the chunk size audio is encoded in
 _AAC_FALLBACK_RATE = 48_000  # Hz, used when AAC rejects the requested sample rate
 _ADTS_PRIMING = 1024  # samples of encoder delay of raw ADTS .aac (ffmpeg/FDK AAC-LC)
+# ffmpeg's AAC coder for the muxed speech: "fast" in place of its default "twoloop" takes a third
+# to a quarter of the CPU (60 s of 16 kHz speech: 0.2 s vs 0.7-1.1 s, in the encoding process on
+# the critical path) at a log-spectral distance to the input of 0.56 dB (twoloop 0.38 dB; both
+# far under the ~1 dB where differences start to be heard), SNR 33.5 dB (twoloop 38.4 dB)
+AAC_CODER = "fast"
 # libx264 settings of every written video: veryfast at crf 18 comes within 0.5 dB (PSNR against
 # the rendered frames) of medium at crf 20 for a third of the CPU time and a similar file size
 # (benchmarks/bench_encoder.py, BENCHMARKS.md)
@@ -1024,6 +1029,7 @@ class VideoWriter:
             if self._audio is not None:
                 a = self._container.add_stream("aac", rate=self._audio_rate)
                 a.layout = "mono"
+                a.options = {"aac_coder": AAC_CODER}
                 a.time_base = Fraction(1, self._audio_rate)
                 self._astream = a
         except (av.FFmpegError, OSError) as e:

@@ -8,9 +8,13 @@ the image width; smaller is closer to the camera).
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import sys
+import threading
+import types
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -50,8 +54,55 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def _face_mesh_module():
-    # Imported lazily: mediapipe takes ~1 s to import and pulls in jax/protobuf.
+# Packages whose ``__init__`` import everything MediaPipe offers; see _face_mesh_module.
+_DEFERRED_PACKAGES = ("mediapipe", "mediapipe.python.solutions")
+_import_lock = threading.RLock()
+
+
+def _deferred_package(name: str) -> types.ModuleType:
+    """Register package ``name`` in ``sys.modules`` without running its ``__init__``; the
+    ``__init__`` runs (into the same module object) the first time an attribute the package does
+    not yet have is asked for, so later users of the package see the usual one."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        raise ImportError(f"{name} is not an importable package")
+    package = importlib.util.module_from_spec(spec)
+
+    def finish_import(attribute: str):
+        with _import_lock:
+            if package.__dict__.get("__getattr__") is finish_import:
+                del package.__dict__["__getattr__"]
+                spec.loader.exec_module(package)
+        return object.__getattribute__(package, attribute)
+
+    package.__getattr__ = finish_import  # PEP 562: asked only for attributes the module lacks
+    sys.modules[name] = package
+    return package
+
+
+def _face_mesh_module() -> types.ModuleType:
+    """MediaPipe's Face Mesh solution module (imported on first use).
+
+    ``import mediapipe`` runs the package's ``__init__``, which imports every solution and task,
+    among them matplotlib (through ``drawing_utils``) and sounddevice (which runs ldconfig and gcc
+    looking for PortAudio): about 0.75 s of its 0.9 s, on the critical path of every ``generate``,
+    for modules Face Mesh never uses. So when no one has imported mediapipe yet, ``mediapipe`` and
+    ``mediapipe.python.solutions`` are registered without their ``__init__`` (see
+    :func:`_deferred_package`) and only the Face Mesh modules are imported; if that fails for any
+    reason, the usual import runs instead.
+    """
+    with _import_lock:
+        if "mediapipe" not in sys.modules:
+            before = set(sys.modules)
+            try:
+                for name in _DEFERRED_PACKAGES:
+                    _deferred_package(name)
+                return importlib.import_module("mediapipe.python.solutions.face_mesh")
+            except Exception as exc:  # e.g. another mediapipe layout: fall back to the plain import
+                log.debug("lean mediapipe import failed (%s); importing the whole package", exc)
+                for name in set(sys.modules) - before:
+                    if name == "mediapipe" or name.startswith("mediapipe."):
+                        del sys.modules[name]
     from mediapipe.python.solutions import face_mesh
 
     return face_mesh
