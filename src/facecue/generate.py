@@ -236,17 +236,27 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
                         progress=progress)
 
 
+def render_worker_count(config: GenerateConfig, seconds: float, workers: int | None) -> int:
+    """How many render workers render ``seconds`` of video: ``workers`` when given, else
+    :func:`facecue.parallel.default_workers`; 0 for another renderer than the mesh."""
+    if config.renderer != "mesh":
+        return 0
+    from .parallel import default_workers
+
+    return default_workers(seconds) if workers is None else int(workers)
+
+
 def start_render_workers(config: GenerateConfig, seconds: float, workers: int | None, stack: contextlib.ExitStack):
     """The :class:`facecue.parallel.RenderWorkers` that render ``seconds`` of video (closed with
-    ``stack``), converting frames for the encoder too; None when frames are rendered here (another
-    renderer than the mesh, ``workers=0``, or :func:`facecue.parallel.default_workers` says so)."""
-    if config.renderer != "mesh":
+    ``stack``), converting frames for the encoder too; None when frames are rendered here
+    (:func:`render_worker_count` is 0)."""
+    n_workers = render_worker_count(config, seconds, workers)
+    if n_workers <= 0:
         return None
     from .io import Yuv420p
-    from .parallel import RenderWorkers, default_workers
+    from .parallel import RenderWorkers
 
-    n_workers = default_workers(seconds) if workers is None else int(workers)
-    return stack.enter_context(RenderWorkers(n_workers, finish=Yuv420p())) if n_workers > 0 else None
+    return stack.enter_context(RenderWorkers(n_workers, finish=Yuv420p()))
 
 
 def landmark_frames(cues, chunk: int = 250):
@@ -294,7 +304,7 @@ def generate(
     from .cues import FaceCues, extract_cues
     from .inputs import check_max_seconds
     from .landmarks import detect_landmarks
-    from .parallel import default_workers, start_process_server
+    from .parallel import start_process_server
     from .phonetic import CueControls
     from .progress import progress_bar
 
@@ -309,7 +319,7 @@ def generate(
     start = time.perf_counter()
     image, output_size, notes = working_portrait(io.read_image(portrait), config)
     samples = io.read_audio(audio, max_seconds=check_max_seconds(config.max_seconds))
-    if config.renderer == "mesh" and (default_workers(len(samples) / SAMPLE_RATE) if workers is None else workers):
+    if render_worker_count(config, len(samples) / SAMPLE_RATE, workers) > 0:
         # render workers (and phone helpers) are forked from it: its imports run while this
         # process finds the landmarks, not when the first helper is wanted
         start_process_server()

@@ -197,9 +197,10 @@ def _rebuilt(payload: tuple | None) -> BaseException | None:
 class RenderWorkers:
     """``n`` processes (:func:`process_context`) that render frames for :func:`render_in_workers`.
 
-    They start at once (importing NumPy, OpenCV and :mod:`facecue.render` takes a moment) and
-    wait for a renderer; use as a context manager, or call :meth:`close`. One set of workers
-    serves one :func:`render_in_workers` run at a time.
+    They start at once (forked from the fork server, which imports NumPy, OpenCV and
+    :mod:`facecue.render` once, on its first use) and wait for a renderer; use as a context
+    manager, or call :meth:`close`. One set of workers serves one :func:`render_in_workers` run
+    at a time.
 
     finish : optional picklable callable applied to every frame in the worker, e.g.
         :class:`facecue.io.Yuv420p` (the encoder's colour conversion, which then runs in the
