@@ -22,7 +22,13 @@ outer-eye-corner units) compared:
 
 This isolates the renderer's appearance from stage 1: the same landmarks, real pixels vs mesh
 pixels. A ratio above 1 means MediaPipe (and the mouth bar, which reads rendered videos with it)
-sees a wider mouth than drawn. Needs the shared data.
+sees a wider mouth than drawn.
+
+The same frames also measure the mouth *interior* (the second table): inside the drawn inner-lip
+polygon, the share of teeth-like pixels (HSV saturation < TEETH_MAX_SATURATION and value >
+TEETH_MIN_VALUE x the cheeks' value) and of dark pixels (value < DARK_MAX_VALUE x the cheeks'), real
+frame vs rendered frame, by tercile of the drawn gap (t0 = the most closed third). The summary is the
+mean absolute real - rendered difference over clips and terciles. Needs the shared data.
 """
 
 from __future__ import annotations
@@ -39,8 +45,32 @@ sys.path.insert(0, str(ROOT / "src"))
 
 DATA = ROOT.parent / "shared" / "data"
 INNER_UPPER, INNER_LOWER = 13, 14
+CHEEK_POINTS = (50, 280)  # MediaPipe cheek points: the skin brightness the interior is compared with
+TEETH_MAX_SATURATION = 0.3
+TEETH_MIN_VALUE = 0.6
+DARK_MAX_VALUE = 0.4
 # name -> (folder under --data, file pattern)
 VIDEO_SETS = {"talking": ("talking", "*.mp4"), "mead": ("mead_clips", "*_level*_001.mp4")}
+
+
+def interior_fractions(frame: np.ndarray, points: np.ndarray, loop: np.ndarray) -> tuple[float, float]:
+    """(teeth, dark) shares of the pixels inside the inner-lip polygon ``points[loop]`` of one (H, W, 3)
+    uint8 RGB frame (points: (478, 2+) pixels); NaN when the polygon holds fewer than 6 pixels."""
+    import cv2
+
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points[loop, :2]).astype(np.int32)], 1)
+    inside = mask.astype(bool)
+    if inside.sum() < 6:
+        return float("nan"), float("nan")
+    hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV).astype(np.float32)
+    h, w = frame.shape[:2]
+    probes = [hsv[max(int(y) - 3, 0) : min(int(y) + 4, h), max(int(x) - 3, 0) : min(int(x) + 4, w), 2].ravel()
+              for x, y in points[list(CHEEK_POINTS), :2]]
+    skin = float(np.median(np.concatenate(probes)))
+    value, saturation = hsv[..., 2][inside], hsv[..., 1][inside] / 255.0
+    teeth = (saturation < TEETH_MAX_SATURATION) & (value > TEETH_MIN_VALUE * skin)
+    return float(teeth.mean()), float((value < DARK_MAX_VALUE * skin).mean())
 
 
 def readback(video: Path, frames: int, mouth: str) -> dict:
@@ -48,7 +78,7 @@ def readback(video: Path, frames: int, mouth: str) -> dict:
     from facecue.evaluate import mouth_opening
     from facecue.io import iter_video_frames
     from facecue.landmarks import track_landmarks
-    from facecue.render import detect_portrait_landmarks, render
+    from facecue.render import detect_portrait_landmarks, mesh_topology, render
 
     real_frames = [frame for _, frame in zip(range(frames), iter_video_frames(video))]
     size = (real_frames[0].shape[1], real_frames[0].shape[0])
@@ -67,6 +97,14 @@ def readback(video: Path, frames: int, mouth: str) -> dict:
         row[f"ratio_p{q}"] = row[f"read_p{q}"] / row[f"drawn_p{q}"]
     row["upper_shift"] = float(shift[:, INNER_UPPER].mean())
     row["lower_shift"] = float(shift[:, INNER_LOWER].mean())
+    loop = mesh_topology().mouth_loop
+    real = np.array([interior_fractions(f, p, loop) for f, p in zip(real_frames, drawn)])
+    synthetic = np.array([interior_fractions(f, p, loop) for f, p in zip(rendered, drawn)])
+    tercile = np.searchsorted(np.quantile(gap_drawn, [1 / 3, 2 / 3]), gap_drawn)
+    for t in range(3):
+        for k, name in enumerate(("teeth", "dark")):
+            row[f"real_{name}_t{t}"] = float(np.nanmean(real[tercile == t, k]))
+            row[f"rendered_{name}_t{t}"] = float(np.nanmean(synthetic[tercile == t, k]))
     return row
 
 
@@ -115,7 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("ratio_p50", "ratio_p90", "upper_shift", "lower_shift")}
     lines += [f"| **mean of {len(rows)}** | | | | **{mean['ratio_p50']:.2f}** | | | **{mean['ratio_p90']:.2f}** | "
               f"{100 * mean['upper_shift']:+.1f} | {100 * mean['lower_shift']:+.1f} |", "",
-              f"Measured in {(time.perf_counter() - started) / 60:.1f} minutes."]
+              "## Mouth interior: real vs rendered pixels inside the inner lips", "",
+              f"Share of teeth-like pixels (saturation < {TEETH_MAX_SATURATION}, value > {TEETH_MIN_VALUE} x the "
+              f"cheeks') and dark pixels (value < {DARK_MAX_VALUE} x the cheeks') inside the drawn inner-lip polygon, "
+              "real / rendered, by tercile of the drawn gap (t0 = the most closed third).", "",
+              "| clip | teeth t0 | teeth t1 | teeth t2 | dark t0 | dark t1 | dark t2 |",
+              "|---|--:|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        cells = [f"{r[f'real_{name}_t{t}']:.2f} / {r[f'rendered_{name}_t{t}']:.2f}"
+                 for name in ("teeth", "dark") for t in range(3)]
+        lines.append(f"| {r['clip']} | " + " | ".join(cells) + " |")
+    error = {name: [r[f"real_{name}_t{t}"] - r[f"rendered_{name}_t{t}"] for r in rows for t in range(3)]
+             for name in ("teeth", "dark")}
+    lines += ["", "Mean |real - rendered| over clips and terciles (signed mean; > 0 = the real mouth shows more): "
+              + ", ".join(f"{name} **{np.mean(np.abs(d)):.3f}** ({np.mean(d):+.3f})" for name, d in error.items())
+              + ".", "", f"Measured in {(time.perf_counter() - started) / 60:.1f} minutes."]
     report = "\n".join(lines)
     print(report)
     if args.out:

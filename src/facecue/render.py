@@ -108,15 +108,22 @@ LASH_CLOSURE = (0.7, 0.85)
 MOUTH_OPEN_RATIO = 0.06  # portrait's inner-lip gap / mouth width above which its interior is reused
 MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
 # Synthesized mouth interior, sizes in units of the outer-eye-corner distance (about 9 cm).
-TEETH_HEIGHT = 0.05  # upper incisors' edge below the portrait's resting upper-lip line (fixed to the skull)
+# Upper incisors' edge below the portrait's resting upper-lip line (fixed to the skull): ~2.2 mm,
+# the average adult's incisor display at rest (Vig & Brundo 1978: men 1.9 mm, women 3.4 mm). At
+# 0.05 (~4.5 mm) the renderer showed more teeth than the real talking videos (teeth-like pixels
+# inside the inner lips 0.08 too many on average, the recogniser read surprise's open mouth as
+# angry on 4 of the 9 calibration portraits); see benchmarks/mouth_readback.py.
+TEETH_HEIGHT = 0.025
 TEETH_HALF_WIDTH = 0.24  # upper teeth visible up to this distance from the midline
 TEETH_BARED = 0.03  # how far the upper lip can rise above the teeth's resting place (eye units)
 LOWER_TEETH_RISE = 0.025  # lower incisors' edge above the lower inner lip (they move with the jaw)
 LOWER_TEETH_HALF_WIDTH = 0.17
 LOWER_TEETH_SHADE = 0.8  # the lower row sits in the upper row's and the lip's shadow
 TOOTH_EDGES = (0.0, 0.095, 0.165, 0.225)  # tooth boundaries from the midline (incisors, canine)
-TONGUE_HALF_WIDTH = 0.22
-TONGUE_HEIGHT = 0.09
+# The tongue fills the bottom of the open mouth: real talking mouths are mostly tongue, teeth and
+# lit mid-tones, seldom the near-black cavity (benchmarks/mouth_readback.py, dark pixels).
+TONGUE_HALF_WIDTH = 0.26
+TONGUE_HEIGHT = 0.12
 TEETH_RGB = (236, 226, 206)  # in a well-lit portrait; scaled by the portrait's skin lightness
 # Lip gap at the midline (eye units) over which the upper teeth come into view and into the light:
 # in barely parted lips real teeth are covered or in shadow (a white band there reads as bared teeth
