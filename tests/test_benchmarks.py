@@ -86,3 +86,29 @@ def test_printed_columns_agree_with_each_other(compute_s):
     _, _, _, _, printed_s, fps, rtf, _, _ = cells
     assert float(fps) == pytest.approx(125 / float(printed_s), rel=0.015), table
     assert float(rtf) == pytest.approx(float(printed_s) / 5, rel=0.015), table
+
+
+def test_mouth_interior_fractions_known_answer():
+    """`benchmarks/mouth_readback.py`'s teeth / dark shares inside the inner-lip polygon: a mouth
+    half white (teeth) and half near-black (cavity) on skin-coloured cheeks reads 0.5 / 0.5; a
+    lip-coloured mouth reads neither; a polygon of a few pixels reads NaN."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("facecue_mouth_readback", REPO / "benchmarks" / "mouth_readback.py")
+    readback = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readback)
+    frame = np.full((100, 120, 3), (200, 160, 140), np.uint8)  # skin: HSV value 200
+    points = np.zeros((478, 2))
+    points[list(readback.CHEEK_POINTS)] = [[10, 10], [110, 10]]
+    loop = np.array([0, 1, 2, 3])
+    points[loop] = [[40, 40], [80, 40], [80, 60], [40, 60]]
+    frame[40:61, 40:60] = (245, 245, 240)  # teeth: bright, unsaturated
+    frame[40:61, 60:81] = (20, 8, 10)  # cavity: value 20 < 0.4 x 200
+    teeth, dark = readback.interior_fractions(frame, points, loop)
+    assert abs(teeth - 0.5) < 0.03 and abs(dark - 0.5) < 0.03
+    frame[40:61, 40:81] = (170, 60, 70)  # lip colour: saturated, mid value
+    assert readback.interior_fractions(frame, points, loop) == (0.0, 0.0)
+    points[loop] = [[40, 40], [41, 40], [41, 41], [40, 41]]
+    assert all(np.isnan(readback.interior_fractions(frame, points, loop)))

@@ -120,10 +120,12 @@ LOWER_TEETH_RISE = 0.025  # lower incisors' edge above the lower inner lip (they
 LOWER_TEETH_HALF_WIDTH = 0.17
 LOWER_TEETH_SHADE = 0.8  # the lower row sits in the upper row's and the lip's shadow
 TOOTH_EDGES = (0.0, 0.095, 0.165, 0.225)  # tooth boundaries from the midline (incisors, canine)
-# The tongue fills the bottom of the open mouth: real talking mouths are mostly tongue, teeth and
-# lit mid-tones, seldom the near-black cavity (benchmarks/mouth_readback.py, dark pixels).
-TONGUE_HALF_WIDTH = 0.26
-TONGUE_HEIGHT = 0.12
+# Real talking mouths show less near-black cavity than this tongue leaves (benchmarks/mouth_readback.py,
+# dark pixels), but a larger tongue (0.12 x 0.26, also capped at half the lip gap) filled narrow
+# openings with lip colour: MediaPipe read them as closed and lip sync on the rendered video fell
+# below 0.5 on one held-out clip (benchmarks/product_bars.py).
+TONGUE_HALF_WIDTH = 0.22
+TONGUE_HEIGHT = 0.09
 TEETH_RGB = (236, 226, 206)  # in a well-lit portrait; scaled by the portrait's skin lightness
 # Lip gap at the midline (eye units) over which the upper teeth come into view and into the light:
 # in barely parted lips real teeth are covered or in shadow (a white band there reads as bared teeth
