@@ -116,6 +116,12 @@ MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
 TEETH_HEIGHT = 0.025
 TEETH_HALF_WIDTH = 0.24  # upper teeth visible up to this distance from the midline
 TEETH_BARED = 0.03  # how far the upper lip can rise above the teeth's resting place (eye units)
+# The lower row's edge follows the lower inner lip. Tried and not taken: the edge carried by the
+# jaw (the chin, MediaPipe 152, below the nose base), shown up to 0.025-0.08 eye units above the
+# lip when the lip drops further than the jaw. Driven by the real clips' own landmarks
+# (benchmarks/mouth_readback.py, first 60 frames), the teeth-like share's error fell 0.163 ->
+# 0.134 on the MEAD clips but rose 0.093 -> 0.133-0.157 on the talking videos, the read-back gap
+# rose 1.04 -> 1.07 (p50), and phonetic lip sync on LibriSpeech 3436 fell to 0.494 at 0.05.
 LOWER_TEETH_RISE = 0.025  # lower incisors' edge above the lower inner lip (they move with the jaw)
 LOWER_TEETH_HALF_WIDTH = 0.17
 LOWER_TEETH_SHADE = 0.8  # the lower row sits in the upper row's and the lip's shadow
@@ -143,6 +149,14 @@ SKIN_PROBES = (50, 280, 151, 205, 425)  # cheeks, forehead: where the skin's lig
 # re-driven by their own landmarks, benchmarks/mouth_readback.py).
 MOUTH_LIP_INSET = 0.3
 MOUTH_LIP_INSET_MAX = 0.025
+# Real mouths are lighter inside than these colours: driven by the real clips' own landmarks
+# (benchmarks/mouth_readback.py, first 60 frames), the rendered interiors hold 0.29 (MEAD) and
+# 0.14 (talking videos) more dark pixels (value < 0.4 x the cheeks') than the real ones, and the
+# real clips' median non-teeth interior pixel of their most open frames is about 0.5-0.6 x the
+# cheeks' colour in every channel. A cavity at 0.35 / 0.65 x the portrait's skin colour matched
+# the dark share (mean |error| 0.11 MEAD, 0.09 talking) but moved phonetic lip sync on LibriSpeech
+# 3436 (benchmarks/product_bars.py) to 0.494, and 0.30 / 0.60 to 0.500; that clip's 0.507 moves
+# by +-0.02 with any change of the mouth's look, so these stay until lip sync has more margin.
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
 TONGUE_RGB = (158, 66, 72)
