@@ -78,6 +78,13 @@ POSE_MOTION_GAIN = 2.2  # MEAD's 4-second clips under-sample slow head motion
 # with its neighbours, and loudness modulates around a floor.
 SPEECH_MOUTH_GAIN = 1.3
 VISEME_SHARPNESS = 1.0
+# Quiet syllables move the mouth this fraction of loud ones' (plus the held jaw). Tried and not
+# taken: 0.15. On the calibration material the mouth bar gained Obama_clip3 (p50 / p90 ratio 1.09
+# / 1.22 -> 1.05 / 1.15) and lip-sync r with loudness rose 0.684 -> 0.718 (7 recordings, bundled
+# portrait; held out: LibriSpeech 3436 0.507 -> 0.564), but the recogniser's top-1 on the
+# calibration portraits fell 33 -> 31 of 54 (fear 4 -> 3, sad 7 -> 6), DreamTalk's surprised case
+# read neutral, and r with the real speakers' mouths stayed 0.34: the mouth followed loudness more
+# closely than real ones do (docs/expressiveness/README.md) without moving more like them.
 LOUDNESS_FLOOR = 0.3
 SPEECH_JAW_OPENING = 0.05  # canonical units of inner-lip gap held open while speaking
 SILENCE_DB = -32.0  # frames this far below the loud speech's level close the mouth
