@@ -89,7 +89,7 @@ def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
         row["pass"] = abs(row["ratio_p90"] - 1) <= 0.2 and abs(row["ratio_p50"] - 1) <= 0.3
         # the product bars' lip-sync measure, on the real video and on facecue's
         real_opening, fake_opening = mouth_opening(real_cues), mouth_opening(fake_cues)
-        loudness = loudness_envelope(read_audio(audio), 25.0, len(real_opening))
+        loudness = loudness_envelope(read_audio(audio), real_cues.fps, len(real_opening))
         row["sync_real"] = float(lip_sync_score(real_opening, loudness)[0])
         row["sync_facecue"] = float(lip_sync_score(fake_opening, loudness)[0])
         row["sync_facecue_vs_real"] = float(lip_sync_score(fake_opening, real_opening)[0])
