@@ -3,7 +3,8 @@
 Usage: python scripts/calibrate_expressiveness.py [--data ../shared/data] [--out docs/calibration]
            [--parts mouth geometry recogniser]
            [--try '{"gains": {...}, "detail": 1.6, "emphasis": {"fear": {"jaw": 1.5}},
-                    "actions": {"fear": {"lip_stretch": 0.05}}}' ...]
+                    "actions": {"fear": {"lip_stretch": 0.05}}, "detail_emphasis": {"sad": 2.0},
+                    "teeth_bared": {"happy": 0.5}}' ...]
 
 Render, re-extract with facecue's own extractor (MediaPipe + cue geometry) or read with the
 FER2013 recogniser, compare with the real statistics. Only **calibration** material is used here;
@@ -18,8 +19,8 @@ FER2013 recogniser, compare with the real statistics. Only **calibration** mater
 * **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits and 5 MEAD frames
   (``CALIBRATION_MEAD_FRAMES``, two of them smiling) with 6 s of StyleTalk speech: top-1 of the
   FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN``,
-  ``phonetic.EMOTION_EMPHASIS`` and ``phonetic.EMOTION_ACTIONS``; ``--try`` evaluates other
-  settings in the same run.
+  ``phonetic.EMOTION_EMPHASIS``, ``phonetic.EMOTION_ACTIONS``, ``render.EMOTION_DETAIL_EMPHASIS``
+  and ``render.EMOTION_TEETH_BARED``; ``--try`` evaluates other settings in the same run.
 
 Parts not run keep their previous results in ``--out`` (each part's date is shown).
 """
@@ -128,6 +129,7 @@ def geometry(data: Path, tmp: Path) -> list[dict]:
 def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
     import facecue.phonetic as phonetic
     import facecue.render as render
+    from facecue.constants import EMOTIONS
     from facecue.expression import load_recogniser, read_video_emotion
     from facecue.generate import generate
     from facecue.io import iter_video_frames, read_audio, write_image, write_wav
@@ -143,17 +145,23 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
         path = tmp / f"speech_{name}.wav"
         write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
         speech.append(path)
-    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN)
+    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS, render.EMOTION_TEETH_BARED)
 
     def restore() -> None:
         phonetic.restore_emotion_settings(saved[0])
-        render.DETAIL_GAIN = saved[1]
+        render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS, render.EMOTION_TEETH_BARED = saved[1:]
+
+    def per_emotion_tuple(current: tuple, changes: dict) -> tuple:  # {"sad": 2.0} over an EMOTIONS-ordered tuple
+        return tuple(float(changes.get(name, value)) for name, value in zip(EMOTIONS, current))
 
     results = []
     try:
         for setting in settings:
             phonetic.set_emotion_region_gains(**setting.get("gains", {}))
             render.DETAIL_GAIN = float(setting.get("detail", render.DETAIL_GAIN))
+            render.EMOTION_DETAIL_EMPHASIS = per_emotion_tuple(render.EMOTION_DETAIL_EMPHASIS,
+                                                               setting.get("detail_emphasis", {}))
+            render.EMOTION_TEETH_BARED = per_emotion_tuple(render.EMOTION_TEETH_BARED, setting.get("teeth_bared", {}))
             for emotion, factors in setting.get("emphasis", {}).items():
                 phonetic.set_emotion_emphasis(emotion, **factors)
             for emotion, amounts in setting.get("actions", {}).items():
@@ -168,6 +176,8 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
             result = {"gains": dict(phonetic.EMOTION_REGION_GAINS), "detail": render.DETAIL_GAIN,
                       "emphasis": {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()},
                       "actions": {k: dict(v) for k, v in phonetic.EMOTION_ACTIONS.items()},
+                      "detail_emphasis": dict(zip(EMOTIONS, render.EMOTION_DETAIL_EMPHASIS)),
+                      "teeth_bared": dict(zip(EMOTIONS, render.EMOTION_TEETH_BARED)),
                       "top1_6_emotions": sum(r[1] == r[2] for r in emo) / len(emo),
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
                       "portraits": list(portraits), "reads": reads}
@@ -211,16 +221,25 @@ def write(out: Path, results: dict) -> None:
         lines += ["## FER2013 recogniser on calibration portraits", "",
                   f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
-                  "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes | top-1, 6 emotions | neutral read as neutral |",
-                  "|--:|--:|--:|--:|---|---|--:|--:|"]
+                  "Renderer per emotion: *detail x* multiplies the detail gain (`render.EMOTION_DETAIL_EMPHASIS`), *teeth bared* "
+                  "is how far the emotion bares the synthesized teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0.", "",
+                  "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes | detail x | teeth bared "
+                  f"| top-1, 6 emotions (of {len(results['recogniser'][0]['portraits'])} each) | neutral read as neutral |",
+                  "|--:|--:|--:|--:|---|---|---|---|--:|--:|"]
         def per_emotion(table: dict) -> str:  # {"fear": {"jaw": 1.5}} -> "fear jaw 1.5"
             return "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items()) for e, f in table.items()) or "none"
+
+        def named(table: dict, default: float) -> str:  # {"sad": 2.2, "angry": 1.0} -> "sad 2.2"
+            return ", ".join(f"{e} {v:g}" for e, v in table.items() if v != default) or "none"
 
         for r in results["recogniser"]:
             g = r["gains"]
             emphasis, actions = per_emotion(r.get("emphasis", {})), per_emotion(r.get("actions", {}))
+            judged = list(dict.fromkeys(e for _, e, _ in r["reads"] if e != "neutral"))
+            hits = ", ".join(f"{e} {sum(t == e and p == e for _, t, p in r['reads'])}" for e in judged)
             lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | {actions} | "
-                         f"{r['top1_6_emotions']:.0%} | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
+                         f"{named(r.get('detail_emphasis', {}), 1.0)} | {named(r.get('teeth_bared', {}), 0.0)} | "
+                         f"{r['top1_6_emotions']:.0%} ({hits}) | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
 

@@ -522,6 +522,53 @@ def test_lower_teeth_show_above_the_lower_lip_of_an_open_mouth(portrait, portrai
     assert lower_teeth > cavity + 40  # incisors above the lower lip, the dark cavity above them
 
 
+def test_angry_bares_the_lower_teeth_of_a_slightly_parted_mouth(portrait, portrait_landmarks, portrait_cues):
+    """Real MEAD anger talks through nearly clenched teeth: with angry weights the same parted lips
+    show the lower row of teeth (light) near the lower lip, where neutral weights show the dark
+    cavity, with the cavity still between the rows; sadness (not baring) draws the mouth exactly as
+    neutral does."""
+    from facecue.constants import EMOTIONS
+
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.08))
+    engine = MeshRenderer(mouth="synthesize", expression_detail=False)
+    engine.prepare(portrait, portrait_landmarks)
+    frames = {}
+    for emotion in ("neutral", "angry", "sad"):
+        weights = np.zeros(len(EMOTIONS), np.float32)
+        weights[EMOTIONS.index(emotion)] = 1.0
+        engine.set_expression(weights)
+        frames[emotion] = engine.render_frame(target)
+    upper, lower = target[13, :2], target[14, :2]
+    x, gap = int(round(lower[0])), lower[1] - upper[1]
+    assert gap > 6
+    column = {e: luminance(f)[int(upper[1]) : int(lower[1]), x - 1 : x + 2].mean(axis=1) for e, f in frames.items()}
+    lower_part = {e: c[int(0.7 * gap) :].max() for e, c in column.items()}
+    assert lower_part["angry"] > lower_part["neutral"] + 40  # the lower row, lit
+    middle = slice(int(0.35 * gap), int(0.6 * gap))
+    assert column["angry"][middle].mean() < 80  # a dark gap between the rows
+    assert np.array_equal(frames["sad"], frames["neutral"])
+
+
+def test_detail_emphasis_scales_an_emotions_wrinkles(portrait, portrait_landmarks):
+    """Sadness' wrinkles are drawn EMOTION_DETAIL_EMPHASIS x as deep as its maps at DETAIL_GAIN."""
+    from facecue.constants import EMOTIONS
+    from facecue.render import DETAIL_GAIN, EMOTION_DETAIL_EMPHASIS, expression_detail_maps
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps")
+    engine = MeshRenderer()
+    engine.prepare(portrait, portrait_landmarks)
+    sad = EMOTIONS.index("sad")
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[sad] = 0.5
+    engine.set_expression(weights)
+    factor = engine._detail_factor()
+    maps = engine._detail[0]
+    expected = round(0.5 * EMOTION_DETAIL_EMPHASIS[sad] * DETAIL_GAIN, 3) * maps[sad]
+    assert EMOTION_DETAIL_EMPHASIS[sad] > 1.0
+    np.testing.assert_allclose(factor, expected, atol=1e-5)
+
+
 def test_expression_detail_darkens_the_brow_furrow_for_angry(portrait, portrait_landmarks):
     from facecue.constants import EMOTIONS
     from facecue.render import expression_detail_maps

@@ -162,6 +162,17 @@ MOUTH_LIP_INSET_MAX = 0.025
 # the recogniser's top-1 on the calibration portraits went 33 -> 31 of 54. That clip's 0.507 moves
 # by +-0.02 with any change of the mouth's look, so these stay until lip sync has more margin (the
 # real talking videos score -0.01 to 0.42 on it: docs/expressiveness/README.md).
+# Real MEAD level-3 speech bares its teeth in most emotions (docs/calibration/mead_sheet.jpg):
+# angry and disgusted talk through nearly clenched rows, fear and happy show both rows, sad and
+# contempt show the lower row on one or both sides; surprise drops the jaw instead. How much each
+# emotion bares them at intensity 1 (EMOTIONS order; the weights given by set_expression scale it):
+# the upper row shows deeper and lit in narrow openings, and the lower row rises from the lower
+# lip toward the upper one (the jaw stays up while the lips part).
+EMOTION_TEETH_BARED = (0.0, 1.0, 0.5, 1.0, 1.0, 0.8, 0.0, 0.0)
+BARED_TEETH_HEIGHT = 0.045  # upper incisors' visible height when fully bared (eye units)
+BARED_LOWER_RISE = 0.05  # lower incisors' edge above the lower inner lip when fully bared
+BARED_LOWER_HALF_WIDTH = 0.21
+BARED_SHOW_GAP = (0.008, 0.04)  # lip gap over which bared teeth come into view and into the light
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
 TONGUE_RGB = (158, 66, 72)
@@ -969,50 +980,56 @@ def _tooth_gaps(to_edge: np.ndarray, ax: np.ndarray, unit: float, depth: float) 
 
 
 def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray, gap_mid: float, unit: float,
-                 brightness: float) -> tuple[np.ndarray, np.ndarray]:
+                 brightness: float, bared: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Upper-teeth layer, fixed to the skull: shade (...) (x ``TEETH_RGB`` is its colour) and coverage (...).
 
     x_mid : pixels from the teeth's midline along the mouth; below_mid : pixels below the
     portrait's resting upper-lip line carried with the nose base (the incisal edge is an arch at
     a fixed depth below it, so a rising upper lip bares more teeth); below_lip :
     pixels below the upper inner lip at that column (for the lip's shadow); gap_mid : the lip gap
-    at the midline, pixels (barely parted lips show a dark line, not teeth). Inputs float32 (or
-    float64), outputs in their dtype.
+    at the midline, pixels (barely parted lips show a dark line, not teeth); bared : 0..1, how far
+    the emotion bares the teeth (``EMOTION_TEETH_BARED``). Inputs float32 (or float64), outputs in
+    their dtype.
     """
     ax = np.abs(x_mid) / unit
     aa = 0.7 / unit  # anti-aliasing width, units
     to_edge = _nearest_edge(ax, TOOTH_EDGES)
     arch = np.square(ax * (1.0 / TEETH_HALF_WIDTH))  # (ax / TEETH_HALF_WIDTH) ** 2
+    height = TEETH_HEIGHT + bared * (BARED_TEETH_HEIGHT - TEETH_HEIGHT)
     # incisal edge: an arch rising toward the canines, slightly notched between teeth
     notch = np.square(to_edge * (1.0 / 0.01))
     np.negative(notch, out=notch)
-    edge = TEETH_HEIGHT - (0.45 * TEETH_HEIGHT) * arch - 0.01 * np.exp(notch, out=notch)
+    edge = height - (0.45 * height) * arch - 0.01 * np.exp(notch, out=notch)
     d = below_mid / unit
     cover = _unit_clip((edge - d) * (1.0 / aa) + 0.5)
     cover *= _unit_clip((TEETH_HALF_WIDTH - ax) * (1.0 / (3 * aa)) + 0.5)
-    showing = _smoothstep_scalar(gap_mid / unit, *TEETH_SHOW_GAP)
+    show_from, show_to = (a + bared * (b - a) for a, b in zip(TEETH_SHOW_GAP, BARED_SHOW_GAP))
+    showing = _smoothstep_scalar(gap_mid / unit, show_from, show_to)
     cover *= showing
     # the arch turns away, into the shadow of the cheeks
     shade = np.maximum(1.0 - 0.85 * arch, 0.15)  # <= 1 already
     shade *= _tooth_gaps(to_edge, ax, unit, 0.08)
     shade *= 0.7 + 0.3 * _smoothstep(below_lip / unit, -0.005, 0.03)  # the upper lip's shadow
-    shade *= 1.0 - 0.15 * _smoothstep(d, 0.6 * TEETH_HEIGHT, TEETH_HEIGHT)  # translucent incisal edge
+    shade *= 1.0 - 0.15 * _smoothstep(d, 0.6 * height, height)  # translucent incisal edge
     shade *= brightness * (TEETH_SHADOW + (1.0 - TEETH_SHADOW) * showing)  # little light enters a narrow opening
     return shade, cover
 
 
-def _synth_lower_teeth(x_mid: np.ndarray, above_lip: np.ndarray, unit: float, brightness: float
+def _synth_lower_teeth(x_mid: np.ndarray, above_lip: np.ndarray, unit: float, brightness: float, bared: float = 0.0
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Lower-teeth layer, moving with the jaw: an arch of incisal edges ``LOWER_TEETH_RISE`` above
-    the lower inner lip's middle point (``above_lip``: pixels above it), darker than the upper row.
-    Shade (...) (x ``TEETH_RGB`` is its colour) and coverage (...), in the inputs' dtype."""
+    the lower inner lip's middle point (``above_lip``: pixels above it), darker than the upper row;
+    higher and wider as ``bared`` (0..1) goes to 1. Shade (...) (x ``TEETH_RGB`` is its colour) and
+    coverage (...), in the inputs' dtype."""
     ax = np.abs(x_mid) / unit
     aa = 0.7 / unit
     to_edge = _nearest_edge(ax, tuple(0.75 * e for e in TOOTH_EDGES))
-    arch = np.square(ax * (1.0 / LOWER_TEETH_HALF_WIDTH))
+    half_width = LOWER_TEETH_HALF_WIDTH + bared * (BARED_LOWER_HALF_WIDTH - LOWER_TEETH_HALF_WIDTH)
+    rise = LOWER_TEETH_RISE + bared * (BARED_LOWER_RISE - LOWER_TEETH_RISE)
+    arch = np.square(ax * (1.0 / half_width))
     r = above_lip / unit
-    cover = _unit_clip((LOWER_TEETH_RISE - LOWER_TEETH_RISE * 0.6 * arch - r) * (1.0 / aa) + 0.5)
-    cover *= _unit_clip((LOWER_TEETH_HALF_WIDTH - ax) * (1.0 / (3 * aa)) + 0.5)
+    cover = _unit_clip((rise - rise * 0.6 * arch - r) * (1.0 / aa) + 0.5)
+    cover *= _unit_clip((half_width - ax) * (1.0 / (3 * aa)) + 0.5)
     shade = np.maximum(1.0 - 0.6 * arch, 0.3)  # <= 1 already
     shade *= _tooth_gaps(to_edge, ax, unit, 0.2)
     shade *= (LOWER_TEETH_SHADE * brightness) * (0.8 + 0.2 * _smoothstep(r, -0.01, 0.02))  # the lip's shadow
@@ -1044,8 +1061,9 @@ def _cover_layer(weights: np.ndarray, index: int, shade: np.ndarray, cover: np.n
 
 
 def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: np.ndarray, topo: MeshTopology,
-                feather: float) -> None:
-    """Composite the mouth interior inside the target inner-lip polygon."""
+                feather: float, bared: float = 0.0) -> None:
+    """Composite the mouth interior inside the target inner-lip polygon; ``bared`` (0..1): how far
+    the frame's emotion bares the synthesized teeth (``EMOTION_TEETH_BARED``)."""
     height, width = frame.shape[:2]
     polygon = pts[topo.mouth_loop, :2].astype(np.float64)
     box = _patch_box(polygon, 2, width, height)
@@ -1125,8 +1143,9 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         colour = (w_a[..., None] * col_a + w_b[..., None] * col_b + rest * colour).astype(np.float32)
     else:
         gap_mid = float(target.lower(mid) - target.upper(mid))
-        l_shade, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness)
-        l_cover *= _smoothstep_scalar(gap_mid / unit, 0.03, 0.08)  # hidden by the lip until the jaw drops
+        l_shade, l_cover = _synth_lower_teeth(x_mid, float(target.lower(mid)) - v, unit, model.brightness, bared)
+        # hidden by the lip until the jaw drops (or the lips part over clenched teeth)
+        l_cover *= _smoothstep_scalar(gap_mid / unit, 0.03 - 0.02 * bared, 0.08 - 0.04 * bared)
         _cover_layer(weights, 3, l_shade, l_cover)
         # the upper row is fixed to the skull: its edge keeps its place below the nose while the
         # jaw drops, and shows more when the upper lip rises (a snarl, disgust)
@@ -1135,7 +1154,7 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         # ... but the landmarks' upper lip also rises on open vowels, where real teeth stay mostly
         # covered: the lip can bare at most TEETH_BARED more than at rest
         teeth_v = min(max(skull_lip_v, lip_v - TEETH_BARED * unit), lip_v + TEETH_BARED * unit)
-        shade, cover = _synth_teeth(x_mid, v - np.float32(teeth_v), depth, gap_mid, unit, model.brightness)
+        shade, cover = _synth_teeth(x_mid, v - np.float32(teeth_v), depth, gap_mid, unit, model.brightness, bared)
         _cover_layer(weights, 3, shade, cover)
         colour = cv2.transform(cv2.merge(list(weights)), palette)
     _blend(frame, box, colour, alpha)
@@ -1144,6 +1163,14 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
 # --- expression detail (wrinkles and folds) -------------------------------------------------
 
 DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (calibrated, see EMOTION_REGION_GAINS)
+# Per emotion (EMOTIONS order), a further factor on DETAIL_GAIN, chosen like it on calibration
+# portraits and speech only (scripts/calibrate_expressiveness.py). Real MEAD surprise and sadness
+# crease the forehead and brows more deeply than the warp's geometry shows; with DETAIL_GAIN 1.6
+# x 2.2 the recogniser's top-1 over the 9 calibration portraits went surprised 6 -> 8 of 9 (mean
+# p 0.50 -> 0.56) and sad 7 -> 9 (0.49 -> 0.71); fear and happy, x 1.6: p 0.28 -> 0.30 and 0.79 ->
+# 0.81, top-1 the same (fear at x 2.2 read sad on one more portrait). Anger at x 1.6 lost one
+# reading (7 -> 6, to fear), and disgust's p fell 0.075 -> 0.035: both stay at 1.
+EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.6, 1.6, 2.2, 2.2)
 DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
 DETAIL_KIND = "facecue.expression_detail"
 # MediaPipe points whose surroundings are not skin: the eye openings and the lips (their look
@@ -1716,12 +1743,18 @@ class MeshRenderer(Renderer):
         strength of each emotion's wrinkles and folds. None or zeros: none."""
         self._expression = np.zeros(0, np.float32) if weights is None else np.asarray(weights, np.float32).ravel()
 
+    def _teeth_bared(self) -> float:
+        """0..1: how far the current emotion weights bare the teeth (``EMOTION_TEETH_BARED``)."""
+        weights = self._expression[: len(EMOTION_TEETH_BARED)]
+        return float(np.clip(weights @ np.asarray(EMOTION_TEETH_BARED[: len(weights)]), 0.0, 1.0))
+
     def _detail_factor(self) -> np.ndarray | None:
         """(h, w) log-luminance change in portrait face-box pixels for the current emotion weights."""
         if self._detail is None or not self._expression.any():
             return None
         maps, _ = self._detail
-        weights = np.round(self._expression[: len(maps)] * DETAIL_GAIN, 3)
+        n = min(len(maps), len(self._expression))
+        weights = np.round(self._expression[:n] * np.asarray(EMOTION_DETAIL_EMPHASIS[:n], np.float32) * DETAIL_GAIN, 3)
         key = weights.tobytes()
         if self._detail_cache is None or self._detail_cache[0] != key:
             self._detail_cache = (key, np.tensordot(weights, maps, axes=1).astype(np.float32))
@@ -1825,7 +1858,7 @@ class MeshRenderer(Renderer):
         for eye in self._eyes:
             _draw_eye(frame, eye, pts, self.feather)
         if self._mouth is not None:
-            _draw_mouth(frame, self.image, self._mouth, pts, self.topo, self.feather)
+            _draw_mouth(frame, self.image, self._mouth, pts, self.topo, self.feather, self._teeth_bared())
         return frame
 
 
