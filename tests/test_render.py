@@ -549,8 +549,9 @@ def test_angry_bares_the_lower_teeth_of_a_slightly_parted_mouth(portrait, portra
     assert np.array_equal(frames["sad"], frames["neutral"])
 
 
-def test_detail_emphasis_scales_an_emotions_wrinkles(portrait, portrait_landmarks):
-    """Sadness' wrinkles are drawn EMOTION_DETAIL_EMPHASIS x as deep as its maps at DETAIL_GAIN."""
+def test_detail_emphasis_deepens_an_emotions_brow_wrinkles_only(portrait, portrait_landmarks):
+    """Sadness' wrinkles are drawn EMOTION_DETAIL_EMPHASIS x as deep as its maps at DETAIL_GAIN on
+    the brows and forehead, and at DETAIL_GAIN from the eyes down (lids and cheeks)."""
     from facecue.constants import EMOTIONS
     from facecue.render import DETAIL_GAIN, EMOTION_DETAIL_EMPHASIS, expression_detail_maps
 
@@ -563,10 +564,19 @@ def test_detail_emphasis_scales_an_emotions_wrinkles(portrait, portrait_landmark
     weights[sad] = 0.5
     engine.set_expression(weights)
     factor = engine._detail_factor()
-    maps = engine._detail[0]
-    expected = round(0.5 * EMOTION_DETAIL_EMPHASIS[sad] * DETAIL_GAIN, 3) * maps[sad]
+    maps, origin = engine._detail
+    base = round(0.5 * DETAIL_GAIN, 3) * maps[sad]
+    deep = base * EMOTION_DETAIL_EMPHASIS[sad]
     assert EMOTION_DETAIL_EMPHASIS[sad] > 1.0
-    np.testing.assert_allclose(factor, expected, atol=1e-5)
+    brows = engine._detail_brows
+    assert brows.max() == 1.0 and brows.min() == 0.0
+    np.testing.assert_allclose(factor[brows == 1], deep[brows == 1], atol=1e-4)
+    np.testing.assert_allclose(factor[brows == 0], base[brows == 0], atol=1e-5)
+    # the glabella (between the inner brow ends) is deepened, the nose tip (MediaPipe 1) is not
+    glabella = (portrait_landmarks[55, :2] + portrait_landmarks[285, :2]) / 2 - origin
+    nose = portrait_landmarks[1, :2] - origin
+    assert brows[int(round(glabella[1])), int(round(glabella[0]))] > 0.9
+    assert brows[int(round(nose[1])), int(round(nose[0]))] == 0.0
 
 
 def test_expression_detail_darkens_the_brow_furrow_for_angry(portrait, portrait_landmarks):

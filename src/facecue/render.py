@@ -1163,14 +1163,23 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
 # --- expression detail (wrinkles and folds) -------------------------------------------------
 
 DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (calibrated, see EMOTION_REGION_GAINS)
-# Per emotion (EMOTIONS order), a further factor on DETAIL_GAIN, chosen like it on calibration
-# portraits and speech only (scripts/calibrate_expressiveness.py). Real MEAD surprise and sadness
-# crease the forehead and brows more deeply than the warp's geometry shows; with DETAIL_GAIN 1.6
-# x 2.2 the recogniser's top-1 over the 9 calibration portraits went surprised 6 -> 8 of 9 (mean
-# p 0.50 -> 0.56) and sad 7 -> 9 (0.49 -> 0.71); fear and happy, x 1.6: p 0.28 -> 0.30 and 0.79 ->
-# 0.81, top-1 the same (fear at x 2.2 read sad on one more portrait). Anger at x 1.6 lost one
-# reading (7 -> 6, to fear), and disgust's p fell 0.075 -> 0.035: both stay at 1.
-EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.6, 1.6, 2.2, 2.2)
+# Per emotion (EMOTIONS order), a further factor on DETAIL_GAIN for the brows and forehead only
+# (above the upper lids, see _brow_weight; the lids and below keep DETAIL_GAIN), chosen
+# like it on calibration portraits and speech only (scripts/calibrate_expressiveness.py). Real
+# MEAD surprise and sadness crease the forehead and brows more deeply than the warp's geometry
+# shows. With x 2.2 on the brows the recogniser's top-1 over the 9 calibration portraits went
+# surprised 6 -> 7 of 9 (mean p 0.50 -> 0.53) and sad 7 -> 9 (0.51 -> 0.63); x 3.0 read the same
+# (p 0.53, 0.66). On the whole face x 2.2 read 8 and 9 of 9 (p 0.56, 0.71), and fear and happy
+# at x 1.6 p 0.28 -> 0.30 and 0.79 -> 0.81 with the same top-1, but sadness' maps then darkened
+# the lids and blotched the cheeks: MediaPipe read a sad report portrait's eyes under half open in
+# 7.6 % of its frames (the eyes-open bar allows 5 %; 1.2 % with the brows only). Anger's whole-face
+# detail at x 1.6 lost one reading (7 -> 6, to fear), and disgust's p fell 0.075 -> 0.035.
+EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 2.2)
+# The emphasis fades in from this far above the upper lids (eye units) to the inner brow ends
+# (MediaPipe 55, 285), over at least DETAIL_BROW_FADE.
+DETAIL_LID_MARGIN = 0.01
+DETAIL_BROW_FADE = 0.03
+INNER_BROW_ENDS = (55, 285)
 DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
 DETAIL_KIND = "facecue.expression_detail"
 # MediaPipe points whose surroundings are not skin: the eye openings and the lips (their look
@@ -1180,6 +1189,27 @@ DETAIL_HOLE_MARGIN = (0.07, 0.05)  # (eyes, mouth)
 # (the oval above the eyes), this far out again as a fraction of the oval's radius from its
 # centre (~0.3 eye distance, where forehead lines are), fading out toward the band's outer edge.
 DETAIL_FOREHEAD = 0.3
+
+
+def _brow_weight(pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32, 0..1: where ``EMOTION_DETAIL_EMPHASIS`` applies, for landmarks ``pts``
+    (478, 3) in the same pixels. Heights are taken along the face's up direction (across the line
+    through the outer eye corners): 0 up to ``DETAIL_LID_MARGIN`` eye units above the higher upper
+    lid, 1 from the inner brow ends up (at least ``DETAIL_BROW_FADE`` further), smooth in between."""
+    right, left = pts[RIGHT_EYE_CORNERS[0], :2], pts[LEFT_EYE_CORNERS[0], :2]
+    unit = max(float(np.linalg.norm(left - right)), 1e-3)
+    across = (left - right) / unit
+    up = np.array([across[1], -across[0]])  # image y points down: "up" is toward the forehead
+    if up[1] > 0:
+        up = -up
+
+    def rise(points: np.ndarray) -> np.ndarray:  # eye units above the corner line
+        return ((points[..., 0] - right[0]) * up[0] + (points[..., 1] - right[1]) * up[1]) / unit
+
+    lids = float(rise(pts[list(RIGHT_UPPER_LID + LEFT_UPPER_LID), :2]).max()) + DETAIL_LID_MARGIN
+    brows = max(float(rise(pts[list(INNER_BROW_ENDS), :2]).mean()), lids + DETAIL_BROW_FADE)
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    return _smoothstep(rise(np.stack([xx, yy], axis=-1)), lids, brows).astype(np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -1736,6 +1766,7 @@ class MeshRenderer(Renderer):
             maps = detail_in_portrait(local, (int(fy1 - fy0), int(fx1 - fx0)))
             if maps is not None:
                 self._detail = (maps, np.array([fx0, fy0], np.float32))
+                self._detail_brows = _brow_weight(local, maps.shape[1:])
         self._prepared = True
 
     def set_expression(self, weights: np.ndarray | None) -> None:
@@ -1754,10 +1785,14 @@ class MeshRenderer(Renderer):
             return None
         maps, _ = self._detail
         n = min(len(maps), len(self._expression))
-        weights = np.round(self._expression[:n] * np.asarray(EMOTION_DETAIL_EMPHASIS[:n], np.float32) * DETAIL_GAIN, 3)
-        key = weights.tobytes()
+        weights = np.round(self._expression[:n] * DETAIL_GAIN, 3)
+        extra = np.round(weights * (np.asarray(EMOTION_DETAIL_EMPHASIS[:n], np.float32) - 1.0), 3)  # brows only
+        key = weights.tobytes() + extra.tobytes()
         if self._detail_cache is None or self._detail_cache[0] != key:
-            self._detail_cache = (key, np.tensordot(weights, maps, axes=1).astype(np.float32))
+            factor = np.tensordot(weights, maps, axes=1).astype(np.float32)
+            if extra.any():
+                factor += self._detail_brows * np.tensordot(extra, maps, axes=1).astype(np.float32)
+            self._detail_cache = (key, factor)
         return self._detail_cache[1]
 
     # -- per frame ------------------------------------------------------------------------
