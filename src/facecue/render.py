@@ -1173,7 +1173,8 @@ DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (cali
 # at x 1.6 p 0.28 -> 0.30 and 0.79 -> 0.81 with the same top-1, but sadness' maps then darkened
 # the lids and blotched the cheeks: MediaPipe read a sad report portrait's eyes under half open in
 # 7.6 % of its frames (the eyes-open bar allows 5 %; 1.2 % with the brows only). Anger's whole-face
-# detail at x 1.6 lost one reading (7 -> 6, to fear), and disgust's p fell 0.075 -> 0.035.
+# detail at x 1.6 lost one reading (7 -> 6, to fear), and disgust's p fell 0.075 -> 0.035. On the
+# brows only, fear x 2.2 gave p 0.28 -> 0.29 (4 of 9 either way) and anger x 2.2 7 -> 6 of 9.
 EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 2.2)
 # The emphasis fades in from this far above the upper lids (eye units) to the inner brow ends
 # (MediaPipe 55, 285), over at least DETAIL_BROW_FADE.
