@@ -29,11 +29,16 @@ polygon, the share of teeth-like pixels (HSV saturation < TEETH_MAX_SATURATION a
 TEETH_MIN_VALUE x the cheeks' value) and of dark pixels (value < DARK_MAX_VALUE x the cheeks'), real
 frame vs rendered frame, by tercile of the drawn gap (t0 = the most closed third). The summary is the
 mean absolute real - rendered difference over clips and terciles. Needs the shared data.
+
+A MEAD clip is rendered with its own emotion at its level (weight level / 3, as ``facecue generate``
+passes an emotion and intensity to the renderer: the emotion's teeth and wrinkles); ``--no-emotion``
+renders every clip without one, as the talking videos (neutral talk) always are.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -73,7 +78,21 @@ def interior_fractions(frame: np.ndarray, points: np.ndarray, loop: np.ndarray) 
     return float(teeth.mean()), float((value < DARK_MAX_VALUE * skin).mean())
 
 
-def readback(video: Path, frames: int, mouth: str) -> dict:
+def clip_expression(stem: str, n_frames: int) -> np.ndarray | None:
+    """(n_frames, 8) float32 emotion weights (``EMOTIONS`` order) of a MEAD clip's own emotion at
+    its level (level / ``MEAD_LEVELS``), for the renderer; None for a stem that names no emotion."""
+    from facecue.constants import EMOTIONS, MEAD_LEVELS
+    from facecue.evaluate import emotion_from_name
+
+    emotion, level = emotion_from_name(stem), re.search(r"_level_?(\d+)", stem)
+    if emotion is None or level is None:
+        return None
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[EMOTIONS.index(emotion)] = min(int(level.group(1)) / MEAD_LEVELS, 1.0)
+    return np.repeat(weights[None], n_frames, axis=0)
+
+
+def readback(video: Path, frames: int, mouth: str, emotion: bool = True) -> dict:
     from facecue.cues import FaceCues
     from facecue.evaluate import mouth_opening
     from facecue.io import iter_video_frames
@@ -84,7 +103,8 @@ def readback(video: Path, frames: int, mouth: str) -> dict:
     size = (real_frames[0].shape[1], real_frames[0].shape[0])
     drawn, _ = track_landmarks(real_frames)
     portrait_points = detect_portrait_landmarks(real_frames[0])
-    rendered = list(render(real_frames[0], portrait_points, drawn, mouth=mouth))
+    expression = clip_expression(video.stem, len(drawn)) if emotion else None
+    rendered = list(render(real_frames[0], portrait_points, drawn, mouth=mouth, expression=expression))
     read, _ = track_landmarks(rendered)
     drawn_cues = FaceCues.from_landmarks(drawn, 25.0, size)
     read_cues = FaceCues.from_landmarks(read, 25.0, size)
@@ -117,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="video_set", default="talking", choices=sorted(VIDEO_SETS),
                         help="talking: the 7 real talking videos (default); mead: the 24 MEAD clips "
                              "(calibration material)")
+    parser.add_argument("--no-emotion", action="store_true",
+                        help="render MEAD clips without their own emotion (no emotion's teeth or wrinkles)")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
     folder, pattern = VIDEO_SETS[args.video_set]
@@ -127,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     for video in videos:
-        row = readback(video, args.frames, args.mouth)
+        row = readback(video, args.frames, args.mouth, emotion=not args.no_emotion)
         rows.append(row)
         print(f"{row['clip']}: read/drawn p50 {row['ratio_p50']:.2f} p90 {row['ratio_p90']:.2f}", file=sys.stderr,
               flush=True)
@@ -136,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "# Mouth read-back: drawn vs read inner-lip gap (mesh renderer)",
         "",
         f"Made by `{command}` ({time.strftime('%Y-%m-%d')}; mouth interior `{args.mouth}`; "
-        f"videos: `{args.video_set}`). Each real "
+        f"videos: `{args.video_set}`; {'no emotion' if args.no_emotion else 'MEAD clips with their own emotion'}). "
+        "Each real "
         "video's first frame is re-driven by the video's *own* landmarks; MediaPipe then reads the rendered "
         "frames. Gap = inner-lip gap / outer-eye-corner distance (normalized landmarks); ratio = read / drawn; "
         "shifts = mean read - drawn height of the inner-lip middle points, eye units x 100 (negative = higher). "

@@ -145,7 +145,8 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
         path = tmp / f"speech_{name}.wav"
         write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
         speech.append(path)
-    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS, render.EMOTION_TEETH_BARED)
+    saved = (phonetic.emotion_settings(), render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS,
+             render.EMOTION_TEETH_BARED)
 
     def restore() -> None:
         phonetic.restore_emotion_settings(saved[0])
@@ -221,10 +222,12 @@ def write(out: Path, results: dict) -> None:
         lines += ["## FER2013 recogniser on calibration portraits", "",
                   f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
-                  "Renderer per emotion: *detail x* multiplies the detail gain (`render.EMOTION_DETAIL_EMPHASIS`), *teeth bared* "
-                  "is how far the emotion bares the synthesized teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0.", "",
+                  "Renderer per emotion: *detail x* multiplies the detail gain on the brows "
+                  "(`render.EMOTION_DETAIL_EMPHASIS`), *teeth bared* is how far the emotion bares the synthesized "
+                  "teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0.", "",
                   "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes | detail x | teeth bared "
-                  f"| top-1, 6 emotions (of {len(results['recogniser'][0]['portraits'])} each) | neutral read as neutral |",
+                  f"| top-1, 6 emotions (of {len(results['recogniser'][0]['portraits'])} each) "
+                  "| neutral read as neutral |",
                   "|--:|--:|--:|--:|---|---|---|---|--:|--:|"]
         def per_emotion(table: dict) -> str:  # {"fear": {"jaw": 1.5}} -> "fear jaw 1.5"
             return "; ".join(f"{e} " + ", ".join(f"{k} {v:g}" for k, v in f.items()) for e, f in table.items()) or "none"

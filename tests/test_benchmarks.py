@@ -112,3 +112,21 @@ def test_mouth_interior_fractions_known_answer():
     assert readback.interior_fractions(frame, points, loop) == (0.0, 0.0)
     points[loop] = [[40, 40], [41, 40], [41, 41], [40, 41]]
     assert all(np.isnan(readback.interior_fractions(frame, points, loop)))
+
+
+def test_mouth_readback_renders_a_mead_clip_with_its_own_emotion_and_level():
+    """`benchmarks/mouth_readback.py` drives the renderer with a MEAD clip's emotion at level / 3;
+    videos whose names carry no emotion (the talking videos) get none."""
+    import importlib.util
+
+    from facecue.constants import EMOTIONS
+
+    spec = importlib.util.spec_from_file_location("facecue_mouth_readback", REPO / "benchmarks" / "mouth_readback.py")
+    readback = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readback)
+    weights = readback.clip_expression("W009_disgusted_level3_001", 4)
+    assert weights.shape == (4, len(EMOTIONS))
+    assert weights[:, EMOTIONS.index("disgusted")].tolist() == [1.0] * 4 and weights.sum() == 4.0
+    neutral = readback.clip_expression("M030_neutral_level1_001", 2)
+    assert neutral[0, EMOTIONS.index("neutral")] == pytest.approx(1 / 3) and neutral.sum() == pytest.approx(2 / 3)
+    assert readback.clip_expression("styletalk_Obama_clip1", 3) is None
