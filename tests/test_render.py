@@ -551,9 +551,10 @@ def test_angry_bares_the_lower_teeth_of_a_slightly_parted_mouth(portrait, portra
 
 def test_detail_emphasis_deepens_an_emotions_brow_wrinkles_only(portrait, portrait_landmarks):
     """Sadness' wrinkles are drawn EMOTION_DETAIL_EMPHASIS x as deep as its maps at DETAIL_GAIN on
-    the brows and forehead, and at DETAIL_GAIN from the eyes down (lids and cheeks)."""
+    the brows and forehead, and at DETAIL_GAIN from the eyes down (lids and cheeks); no pixel is
+    lightened more than DETAIL_MAX_LIGHTEN."""
     from facecue.constants import EMOTIONS
-    from facecue.render import DETAIL_GAIN, EMOTION_DETAIL_EMPHASIS, expression_detail_maps
+    from facecue.render import DETAIL_GAIN, DETAIL_MAX_LIGHTEN, EMOTION_DETAIL_EMPHASIS, expression_detail_maps
 
     if expression_detail_maps() is None:
         pytest.skip("this build has no expression-detail maps")
@@ -570,8 +571,10 @@ def test_detail_emphasis_deepens_an_emotions_brow_wrinkles_only(portrait, portra
     assert EMOTION_DETAIL_EMPHASIS[sad] > 1.0
     brows = engine._detail_brows
     assert brows.max() == 1.0 and brows.min() == 0.0
-    np.testing.assert_allclose(factor[brows == 1], deep[brows == 1], atol=1e-4)
-    np.testing.assert_allclose(factor[brows == 0], base[brows == 0], atol=1e-5)
+    lighten = DETAIL_MAX_LIGHTEN
+    np.testing.assert_allclose(factor[brows == 1], np.minimum(deep, lighten)[brows == 1], atol=1e-4)
+    np.testing.assert_allclose(factor[brows == 0], np.minimum(base, lighten)[brows == 0], atol=1e-5)
+    assert deep.max() > lighten and factor.max() <= lighten and factor.min() < 0  # lightening capped, creases kept
     # the glabella (between the inner brow ends) is deepened, the nose tip (MediaPipe 1) is not
     glabella = (portrait_landmarks[55, :2] + portrait_landmarks[285, :2]) / 2 - origin
     nose = portrait_landmarks[1, :2] - origin

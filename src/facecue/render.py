@@ -1181,6 +1181,13 @@ EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 2.2)
 DETAIL_LID_MARGIN = 0.01
 DETAIL_BROW_FADE = 0.03
 INNER_BROW_ENDS = (55, 285)
+# The most the detail may lighten the skin (log-luminance, x1.16). The ratio maps also carry the
+# MEAD actors' brow movement as shading: skin bared where a brow hair line moved up reads as a
+# lightening of up to 0.24 (x 1.6 x the emphasis), which drew pale patches above the brows and on
+# the forehead (contempt and surprise most; docs/expressiveness/contempt_check.jpg). Creases darken
+# and stay. On the calibration set (9 portraits) top-1 36 -> 37 of 54 (surprised 7 -> 8), mean
+# p within 0.03 for every emotion.
+DETAIL_MAX_LIGHTEN = 0.15
 DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
 DETAIL_KIND = "facecue.expression_detail"
 # MediaPipe points whose surroundings are not skin: the eye openings and the lips (their look
@@ -1793,6 +1800,7 @@ class MeshRenderer(Renderer):
             factor = np.tensordot(weights, maps, axes=1).astype(np.float32)
             if extra.any():
                 factor += self._detail_brows * np.tensordot(extra, maps, axes=1).astype(np.float32)
+            np.minimum(factor, DETAIL_MAX_LIGHTEN, out=factor)
             self._detail_cache = (key, factor)
         return self._detail_cache[1]
 
