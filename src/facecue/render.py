@@ -1186,7 +1186,10 @@ INNER_BROW_ENDS = (55, 285)
 # lightening of up to 0.24 (x 1.6 x the emphasis), which drew pale patches above the brows and on
 # the forehead (contempt and surprise most; docs/expressiveness/contempt_check.jpg). Creases darken
 # and stay. On the calibration set (9 portraits) top-1 36 -> 37 of 54 (surprised 7 -> 8), mean
-# p within 0.03 for every emotion.
+# p within 0.03 for every emotion. A fainter pale band still shows on dark-browed portraits; a
+# lower cap removes it but also the wrinkles' lit ridges, which the recogniser relies on: 0.05
+# read 33 of 54, 0 (darkening only) 30 (sad 9 -> 5, fear 4 -> 2). The fix is in the maps (the
+# brows' movement taken out of them), not in a cap.
 DETAIL_MAX_LIGHTEN = 0.15
 DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
 DETAIL_KIND = "facecue.expression_detail"
