@@ -225,7 +225,8 @@ def write(out: Path, results: dict) -> None:
                   "Renderer per emotion: *detail x* multiplies the detail gain on the brows "
                   "(`render.EMOTION_DETAIL_EMPHASIS`), *teeth bared* is how far the emotion bares the synthesized "
                   "teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0.", "",
-                  "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes | detail x | teeth bared "
+                  "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes "
+                  "| detail x | teeth bared "
                   f"| top-1, 6 emotions (of {len(results['recogniser'][0]['portraits'])} each) "
                   "| neutral read as neutral |",
                   "|--:|--:|--:|--:|---|---|---|---|--:|--:|"]

@@ -574,7 +574,8 @@ def test_detail_emphasis_deepens_an_emotions_brow_wrinkles_only(portrait, portra
     lighten = DETAIL_MAX_LIGHTEN
     np.testing.assert_allclose(factor[brows == 1], np.minimum(deep, lighten)[brows == 1], atol=1e-4)
     np.testing.assert_allclose(factor[brows == 0], np.minimum(base, lighten)[brows == 0], atol=1e-5)
-    assert deep.max() > lighten and factor.max() <= lighten + 1e-6 and factor.min() < 0  # lightening capped, creases kept
+    # lightening capped where the maps ask for more, creases kept
+    assert deep.max() > lighten and factor.max() <= lighten + 1e-6 and factor.min() < 0
     # the glabella (between the inner brow ends) is deepened, the nose tip (MediaPipe 1) is not
     glabella = (portrait_landmarks[55, :2] + portrait_landmarks[285, :2]) / 2 - origin
     nose = portrait_landmarks[1, :2] - origin

@@ -1211,7 +1211,7 @@ def _brow_weight(pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     through the outer eye corners): 0 up to ``DETAIL_LID_MARGIN`` eye units above the higher upper
     lid, 1 from the inner brow ends up (at least ``DETAIL_BROW_FADE`` further), smooth in between."""
     right, left = pts[RIGHT_EYE_CORNERS[0], :2], pts[LEFT_EYE_CORNERS[0], :2]
-    unit = max(float(np.linalg.norm(left - right)), 1e-3)
+    unit = _eye_unit(pts)
     across = (left - right) / unit
     up = np.array([across[1], -across[0]])  # image y points down: "up" is toward the forehead
     if up[1] > 0:
