@@ -15,7 +15,8 @@ FER2013 recogniser, compare with the real statistics. Only **calibration** mater
   ``phonetic.SPEECH_MOUTH_GAIN``, ``SPEECH_JAW_OPENING``, ``LOUDNESS_FLOOR``.
 * **geometry** — each MEAD actor rendered from their neutral frame with each emotion (M030's real
   sad speech): the expression re-extracted from the rendered video (closed-lip regression, as the
-  priors are built) projected on the real clip's, per face region (1.0 = the real amplitude).
+  priors are built) projected on the real clip's, per face region (1.0 = the real amplitude); and
+  the mouth's median width and corner height over the actor's neutral speech, real and rendered.
 * **recogniser** — 6 emotions + neutral x the 4 StyleTalk portraits and 5 MEAD frames
   (``CALIBRATION_MEAD_FRAMES``, two of them smiling) with 6 s of StyleTalk speech: top-1 of the
   FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN``,
@@ -77,6 +78,17 @@ def mouth(data: Path, tmp: Path) -> list[dict]:
     return rows
 
 
+def mouth_shape(normalized: np.ndarray) -> tuple[float, float]:
+    """Medians over frames of the mouth's width (corner to corner) and of its corners' height
+    below the midpoint of the inner lips' centres (< 0: corners higher), both over the outer eye
+    corners' distance; ``normalized`` (T, 478, 3) cue landmarks."""
+    eyes = np.linalg.norm(normalized[:, 33, :2] - normalized[:, 263, :2], axis=1)
+    width = np.linalg.norm(normalized[:, 61, :2] - normalized[:, 291, :2], axis=1) / eyes
+    middle = (normalized[:, 13, 1] + normalized[:, 14, 1]) / 2
+    corners = ((normalized[:, 61, 1] + normalized[:, 291, 1]) / 2 - middle) / eyes
+    return float(np.median(width)), float(np.median(corners))
+
+
 def region_masks() -> dict[str, np.ndarray]:
     """(478,) weights of the three regions the gains act on (as phonetic.emotion_gain_map)."""
     import facecue.phonetic as phonetic
@@ -108,21 +120,29 @@ def geometry(data: Path, tmp: Path) -> list[dict]:
         neutral_clip = next(clips.glob(f"{actor}_neutral_level*_001.mp4"))
         portrait = tmp / f"{actor}.png"
         write_image(portrait, next(iter_video_frames(neutral_clip)))
-        real_neutral = closed_expression(extract_cues(neutral_clip).normalized)
-        rendered = {}
+        real_cues = extract_cues(neutral_clip).normalized
+        real_neutral, real_neutral_mouth = closed_expression(real_cues), mouth_shape(real_cues)
+        rendered, rendered_mouth = {}, {}
         for emotion in EMOTIONS:
             out = tmp / f"{actor}_{emotion}.mp4"
             generate(portrait, audio, out, emotion=emotion)
-            rendered[emotion] = closed_expression(extract_cues(out).normalized)
+            cues = extract_cues(out).normalized
+            rendered[emotion], rendered_mouth[emotion] = closed_expression(cues), mouth_shape(cues)
         for emotion in EMOTIONS[1:]:
-            real = closed_expression(extract_cues(next(clips.glob(f"{actor}_{emotion}_level*_001.mp4"))).normalized) - real_neutral
+            real_cues = extract_cues(next(clips.glob(f"{actor}_{emotion}_level*_001.mp4"))).normalized
+            real = closed_expression(real_cues) - real_neutral
             fake = rendered[emotion] - rendered["neutral"]
-            row = {"actor": actor, "emotion": emotion}
+            real_mouth = np.subtract(mouth_shape(real_cues), real_neutral_mouth)
+            fake_mouth = np.subtract(rendered_mouth[emotion], rendered_mouth["neutral"])
+            row = {"actor": actor, "emotion": emotion,
+                   "width_real": float(real_mouth[0]), "width_facecue": float(fake_mouth[0]),
+                   "corners_real": float(real_mouth[1]), "corners_facecue": float(fake_mouth[1])}
             for region, w in masks.items():
                 r, f = real[:468] * w[:468, None], fake[:468] * w[:468, None]
                 row[region] = float((r * f).sum() / max((r * r).sum(), 1e-12))
             rows.append(row)
-            print(f"geometry {actor} {emotion}: " + " ".join(f"{k} {row[k]:.2f}" for k in masks), flush=True)
+            print(f"geometry {actor} {emotion}: " + " ".join(f"{k} {row[k]:.2f}" for k in masks)
+                  + f" width {row['width_real']:+.3f}/{row['width_facecue']:+.3f}", flush=True)
     return rows
 
 
@@ -213,10 +233,15 @@ def write(out: Path, results: dict) -> None:
         lines += ["## Expression geometry re-read from the rendered video, over the real clip's", "",
                   "Projection of the rendered expression (closed-lip regression over the rendered clip, minus the rendered "
                   "neutral) on the real one (the actor's level-3 clip minus their neutral clip), per region: 1.00 = the real "
-                  "amplitude. These are read back *with* the region gains applied: the mesh warp and MediaPipe lose much of an expression, and the gains bring the re-read amplitude near the real one (see the recogniser table for why they were chosen).", "",
-                  "| actor | emotion | brows | eyes | lower face |", "|---|---|--:|--:|--:|"]
+                  "amplitude. These are read back *with* the region gains applied: the mesh warp and MediaPipe lose much of an expression, and the gains bring the re-read amplitude near the real one (see the recogniser table for why they were chosen). "
+                  "*Mouth width* and *corners*: the median mouth width and corner height (below the lips' midpoint; "
+                  "< 0: raised) over the same actor's neutral speech, in eye-corner distances, real and rendered.", "",
+                  "| actor | emotion | brows | eyes | lower face | mouth width, real | rendered | corners, real | rendered |",
+                  "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
         for r in results["geometry"]:
-            lines.append(f"| {r['actor']} | {r['emotion']} | {r['brows']:.2f} | {r['eyes']:.2f} | {r['lower']:.2f} |")
+            mouth_cells = (f"{r['width_real']:+.3f} | {r['width_facecue']:+.3f} | {r['corners_real']:+.3f} | "
+                           f"{r['corners_facecue']:+.3f}" if "width_real" in r else " | | | ")
+            lines.append(f"| {r['actor']} | {r['emotion']} | {r['brows']:.2f} | {r['eyes']:.2f} | {r['lower']:.2f} | {mouth_cells} |")
         lines.append("")
     if "recogniser" in results:
         lines += ["## FER2013 recogniser on calibration portraits", "",
