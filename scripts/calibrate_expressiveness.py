@@ -219,6 +219,9 @@ def dated(results: dict) -> str:
 
 
 def write(out: Path, results: dict) -> None:
+    import facecue.phonetic as phonetic
+    import facecue.render as render
+
     lines = ["# Calibration of expressiveness (calibration material only)", "",
              f"Made by `python scripts/calibrate_expressiveness.py` ({dated(results)}). The reported figures, on "
              "portraits and speech never used here, are in [../expressiveness/README.md](../expressiveness/README.md).", ""]
@@ -248,8 +251,11 @@ def write(out: Path, results: dict) -> None:
                   f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
                   "Renderer per emotion: *detail x* multiplies the detail gain on the brows "
-                  "(`render.EMOTION_DETAIL_EMPHASIS`), *teeth bared* is how far the emotion bares the synthesized "
-                  "teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0.", "",
+                  "(`render.EMOTION_DETAIL_EMPHASIS`; creases only for `render.DETAIL_EMPHASIS_CREASES_ONLY`: "
+                  f"{', '.join(render.DETAIL_EMPHASIS_CREASES_ONLY)}), *teeth bared* is how far the emotion bares "
+                  "the synthesized teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0. The lip "
+                  f"stretch of *action shapes* drops the mouth corners {phonetic.LIP_STRETCH_DROP:g} of its sideways "
+                  "travel (`phonetic.LIP_STRETCH_DROP`).", "",
                   "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes "
                   "| detail x | teeth bared "
                   f"| top-1, 6 emotions (of {len(results['recogniser'][0]['portraits'])} each) "

@@ -874,3 +874,35 @@ def test_cover_layer_is_the_colour_blend_of_its_layer():
         _cover_layer(weights, k, shade, cover)
         colour += cover[..., None] * (shade[..., None] * palette[k] - colour)
     assert np.allclose(np.einsum("khw,kc->hwc", weights, palette), colour, atol=1e-3)
+
+
+def test_surprises_brow_emphasis_deepens_creases_not_ridges(portrait, portrait_landmarks):
+    """For the emotions in DETAIL_EMPHASIS_CREASES_ONLY (surprise) the brow emphasis deepens only
+    where the maps darken: a lit ridge is drawn as at DETAIL_GAIN, a crease EMOTION_DETAIL_EMPHASIS
+    x as deep."""
+    from facecue.constants import EMOTIONS
+    from facecue.render import (
+        DETAIL_EMPHASIS_CREASES_ONLY,
+        DETAIL_GAIN,
+        DETAIL_MAX_LIGHTEN,
+        EMOTION_DETAIL_EMPHASIS,
+        expression_detail_maps,
+    )
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps")
+    assert "surprised" in DETAIL_EMPHASIS_CREASES_ONLY and "sad" not in DETAIL_EMPHASIS_CREASES_ONLY
+    engine = MeshRenderer()
+    engine.prepare(portrait, portrait_landmarks)
+    surprised = EMOTIONS.index("surprised")
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[surprised] = 0.5
+    engine.set_expression(weights)
+    factor = engine._detail_factor()
+    maps, _ = engine._detail
+    base = round(0.5 * DETAIL_GAIN, 3) * maps[surprised]
+    brows = engine._detail_brows == 1
+    ridge, crease = brows & (base > 0.01), brows & (base < -0.01)
+    assert ridge.sum() > 50 and crease.sum() > 50
+    np.testing.assert_allclose(factor[ridge], np.minimum(base, DETAIL_MAX_LIGHTEN)[ridge], atol=1e-4)
+    np.testing.assert_allclose(factor[crease], (base * EMOTION_DETAIL_EMPHASIS[surprised])[crease], atol=1e-4)

@@ -65,6 +65,7 @@ import numpy as np
 
 from .constants import (
     CROP_SIZE,
+    EMOTIONS,
     INNER_LIP_MID,
     LEFT_EYE_CORNERS,
     LEFT_EYELID_PAIRS,
@@ -1179,6 +1180,12 @@ DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (cali
 # detail at x 1.6 lost one reading (7 -> 6, to fear), and disgust's p fell 0.075 -> 0.035. On the
 # brows only, fear x 2.2 gave p 0.28 -> 0.29 (4 of 9 either way) and anger x 2.2 7 -> 6 of 9.
 EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 2.2)
+# Emotions whose emphasis deepens the creases (where the maps darken) but not the lit ridges:
+# surprise's maps lighten a broad band between the brows and the forehead lines, which drawn at
+# x 2.2 x DETAIL_GAIN was a pale patch on the report portraits (EDTalk's, surprised). Creases
+# only: the band as at DETAIL_GAIN, the calibration set's surprise 8 of 9 either way (mean p 0.524
+# -> 0.525); for sadness it lost 2 of 9 (p 0.607 -> 0.564), and its ridges stay.
+DETAIL_EMPHASIS_CREASES_ONLY = ("surprised",)
 # The emphasis fades in from this far above the upper lids (eye units) to the inner brow ends
 # (MediaPipe 55, 285), over at least DETAIL_BROW_FADE.
 DETAIL_LID_MARGIN = 0.01
@@ -1191,8 +1198,12 @@ INNER_BROW_ENDS = (55, 285)
 # and stay. On the calibration set (9 portraits) top-1 36 -> 37 of 54 (surprised 7 -> 8), mean
 # p within 0.03 for every emotion. A fainter pale band still shows on dark-browed portraits; a
 # lower cap removes it but also the wrinkles' lit ridges, which the recogniser relies on: 0.05
-# read 33 of 54, 0 (darkening only) 30 (sad 9 -> 5, fear 4 -> 2). The fix is in the maps (the
-# brows' movement taken out of them), not in a cap.
+# read 33 of 54, 0 (darkening only) 30 (sad 9 -> 5, fear 4 -> 2). Taking the brows' movement out
+# of the maps (the warped emotion median registered onto the neutral one by a smooth optical flow
+# on the brows and forehead, then the ratio) removed the brow bands but read angry 7 -> 6 and sad
+# 9 -> 7 of 9 (the recogniser reads the bands as lowered, knitted brows), and on the EDTalk
+# portrait the pale band between surprised brows and forehead lines stayed: that band is
+# surprise's lit ridge, drawn at DETAIL_GAIN since (DETAIL_EMPHASIS_CREASES_ONLY).
 DETAIL_MAX_LIGHTEN = 0.15
 DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
 DETAIL_KIND = "facecue.expression_detail"
@@ -1367,7 +1378,6 @@ def expression_detail_maps() -> np.ndarray | None:
     this build has none (``scripts/build_expression_detail.py`` makes them)."""
     from importlib import resources
 
-    from .constants import EMOTIONS
     from .errors import CheckpointError
 
     with resources.as_file(resources.files("facecue") / "assets" / "expression_detail.npz") as path:
@@ -1805,7 +1815,11 @@ class MeshRenderer(Renderer):
         if self._detail_cache is None or self._detail_cache[0] != key:
             factor = np.tensordot(weights, maps, axes=1).astype(np.float32)
             if extra.any():
-                factor += self._detail_brows * np.tensordot(extra, maps, axes=1).astype(np.float32)
+                creases_only = np.array([name in DETAIL_EMPHASIS_CREASES_ONLY for name in EMOTIONS[:n]])
+                deeper = np.tensordot(np.where(creases_only, 0.0, extra), maps, axes=1).astype(np.float32)
+                for e in np.flatnonzero(creases_only & (extra != 0)):
+                    deeper += extra[e] * np.minimum(maps[e], 0.0)
+                factor += self._detail_brows * deeper
             np.minimum(factor, DETAIL_MAX_LIGHTEN, out=factor)
             self._detail_cache = (key, factor)
         return self._detail_cache[1]
