@@ -321,7 +321,7 @@ def test_action_shapes_stretch_fears_lips_and_knit_its_brows_only():
 
     assert phonetic.EMOTION_ACTIONS == {"fear": {"lip_stretch": 0.04, "brow_knit": 0.06},
                                         "angry": {"brow_knit": 0.08},
-                                        "surprised": {"lip_pucker": 0.06}}  # the shipped setting
+                                        "surprised": {"lip_pucker": 0.03}}  # the shipped setting
     saved = phonetic.emotion_settings()
     fear, sad = EMOTIONS.index("fear"), EMOTIONS.index("sad")
     midline = np.flatnonzero(np.abs(default_template().points[:, 0]) < 1e-6)

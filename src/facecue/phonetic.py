@@ -427,6 +427,11 @@ EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # these read 3 of 9 (mean p(fear) 0.192 and 0.222; 0.05 or 0.08 level: 0.207, 0.209; no stretch
 # with eyes 1.4, brow detail 2.2 or a knit of 0.10: 0.199, 0.193, 0.186) against 0.277 and 4 of 9:
 # the recogniser prefers the caricature by one portrait; the look of real fear was preferred.
+# Surprise's lip pucker was 0.06 until 2026-12-04; measured like fear's stretch (above), it
+# narrowed the mouth -0.148 / -0.165 / -0.189 eye units where the real level-3 clips narrow it
+# -0.024 / widen +0.029 / narrow -0.062 (M030 / W009 / W011): a pouted "oo". 0.03 narrows it
+# -0.095 / -0.093 / -0.145 and reads 8 of 9 as 0.06 did (mean p(surprised) 0.524 -> 0.497);
+# none (-0.051 / -0.048 / -0.091) read 6 of 9 (0.467).
 # Anger knits its brows too (AU4);
 # MEAD's average lowers them without drawing them together: p(angry) 0.403 -> 0.437 and top-1
 # 6 -> 7 of 9 with 0.08 (0.03: 0.411, 6; 0.05: 0.414, 7).
@@ -435,7 +440,7 @@ EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # raise the rendered upper lip as far as the real one (see EMOTION_EMPHASIS), so none is added.
 EMOTION_ACTIONS: dict[str, dict[str, float]] = {"fear": {"lip_stretch": 0.04, "brow_knit": 0.06},
                                                 "angry": {"brow_knit": 0.08},
-                                                "surprised": {"lip_pucker": 0.06}}
+                                                "surprised": {"lip_pucker": 0.03}}
 ACTION_NAMES = ("lip_stretch", "brow_knit", "lip_pucker")
 LIP_STRETCH_DROP = 0.4  # the corners move down this fraction of their sideways travel
 LIP_STRETCH_SPREAD = 0.12  # canonical units: how far around the lips the skin follows them
