@@ -1184,7 +1184,9 @@ EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 2.2)
 # surprise's maps lighten a broad band between the brows and the forehead lines, which drawn at
 # x 2.2 x DETAIL_GAIN was a pale patch on the report portraits (EDTalk's, surprised). Creases
 # only: the band as at DETAIL_GAIN, the calibration set's surprise 8 of 9 either way (mean p 0.524
-# -> 0.525); for sadness it lost 2 of 9 (p 0.607 -> 0.564), and its ridges stay.
+# -> 0.525); for sadness it lost 2 of 9 (p 0.607 -> 0.564), and its ridges stay. A fainter band
+# still shows on the MEAD actors' surprise; halving surprise's ridges on the brows, or taking them
+# off, removes it but read 7 of 9 (p 0.496, 0.478; 8 of 9, 0.497 with them).
 DETAIL_EMPHASIS_CREASES_ONLY = ("surprised",)
 # The emphasis fades in from this far above the upper lids (eye units) to the inner brow ends
 # (MediaPipe 55, 285), over at least DETAIL_BROW_FADE.
