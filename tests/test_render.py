@@ -549,24 +549,33 @@ def test_angry_bares_the_lower_teeth_of_a_slightly_parted_mouth(portrait, portra
     assert np.array_equal(frames["sad"], frames["neutral"])
 
 
+def detail_at_half(portrait, landmarks, emotion: str):
+    """A renderer prepared on ``portrait`` with ``emotion`` at weight 0.5: its detail factor (h, w)
+    and its maps' detail at DETAIL_GAIN alone (the emotion's map x the rounded weight)."""
+    from facecue.constants import EMOTIONS
+    from facecue.render import DETAIL_GAIN, expression_detail_maps
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps")
+    engine = MeshRenderer()
+    engine.prepare(portrait, landmarks)
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[EMOTIONS.index(emotion)] = 0.5
+    engine.set_expression(weights)
+    maps, _ = engine._detail
+    return engine, engine._detail_factor(), round(0.5 * DETAIL_GAIN, 3) * maps[EMOTIONS.index(emotion)]
+
+
 def test_detail_emphasis_deepens_an_emotions_brow_wrinkles_only(portrait, portrait_landmarks):
     """Sadness' wrinkles are drawn EMOTION_DETAIL_EMPHASIS x as deep as its maps at DETAIL_GAIN on
     the brows and forehead, and at DETAIL_GAIN from the eyes down (lids and cheeks); no pixel is
     lightened more than DETAIL_MAX_LIGHTEN."""
     from facecue.constants import EMOTIONS
-    from facecue.render import DETAIL_GAIN, DETAIL_MAX_LIGHTEN, EMOTION_DETAIL_EMPHASIS, expression_detail_maps
+    from facecue.render import DETAIL_MAX_LIGHTEN, EMOTION_DETAIL_EMPHASIS
 
-    if expression_detail_maps() is None:
-        pytest.skip("this build has no expression-detail maps")
-    engine = MeshRenderer()
-    engine.prepare(portrait, portrait_landmarks)
+    engine, factor, base = detail_at_half(portrait, portrait_landmarks, "sad")
+    _, origin = engine._detail
     sad = EMOTIONS.index("sad")
-    weights = np.zeros(len(EMOTIONS), np.float32)
-    weights[sad] = 0.5
-    engine.set_expression(weights)
-    factor = engine._detail_factor()
-    maps, origin = engine._detail
-    base = round(0.5 * DETAIL_GAIN, 3) * maps[sad]
     deep = base * EMOTION_DETAIL_EMPHASIS[sad]
     assert EMOTION_DETAIL_EMPHASIS[sad] > 1.0
     brows = engine._detail_brows
@@ -881,26 +890,11 @@ def test_surprises_brow_emphasis_deepens_creases_not_ridges(portrait, portrait_l
     where the maps darken: a lit ridge is drawn as at DETAIL_GAIN, a crease EMOTION_DETAIL_EMPHASIS
     x as deep."""
     from facecue.constants import EMOTIONS
-    from facecue.render import (
-        DETAIL_EMPHASIS_CREASES_ONLY,
-        DETAIL_GAIN,
-        DETAIL_MAX_LIGHTEN,
-        EMOTION_DETAIL_EMPHASIS,
-        expression_detail_maps,
-    )
+    from facecue.render import DETAIL_EMPHASIS_CREASES_ONLY, DETAIL_MAX_LIGHTEN, EMOTION_DETAIL_EMPHASIS
 
-    if expression_detail_maps() is None:
-        pytest.skip("this build has no expression-detail maps")
     assert "surprised" in DETAIL_EMPHASIS_CREASES_ONLY and "sad" not in DETAIL_EMPHASIS_CREASES_ONLY
-    engine = MeshRenderer()
-    engine.prepare(portrait, portrait_landmarks)
+    engine, factor, base = detail_at_half(portrait, portrait_landmarks, "surprised")
     surprised = EMOTIONS.index("surprised")
-    weights = np.zeros(len(EMOTIONS), np.float32)
-    weights[surprised] = 0.5
-    engine.set_expression(weights)
-    factor = engine._detail_factor()
-    maps, _ = engine._detail
-    base = round(0.5 * DETAIL_GAIN, 3) * maps[surprised]
     brows = engine._detail_brows == 1
     ridge, crease = brows & (base > 0.01), brows & (base < -0.01)
     assert ridge.sum() > 50 and crease.sum() > 50
