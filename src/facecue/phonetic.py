@@ -578,7 +578,7 @@ def emotion_opening(weights: np.ndarray, intensity: float) -> np.ndarray:
 
 
 # An expression narrows an eye to at most this fraction of the portrait's opening. MediaPipe can
-# read a rendered eye narrower than its cue: contempt (lids lowered, one brow raised) on the
+# read a rendered eye narrower than its cue: contempt (lids lowered, brows raised) on the
 # narrow-eyed DreamTalk male read under half his opening in 37.5 % of frames at 0.6, 0.4 % at
 # 0.65. On the calibration set 0.65 read as 0.6 did (angry 7, sad 9, disgusted 0, happy 9, fear 3
 # of 9, mean p within 0.005); 0.7 lost an angry and a sad reading.
