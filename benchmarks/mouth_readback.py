@@ -38,7 +38,6 @@ renders every clip without one, as the talking videos (neutral talk) always are.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -82,13 +81,13 @@ def clip_expression(stem: str, n_frames: int) -> np.ndarray | None:
     """(n_frames, 8) float32 emotion weights (``EMOTIONS`` order) of a MEAD clip's own emotion at
     its level (level / ``MEAD_LEVELS``), for the renderer; None for a stem that names no emotion."""
     from facecue.constants import EMOTIONS, MEAD_LEVELS
-    from facecue.evaluate import emotion_from_name
+    from facecue.evaluate import emotion_from_name, level_from_name
 
-    emotion, level = emotion_from_name(stem), re.search(r"_level_?(\d+)", stem)
+    emotion, level = emotion_from_name(stem), level_from_name(stem)
     if emotion is None or level is None:
         return None
     weights = np.zeros(len(EMOTIONS), np.float32)
-    weights[EMOTIONS.index(emotion)] = min(int(level.group(1)) / MEAD_LEVELS, 1.0)
+    weights[EMOTIONS.index(emotion)] = min(level / MEAD_LEVELS, 1.0)
     return np.repeat(weights[None], n_frames, axis=0)
 
 

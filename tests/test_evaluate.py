@@ -285,12 +285,15 @@ def test_lip_sync_on_a_real_clip_beats_shifted_and_reversed_audio(shared_data, c
 # --- emotion ------------------------------------------------------------------------------
 
 
-def test_emotion_from_mead_names():
+def test_emotion_and_level_from_mead_names():
     assert ev.emotion_from_name("M030_angry_level3_001") == "angry"
     assert ev.emotion_from_name("W011_neutral_level1_001") == "neutral"
     assert ev.emotion_from_name("M030_front_surprised_level3_001") == "surprised"
     assert ev.emotion_from_name("styletalk_Obama_clip1") is None
     assert ev.emotion_from_name("happy_birthday") is None
+    assert ev.level_from_name("M030_angry_level3_001") == 3
+    assert ev.level_from_name("W011_neutral_level1_001") == 1
+    assert ev.level_from_name("styletalk_Obama_clip1") is None
 
 
 # --- optional networks ------------------------------------------------------------------------

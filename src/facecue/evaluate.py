@@ -76,6 +76,7 @@ __all__ = [
     "lip_sync_score",
     "liveliness",
     "emotion_from_name",
+    "level_from_name",
     "actor_from_name",
     "predict_emotion",
     "syncnet_mfcc",
@@ -457,6 +458,15 @@ def emotion_from_name(stem: str) -> str | None:
     """
     match = _MEAD_NAME.search(stem)
     return match.group("emotion").lower() if match else None
+
+
+def level_from_name(stem: str) -> int | None:
+    """MEAD intensity level (1..3) of a MEAD-style file stem, None if it names no emotion and level.
+
+    ``"M030_angry_level3_001"`` -> ``3``.
+    """
+    match = _MEAD_NAME.search(stem)
+    return int(match.group("level")) if match else None
 
 
 def actor_from_name(stem: str) -> str | None:
