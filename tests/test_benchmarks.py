@@ -88,17 +88,23 @@ def test_printed_columns_agree_with_each_other(compute_s):
     assert float(rtf) == pytest.approx(float(printed_s) / 5, rel=0.015), table
 
 
-def test_mouth_interior_fractions_known_answer():
-    """`benchmarks/mouth_readback.py`'s teeth / dark shares inside the inner-lip polygon: a mouth
-    half white (teeth) and half near-black (cavity) on skin-coloured cheeks reads 0.5 / 0.5; a
-    lip-coloured mouth reads neither; a polygon of a few pixels reads NaN."""
+def load_mouth_readback():
+    """``benchmarks/mouth_readback.py`` as a module (benchmarks are scripts, not a package)."""
     import importlib.util
-
-    import numpy as np
 
     spec = importlib.util.spec_from_file_location("facecue_mouth_readback", REPO / "benchmarks" / "mouth_readback.py")
     readback = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(readback)
+    return readback
+
+
+def test_mouth_interior_fractions_known_answer():
+    """`benchmarks/mouth_readback.py`'s teeth / dark shares inside the inner-lip polygon: a mouth
+    half white (teeth) and half near-black (cavity) on skin-coloured cheeks reads 0.5 / 0.5; a
+    lip-coloured mouth reads neither; a polygon of a few pixels reads NaN."""
+    import numpy as np
+
+    readback = load_mouth_readback()
     frame = np.full((100, 120, 3), (200, 160, 140), np.uint8)  # skin: HSV value 200
     points = np.zeros((478, 2))
     points[list(readback.CHEEK_POINTS)] = [[10, 10], [110, 10]]
@@ -117,13 +123,9 @@ def test_mouth_interior_fractions_known_answer():
 def test_mouth_readback_renders_a_mead_clip_with_its_own_emotion_and_level():
     """`benchmarks/mouth_readback.py` drives the renderer with a MEAD clip's emotion at level / 3;
     videos whose names carry no emotion (the talking videos) get none."""
-    import importlib.util
-
     from facecue.constants import EMOTIONS
 
-    spec = importlib.util.spec_from_file_location("facecue_mouth_readback", REPO / "benchmarks" / "mouth_readback.py")
-    readback = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readback)
+    readback = load_mouth_readback()
     weights = readback.clip_expression("W009_disgusted_level3_001", 4)
     assert weights.shape == (4, len(EMOTIONS))
     assert weights[:, EMOTIONS.index("disgusted")].tolist() == [1.0] * 4 and weights.sum() == 4.0
