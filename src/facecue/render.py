@@ -1166,6 +1166,10 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
 
 # --- expression detail (wrinkles and folds) -------------------------------------------------
 
+# Happiness' maps, laid on a face whose folds lie elsewhere, draw a pale patch and a grey smudge on
+# the cheek beside the nose (the DreamTalk male's 512 px close-up). Its map at half strength read
+# 9 of 9 on the calibration set (mean p 0.789 -> 0.743) but the smudge only faded; without it 7 of
+# 9 (0.667). Left as measured: the fix is placing the folds by the face, not weakening them.
 DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (calibrated, see EMOTION_REGION_GAINS)
 # Per emotion (EMOTIONS order), a further factor on DETAIL_GAIN for the brows and forehead only
 # (above the upper lids, see _brow_weight; the lids and below keep DETAIL_GAIN), chosen
@@ -1188,10 +1192,6 @@ EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 2.2)
 # still shows on the MEAD actors' surprise; halving surprise's ridges on the brows, or taking them
 # off, removes it but read 7 of 9 (p 0.496, 0.478; 8 of 9, 0.497 with them).
 DETAIL_EMPHASIS_CREASES_ONLY = ("surprised",)
-# Happiness' maps, laid on a face whose folds lie elsewhere, draw a pale patch and a grey smudge on
-# the cheek beside the nose (the DreamTalk male's 512 px close-up). Its map at half strength read
-# 9 of 9 on the calibration set (mean p 0.789 -> 0.743) but the smudge only faded; without it 7 of
-# 9 (0.667). Left as measured: the fix is placing the folds by the face, not weakening them.
 # The emphasis fades in from this far above the upper lids (eye units) to the inner brow ends
 # (MediaPipe 55, 285), over at least DETAIL_BROW_FADE.
 DETAIL_LID_MARGIN = 0.01
