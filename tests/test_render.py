@@ -194,6 +194,110 @@ def test_gaze_moves_the_iris(mesh, portrait, portrait_landmarks, portrait_cues):
         assert 0.4 * moved < shift < 1.6 * moved
 
 
+SCLERA, IRIS = (235.0, 228.0, 222.0), (60.0, 40.0, 30.0)
+
+
+@pytest.fixture(scope="module")
+def large_portrait(portrait, portrait_landmarks):
+    """The portrait and its landmarks at 3x the size (its irises are 4 pixels wide), and its cues."""
+    import cv2
+
+    image = cv2.resize(portrait, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    landmarks = portrait_landmarks * 3.0
+    height, width = image.shape[:2]
+    return image, landmarks, FaceCues.from_landmarks(landmarks[None], 25.0, (width, height))
+
+
+def painted_eyes(portrait, landmarks, shift: float, scale: float, shadow_px: int = 0):
+    """The portrait with both eyes repainted: flat sclera in the lid openings and a flat dark iris
+    ``shift`` pixels right of MediaPipe's iris centre, ``scale`` x its radius; the top
+    ``shadow_px`` rows of each opening's columns at half brightness (the lashes' shadow). Returns
+    the image, and per eye the painted iris centre (2,) and radius."""
+    import cv2
+
+    image = portrait.copy()
+    topo = mesh_topology()
+    irises = []
+    for side, iris in enumerate((RIGHT_IRIS, LEFT_IRIS)):
+        centre = landmarks[iris[0], :2] + np.array([shift, 0.0])
+        radius = scale * np.linalg.norm(landmarks[list(iris[1:]), :2] - landmarks[iris[0], :2], axis=1).mean()
+        opening = polygon_mask(image.shape, landmarks[topo.eye_loops[side]])
+        layer = np.zeros(image.shape[:2], np.uint8)
+        cv2.circle(layer, tuple(np.round(centre).astype(int)), int(round(radius)), 1, -1)
+        image[opening] = SCLERA
+        image[opening & (layer > 0)] = IRIS
+        if shadow_px:
+            top = np.cumsum(opening, axis=0)  # rows into the opening, per column
+            shaded = opening & (top <= shadow_px)
+            image[shaded] = image[shaded] // 2
+        irises.append((centre, float(round(radius))))
+    return image, irises
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_the_iris_is_found_where_it_is_and_moves_whole(large_portrait, shift):
+    """An iris right of MediaPipe's centre by half its radius, and smaller: when the gaze moves
+    left, the whole dark iris moves, no dark crescent stays behind and sclera fills its place."""
+    from facecue.cues import place_iris
+
+    portrait, portrait_landmarks, portrait_cues = large_portrait
+    radius0 = np.linalg.norm(portrait_landmarks[RIGHT_IRIS[1], :2] - portrait_landmarks[RIGHT_IRIS[0], :2])
+    image, irises = painted_eyes(portrait, portrait_landmarks, shift * radius0, 0.8)
+    renderer = get_renderer("mesh")
+    renderer.prepare(image, portrait_landmarks)
+    target = edited(portrait_cues, place_iris(portrait_cues.normalized[0], np.array([-20.0, 0.0])))
+    frame = renderer.render_frame(target)
+    topo = mesh_topology()
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    lum = luminance(frame)
+    sclera = luminance(np.array([SCLERA]))[0]
+    for side, iris in enumerate((RIGHT_IRIS, LEFT_IRIS)):
+        moved = target[iris[0], :2] - portrait_landmarks[iris[0], :2]
+        assert moved[0] < -4
+        centre, radius = irises[side]
+        opening = polygon_mask(image.shape, target[topo.eye_loops[side]])
+        to_moved = np.hypot(xx - centre[0] - moved[0], yy - centre[1] - moved[1])
+        inner, outer = opening & (to_moved < radius - 1.5), opening & (to_moved > radius + 1.0)
+        uncovered = outer & (np.hypot(xx - centre[0], yy - centre[1]) < radius + 1.0)  # where it was
+        assert lum[inner].mean() < luminance(np.array([IRIS]))[0] + 25, "the moved iris is dark"
+        assert (lum[outer] < 150).mean() < 0.02, "no iris left behind outside the moved one"
+        assert uncovered.sum() > 50 and lum[uncovered].mean() > 0.9 * sclera, "sclera where the iris was"
+
+
+def test_a_widened_eye_shows_sclera_and_iris_not_a_block(large_portrait):
+    """Upper lids raised (surprise) on narrowed eyes that hide the iris' top: the iris continues
+    upward under the raised lid, the lashes' shadow under the lid keeps its depth instead of
+    stretching with the opening, and below it the sclera beside the iris is as bright as painted."""
+    from facecue.motion import close_eyes
+
+    portrait, landmarks, cues = large_portrait
+    narrow = edited(cues, close_eyes(cues.normalized[0], 0.3))  # the portrait's eyes, narrowed
+    shadow_px = 3
+    image, irises = painted_eyes(portrait, narrow, 0.0, 1.0, shadow_px)
+    renderer = get_renderer("mesh")
+    renderer.prepare(image, narrow)
+    target = edited(cues, close_eyes(cues.normalized[0], -0.5))
+    frame = renderer.render_frame(target)
+    topo = mesh_topology()
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    lum = luminance(frame)
+    for side in (0, 1):
+        centre, radius = irises[side]
+        before = polygon_mask(image.shape, narrow[topo.eye_loops[side]])
+        after = polygon_mask(image.shape, target[topo.eye_loops[side]])
+        iris_shown = after & ~before & (yy < centre[1]) & (np.hypot(xx - centre[0], yy - centre[1]) < radius - 1.5)
+        assert iris_shown.sum() >= 20 and lum[iris_shown].mean() < 90, "the iris continues under the raised lid"
+        depths, below_shadow = [], []
+        for x in range(int(centre[0] - 2.5 * radius), int(centre[0] + 2.5 * radius)):
+            if abs(x - centre[0]) < radius + 3 or before[:, x].sum() < 3 * shadow_px:
+                continue  # the iris' columns, and the corners' narrow ones (all shadow)
+            rows = np.flatnonzero(after[:, x])
+            depths.append(np.count_nonzero(lum[rows, x] < 150))
+            below_shadow.extend(lum[rows.min() + shadow_px + 2 : np.flatnonzero(before[:, x]).min(), x])
+        assert len(depths) >= 8 and np.median(depths) <= shadow_px, depths
+        assert len(below_shadow) >= 20 and np.mean(np.array(below_shadow) > 185) > 0.9
+
+
 def test_background_far_from_the_face_is_unchanged(mesh, portrait, portrait_cues):
     angles = rotation_to_angles(portrait_cues.rotation[0]) + np.array([18.0, 6.0, 4.0])
     target = edited(portrait_cues, portrait_cues.normalized[0], angles)

@@ -29,9 +29,13 @@ portrait's own landmarks to each frame's landmarks:
   portrait at full resolution (the paste-back is the warp itself: no seam). Fold edges (a cheek's
   silhouette on a head turn) are anti-aliased. Everything that depends only on the portrait is
   computed once in ``prepare``.
-* **Eyes**: the portrait's iris is removed from the texture (sclera colour) once; per frame the
-  iris disc (from the portrait, its hidden part filled by point reflection) is drawn at the target
-  iris centre, clipped to the target lid opening with soft edges. A closing lid stretches the
+* **Eyes**: the portrait's iris is found (MediaPipe's centre moved onto the dark iris, its radius
+  ended where the sclera begins) and removed from the texture once, its place filled row by row
+  with what lies beside it (sclera, the lashes' shadow); per frame the iris disc (from the
+  portrait, the part the lids hid continued from its nearest seen pixels and its radial profile)
+  is drawn at the target iris centre, clipped to the target lid opening with soft edges. A
+  widened eye (surprise) keeps the lashes' shadow under the raised lid at its depth and shows the
+  iris clear of it, rather than stretching the shadow over the opening. A closing lid stretches the
   upper-lid skin over the eye (blended toward a lash-free, smoothed copy of that skin so that it
   does not streak), the lashes stay a thin line, and the last sliver of the opening turns to
   lashes when the lids meet.
@@ -56,7 +60,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -95,6 +99,17 @@ BORDER_MARGIN_PX = 2.0  # the fixed border loop lies this far outside the image 
 
 IRIS_RADIUS_SCALE = 1.12  # MediaPipe's iris rim sits a little inside the limbus
 DEFAULT_SCLERA_RGB = (212, 200, 192)
+# The sclera's colour (the fallback of the filled iris, and the brightness that tells sclera from
+# iris): the opening's pixels at least this far (x eye width) from the lids and at least as bright
+# as this percentile of them (not the iris, lashes or shadow).
+SCLERA_SAMPLE_MARGIN = 0.05
+SCLERA_PERCENTILE = 75.0
+IRIS_MAX_SHIFT = 0.5  # x iris radius: how far the iris' dark mass may move MediaPipe's centre sideways
+IRIS_LASH_DEPTH = 0.35  # x iris radius: the lashes' shadow under MediaPipe's upper-lid contour (not iris)
+IRIS_PUPIL_FRACTION = 0.45  # x iris radius: the pupil; the disc's pixels outside it as bright as sclera are not iris
+IRIS_LIMBUS_MARGIN = 0.1  # x iris radius (+ 1 pixel): the texture loses this much more round the iris
+IRIS_MIN_RADIUS = 0.7  # x MediaPipe's (enlarged) iris radius: the least the sclera's edge may shrink it to
+IRIS_SHADOW_REACH = 0.5  # x iris radius: how far the lid-hidden iris keeps its nearest seen colour (the lashes' shadow)
 HOLE_DEPTH_BIAS = 0.03  # eye/mouth fills drawn behind neighbours: x eye distance (pixels of z)
 # Lashes: a band this thick (x eye width) above the upper-lid margin moves rigidly with the margin,
 # so that a closing lid stretches the lid skin above it, not the lashes.
@@ -105,6 +120,9 @@ LASH_BAND = 0.09
 # a narrowed, open eye and only blinks (closure ~0.85) look shut.
 LID_SKIN_CLOSURE = (0.5, 0.8)
 LASH_CLOSURE = (0.7, 0.85)
+# Eye aperture over the portrait's over which an eye is drawn as widened (the lashes' shadow kept
+# under the raised lid, the iris clear of it): from about the wobble of speech to surprise's lids.
+WIDENED_EYE = (1.05, 1.35)
 
 MOUTH_OPEN_RATIO = 0.06  # portrait's inner-lip gap / mouth width above which its interior is reused
 MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
@@ -648,75 +666,185 @@ class _EyeModel:
     side: int = 0
     aperture: float = 0.3  # the portrait's lid gap over eye width
     lash: np.ndarray | None = None  # (3,) lash colour, drawn over the opening's last sliver
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(2))  # (2,) centre - MediaPipe's iris centre, pixels
+    # a wider-opened eye: the iris clear of the lashes' shadow (h, w, 3), the shadow's depth under
+    # the upper lid (source pixels) and its darkening of the iris (0..1), the lid contours' indices
+    patch_open: np.ndarray | None = None
+    lash_shadow_px: float = 0.0
+    lash_shadow: float = 0.0
+    upper: np.ndarray | None = None
+    lower: np.ndarray | None = None
 
 
 def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: MeshTopology, side: int) -> _EyeModel:
-    """Iris patch of one eye and, in ``texture`` (modified in place), the eye without its iris."""
+    """Iris patch of one eye and, in ``texture`` (modified in place), the eye without its iris.
+
+    MediaPipe's iris can sit off the dark iris and be too big on small portraits (half a radius
+    at 256 px): its centre is moved sideways onto the eye's dark mass, and its radius shrunk to
+    where the sclera begins. The iris' place in the texture is filled, row by row, with what lies
+    beside it (a wider eye or a moved iris shows it), and the iris patch continues under the lids.
+    """
     height, width = image.shape[:2]
     iris_index = (RIGHT_IRIS, LEFT_IRIS)[side]
     corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
     loop = topo.eye_loops[side]
-    centre = pts[iris_index[0], :2].astype(np.float64)
+    landmark_centre = pts[iris_index[0], :2].astype(np.float64)
     rim = pts[list(iris_index[1:]), :2]
-    radius = float(np.linalg.norm(rim - centre, axis=1).mean()) * IRIS_RADIUS_SCALE
+    radius = float(np.linalg.norm(rim - landmark_centre, axis=1).mean()) * IRIS_RADIUS_SCALE
     eye_width = float(np.linalg.norm(pts[corners[0], :2] - pts[corners[1], :2]))
     radius = float(np.clip(radius, 0.5, 0.45 * eye_width + 0.5))
     polygon = pts[loop, :2].astype(np.float64)
-    box = _patch_box(np.vstack([polygon, centre[None] - radius - 2, centre[None] + radius + 2]), 3, width, height)
-    model = _EyeModel(loop, iris_index[0], tuple(iris_index[1:]), corners, centre, radius, eye_width,
-                      np.zeros((1, 1, 3), np.float32), np.zeros((1, 1), np.float32), centre.copy(),
+    reach = (1.0 + IRIS_MAX_SHIFT) * radius + 2
+    box = _patch_box(np.vstack([polygon, landmark_centre[None] - reach, landmark_centre[None] + reach]), 3,
+                     width, height)
+    model = _EyeModel(loop, iris_index[0], tuple(iris_index[1:]), corners, landmark_centre.copy(), radius, eye_width,
+                      np.zeros((1, 1, 3), np.float32), np.zeros((1, 1), np.float32), landmark_centre.copy(),
                       side, _aperture(pts, side))
     if box is None:
         return model
     x0, y0, x1, y1 = box
     origin = np.array([x0, y0], np.float64)
     crop = image[y0:y1, x0:x1].astype(np.float32)
+    lum = crop.mean(axis=2)
     opening = _polygon_mask(crop.shape[:2], polygon, origin, 0.0)
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    dist = np.hypot(xx - centre[0], yy - centre[1])
-    disc = np.clip(radius + 0.5 - dist, 0.0, 1.0).astype(np.float32)
     inside = opening > 0.6
-    # sclera colour: the brighter half of the opening's pixels away from the iris
-    sclera_px = crop[inside & (dist > radius + 1.0)]
-    if len(sclera_px) >= 4:
-        lum = sclera_px.mean(axis=1)
-        sclera = sclera_px[lum >= np.median(lum)].mean(axis=0)
-    else:
-        sclera = np.array(DEFAULT_SCLERA_RGB, np.float32)
-    # shade the filled sclera like the rest: darker under the upper lid
-    upper_y = np.interp(xx, *_sorted_xy(pts[topo.eye_upper[side], :2]))
-    lower_y = np.interp(xx, *_sorted_xy(pts[topo.eye_lower[side], :2]))
-    depth = np.clip((yy - upper_y) / np.maximum(lower_y - upper_y, 1.0), 0.0, 1.0)
-    sclera_fill = sclera[None, None] * (0.78 + 0.22 * np.sqrt(depth))[..., None]
-    remove = (disc * opening)[..., None]
-    texture[y0:y1, x0:x1] = np.clip(crop * (1 - remove) + sclera_fill * remove + 0.5, 0, 255).astype(np.uint8)
-    # iris patch: visible iris pixels; hidden ones (under the lids) from their point reflection
-    # through the centre, else the iris' median colour
+    # the sclera: the opening's brighter pixels clear of the lids and of the pupil's catchlights
+    dist = np.hypot(xx - landmark_centre[0], yy - landmark_centre[1])
+    pool = _eroded(inside, max(1, int(round(SCLERA_SAMPLE_MARGIN * eye_width)))) & (dist > 0.5 * radius)
+    bright = pool & (lum >= np.percentile(lum[pool], SCLERA_PERCENTILE)) if pool.sum() >= 4 else pool
+    sclera = crop[bright].mean(axis=0) if bright.sum() >= 4 else np.array(DEFAULT_SCLERA_RGB, np.float32)
+    sclera_lum = float(sclera.mean())
+    below_lashes = max(1, int(round(IRIS_LASH_DEPTH * radius)))  # rows under the upper lid's contour
+    unshaded = cv2.erode(_eroded(inside, 1).astype(np.uint8), np.ones((below_lashes + 1, 1), np.uint8),
+                         anchor=(0, below_lashes)) > 0
+    centre = _iris_centre(lum, unshaded, xx, landmark_centre, radius, sclera_lum)
+    dist = np.hypot(xx - centre[0], yy - centre[1])
+
+    # iris patch: the iris as seen between the lids
     r_patch = int(math.ceil(radius)) + 2
     px0, py0 = int(math.floor(centre[0])) - r_patch, int(math.floor(centre[1])) - r_patch
     size = 2 * r_patch + 2
     gy, gx = np.mgrid[py0 : py0 + size, px0 : px0 + size].astype(np.float64)
-
-    def colour_at(x, y):
-        return cv2.remap(image, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
-
-    def open_at(x, y):
-        return cv2.remap(opening, (x - x0).astype(np.float32), (y - y0).astype(np.float32), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.6
-
-    colour, seen = colour_at(gx, gy), open_at(gx, gy)
-    mirror_x, mirror_y = 2 * centre[0] - gx, 2 * centre[1] - gy
-    mirrored, mirror_seen = colour_at(mirror_x, mirror_y), open_at(mirror_x, mirror_y)
-    in_disc = np.hypot(gx - centre[0], gy - centre[1]) <= radius
-    visible = in_disc & seen
+    colour = cv2.remap(image, gx.astype(np.float32), gy.astype(np.float32), cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+    seen = cv2.remap(opening, (gx - x0).astype(np.float32), (gy - y0).astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.6
+    r = np.hypot(gx - centre[0], gy - centre[1])
+    visible = (r <= radius) & seen
+    if visible.any():
+        # sclera inside the disc: pixels nearer the sclera's brightness than the iris' that reach
+        # out past the disc (a catchlight lies inside the iris); the iris ends where they begin
+        shade = colour.mean(axis=2)
+        iris_lum = float(np.median(shade[visible]))
+        _, labels = cv2.connectedComponents((seen & (shade > 0.5 * (iris_lum + sclera_lum))).astype(np.uint8), 4)
+        outside = np.unique(labels[(r > radius) & (labels > 0)])
+        white = visible & (r > IRIS_PUPIL_FRACTION * radius) & np.isin(labels, outside)
+        if white.sum() >= 3:
+            radius = float(np.clip(np.percentile(r[white], 20), IRIS_MIN_RADIUS * radius, radius))
+        visible &= ~white & (r <= radius)
     median = np.median(colour[visible], axis=0) if visible.any() else np.array([70, 50, 40], np.float32)
-    patch = np.where(seen[..., None], colour, np.where(mirror_seen[..., None], mirrored, median[None, None]))
-    alpha = np.clip(radius + 0.5 - np.hypot(gx - centre[0], gy - centre[1]), 0, 1).astype(np.float32)
-    model.patch = patch.astype(np.float32)
-    model.patch_alpha = alpha
+    # the part the lids hid: each column's nearest seen pixel (under the upper lid, the iris in the
+    # lashes' shadow), fading with distance into the iris' radial profile (the median seen colour
+    # at each distance from the centre)
+    hidden_fill = _radial_profile(colour, visible, r, radius, median)
+    if visible.any():
+        rows = np.arange(size)[:, None]
+        any_seen = visible.any(axis=0)
+        top = np.where(any_seen, visible.argmax(axis=0), size)
+        bottom = np.where(any_seen, size - 1 - visible[::-1].argmax(axis=0), -1)
+        nearest = np.clip(np.where(rows < top, top, bottom), 0, size - 1)
+        gap = np.where(rows < top, top - rows, rows - bottom).astype(np.float32)
+        edge = np.take_along_axis(colour, np.broadcast_to(nearest, (size, size))[..., None], axis=0)
+        keep = (np.exp(-gap / max(IRIS_SHADOW_REACH * radius, 0.5)) * (any_seen[None, :] & (gap > 0)))[..., None]
+        hidden_fill = edge * keep + hidden_fill * (1.0 - keep)
+    model.patch = np.where(visible[..., None], colour, hidden_fill).astype(np.float32)
+    # for a wider-opened eye: the iris as if the lid did not shade it, and how dark the shade is
+    lit = visible & (cv2.remap(unshaded.astype(np.float32), (gx - x0).astype(np.float32), (gy - y0).astype(np.float32),
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.6)
+    if lit.sum() >= 4:
+        shaded = visible & ~lit & (r > IRIS_PUPIL_FRACTION * radius)
+        lit_ring = lit & (r > IRIS_PUPIL_FRACTION * radius)
+        if shaded.sum() >= 3 and lit_ring.sum() >= 3:
+            darkening = 1.0 - colour[shaded].mean() / max(colour[lit_ring].mean(), 1.0)
+            model.lash_shadow = float(np.clip(darkening, 0.0, 0.8))
+        lit_median = np.median(colour[lit], axis=0)
+        model.patch_open = np.where(lit[..., None], colour, _radial_profile(colour, lit, r, radius, lit_median)
+                                    ).astype(np.float32)
+    model.lash_shadow_px = float(below_lashes)
+    model.upper, model.lower = topo.eye_upper[side], topo.eye_lower[side]
+    model.patch_alpha = np.clip(radius + 0.5 - r, 0, 1).astype(np.float32)
     model.patch_origin = np.array([px0, py0], np.float64)
+    model.centre, model.radius, model.offset = centre, radius, centre - landmark_centre
+
+    # texture: the iris' place filled row by row with what lies beside it in the opening (sclera,
+    # and the lashes' shadow under the upper lid). A flat sclera colour there showed as a grey
+    # block round the iris of a widened eye, cut out of the lashes' shadow.
+    removed = radius * (1.0 + IRIS_LIMBUS_MARGIN) + 1.0  # the dark limbus round the disc too
+    disc = np.clip(removed + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+    beside = inside & (dist > removed + 1.0)
+    fill = _fill_from_samples(crop, beside, sigma_x=radius + 1.0, sigma_y=0.15 * radius + 0.5, fallback=sclera)
+    remove = (disc * opening)[..., None]
+    texture[y0:y1, x0:x1] = np.clip(crop * (1 - remove) + fill * remove + 0.5, 0, 255).astype(np.uint8)
     return model
+
+
+def _eroded(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """(h, w) bool: ``mask`` without its rim ``pixels`` deep (a disc-shaped erosion)."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.erode(mask.astype(np.uint8), kernel) > 0
+
+
+def _iris_centre(lum: np.ndarray, rows: np.ndarray, xx: np.ndarray, centre: np.ndarray, radius: float,
+                 sclera_lum: float) -> np.ndarray:
+    """(2,) the iris centre, pixels: MediaPipe's moved sideways to the middle of the iris' dark pixels.
+
+    ``lum`` (h, w) luminance, ``rows`` (h, w) bool the opening clear of the lashes' shadow, ``xx``
+    (h, w) pixel x, ``centre`` (2,) MediaPipe's, ``radius`` pixels, ``sclera_lum`` the sclera's
+    luminance (darker than halfway to it from the iris' median is the iris). The height is kept:
+    the lids hide the iris' top and bottom.
+    """
+    x = float(centre[0])
+    for _ in range(2):  # the window follows the estimate once
+        window = rows & (np.abs(xx - x) <= radius)
+        if window.sum() < 4:
+            break
+        dark = window & (lum < 0.5 * (float(np.median(lum[window])) + sclera_lum))
+        if dark.sum() < 4:
+            break
+        x = float(xx[dark].mean())
+    shift = float(np.clip(x - centre[0], -IRIS_MAX_SHIFT * radius, IRIS_MAX_SHIFT * radius))
+    return np.array([centre[0] + shift, centre[1]], np.float64)
+
+
+def _fill_from_samples(image: np.ndarray, samples: np.ndarray, sigma_x: float, sigma_y: float,
+                       fallback: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float32: ``image``'s colours at the ``samples`` (h, w) bool pixels spread to every
+    pixel by normalised convolution (an anisotropic Gaussian, sigmas in pixels); pixels with no
+    sample near fall back to ``fallback`` (3,)."""
+    weight = samples.astype(np.float32)
+    spread = cv2.GaussianBlur(weight, (0, 0), sigmaX=sigma_x, sigmaY=sigma_y)
+    total = cv2.GaussianBlur(image.astype(np.float32) * weight[..., None], (0, 0), sigmaX=sigma_x, sigmaY=sigma_y)
+    blend = np.clip(spread / 0.05, 0.0, 1.0)[..., None]  # under ~5 % sample support: the fallback
+    filled = total / np.maximum(spread, 1e-6)[..., None]
+    return (filled * blend + np.asarray(fallback, np.float32)[None, None] * (1.0 - blend)).astype(np.float32)
+
+
+def _radial_profile(colour: np.ndarray, visible: np.ndarray, r: np.ndarray, radius: float,
+                    default: np.ndarray, bins: int = 6) -> np.ndarray:
+    """(h, w, 3) float32: per pixel, the median ``colour`` of the ``visible`` pixels in its ring
+    (``bins`` rings out to ``radius``; empty rings take the nearest filled one, or ``default``)."""
+    ring = np.minimum((r / max(radius, 1e-6) * bins).astype(int), bins - 1)
+    medians = np.full((bins, 3), np.nan, np.float32)
+    for k in range(bins):
+        chosen = visible & (ring == k)
+        if chosen.sum() >= 3:
+            medians[k] = np.median(colour[chosen], axis=0)
+    filled = np.flatnonzero(~np.isnan(medians[:, 0]))
+    if not len(filled):
+        return np.broadcast_to(np.asarray(default, np.float32), colour.shape).copy()
+    nearest = filled[np.abs(np.arange(bins)[:, None] - filled[None]).argmin(axis=1)]
+    return medians[nearest][ring]
 
 
 def _sorted_xy(chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -733,6 +861,7 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     centre = pts[model.iris, :2].astype(np.float64)
     target_width = float(np.linalg.norm(pts[model.corners[0], :2] - pts[model.corners[1], :2]))
     k = target_width / max(model.width, 1e-6)
+    centre = centre + k * model.offset
     radius = model.radius * k
     box = _patch_box(np.vstack([polygon, centre[None] - radius - 1, centre[None] + radius + 1]), 2, width, height)
     if box is None:
@@ -742,12 +871,22 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     opening = _polygon_mask((y1 - y0, x1 - x0), polygon, origin, feather * max(k, 0.5))
     if opening.max() <= 0:
         return
+    # a wider-opened eye: the lashes' shadow under the upper lid keeps its depth instead of
+    # stretching with the opening, and the iris shows clear of it
+    widened = _smoothstep_scalar(_aperture(pts, model.side) / max(model.aperture, 1e-6), *WIDENED_EYE)
+    patch = model.patch
+    shade = None
+    if widened > 0 and model.patch_open is not None and model.upper is not None:
+        shade = _unstretch_lash_shadow(frame, box, opening, pts, model, k)
+        patch = model.patch * (1.0 - widened) + model.patch_open * widened
     # patch pixel q -> frame pixel: centre + k * (patch_origin + q - source centre) - origin
     shift = centre + k * (model.patch_origin - model.centre) - origin
     matrix = np.array([[k, 0, shift[0]], [0, k, shift[1]]], np.float64)
     size = (x1 - x0, y1 - y0)
-    rgba = np.dstack([model.patch, model.patch_alpha])
+    rgba = np.dstack([patch, model.patch_alpha])
     warped = cv2.warpAffine(rgba, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if shade is not None:
+        warped[..., :3] *= (1.0 - widened * model.lash_shadow * shade)[..., None]
     alpha = warped[..., 3] * opening
     if alpha.max() > 0:
         _blend(frame, box, warped[..., :3], alpha)
@@ -756,6 +895,37 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     if shut > 0 and model.lash is not None:
         _blend(frame, box, np.broadcast_to(model.lash, (*opening.shape, 3)).astype(np.float32),
                np.clip(opening * 1.5, 0, 1) * shut)
+
+
+def _unstretch_lash_shadow(frame: np.ndarray, box: tuple[int, int, int, int], opening: np.ndarray,
+                           pts: np.ndarray, model: _EyeModel, k: float) -> np.ndarray:
+    """Re-sample a widened eye's opening in ``frame`` (in place) along each column so that the
+    lashes' shadow under the upper lid keeps its depth and the rest of the opening stretches.
+
+    The warp stretches the whole opening, and with it the shadow: a thick dark band. ``box``
+    (x0, y0, x1, y1) the eye's pixels, ``opening`` (h, w) its target opening mask, ``k`` the eye's
+    scale over the portrait's. Returns (h, w) float32 0..1, 1 right under the upper lid and 0 below
+    the shadow's depth: where the shadow lies.
+    """
+    x0, y0, x1, y1 = box
+    xs = np.arange(x0, x1, dtype=np.float64)
+    upper = np.interp(xs, *_sorted_xy(pts[model.upper, :2]))
+    lower = np.interp(xs, *_sorted_xy(pts[model.lower, :2]))
+    height = np.maximum(lower - upper, 1.0)  # target opening, pixels per column
+    stretch = _aperture(pts, model.side) / max(model.aperture, 1e-6)  # the warp's stretch
+    source_height = height / stretch
+    band = np.minimum(model.lash_shadow_px * k, 0.5 * source_height)
+    depth = np.arange(y0, y1, dtype=np.float64)[:, None] - upper[None]
+    # depth in the portrait's opening each target depth should show, then where the warp put it
+    shown = np.where(depth < band, depth,
+                     band + (depth - band) * (source_height - band) / np.maximum(height - band, 1e-3))
+    map_y = (upper[None] + shown * stretch - y0).astype(np.float32)
+    map_x = np.broadcast_to((xs - x0).astype(np.float32), map_y.shape)
+    region = frame[y0:y1, x0:x1]
+    resampled = cv2.remap(region, np.ascontiguousarray(map_x), map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weight = np.clip(opening, 0.0, 1.0)[..., None]
+    region[...] = np.clip(region * (1.0 - weight) + resampled * weight + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(1.0 - depth / np.maximum(band, 1e-3), 0.0, 1.0).astype(np.float32)
 
 
 #: per eye (right, left): the (k,) upper and (k,) lower lid landmarks of the eyelid pairs
