@@ -873,11 +873,12 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
         return
     # a wider-opened eye: the lashes' shadow under the upper lid keeps its depth instead of
     # stretching with the opening, and the iris shows clear of it
-    widened = _smoothstep_scalar(_aperture(pts, model.side) / max(model.aperture, 1e-6), *WIDENED_EYE)
+    stretch = _aperture(pts, model.side) / max(model.aperture, 1e-6)  # the target's aperture over the portrait's
+    widened = _smoothstep_scalar(stretch, *WIDENED_EYE)
     patch = model.patch
     shade = None
     if widened > 0 and model.patch_open is not None and model.upper is not None:
-        shade = _unstretch_lash_shadow(frame, box, opening, pts, model, k)
+        shade = _unstretch_lash_shadow(frame, box, opening, pts, model, k, stretch)
         patch = model.patch * (1.0 - widened) + model.patch_open * widened
     # patch pixel q -> frame pixel: centre + k * (patch_origin + q - source centre) - origin
     shift = centre + k * (model.patch_origin - model.centre) - origin
@@ -891,41 +892,43 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     if alpha.max() > 0:
         _blend(frame, box, warped[..., :3], alpha)
     # lids (nearly) shut: what is left of the opening is lashes
-    shut = _smoothstep_scalar(_closure(pts, model.side, model.aperture), *LASH_CLOSURE)
+    shut = _smoothstep_scalar(min(max(1.0 - stretch, 0.0), 1.0), *LASH_CLOSURE)  # as _closure
     if shut > 0 and model.lash is not None:
         _blend(frame, box, np.broadcast_to(model.lash, (*opening.shape, 3)).astype(np.float32),
                np.clip(opening * 1.5, 0, 1) * shut)
 
 
 def _unstretch_lash_shadow(frame: np.ndarray, box: tuple[int, int, int, int], opening: np.ndarray,
-                           pts: np.ndarray, model: _EyeModel, k: float) -> np.ndarray:
+                           pts: np.ndarray, model: _EyeModel, k: float, stretch: float) -> np.ndarray:
     """Re-sample a widened eye's opening in ``frame`` (in place) along each column so that the
     lashes' shadow under the upper lid keeps its depth and the rest of the opening stretches.
 
     The warp stretches the whole opening, and with it the shadow: a thick dark band. ``box``
     (x0, y0, x1, y1) the eye's pixels, ``opening`` (h, w) its target opening mask, ``k`` the eye's
-    scale over the portrait's. Returns (h, w) float32 0..1, 1 right under the upper lid and 0 below
-    the shadow's depth: where the shadow lies.
+    scale over the portrait's, ``stretch`` its aperture over the portrait's (the warp's stretch).
+    Returns (h, w) float32 0..1, 1 right under the upper lid and 0 below the shadow's depth: where
+    the shadow lies.
     """
     x0, y0, x1, y1 = box
-    xs = np.arange(x0, x1, dtype=np.float64)
-    upper = np.interp(xs, *_sorted_xy(pts[model.upper, :2]))
-    lower = np.interp(xs, *_sorted_xy(pts[model.lower, :2]))
-    height = np.maximum(lower - upper, 1.0)  # target opening, pixels per column
-    stretch = _aperture(pts, model.side) / max(model.aperture, 1e-6)  # the warp's stretch
+    xs = np.arange(x0, x1, dtype=np.float32)
+    upper = np.interp(xs, *_sorted_xy(pts[model.upper, :2])).astype(np.float32)
+    height = np.interp(xs, *_sorted_xy(pts[model.lower, :2])).astype(np.float32) - upper
+    np.maximum(height, 1.0, out=height)  # target opening, pixels per column
+    stretch = np.float32(stretch)
     source_height = height / stretch
-    band = np.minimum(model.lash_shadow_px * k, 0.5 * source_height)
-    depth = np.arange(y0, y1, dtype=np.float64)[:, None] - upper[None]
-    # depth in the portrait's opening each target depth should show, then where the warp put it
-    shown = np.where(depth < band, depth,
-                     band + (depth - band) * (source_height - band) / np.maximum(height - band, 1e-3))
-    map_y = (upper[None] + shown * stretch - y0).astype(np.float32)
-    map_x = np.broadcast_to((xs - x0).astype(np.float32), map_y.shape)
+    band = np.minimum(np.float32(model.lash_shadow_px * k), 0.5 * source_height)
+    depth = np.arange(y0, y1, dtype=np.float32)[:, None] - upper  # (h, w) pixels under the upper lid
+    # depth in the portrait's opening each target depth should show, then where the warp put it:
+    # the band as it is, the rest stretched over what is left
+    rest = (source_height - band) / np.maximum(height - band, 1e-3)
+    shown = np.where(depth < band, depth, band + (depth - band) * rest)
+    map_y = shown * stretch + (upper - y0)
+    map_x = np.tile(xs - x0, (y1 - y0, 1))
     region = frame[y0:y1, x0:x1]
-    resampled = cv2.remap(region, np.ascontiguousarray(map_x), map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    weight = np.clip(opening, 0.0, 1.0)[..., None]
-    region[...] = np.clip(region * (1.0 - weight) + resampled * weight + 0.5, 0, 255).astype(np.uint8)
-    return np.clip(1.0 - depth / np.maximum(band, 1e-3), 0.0, 1.0).astype(np.float32)
+    resampled = cv2.remap(region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weight = np.clip(opening, 0.0, 1.0)
+    region[...] = cv2.blendLinear(resampled, region, weight, 1.0 - weight)
+    return np.clip(1.0 - depth / np.maximum(band, 1e-3), 0.0, 1.0)
 
 
 #: per eye (right, left): the (k,) upper and (k,) lower lid landmarks of the eyelid pairs
