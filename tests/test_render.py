@@ -989,6 +989,26 @@ def test_cover_layer_is_the_colour_blend_of_its_layer():
     assert np.allclose(np.einsum("khw,kc->hwc", weights, palette), colour, atol=1e-3)
 
 
+def test_contempts_wrinkle_map_only_darkens(portrait, portrait_landmarks):
+    """Contempt (DETAIL_DARKEN_ONLY) keeps its map's creases and drops its lit parts (pale patches
+    on the cheek and forehead); the other emotions keep both."""
+    from facecue.constants import EMOTIONS
+    from facecue.render import DETAIL_DARKEN_ONLY, detail_in_portrait
+
+    assert DETAIL_DARKEN_ONLY == ("contempt",)
+    engine, factor, _ = detail_at_half(portrait, portrait_landmarks, "contempt")
+    maps, origin = engine._detail
+    local = portrait_landmarks.copy()
+    local[:, :2] -= origin
+    raw = detail_in_portrait(local, maps.shape[1:])
+    contempt, happy = EMOTIONS.index("contempt"), EMOTIONS.index("happy")
+    assert raw[contempt].max() > 0.05 and raw[contempt].min() < -0.05  # the map lightens and darkens
+    np.testing.assert_array_equal(maps[contempt], np.minimum(raw[contempt], 0.0))
+    assert factor.max() <= 0.0 and factor.min() < -0.02
+    assert raw[happy].max() > 0.05
+    np.testing.assert_array_equal(maps[happy], raw[happy])
+
+
 def test_surprises_brow_emphasis_deepens_creases_not_ridges(portrait, portrait_landmarks):
     """For the emotions in DETAIL_EMPHASIS_CREASES_ONLY (surprise) the brow emphasis deepens only
     where the maps darken: a lit ridge is drawn as at DETAIL_GAIN, a crease EMOTION_DETAIL_EMPHASIS

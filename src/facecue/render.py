@@ -1384,6 +1384,12 @@ INNER_BROW_ENDS = (55, 285)
 # portrait the pale band between surprised brows and forehead lines stayed: that band is
 # surprise's lit ridge, drawn at DETAIL_GAIN since (DETAIL_EMPHASIS_CREASES_ONLY).
 DETAIL_MAX_LIGHTEN = 0.15
+# Emotions whose maps only darken (their lit parts dropped when the renderer is prepared).
+# Contempt's map, one actor's brow raise and smirk averaged with the others' mirrored, lit pale
+# patches on the raised side's cheek beside the nose and over the forehead of the report portraits
+# (docs/expressiveness/contempt_check.jpg); contempt is one-sided by its shape, and the recogniser
+# has no contempt class, so nothing measured rested on them.
+DETAIL_DARKEN_ONLY: tuple[str, ...] = ("contempt",)
 DETAIL_CANVAS = 256  # px, side of the canonical canvas of the expression-detail maps
 DETAIL_KIND = "facecue.expression_detail"
 # MediaPipe points whose surroundings are not skin: the eye openings and the lips (their look
@@ -1968,6 +1974,9 @@ class MeshRenderer(Renderer):
             local[:, :2] -= [fx0, fy0]
             maps = detail_in_portrait(local, (int(fy1 - fy0), int(fx1 - fx0)))
             if maps is not None:
+                for e, name in enumerate(EMOTIONS[: len(maps)]):
+                    if name in DETAIL_DARKEN_ONLY:
+                        np.minimum(maps[e], 0.0, out=maps[e])
                 self._detail = (maps, np.array([fx0, fy0], np.float32))
                 self._detail_brows = _brow_weight(local, maps.shape[1:])
         self._prepared = True
