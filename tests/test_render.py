@@ -990,10 +990,11 @@ def test_cover_layer_is_the_colour_blend_of_its_layer():
 
 
 def test_contempts_wrinkle_map_only_darkens(portrait, portrait_landmarks):
-    """Contempt (DETAIL_DARKEN_ONLY) keeps its map's creases and drops its lit parts (pale patches
-    on the cheek and forehead); the other emotions keep both."""
+    """Contempt (DETAIL_DARKEN_ONLY) keeps its map's creases away from the eyes and drops its lit
+    parts (pale patches on the cheek and forehead) and its lids' shading; the other emotions keep
+    their maps."""
     from facecue.constants import EMOTIONS
-    from facecue.render import DETAIL_DARKEN_ONLY, detail_in_portrait
+    from facecue.render import DETAIL_DARKEN_ONLY, _lid_zone, detail_in_portrait
 
     assert DETAIL_DARKEN_ONLY == ("contempt",)
     engine, factor, _ = detail_at_half(portrait, portrait_landmarks, "contempt")
@@ -1003,7 +1004,12 @@ def test_contempts_wrinkle_map_only_darkens(portrait, portrait_landmarks):
     raw = detail_in_portrait(local, maps.shape[1:])
     contempt, happy = EMOTIONS.index("contempt"), EMOTIONS.index("happy")
     assert raw[contempt].max() > 0.05 and raw[contempt].min() < -0.05  # the map lightens and darkens
-    np.testing.assert_array_equal(maps[contempt], np.minimum(raw[contempt], 0.0))
+    lids = _lid_zone(local, maps.shape[1:])
+    away, on_lids = lids == 0, lids > 0.99
+    assert away.mean() > 0.5 and on_lids.sum() > 100
+    np.testing.assert_array_equal(maps[contempt][away], np.minimum(raw[contempt], 0.0)[away])
+    assert np.abs(maps[contempt][on_lids]).max() < 0.01 * np.abs(raw[contempt][on_lids]).max() + 1e-6
+    assert raw[contempt][on_lids].min() < -0.02  # there was shading to drop
     assert factor.max() <= 0.0 and factor.min() < -0.02
     assert raw[happy].max() > 0.05
     np.testing.assert_array_equal(maps[happy], raw[happy])
