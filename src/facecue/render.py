@@ -668,12 +668,10 @@ class _EyeModel:
     lash: np.ndarray | None = None  # (3,) lash colour, drawn over the opening's last sliver
     offset: np.ndarray = field(default_factory=lambda: np.zeros(2))  # (2,) centre - MediaPipe's iris centre, pixels
     # a wider-opened eye: the iris clear of the lashes' shadow (h, w, 3), the shadow's depth under
-    # the upper lid (source pixels) and its darkening of the iris (0..1), the lid contours' indices
+    # the upper lid (source pixels) and its darkening of the iris (0..1)
     patch_open: np.ndarray | None = None
     lash_shadow_px: float = 0.0
     lash_shadow: float = 0.0
-    upper: np.ndarray | None = None
-    lower: np.ndarray | None = None
 
 
 def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: MeshTopology, side: int) -> _EyeModel:
@@ -728,8 +726,13 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
     gy, gx = np.mgrid[py0 : py0 + size, px0 : px0 + size].astype(np.float64)
     colour = cv2.remap(image, gx.astype(np.float32), gy.astype(np.float32), cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
-    seen = cv2.remap(opening, (gx - x0).astype(np.float32), (gy - y0).astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.6
+    in_crop = (gx - x0).astype(np.float32), (gy - y0).astype(np.float32)  # the patch grid in crop pixels
+
+    def on_patch(mask: np.ndarray) -> np.ndarray:  # a crop mask sampled on the patch grid
+        return cv2.remap(mask.astype(np.float32), *in_crop, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=0) > 0.6
+
+    seen = on_patch(opening)
     r = np.hypot(gx - centre[0], gy - centre[1])
     visible = (r <= radius) & seen
     if visible.any():
@@ -760,8 +763,7 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
         hidden_fill = edge * keep + hidden_fill * (1.0 - keep)
     model.patch = np.where(visible[..., None], colour, hidden_fill).astype(np.float32)
     # for a wider-opened eye: the iris as if the lid did not shade it, and how dark the shade is
-    lit = visible & (cv2.remap(unshaded.astype(np.float32), (gx - x0).astype(np.float32), (gy - y0).astype(np.float32),
-                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.6)
+    lit = visible & on_patch(unshaded)
     if lit.sum() >= 4:
         shaded = visible & ~lit & (r > IRIS_PUPIL_FRACTION * radius)
         lit_ring = lit & (r > IRIS_PUPIL_FRACTION * radius)
@@ -772,7 +774,6 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
         model.patch_open = np.where(lit[..., None], colour, _radial_profile(colour, lit, r, radius, lit_median)
                                     ).astype(np.float32)
     model.lash_shadow_px = float(below_lashes)
-    model.upper, model.lower = topo.eye_upper[side], topo.eye_lower[side]
     model.patch_alpha = np.clip(radius + 0.5 - r, 0, 1).astype(np.float32)
     model.patch_origin = np.array([px0, py0], np.float64)
     model.centre, model.radius, model.offset = centre, radius, centre - landmark_centre
@@ -877,7 +878,7 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     widened = _smoothstep_scalar(stretch, *WIDENED_EYE)
     patch = model.patch
     shade = None
-    if widened > 0 and model.patch_open is not None and model.upper is not None:
+    if widened > 0 and model.patch_open is not None:
         shade = _unstretch_lash_shadow(frame, box, opening, pts, model, k, stretch)
         patch = model.patch * (1.0 - widened) + model.patch_open * widened
     # patch pixel q -> frame pixel: centre + k * (patch_origin + q - source centre) - origin
@@ -892,7 +893,7 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     if alpha.max() > 0:
         _blend(frame, box, warped[..., :3], alpha)
     # lids (nearly) shut: what is left of the opening is lashes
-    shut = _smoothstep_scalar(min(max(1.0 - stretch, 0.0), 1.0), *LASH_CLOSURE)  # as _closure
+    shut = _smoothstep_scalar(_closure_of(stretch), *LASH_CLOSURE)
     if shut > 0 and model.lash is not None:
         _blend(frame, box, np.broadcast_to(model.lash, (*opening.shape, 3)).astype(np.float32),
                np.clip(opening * 1.5, 0, 1) * shut)
@@ -910,9 +911,10 @@ def _unstretch_lash_shadow(frame: np.ndarray, box: tuple[int, int, int, int], op
     the shadow lies.
     """
     x0, y0, x1, y1 = box
+    topo = mesh_topology()
     xs = np.arange(x0, x1, dtype=np.float32)
-    upper = np.interp(xs, *_sorted_xy(pts[model.upper, :2])).astype(np.float32)
-    height = np.interp(xs, *_sorted_xy(pts[model.lower, :2])).astype(np.float32) - upper
+    upper = np.interp(xs, *_sorted_xy(pts[topo.eye_upper[model.side], :2])).astype(np.float32)
+    height = np.interp(xs, *_sorted_xy(pts[topo.eye_lower[model.side], :2])).astype(np.float32) - upper
     np.maximum(height, 1.0, out=height)  # target opening, pixels per column
     stretch = np.float32(stretch)
     source_height = height / stretch
@@ -950,7 +952,12 @@ def _aperture(pts: np.ndarray, side: int) -> float:
 
 def _closure(pts: np.ndarray, side: int, source_aperture: float) -> float:
     """How far an eye is closed relative to the portrait's: 0 as open, 1 shut."""
-    return min(max(1.0 - _aperture(pts, side) / max(source_aperture, 1e-6), 0.0), 1.0)
+    return _closure_of(_aperture(pts, side) / max(source_aperture, 1e-6))
+
+
+def _closure_of(aperture_ratio: float) -> float:
+    """How far an eye is closed, from its aperture over the portrait's: 0 as open (or wider), 1 shut."""
+    return min(max(1.0 - aperture_ratio, 0.0), 1.0)
 
 
 @dataclass
@@ -1502,10 +1509,7 @@ def skin_detail_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarra
         weight = float(np.clip(1.0 - 1.5 * k / steps, 0.0, 1.0))
         cv2.fillPoly(band, [np.round(strip * 16).astype(np.int32)], weight, cv2.LINE_AA, shift=4)
     mask = np.maximum(mask, band)
-    holes = np.zeros(shape, np.uint8)
-    for loop in topo.eye_loops:
-        cv2.fillPoly(holes, [np.round(pts[loop] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
-    eyes = cv2.dilate(holes, np.ones((3, 3), np.uint8), iterations=max(1, int(DETAIL_HOLE_MARGIN[0] * unit)))
+    eyes = _eye_openings(pts, shape, DETAIL_HOLE_MARGIN[0])
     lips = np.zeros(shape, np.uint8)
     outer_lips = np.array([61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146])
     cv2.fillPoly(lips, [np.round(pts[outer_lips] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
@@ -1515,17 +1519,21 @@ def skin_detail_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return cv2.GaussianBlur(mask, (0, 0), blur)
 
 
+def _eye_openings(pts: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray:
+    """(H, W) uint8 0/1: the eye openings of (N, 2) landmark pixels ``pts``, dilated by ``margin``
+    x eye distance (at least one pixel)."""
+    openings = np.zeros(shape, np.uint8)
+    for loop in mesh_topology().eye_loops:
+        cv2.fillPoly(openings, [np.round(pts[loop] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    return cv2.dilate(openings, np.ones((3, 3), np.uint8), iterations=max(1, int(margin * _eye_unit(pts))))
+
+
 def _lid_zone(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) float32 0..1: the eye openings and the lids round them (DETAIL_DARKEN_ONLY_LIDS x
     eye distance), feathered, for landmarks (478, 3) in the same pixels."""
-    topo = mesh_topology()
     pts = np.asarray(landmarks, np.float64)[:, :2]
-    unit = _eye_unit(pts)
-    zone = np.zeros(shape, np.uint8)
-    for loop in topo.eye_loops:
-        cv2.fillPoly(zone, [np.round(pts[loop] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
-    zone = cv2.dilate(zone, np.ones((3, 3), np.uint8), iterations=max(1, int(DETAIL_DARKEN_ONLY_LIDS * unit)))
-    return np.clip(cv2.GaussianBlur(zone.astype(np.float32), (0, 0), max(0.05 * unit, 0.7)), 0.0, 1.0)
+    zone = _eye_openings(pts, shape, DETAIL_DARKEN_ONLY_LIDS).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(zone, (0, 0), max(0.05 * _eye_unit(pts), 0.7)), 0.0, 1.0)
 
 
 def mesh_coordinate_maps(from_points: np.ndarray, to_points: np.ndarray, shape: tuple[int, int]
