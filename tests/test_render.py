@@ -1030,3 +1030,31 @@ def test_surprises_brow_emphasis_deepens_creases_not_ridges(portrait, portrait_l
     assert ridge.sum() > 50 and crease.sum() > 50
     np.testing.assert_allclose(factor[ridge], np.minimum(base, DETAIL_MAX_LIGHTEN)[ridge], atol=1e-4)
     np.testing.assert_allclose(factor[crease], (base * EMOTION_DETAIL_EMPHASIS[surprised])[crease], atol=1e-4)
+
+
+def test_a_smiling_portraits_teeth_do_not_show_between_closed_lips(portrait, portrait_landmarks, portrait_cues):
+    """The bundled portrait smiles with its upper teeth showing. Its lips closed (as every talking
+    head starts) and the interior synthesized, the lips meet in a line clearly darker than the
+    lips, as real closed lips do: not a light streak of the portrait's own teeth, which the warp's
+    interpolated maps sampled across the closed seam (the line was then 10 levels below the
+    lips' median, 27 with the lips' colours painted over the teeth). Rendered as a 400 px crop."""
+    import cv2
+
+    from facecue.phonetic import closed_mouth
+    from facecue.render import output_transform
+
+    topo = mesh_topology()
+    target = edited(portrait_cues, closed_mouth(portrait_cues.normalized[0]))
+    matrix, _ = output_transform((portrait.shape[1], portrait.shape[0]), portrait_landmarks, 400, full=False)
+    frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize", output_size=400, full=False))
+    points = target[:, :2] @ matrix[:, :2].T + matrix[:, 2]  # output pixels
+    seam = np.zeros(frame.shape[:2], np.uint8)
+    cv2.polylines(seam, [np.round(points[topo.mouth_upper[2:-2]]).astype(np.int32)], False, 1, thickness=3)
+    seam = seam.astype(bool)  # the lips' meeting line, clear of the corners
+    outer = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
+    lips = polygon_mask(frame.shape, points[outer]) & ~seam
+    teeth = polygon_mask(portrait.shape, portrait_landmarks[topo.mouth_loop])
+    own_lips = polygon_mask(portrait.shape, portrait_landmarks[outer]) & ~teeth
+    assert np.percentile(luminance(portrait)[teeth], 75) > np.median(luminance(portrait)[own_lips]) + 20
+    brightness = luminance(frame)
+    assert brightness[seam].mean() < np.median(brightness[lips]) - 18

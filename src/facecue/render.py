@@ -47,7 +47,9 @@ portrait's own landmarks to each frame's landmarks:
   (teeth are not stretched) and its lower part with the lower lip, with the cavity in between.
   Talking heads from a still (:func:`facecue.generate`) always synthesize it: they start from a
   closed mouth, and an open portrait's own teeth, stretched between other lip positions, showed
-  as split blocks and kept a smiling portrait's grin in every emotion.
+  as split blocks and kept a smiling portrait's grin in every emotion. The texture inside such a
+  portrait's inner lips is repainted with its lips' colours first: the closed lips would still
+  show the teeth as a light streak where they meet.
 
 Everything is a deterministic function of the frame's landmarks (no temporal state), so seams
 and the mouth interior cannot flicker unless the landmarks do.
@@ -1136,6 +1138,53 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     return _MouthModel(is_open, frame, skull_offset, unit, split, brightness)
 
 
+# A synthesized mouth starts from closed lips. An open portrait's own interior (teeth) stays in
+# the texture inside its inner-lip loop; the warp closes that loop to a line, but its coordinate
+# maps, interpolated between grid points across the seam, still sample it there: a smiling
+# portrait's teeth showed as a white streak between its closed lips, the grin kept in every
+# emotion. It is repainted with the lips' own colours before any frame is warped. It is filled
+# down from the upper lip and up from the lower one, sampled this far (eye units) beyond each
+# inner lip, clear of the teeth's edge.
+MOUTH_FILL_SAMPLE = 0.02
+# Where the lips meet, the fill darkens (x 1 - MOUTH_SEAM_SHADOW at the middle, fading over
+# MOUTH_SEAM_WIDTH of the fill's height): closed, the lips show the line between them.
+MOUTH_SEAM_SHADOW = 0.45
+MOUTH_SEAM_WIDTH = 0.2
+
+
+def _fill_mouth_with_lips(texture: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> None:
+    """Paint the inside of the portrait's inner-lip loop (and a pixel round it) in ``texture``
+    (H, W, 3) uint8 RGB, in place, with colours blended column by column from the upper lip, just
+    above it, to the lower lip, just below it."""
+    frame = _MouthFrame.of(pts, topo)
+    height, width = texture.shape[:2]
+    polygon = pts[topo.mouth_loop, :2].astype(np.float64)
+    box = _patch_box(polygon, 2, width, height)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    mask = _polygon_mask((y1 - y0, x1 - x0), polygon, np.array([x0, y0], np.float64), 0.0)
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    if mask.max() <= 0:
+        return
+    u, v = frame.uv(np.arange(x0, x1, dtype=np.float64)[None, :], np.arange(y0, y1, dtype=np.float64)[:, None])
+    u = np.clip(u, 0.0, 1.0)
+    reach = max(1.0, MOUTH_FILL_SAMPLE * _eye_unit(pts))
+    v_up, v_lo = frame.upper(u) - reach, frame.lower(u) + reach
+    source = texture.astype(np.float32)
+    colours = []
+    for v_edge in (v_up, v_lo):
+        x, y = frame.point(u, v_edge)
+        colours.append(cv2.remap(source, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT101))
+    blend = np.clip((v - v_up) / np.maximum(v_lo - v_up, 1e-6), 0.0, 1.0)[..., None]
+    seam = 1.0 - MOUTH_SEAM_SHADOW * np.exp(-np.square((blend - 0.5) / MOUTH_SEAM_WIDTH))
+    fill = ((1.0 - blend) * colours[0] + blend * colours[1]) * seam
+    patch = texture[y0:y1, x0:x1]
+    alpha = mask[..., None]
+    patch[...] = np.clip(alpha * fill + (1.0 - alpha) * patch, 0, 255).astype(np.uint8)
+
+
 def _unit_clip(values: np.ndarray) -> np.ndarray:
     """``np.clip(values, 0, 1)`` in place (same values), without np.clip's Python overhead."""
     np.maximum(values, 0.0, out=values)
@@ -1973,6 +2022,8 @@ class MeshRenderer(Renderer):
                     self._eyes[side].lash = lid.lash
         mouth = _prepare_mouth(image, pts, topo)
         if self.mouth_mode == "synthesize":
+            if mouth.open:
+                _fill_mouth_with_lips(texture, pts, topo)
             mouth.open = False
         self._mouth = None if self.mouth_mode == "warp" else mouth
         self._unit = _eye_unit(pts)
