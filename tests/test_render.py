@@ -1058,3 +1058,30 @@ def test_a_smiling_portraits_teeth_do_not_show_between_closed_lips(portrait, por
     assert np.percentile(luminance(portrait)[teeth], 75) > np.median(luminance(portrait)[own_lips]) + 20
     brightness = luminance(frame)
     assert brightness[seam].mean() < np.median(brightness[lips]) - 18
+
+
+def test_a_baring_emotions_teeth_show_more_as_the_mouth_opens(portrait, portrait_landmarks, portrait_cues):
+    """Real level-3 anger shows more of its teeth the wider it opens: with angry weights the light
+    rows under the upper lip and above the lower lip are taller (in eye units) in a wide opening
+    than in a narrow one; neutral's upper row is fixed to the skull and shows the same depth in
+    both. Rendered as a 400 px crop."""
+    from facecue.constants import EMOTIONS
+    from facecue.render import output_transform
+
+    matrix, _ = output_transform((portrait.shape[1], portrait.shape[0]), portrait_landmarks, 400, full=False)
+    light = {}
+    for emotion in ("neutral", "angry"):
+        weights = np.zeros(len(EMOTIONS), np.float32)
+        weights[EMOTIONS.index(emotion)] = 1.0
+        for opening in (0.12, 0.3):
+            target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], opening))
+            frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize", output_size=400,
+                                full=False, expression=weights[None], expression_detail=False))
+            points = target[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+            eye = np.linalg.norm(points[33] - points[263])
+            upper, lower = points[13], points[14]
+            x = int(round(upper[0]))
+            column = luminance(frame)[int(np.ceil(upper[1])) : int(lower[1]), x - 1 : x + 2].mean(axis=1)
+            light[emotion, opening] = (column > 140).sum() / eye
+    assert light["angry", 0.3] > light["angry", 0.12] + 0.015  # 0.023; 0 with fixed rows
+    assert abs(light["neutral", 0.3] - light["neutral", 0.12]) < 0.015
