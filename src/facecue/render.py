@@ -1171,14 +1171,20 @@ MOUTH_SEAM_SHADOW = 0.45
 MOUTH_SEAM_WIDTH = 0.2
 
 
+def _inner_lip_box(pts: np.ndarray, topo: MeshTopology, shape: tuple[int, ...]
+                   ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """The inner-lip loop (20, 2) float64 pixels and its box padded by 2 pixels in an image of
+    ``shape`` (None when it lies outside)."""
+    polygon = pts[topo.mouth_loop, :2].astype(np.float64)
+    return polygon, _patch_box(polygon, 2, shape[1], shape[0])
+
+
 def _fill_mouth_with_lips(texture: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> None:
     """Paint the inside of the portrait's inner-lip loop (and a pixel round it) in ``texture``
     (H, W, 3) uint8 RGB, in place, with colours blended column by column from the upper lip, just
     above it, to the lower lip, just below it."""
     frame = _MouthFrame.of(pts, topo)
-    height, width = texture.shape[:2]
-    polygon = pts[topo.mouth_loop, :2].astype(np.float64)
-    box = _patch_box(polygon, 2, width, height)
+    polygon, box = _inner_lip_box(pts, topo, texture.shape)
     if box is None:
         return
     x0, y0, x1, y1 = box
@@ -1320,9 +1326,7 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
                 feather: float, bared: float = 0.0) -> None:
     """Composite the mouth interior inside the target inner-lip polygon; ``bared`` (0..1): how far
     the frame's emotion bares the synthesized teeth (``EMOTION_TEETH_BARED``)."""
-    height, width = frame.shape[:2]
-    polygon = pts[topo.mouth_loop, :2].astype(np.float64)
-    box = _patch_box(polygon, 2, width, height)
+    polygon, box = _inner_lip_box(pts, topo, frame.shape)
     if box is None:
         return
     x0, y0, x1, y1 = box
