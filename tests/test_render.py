@@ -1085,3 +1085,38 @@ def test_a_baring_emotions_teeth_show_more_as_the_mouth_opens(portrait, portrait
             light[emotion, opening] = (column > 140).sum() / eye
     assert light["angry", 0.3] > light["angry", 0.12] + 0.015  # 0.023; 0 with fixed rows
     assert abs(light["neutral", 0.3] - light["neutral", 0.12]) < 0.015
+
+
+def test_a_widened_eye_shows_the_lid_hidden_pupil_round(large_portrait):
+    """Narrowed eyes whose upper lids hide the top of the pupil, opened wide (surprise): the dark
+    pupil is drawn whole and round round the iris centre, not as the seen lower edge continued
+    into a horizontal slit."""
+    import cv2
+
+    from facecue.motion import close_eyes
+
+    portrait, landmarks, cues = large_portrait
+    narrow = edited(cues, close_eyes(cues.normalized[0], 0.55))
+    image, irises = painted_eyes(portrait, narrow, 0.0, 1.0)
+    topo = mesh_topology()
+    for side, (centre, radius) in enumerate(irises):
+        opening = polygon_mask(image.shape, narrow[topo.eye_loops[side]])
+        layer = np.zeros(image.shape[:2], np.uint8)
+        cv2.circle(layer, tuple(np.round(centre).astype(int)), int(round(0.35 * radius)), 1, -1)
+        image[opening & (layer > 0)] = (8, 6, 6)
+    renderer = get_renderer("mesh")
+    renderer.prepare(image, narrow)
+    target = edited(cues, close_eyes(cues.normalized[0], -0.5))
+    frame = renderer.render_frame(target)
+    lum = luminance(frame)
+    for side, (centre, radius) in enumerate(irises):
+        top = np.flatnonzero(polygon_mask(image.shape, narrow[topo.eye_loops[side]])[:, int(round(centre[0]))]).min()
+        assert top > centre[1] - 0.3 * radius  # the lid hid the pupil's top
+        moved = target[(RIGHT_IRIS, LEFT_IRIS)[side][0], :2] - narrow[(RIGHT_IRIS, LEFT_IRIS)[side][0], :2]
+        cx, cy = centre + moved
+        x0, x1, y0, y1 = int(cx - radius), int(cx + radius) + 1, int(cy - radius), int(cy + radius) + 1
+        dark = lum[y0:y1, x0:x1] < 40
+        rows, cols = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
+        assert len(rows) >= 3 and len(cols) >= 3
+        width, height = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
+        assert width <= 1.5 * height, (side, width, height)  # round, not a slit

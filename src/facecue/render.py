@@ -108,6 +108,13 @@ SCLERA_SAMPLE_MARGIN = 0.05
 SCLERA_PERCENTILE = 75.0
 IRIS_MAX_SHIFT = 0.5  # x iris radius: how far the iris' dark mass may move MediaPipe's centre sideways
 IRIS_LASH_DEPTH = 0.35  # x iris radius: the lashes' shadow under MediaPipe's upper-lid contour (not iris)
+# A lid-hidden pupil: a narrow eye shows only the pupil's lower edge, which, continued up the
+# columns of a widened eye, drew a horizontal slit. Its hidden part is drawn as a disc of
+# PUPIL_FRACTION x the iris radius (pupils in indoor light: ~3-4 mm of a ~12 mm iris) in the seen
+# pupil's colour, when the seen part near the centre is at most PUPIL_MAX_SHADE x the iris' median.
+PUPIL_FRACTION = 0.33
+IRIS_PLACE_SCLERA = 0.7  # how far the iris' place clear of the lashes' shadow is lightened toward the sclera
+PUPIL_MAX_SHADE = 0.7
 IRIS_PUPIL_FRACTION = 0.45  # x iris radius: the pupil; the disc's pixels outside it as bright as sclera are not iris
 IRIS_LIMBUS_MARGIN = 0.1  # x iris radius (+ 1 pixel): the texture loses this much more round the iris
 IRIS_MIN_RADIUS = 0.7  # x MediaPipe's (enlarged) iris radius: the least the sclera's edge may shrink it to
@@ -783,8 +790,10 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
         keep = (np.exp(-gap / max(IRIS_SHADOW_REACH * radius, 0.5)) * (any_seen[None, :] & (gap > 0)))[..., None]
         hidden_fill = edge * keep + hidden_fill * (1.0 - keep)
     model.patch = np.where(visible[..., None], colour, hidden_fill).astype(np.float32)
+    pupil = _pupil_disc(colour, visible, r, radius, median)
     # for a wider-opened eye: the iris as if the lid did not shade it, and how dark the shade is
     lit = visible & on_patch(unshaded)
+    lit[1:] &= lit[:-1].copy()  # the first row under the shadow is still half in it: a dark line across a widened iris
     if lit.sum() >= 4:
         shaded = visible & ~lit & (r > IRIS_PUPIL_FRACTION * radius)
         lit_ring = lit & (r > IRIS_PUPIL_FRACTION * radius)
@@ -794,6 +803,14 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
         lit_median = np.median(colour[lit], axis=0)
         model.patch_open = np.where(lit[..., None], colour, _radial_profile(colour, lit, r, radius, lit_median)
                                     ).astype(np.float32)
+        if pupil is not None:  # the pupil's hidden part, round, where the lids hid or shaded it
+            rgb, alpha = pupil
+            hidden = (alpha * ~lit)[..., None]
+            model.patch_open = (model.patch_open * (1.0 - hidden) + rgb * hidden).astype(np.float32)
+    if pupil is not None:
+        rgb, alpha = pupil
+        hidden = (alpha * ~visible)[..., None]
+        model.patch = (model.patch * (1.0 - hidden) + rgb * hidden).astype(np.float32)
     model.lash_shadow_px = float(below_lashes)
     model.patch_alpha = np.clip(radius + 0.5 - r, 0, 1).astype(np.float32)
     model.patch_origin = np.array([px0, py0], np.float64)
@@ -806,9 +823,33 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
     disc = np.clip(removed + 0.5 - dist, 0.0, 1.0).astype(np.float32)
     beside = inside & (dist > removed + 1.0)
     fill = _fill_from_samples(crop, beside, sigma_x=radius + 1.0, sigma_y=0.15 * radius + 0.5, fallback=sclera)
+    # clear of the lashes' shadow the place is sclera: a narrow eye's rows beside the iris are
+    # mostly shadow and dark corners, and their mean showed as a grey block beside a moved iris
+    clear = cv2.GaussianBlur(unshaded.astype(np.float32), (0, 0), 0.5 + 0.1 * radius)[..., None] * IRIS_PLACE_SCLERA
+    white = pool & (lum >= np.percentile(lum[pool], 90)) if pool.sum() >= 10 else bright
+    lit_sclera = crop[white].mean(axis=0) if white.sum() >= 3 else sclera
+    fill = fill * (1.0 - clear) + np.maximum(fill, lit_sclera) * clear
     remove = (disc * opening)[..., None]
     texture[y0:y1, x0:x1] = np.clip(crop * (1 - remove) + fill * remove + 0.5, 0, 255).astype(np.uint8)
     return model
+
+
+def _pupil_disc(colour: np.ndarray, visible: np.ndarray, r: np.ndarray, radius: float, median: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pupil on the iris patch: its colour (3,) (the seen iris' darkest pixels near the centre)
+    and a soft disc of ``PUPIL_FRACTION`` x ``radius`` (size, size) float32; None when too little
+    of the iris was seen to tell its pupil from it. ``colour`` (size, size, 3) float32 patch,
+    ``visible`` where the iris was seen, ``r`` pixels from the iris' centre."""
+    near = visible & (r <= IRIS_PUPIL_FRACTION * radius)
+    if near.sum() < 3 or visible.sum() < 8:
+        return None
+    shade = colour.mean(axis=2)
+    darkest = near & (shade <= np.percentile(shade[near], 25))
+    rgb = colour[darkest].mean(axis=0)
+    if rgb.mean() > PUPIL_MAX_SHADE * float(np.mean(median)):  # no dark pupil seen: leave the iris as it is
+        return None
+    alpha = np.clip(PUPIL_FRACTION * radius + 0.5 - r, 0.0, 1.0).astype(np.float32)
+    return rgb.astype(np.float32), alpha
 
 
 def _eroded(mask: np.ndarray, pixels: int) -> np.ndarray:
