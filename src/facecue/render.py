@@ -915,8 +915,10 @@ def _sorted_xy(chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return chain[order, 0], chain[order, 1]
 
 
-def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: float) -> None:
-    """Draw the iris of one eye at its target place, clipped to the target lid opening."""
+def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: float, topo: MeshTopology) -> None:
+    """Draw the iris of one eye at its target place, clipped to the target lid opening. ``topo``:
+    the renderer's own topology (render workers never build one: :func:`mesh_topology` costs half a
+    second the first time in a process)."""
     if model.patch.shape[0] < 2:
         return
     height, width = frame.shape[:2]
@@ -941,7 +943,7 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
     patch = model.patch
     shade = None
     if widened > 0 and model.patch_open is not None:
-        shade = _unstretch_lash_shadow(frame, box, opening, pts, model, k, stretch)
+        shade = _unstretch_lash_shadow(frame, box, opening, pts, model, k, stretch, topo)
         patch = model.patch * (1.0 - widened) + model.patch_open * widened
     # patch pixel q -> frame pixel: centre + k * (patch_origin + q - source centre) - origin
     shift = centre + k * (model.patch_origin - model.centre) - origin
@@ -962,7 +964,8 @@ def _draw_eye(frame: np.ndarray, model: _EyeModel, pts: np.ndarray, feather: flo
 
 
 def _unstretch_lash_shadow(frame: np.ndarray, box: tuple[int, int, int, int], opening: np.ndarray,
-                           pts: np.ndarray, model: _EyeModel, k: float, stretch: float) -> np.ndarray:
+                           pts: np.ndarray, model: _EyeModel, k: float, stretch: float, topo: MeshTopology
+                           ) -> np.ndarray:
     """Re-sample a widened eye's opening in ``frame`` (in place) along each column so that the
     lashes' shadow under the upper lid keeps its depth and the rest of the opening stretches.
 
@@ -973,7 +976,6 @@ def _unstretch_lash_shadow(frame: np.ndarray, box: tuple[int, int, int, int], op
     the shadow lies.
     """
     x0, y0, x1, y1 = box
-    topo = mesh_topology()
     xs = np.arange(x0, x1, dtype=np.float32)
     upper = np.interp(xs, *_sorted_xy(pts[topo.eye_upper[model.side], :2])).astype(np.float32)
     height = np.interp(xs, *_sorted_xy(pts[topo.eye_lower[model.side], :2])).astype(np.float32) - upper
@@ -2254,7 +2256,7 @@ class MeshRenderer(Renderer):
             for lid in self._lids:
                 _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y)
         for eye in self._eyes:
-            _draw_eye(frame, eye, pts, self.feather)
+            _draw_eye(frame, eye, pts, self.feather, self.topo)
         if self._mouth is not None:
             _draw_mouth(frame, self.image, self._mouth, pts, self.topo, self.feather, self._teeth_bared())
         return frame
