@@ -21,7 +21,8 @@ the new code (and of the old one unless ``--long-new-only``).
 
 Inputs: the portrait is the bundled 512 px ``portrait.png``; the speech is the clips of
 ``../shared/data/speech`` joined (the bundled ``speech.wav`` tiled when they are missing), cut or
-tiled to the length; emotion happy; the default (phonetic) cue model and the mesh renderer.
+tiled to the length; emotion ``--emotion`` (happy; surprised widens the eyes, whose redrawing
+costs the renderer most); the default (phonetic) cue model and the mesh renderer.
 Real-time factor = whole-process seconds / media seconds.
 """
 
@@ -137,11 +138,12 @@ class Run:
     load: float  # 1-minute load average when it started
 
 
-def run_generate(src: Path, case: str, speech: Path, seconds: float, workdir: Path, code: str) -> Run:
+def run_generate(src: Path, case: str, speech: Path, seconds: float, workdir: Path, code: str,
+                 emotion: str = "happy") -> Run:
     portrait = ROOT / "src" / "facecue" / "assets" / "portrait.png"
     out = workdir / f"{code}_{case.replace(' ', '_')}_{int(seconds)}.mp4"
     command = [sys.executable, "-c", RUNNER, "generate", "--portrait", str(portrait), "--audio", str(speech),
-               "--emotion", "happy", *CASES[case], "-o", str(out)]
+               "--emotion", emotion, *CASES[case], "-o", str(out)]
     env = {**os.environ, "PYTHONPATH": str(src), "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     load = os.getloadavg()[0]
     started = time.perf_counter()
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of old + new (default 3)")
     parser.add_argument("--seconds", type=float, default=60.0, help="speech length of the speed rows (default 60)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument("--emotion", default="happy", help="the emotion asked for (default happy)")
     parser.add_argument("--long", action="store_true", help="also 10 minutes of speech, 256 px crop (memory)")
     parser.add_argument("--long-new-only", action="store_true", help="the 10-minute run for the new code only")
     parser.add_argument("--out", type=Path, help="write the report into this markdown file (its bench_speed section)")
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for case in cases:
                 for code, src in (("old", old_src), ("new", new_src)):
-                    run = run_generate(src, case, speech, args.seconds, workdir, code)
+                    run = run_generate(src, case, speech, args.seconds, workdir, code, args.emotion)
                     rows[(code, case, args.seconds)].runs.append(run)
                     print(f"[round {round_ + 1}/{args.rounds}] {code} {case}: {run.wall_s:.1f} s "
                           f"(rtf {run.wall_s / args.seconds:.3f}), peak {run.peak_mb:.0f} MB, load {run.load:.2f}",
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.long:
             long_speech = speech_of_length(600.0, workdir / "speech600.wav")
             for code, src in (("new", new_src),) if args.long_new_only else (("old", old_src), ("new", new_src)):
-                run = run_generate(src, "256 px crop", long_speech, 600.0, workdir, code)
+                run = run_generate(src, "256 px crop", long_speech, 600.0, workdir, code, args.emotion)
                 rows[(code, "256 px crop", 600.0)] = Row(code, "256 px crop", 600.0, [run])
                 print(f"[long] {code}: {run.wall_s:.1f} s, peak {run.peak_mb:.0f} MB", file=sys.stderr, flush=True)
     table_rows = list(rows.values())
