@@ -113,8 +113,8 @@ IRIS_LASH_DEPTH = 0.35  # x iris radius: the lashes' shadow under MediaPipe's up
 # PUPIL_FRACTION x the iris radius (pupils in indoor light: ~3-4 mm of a ~12 mm iris) in the seen
 # pupil's colour, when the seen part near the centre is at most PUPIL_MAX_SHADE x the iris' median.
 PUPIL_FRACTION = 0.33
-IRIS_PLACE_SCLERA = 0.7  # how far the iris' place clear of the lashes' shadow is lightened toward the sclera
 PUPIL_MAX_SHADE = 0.7
+IRIS_PLACE_SCLERA = 0.7  # how far the iris' place clear of the lashes' shadow is lightened toward the sclera
 IRIS_PUPIL_FRACTION = 0.45  # x iris radius: the pupil; the disc's pixels outside it as bright as sclera are not iris
 IRIS_LIMBUS_MARGIN = 0.1  # x iris radius (+ 1 pixel): the texture loses this much more round the iris
 IRIS_MIN_RADIUS = 0.7  # x MediaPipe's (enlarged) iris radius: the least the sclera's edge may shrink it to
@@ -739,6 +739,7 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
     dist = np.hypot(xx - landmark_centre[0], yy - landmark_centre[1])
     pool = _eroded(inside, max(1, int(round(SCLERA_SAMPLE_MARGIN * eye_width)))) & (dist > 0.5 * radius)
     bright = pool & (lum >= np.percentile(lum[pool], SCLERA_PERCENTILE)) if pool.sum() >= 4 else pool
+    brightest = pool & (lum >= np.percentile(lum[pool], 90)) if pool.sum() >= 10 else bright  # the lit sclera
     sclera = crop[bright].mean(axis=0) if bright.sum() >= 4 else np.array(DEFAULT_SCLERA_RGB, np.float32)
     sclera_lum = float(sclera.mean())
     below_lashes = max(1, int(round(IRIS_LASH_DEPTH * radius)))  # rows under the upper lid's contour
@@ -791,6 +792,14 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
         hidden_fill = edge * keep + hidden_fill * (1.0 - keep)
     model.patch = np.where(visible[..., None], colour, hidden_fill).astype(np.float32)
     pupil = _pupil_disc(colour, visible, r, radius, median)
+
+    def with_pupil(patch: np.ndarray, shown: np.ndarray) -> np.ndarray:  # the pupil's part not ``shown``, round
+        if pupil is None:
+            return patch.astype(np.float32)
+        rgb, alpha = pupil
+        hidden = (alpha * ~shown)[..., None]
+        return (patch * (1.0 - hidden) + rgb * hidden).astype(np.float32)
+
     # for a wider-opened eye: the iris as if the lid did not shade it, and how dark the shade is
     lit = visible & on_patch(unshaded)
     lit[1:] &= lit[:-1].copy()  # the first row under the shadow is still half in it: a dark line across a widened iris
@@ -801,16 +810,9 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
             darkening = 1.0 - colour[shaded].mean() / max(colour[lit_ring].mean(), 1.0)
             model.lash_shadow = float(np.clip(darkening, 0.0, 0.8))
         lit_median = np.median(colour[lit], axis=0)
-        model.patch_open = np.where(lit[..., None], colour, _radial_profile(colour, lit, r, radius, lit_median)
-                                    ).astype(np.float32)
-        if pupil is not None:  # the pupil's hidden part, round, where the lids hid or shaded it
-            rgb, alpha = pupil
-            hidden = (alpha * ~lit)[..., None]
-            model.patch_open = (model.patch_open * (1.0 - hidden) + rgb * hidden).astype(np.float32)
-    if pupil is not None:
-        rgb, alpha = pupil
-        hidden = (alpha * ~visible)[..., None]
-        model.patch = (model.patch * (1.0 - hidden) + rgb * hidden).astype(np.float32)
+        model.patch_open = with_pupil(np.where(lit[..., None], colour,
+                                               _radial_profile(colour, lit, r, radius, lit_median)), lit)
+    model.patch = with_pupil(model.patch, visible)
     model.lash_shadow_px = float(below_lashes)
     model.patch_alpha = np.clip(radius + 0.5 - r, 0, 1).astype(np.float32)
     model.patch_origin = np.array([px0, py0], np.float64)
@@ -826,8 +828,7 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
     # clear of the lashes' shadow the place is sclera: a narrow eye's rows beside the iris are
     # mostly shadow and dark corners, and their mean showed as a grey block beside a moved iris
     clear = cv2.GaussianBlur(unshaded.astype(np.float32), (0, 0), 0.5 + 0.1 * radius)[..., None] * IRIS_PLACE_SCLERA
-    white = pool & (lum >= np.percentile(lum[pool], 90)) if pool.sum() >= 10 else bright
-    lit_sclera = crop[white].mean(axis=0) if white.sum() >= 3 else sclera
+    lit_sclera = crop[brightest].mean(axis=0) if brightest.sum() >= 3 else sclera
     fill = fill * (1.0 - clear) + np.maximum(fill, lit_sclera) * clear
     remove = (disc * opening)[..., None]
     texture[y0:y1, x0:x1] = np.clip(crop * (1 - remove) + fill * remove + 0.5, 0, 255).astype(np.uint8)
@@ -1222,11 +1223,10 @@ def _inner_lip_box(pts: np.ndarray, topo: MeshTopology, shape: tuple[int, ...]
     return polygon, _patch_box(polygon, 2, shape[1], shape[0])
 
 
-def _fill_mouth_with_lips(texture: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> None:
+def _fill_mouth_with_lips(texture: np.ndarray, frame: _MouthFrame, pts: np.ndarray, topo: MeshTopology) -> None:
     """Paint the inside of the portrait's inner-lip loop (and a pixel round it) in ``texture``
     (H, W, 3) uint8 RGB, in place, with colours blended column by column from the upper lip, just
-    above it, to the lower lip, just below it."""
-    frame = _MouthFrame.of(pts, topo)
+    above it, to the lower lip, just below it; ``frame`` the portrait's mouth coordinates."""
     polygon, box = _inner_lip_box(pts, topo, texture.shape)
     if box is None:
         return
@@ -2094,7 +2094,7 @@ class MeshRenderer(Renderer):
         mouth = _prepare_mouth(image, pts, topo)
         if self.mouth_mode == "synthesize":
             if mouth.open:
-                _fill_mouth_with_lips(texture, pts, topo)
+                _fill_mouth_with_lips(texture, mouth.frame, pts, topo)
             mouth.open = False
         self._mouth = None if self.mouth_mode == "warp" else mouth
         self._unit = _eye_unit(pts)
