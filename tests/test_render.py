@@ -1146,3 +1146,42 @@ def test_frames_are_rendered_without_building_the_topology(portrait, portrait_la
             weights[EMOTIONS.index(emotion)] = 1.0
             engine.set_expression(weights)
             engine.render_frame(edited(portrait_cues, shape))
+
+
+def test_a_black_and_white_portrait_gets_a_grey_mouth(portrait, portrait_landmarks, portrait_cues):
+    """The synthesized interior's colours (cavity, tongue, teeth) are for colour photographs: on a
+    black-and-white portrait it is grey (it was a red tongue and cavity in a grey face), while a
+    colour portrait keeps them."""
+    import cv2
+
+    topo = mesh_topology()
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
+    inner = polygon_mask(portrait.shape, target[topo.mouth_loop])
+    grey = cv2.cvtColor(cv2.cvtColor(portrait, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    spreads = []
+    for image in (portrait, grey):
+        frame = next(render(image, portrait_landmarks, [target], mouth="synthesize")).astype(np.int32)
+        spreads.append((frame.max(axis=2) - frame.min(axis=2))[inner])
+    assert np.percentile(spreads[0], 75) > 30  # a colour portrait's interior is red
+    assert spreads[1].max() <= 1
+
+
+def test_a_tiny_eye_in_a_dim_portrait_is_not_drawn_with_white_sclera(portrait, portrait_landmarks):
+    """An eye a few pixels wide leaves no sclera pixels clear of the lids to sample: its iris'
+    place took a fixed bright sclera colour, and widened (surprised) eyes showed white rings in a
+    dim face. It takes the opening's own lighter pixels: no brighter than the portrait's eyes."""
+    import cv2
+
+    from facecue.motion import close_eyes
+
+    scale = 0.25  # 128 px, eyes ~12 px wide
+    image = (cv2.resize(portrait, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) * 0.5).astype(np.uint8)
+    landmarks = portrait_landmarks * scale
+    height, width = image.shape[:2]
+    cues = FaceCues.from_landmarks(landmarks[None], 25.0, (width, height))
+    frame = next(render(image, landmarks, [edited(cues, close_eyes(cues.normalized[0], -0.5))]))
+    topo = mesh_topology()
+    for loop in topo.eye_loops:
+        own = luminance(image)[polygon_mask(image.shape, landmarks[loop])].max()
+        drawn = luminance(frame)[polygon_mask(image.shape, edited(cues, close_eyes(cues.normalized[0], -0.5))[loop])]
+        assert np.percentile(drawn, 90) <= own + 10, (np.percentile(drawn, 90), own)

@@ -103,7 +103,9 @@ IRIS_RADIUS_SCALE = 1.12  # MediaPipe's iris rim sits a little inside the limbus
 DEFAULT_SCLERA_RGB = (212, 200, 192)
 # The sclera's colour (the fallback of the filled iris, and the brightness that tells sclera from
 # iris): the opening's pixels at least this far (x eye width) from the lids and at least as bright
-# as this percentile of them (not the iris, lashes or shadow).
+# as this percentile of them (not the iris, lashes or shadow). An eye too small to leave such
+# pixels (a face a few tens of pixels wide) takes its whole opening's pixels at that percentile:
+# the fixed DEFAULT_SCLERA_RGB, bright in a dim portrait, drew white rings round widened irises.
 SCLERA_SAMPLE_MARGIN = 0.05
 SCLERA_PERCENTILE = 75.0
 IRIS_MAX_SHIFT = 0.5  # x iris radius: how far the iris' dark mass may move MediaPipe's centre sideways
@@ -226,6 +228,13 @@ MAX_LOWER_TEETH_RISE = 0.07
 CAVITY_DARK_RGB = (28, 9, 11)
 CAVITY_LIGHT_RGB = (82, 30, 34)
 TONGUE_RGB = (158, 66, 72)
+# The interior's colours are for a colour photograph. A portrait whose skin (SKIN_PROBES) is less
+# colourful than SKIN_FULL_CHROMA (HSV saturation of its mean colour) gets them proportionally
+# greyer: a black-and-white photo (0) a grey mouth, where it showed a red tongue and cavity in a
+# grey face. Every colour portrait and video in the shared data measures 0.148 (the andrew talking
+# video, under a cool light) to 0.59, and keeps its colours.
+SKIN_FULL_CHROMA = 0.12
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 luma from RGB
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -740,7 +749,12 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
     pool = _eroded(inside, max(1, int(round(SCLERA_SAMPLE_MARGIN * eye_width)))) & (dist > 0.5 * radius)
     bright = pool & (lum >= np.percentile(lum[pool], SCLERA_PERCENTILE)) if pool.sum() >= 4 else pool
     brightest = pool & (lum >= np.percentile(lum[pool], 90)) if pool.sum() >= 10 else bright  # the lit sclera
-    sclera = crop[bright].mean(axis=0) if bright.sum() >= 4 else np.array(DEFAULT_SCLERA_RGB, np.float32)
+    if bright.sum() >= 4:
+        sclera = crop[bright].mean(axis=0)
+    elif inside.any():  # a tiny eye (a few pixels): its opening's lighter pixels, in the portrait's light
+        sclera = crop[inside & (lum >= np.percentile(lum[inside], SCLERA_PERCENTILE))].mean(axis=0)
+    else:
+        sclera = np.array(DEFAULT_SCLERA_RGB, np.float32)
     sclera_lum = float(sclera.mean())
     below_lashes = max(1, int(round(IRIS_LASH_DEPTH * radius)))  # rows under the upper lid's contour
     unshaded = cv2.erode(_eroded(inside, 1).astype(np.uint8), np.ones((below_lashes + 1, 1), np.uint8),
@@ -1165,6 +1179,7 @@ class _MouthModel:
     unit: float  # source outer-eye-corner distance, pixels
     split: float  # fraction of the gap where the source's upper part ends
     brightness: float  # portrait's skin lightness relative to a well-lit face (shades the teeth)
+    chroma: float = 1.0  # how colourful the synthesized interior is, 0 (grey: a black-and-white photo) .. 1
 
 
 def _eye_unit(pts: np.ndarray) -> float:
@@ -1194,11 +1209,14 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     height, width = image.shape[:2]
     skin = [image[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].reshape(-1, 3)
             for x, y in pts[list(SKIN_PROBES), :2] if 2 <= x < width - 3 and 2 <= y < height - 3]
-    lightness = float(np.concatenate(skin).astype(np.float32).mean()) if skin else 175.0
+    skin_rgb = np.concatenate(skin).astype(np.float32).mean(axis=0) if skin else np.full(3, 175.0, np.float32)
+    lightness = float(skin_rgb.mean())
     brightness = float(np.clip(lightness / 175.0, 0.55, 1.0))
+    saturation = float((skin_rgb.max() - skin_rgb.min()) / max(float(skin_rgb.max()), 1.0))  # HSV's S
+    chroma = float(np.clip(saturation / SKIN_FULL_CHROMA, 0.0, 1.0))
     nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
     skull_offset = (float(frame.upper(frame.midline_u)) - nose_v) / unit
-    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness)
+    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness, chroma)
 
 
 # A synthesized mouth starts from closed lips. An open portrait's own interior (teeth) stays in
@@ -1421,6 +1439,8 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     _cover_layer(weights, 2, t_shade, t_cover)
     palette = np.array([CAVITY_DARK_RGB, np.subtract(CAVITY_LIGHT_RGB, CAVITY_DARK_RGB), TONGUE_RGB, TEETH_RGB],
                        np.float32).T  # (3, 4)
+    if model.chroma < 1.0:  # toward each colour's grey (a linear map: the difference column too)
+        palette = model.chroma * palette + (1.0 - model.chroma) * (LUMA_WEIGHTS @ palette)[None, :]
     if model.open:
         # the portrait's interior: the part above the split hangs from the upper lip, the part
         # below rests on the lower lip, the cavity shows in between when the jaw opens further
