@@ -286,7 +286,21 @@ def main() -> None:
         for row in tqdm(workers.imap_unordered(make_clip, jobs), total=len(jobs), desc="teacher clips"):
             rows[row["clip_id"]] = row
     _write_index(args.out, rows)
+    write_teacher_settings(args.out)
     print(f"wrote {len(rows)} clips to {args.out}")
+
+
+def write_teacher_settings(out: Path) -> None:
+    """Record the teacher's emotion settings in the cache (``stage1.TEACHER_FILE``): the trainer
+    stores them in its checkpoints, and the network path adds only the action shapes the network
+    did not learn (``stage1.add_emotion_actions``)."""
+    import json
+
+    from facecue.phonetic import PRIORS_VERSION, emotion_settings
+    from facecue.stage1 import TEACHER_FILE
+
+    settings = {**emotion_settings(), "priors_version": PRIORS_VERSION}
+    (out / TEACHER_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

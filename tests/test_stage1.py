@@ -330,11 +330,11 @@ def test_network_mouth_gain_scales_the_speech_not_the_emotions_mouth(portrait_cu
     assert abs(width(old_way)[0] - width(identity)) > abs(width(rest[0]) - width(identity)) + 0.02  # the old scaling doubled the smile
 
 
-def test_network_path_adds_the_action_shapes_its_teacher_lacked(portrait_cues):
-    """The bundled network learnt a teacher without ``EMOTION_ACTIONS``: its fear gets them added
-    (the mouth wider by twice the lip stretch, scaled to the face) instead of having its mouth
-    gain pull the corners in toward the teacher's stretched rest; emotions without actions are
-    unchanged."""
+def test_network_path_follows_the_action_shapes_set_now(portrait_cues):
+    """The network path draws the ``EMOTION_ACTIONS`` set at inference whatever its teacher had:
+    with fear's taken away, the bundled network's fear mouth is narrower by twice the lip stretch,
+    scaled to the face (its mouth gain does not pull the corners toward a stretched rest);
+    emotions without actions are unchanged."""
     import facecue.phonetic as phonetic
     from facecue.cli import asset_path
     from facecue.phonetic import expression_scale
@@ -353,3 +353,42 @@ def test_network_path_adds_the_action_shapes_its_teacher_lacked(portrait_cues):
     np.testing.assert_allclose(with_actions["sad"].normalized, without["sad"].normalized)
     ratio = expression_scale(with_actions["fear"].identity)
     np.testing.assert_allclose(width(with_actions["fear"]) - width(without["fear"]), 2 * stretch * ratio, rtol=0.03)
+
+
+def test_action_shapes_the_network_learnt_are_not_added_twice(portrait_cues):
+    """``add_emotion_actions`` adds the action shapes set now less those the network's teacher
+    had (``learnt``): none when it learnt them all, all when it learnt none, the difference when
+    an amount changed since."""
+    import facecue.phonetic as phonetic
+    from facecue.phonetic import emotion_weights, expression_scale
+    from facecue.stage1 import add_emotion_actions
+
+    cues = portrait_cues.slice(0, 1)
+    weights = emotion_weights("fear", 1, 25.0)
+    current = phonetic.emotion_settings()["actions"]
+    stretch = current["fear"]["lip_stretch"]
+    width = lambda c: float(c.normalized[0, 291, 0] - c.normalized[0, 61, 0])  # noqa: E731
+    ratio = expression_scale(cues.identity)
+    np.testing.assert_array_equal(add_emotion_actions(cues, weights, 1.0, current).normalized, cues.normalized)
+    assert width(add_emotion_actions(cues, weights, 1.0, {})) - width(cues) == pytest.approx(2 * stretch * ratio, rel=0.03)
+    older = {**current, "fear": {**current["fear"], "lip_stretch": stretch / 2}}
+    assert width(add_emotion_actions(cues, weights, 1.0, older)) - width(cues) == pytest.approx(stretch * ratio, rel=0.03)
+
+
+def test_checkpoints_record_what_their_teacher_drew(tmp_path):
+    """A teacher cache's settings (``teacher.json``, written by scripts/make_teacher_data.py) are
+    read back for the trainer's checkpoint; checkpoints without the record learnt no action
+    shapes; a broken file is a one-line input error."""
+    import json
+
+    from facecue.stage1 import TEACHER_FILE, read_teacher_settings, teacher_actions
+
+    assert read_teacher_settings(tmp_path) == {}
+    settings = {"actions": {"fear": {"lip_stretch": 0.04}}, "gains": {"brows": 2.5}, "priors_version": 3}
+    (tmp_path / TEACHER_FILE).write_text(json.dumps(settings))
+    assert read_teacher_settings(tmp_path) == settings
+    assert teacher_actions({"extra": {"teacher": settings}}) == {"fear": {"lip_stretch": 0.04}}
+    assert teacher_actions({"extra": {}}) == {} and teacher_actions({}) == {}
+    (tmp_path / TEACHER_FILE).write_text("{not json")
+    with pytest.raises(InputError, match=TEACHER_FILE):
+        read_teacher_settings(tmp_path)

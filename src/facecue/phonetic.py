@@ -545,9 +545,15 @@ def emotion_offsets_applied() -> np.ndarray:
 def emotion_action_offsets() -> np.ndarray:
     """(8, 478, 3) float64 canonical units: the part of :func:`emotion_offsets_applied` made by
     each emotion's ``EMOTION_ACTIONS`` at intensity 1."""
+    return action_offsets(EMOTION_ACTIONS)
+
+
+def action_offsets(actions: dict[str, dict[str, float]]) -> np.ndarray:
+    """(8, 478, 3) float64 canonical units: the offsets of a table of action amounts laid out as
+    ``EMOTION_ACTIONS`` (emotion -> {action shape: canonical units}) at intensity 1."""
     offsets = np.zeros((len(EMOTIONS), N_LANDMARKS, 3))
-    for emotion, actions in EMOTION_ACTIONS.items():
-        for name, amount in actions.items():
+    for emotion, amounts in actions.items():
+        for name, amount in amounts.items():
             offsets[EMOTIONS.index(emotion)] += amount * action_shape(name)
     return offsets
 

@@ -950,6 +950,7 @@ class Stage1Task:
             "train_speakers": sorted({c.speaker for c in self.train_clips}),
             "held_out_speakers": sorted({c.speaker for c in self.test_clips}),
             "pose_features": ["yaw", "pitch", "roll", "tx", "ty", "log_scale"],
+            "teacher": read_teacher_settings(self.config.data.cache),
         }
 
 
@@ -997,7 +998,33 @@ def load_stage1(checkpoint: str | Path) -> Stage1Model:
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(path, f"weights do not match the stage-1 model ({str(exc).splitlines()[0]})") from None
     model.checkpoint_step = int(data["step"])
+    model.teacher_actions = teacher_actions(data)
     return model.eval()
+
+
+TEACHER_FILE = "teacher.json"  # in a teacher cache (scripts/make_teacher_data.py): the teacher's emotion settings
+
+
+def read_teacher_settings(cache: str | Path) -> dict:
+    """The phonetic teacher's emotion settings recorded in a training cache (``TEACHER_FILE``,
+    ``phonetic.emotion_settings()`` as the cache was made), or {} for a cache without them."""
+    import json
+
+    path = Path(cache) / TEACHER_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise InputError(path, f"not a teacher settings file ({exc})") from None
+
+
+def teacher_actions(checkpoint_data: dict) -> dict[str, dict[str, float]]:
+    """The ``phonetic.EMOTION_ACTIONS`` a stage-1 checkpoint's teacher had (so the network learnt
+    them): recorded by the trainer under ``extra["teacher"]``; {} for checkpoints without the
+    record (the first bundled networks' teacher had no action shapes)."""
+    actions = (checkpoint_data.get("extra") or {}).get("teacher", {}).get("actions", {})
+    return {str(e): {str(k): float(v) for k, v in a.items()} for e, a in actions.items()}
 
 
 def stage1_checkpoint(checkpoint: str | Path | None = None) -> Path:
@@ -1130,34 +1157,44 @@ def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> 
     return replace(cues, normalized=normalized.astype(np.float32))
 
 
-def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float, *, actions: bool = True) -> np.ndarray:
+def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float, *,
+                 actions: bool | dict[str, dict[str, float]] = True) -> np.ndarray:
     """(T, 478, 3) the closed-lip rest shape of each frame: ``identity`` with the emotions'
-    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it
-    (without its ``phonetic.EMOTION_ACTIONS`` when ``actions`` is False). Distinct weight rows
-    are computed once (memory and time stay small for long audio)."""
-    from .phonetic import closed_mouth, emotion_expression, expression_scale
+    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it;
+    without its ``phonetic.EMOTION_ACTIONS`` when ``actions`` is False, with this table of action
+    amounts instead when it is one. Distinct weight rows are computed once (memory and time stay
+    small for long audio)."""
+    from .phonetic import action_offsets, closed_mouth, emotion_expression, expression_scale
 
     identity = np.asarray(identity, np.float64)
     ratio = expression_scale(identity)
     rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
-    shapes = np.stack([closed_mouth(identity + emotion_expression(row[None], intensity, actions=actions)[0] * ratio)
-                       for row in rows])
-    return shapes[np.asarray(inverse).ravel()].astype(np.float32)
+    table = action_offsets(actions) if isinstance(actions, dict) else None
+    shapes = []
+    for row in rows:
+        expression = emotion_expression(row[None], intensity, actions=actions is True)[0]
+        if table is not None:
+            expression = expression + intensity * np.einsum("e,ekd->kd", row, table)
+        shapes.append(closed_mouth(identity + expression * ratio))
+    return np.stack(shapes)[np.asarray(inverse).ravel()].astype(np.float32)
 
 
-def add_emotion_actions(cues: FaceCues, weights: np.ndarray, intensity: float) -> FaceCues:
+def add_emotion_actions(cues: FaceCues, weights: np.ndarray, intensity: float,
+                        learnt: dict[str, dict[str, float]] | None = None) -> FaceCues:
     """``cues`` with the emotions' ``phonetic.EMOTION_ACTIONS`` (per-frame ``weights`` (T, 8),
-    ``intensity``) added, scaled to the face like the rest of its expression: the bundled network
-    learnt a teacher that had none. Distinct weight rows are computed once. The actions move no
-    eye point, so gaze and aperture are kept."""
+    ``intensity``) added, less the ``learnt`` ones (the action amounts the network's teacher
+    had, :func:`teacher_actions`: the network draws those already), scaled to the face like the
+    rest of its expression. Distinct weight rows are computed once. The actions move no eye
+    point, so gaze and aperture are kept."""
     from dataclasses import replace
 
-    from .phonetic import emotion_actions, expression_scale
+    from .phonetic import action_offsets, emotion_action_offsets, expression_scale
 
-    rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
-    table = emotion_actions(rows, intensity) * expression_scale(cues.identity)
-    if not table.any():
+    offsets = emotion_action_offsets() - action_offsets(learnt or {})
+    if not offsets.any():
         return cues
+    rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
+    table = intensity * np.einsum("te,ekd->tkd", rows, offsets) * expression_scale(cues.identity)
     normalized = cues.normalized + table[np.asarray(inverse).ravel()].astype(np.float32)
     return replace(cues, normalized=normalized)
 
@@ -1242,11 +1279,14 @@ def network_cues(
         weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
         first = _blend_runs(runs, weights, schedule_text(schedule))
     cues = resample_cues(first, fps, n_video_frames(len(audio), fps))
-    # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise);
-    # the action shapes (fear's stretched lips, knitted brows) came after the network's teacher
+    # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
+    # as the network learnt it; the action shapes (fear's stretched lips, knitted brows) its
+    # teacher did not have, or had at other amounts, are added
+    learnt = _cached(stage1_checkpoint(checkpoint), load_stage1).teacher_actions
     frame_weights = emotion_weights(schedule, cues.n_frames, cues.fps)
-    rest = emotion_rest(cues.identity, frame_weights, intensity, actions=False)
-    cues = add_emotion_actions(scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest), frame_weights, intensity)
+    rest = emotion_rest(cues.identity, frame_weights, intensity, actions=learnt)
+    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
+    cues = add_emotion_actions(cues, frame_weights, intensity, learnt)
     # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING
     cues = replace(cues, normalized=limit_eye_narrowing(cues.identity, cues.normalized).astype(np.float32))
     if controls.blink_rate is None:
