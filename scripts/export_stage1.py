@@ -43,7 +43,7 @@ def main() -> None:
         if key in data:
             slim[key] = data[key]
     if args.teacher is not None and not slim.get("extra", {}).get("teacher"):
-        slim["extra"] = {**slim.get("extra", {}), "teacher": read_teacher_settings(args.teacher.parent)}
+        slim["extra"] = {**slim.get("extra", {}), "teacher": read_teacher_settings(args.teacher)}
     with atomic_path(args.out) as tmp:
         torch.save(slim, tmp)
     model = load_stage1(args.out)  # proves the exported file loads

@@ -386,7 +386,7 @@ def test_checkpoints_record_what_their_teacher_drew(tmp_path):
     assert read_teacher_settings(tmp_path) == {}
     settings = {"actions": {"fear": {"lip_stretch": 0.04}}, "gains": {"brows": 2.5}, "priors_version": 3}
     (tmp_path / TEACHER_FILE).write_text(json.dumps(settings))
-    assert read_teacher_settings(tmp_path) == settings
+    assert read_teacher_settings(tmp_path) == settings == read_teacher_settings(tmp_path / TEACHER_FILE)
     assert teacher_actions({"extra": {"teacher": settings}}) == {"fear": {"lip_stretch": 0.04}}
     assert teacher_actions({"extra": {}}) == {} and teacher_actions({}) == {}
     (tmp_path / TEACHER_FILE).write_text("{not json")

@@ -680,14 +680,9 @@ def restore_emotion_settings(settings: dict) -> None:
 def emotion_expression(weights: np.ndarray, intensity: float, *, actions: bool = True) -> np.ndarray:
     """(T, 478, 3) the emotions' closed-lip expression offsets (canonical units) for per-frame
     emotion ``weights`` (T, 8) at ``intensity`` (1 = MEAD level 3); without their
-    ``EMOTION_ACTIONS`` when ``actions`` is False (:func:`emotion_actions` alone)."""
+    ``EMOTION_ACTIONS`` when ``actions`` is False (those alone: :func:`emotion_action_offsets`)."""
     offsets = emotion_offsets_applied() if actions else emotion_offsets_applied() - emotion_action_offsets()
     return intensity * np.einsum("te,ekd->tkd", weights, offsets)
-
-
-def emotion_actions(weights: np.ndarray, intensity: float) -> np.ndarray:
-    """(T, 478, 3) canonical units: the ``EMOTION_ACTIONS`` part of :func:`emotion_expression`."""
-    return intensity * np.einsum("te,ekd->tkd", weights, emotion_action_offsets())
 
 
 def expression_scale(shape: np.ndarray) -> float:

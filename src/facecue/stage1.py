@@ -1006,11 +1006,13 @@ TEACHER_FILE = "teacher.json"  # in a teacher cache (scripts/make_teacher_data.p
 
 
 def read_teacher_settings(cache: str | Path) -> dict:
-    """The phonetic teacher's emotion settings recorded in a training cache (``TEACHER_FILE``,
-    ``phonetic.emotion_settings()`` as the cache was made), or {} for a cache without them."""
+    """The phonetic teacher's emotion settings recorded in a training cache folder (its
+    ``TEACHER_FILE``, or that file itself: ``phonetic.emotion_settings()`` as the cache was
+    made), or {} for a cache without them."""
     import json
 
-    path = Path(cache) / TEACHER_FILE
+    path = Path(cache)
+    path = path / TEACHER_FILE if path.is_dir() or not path.suffix else path
     if not path.is_file():
         return {}
     try:
