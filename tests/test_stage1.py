@@ -370,9 +370,10 @@ def test_action_shapes_the_network_learnt_are_not_added_twice(portrait_cues):
     width = lambda c: float(c.normalized[0, 291, 0] - c.normalized[0, 61, 0])  # noqa: E731
     ratio = expression_scale(cues.identity)
     np.testing.assert_array_equal(add_emotion_actions(cues, weights, 1.0, current).normalized, cues.normalized)
-    assert width(add_emotion_actions(cues, weights, 1.0, {})) - width(cues) == pytest.approx(2 * stretch * ratio, rel=0.03)
-    older = {**current, "fear": {**current["fear"], "lip_stretch": stretch / 2}}
-    assert width(add_emotion_actions(cues, weights, 1.0, older)) - width(cues) == pytest.approx(stretch * ratio, rel=0.03)
+    widened = lambda learnt: width(add_emotion_actions(cues, weights, 1.0, learnt)) - width(cues)  # noqa: E731
+    assert widened({}) == pytest.approx(2 * stretch * ratio, rel=0.03)
+    assert widened({**current, "fear": {**current["fear"], "lip_stretch": stretch / 2}}) == pytest.approx(
+        stretch * ratio, rel=0.03)
 
 
 def test_checkpoints_record_what_their_teacher_drew(tmp_path):

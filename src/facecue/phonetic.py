@@ -427,6 +427,11 @@ EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # these read 3 of 9 (mean p(fear) 0.192 and 0.222; 0.05 or 0.08 level: 0.207, 0.209; no stretch
 # with eyes 1.4, brow detail 2.2 or a knit of 0.10: 0.199, 0.193, 0.186) against 0.277 and 4 of 9:
 # the recogniser prefers the caricature by one portrait; the look of real fear was preferred.
+# An inner-brow raise (AU1: the brows' inner ends up, fading outward) moved fear's reading where
+# nothing else had: 0.03 / 0.06 / 0.10 canonical units read 3 / 3 / 5 of 9 (mean p(fear) 0.245 ->
+# 0.267 / 0.296 / 0.333), but re-read from the rendered MEAD actors the inner brows already rise
+# 0.046 / 0.051 / 0.043 over neutral without it (real level 3: 0.037 / 0.030 / 0.037, M030 / W009
+# / W011) and 0.061 / 0.072 / 0.061 with 0.10: a caricature, not taken (2026-12-04).
 # Surprise's lip pucker was 0.06 until 2026-12-04; measured like fear's stretch (above), it
 # narrowed the mouth -0.148 / -0.165 / -0.189 eye units where the real level-3 clips narrow it
 # -0.024 / widen +0.029 / narrow -0.062 (M030 / W009 / W011): a pouted "oo". 0.03 narrows it
