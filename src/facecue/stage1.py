@@ -1122,9 +1122,12 @@ def speech_to_cues(
 
 # --- the network cue path: the one function behind generate --cue-model network and cues-from-speech ----------
 
-#: The network regresses toward the mean lip shape: its lower-face movement is scaled by this to
-#: restore the phonetic teacher's amplitude. The one place this number lives (being recalibrated).
-NETWORK_MOUTH_GAIN = 1.5
+#: The network's lower-face speech movement is scaled by this to match the phonetic teacher's
+#: amplitude. The first bundled networks regressed toward the mean lip shape and needed 1.5; the
+#: one retrained on 2026-12-04 does not: with 1.5 its inner-lip gap on 12 s of each of the 4
+#: calibration speakers' speech (bundled portrait, neutral) came out 1.52-1.93 x the teacher's at
+#: p50 and 1.43-1.62 x at p90; with 1.0, 1.03-1.32 and 0.97-1.10.
+NETWORK_MOUTH_GAIN = 1.0
 
 
 def network_portrait(portrait_cues: FaceCues) -> FaceCues:
