@@ -1185,3 +1185,20 @@ def test_a_tiny_eye_in_a_dim_portrait_is_not_drawn_with_white_sclera(portrait, p
         own = luminance(image)[polygon_mask(image.shape, landmarks[loop])].max()
         drawn = luminance(frame)[polygon_mask(image.shape, edited(cues, close_eyes(cues.normalized[0], -0.5))[loop])]
         assert np.percentile(drawn, 90) <= own + 10, (np.percentile(drawn, 90), own)
+
+
+def test_teeth_do_not_glow_in_an_underexposed_portrait(portrait, portrait_landmarks, portrait_cues):
+    """Synthesized teeth are shaded by the skin's lightness, but not below 0.55 x a well-lit
+    face's (dark skin keeps white teeth). In an underexposed photo that floor drew them glowing
+    at 3 x the skin's lightness; they stay within TEETH_MAX_OVER_SKIN x it."""
+    from facecue.render import SKIN_PROBES, TEETH_MAX_OVER_SKIN
+
+    dark = (portrait.astype(np.float32) * 0.15).astype(np.uint8)  # skin lightness ~26 of 255
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
+    frame = next(render(dark, portrait_landmarks, [target], mouth="synthesize"))
+    skin = np.mean([dark[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].mean()
+                    for x, y in portrait_landmarks[list(SKIN_PROBES), :2]])
+    inner = polygon_mask(portrait.shape, target[mesh_topology().mouth_loop])
+    teeth = np.percentile(frame[inner].mean(axis=1), 99)
+    assert teeth > 1.2 * skin  # still teeth
+    assert teeth <= TEETH_MAX_OVER_SKIN * skin * 1.05, (teeth, skin)

@@ -163,6 +163,13 @@ TOOTH_EDGES = (0.0, 0.095, 0.165, 0.225)  # tooth boundaries from the midline (i
 TONGUE_HALF_WIDTH = 0.22
 TONGUE_HEIGHT = 0.09
 TEETH_RGB = (236, 226, 206)  # in a well-lit portrait; scaled by the portrait's skin lightness
+# ... which is kept at or above 0.55 x a well-lit face's (a dark skin's teeth are not grey), but
+# lit teeth are never more than this many times as light as the skin: in an underexposed photo
+# the floor drew them glowing (the bundled portrait at 0.15 x its brightness, skin lightness 26 of
+# 255: the interior's 99th-percentile lightness 3.1 x the skin's, 1.6 x with the cap). Portraits
+# that show their teeth measure 1.1-1.4 (andrew, M030, NASA, Obama); the cap binds only below a
+# skin lightness of 61, darker than any portrait or video in the shared data (reagan's 91).
+TEETH_MAX_OVER_SKIN = 2.0
 # Lip gap at the midline (eye units) over which the upper teeth come into view and into the light:
 # in barely parted lips real teeth are covered or in shadow (a white band there reads as bared teeth
 # and MediaPipe reads such a mouth as opened far wider than its landmarks say).
@@ -1216,6 +1223,7 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     skin_rgb = np.concatenate(skin).astype(np.float32).mean(axis=0) if skin else np.full(3, 175.0, np.float32)
     lightness = float(skin_rgb.mean())
     brightness = float(np.clip(lightness / 175.0, 0.55, 1.0))
+    brightness = min(brightness, TEETH_MAX_OVER_SKIN * lightness / float(np.mean(TEETH_RGB)))
     saturation = float((skin_rgb.max() - skin_rgb.min()) / max(float(skin_rgb.max()), 1.0))  # HSV's S
     chroma = float(np.clip(saturation / SKIN_FULL_CHROMA, 0.0, 1.0))
     nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
