@@ -393,3 +393,21 @@ def test_checkpoints_record_what_their_teacher_drew(tmp_path):
     (tmp_path / TEACHER_FILE).write_text("{not json")
     with pytest.raises(InputError, match=TEACHER_FILE):
         read_teacher_settings(tmp_path)
+
+
+def test_the_bundled_network_learnt_the_current_teacher():
+    """The bundled network imitates the phonetic teacher as it was when it was trained (its
+    checkpoint records the teacher's settings). A change to the teacher's priors, region gains or
+    emphasis does not reach it without a retraining (the previous network went stale for several
+    changes unnoticed); action shapes are exempt, the network path adds their changes."""
+    import facecue.phonetic as phonetic
+    from facecue.cli import asset_path
+
+    data = torch.load(asset_path("stage1.pt"), weights_only=True)
+    teacher = data.get("extra", {}).get("teacher", {})
+    current = phonetic.emotion_settings()
+    how = ("retrain it: scripts/make_teacher_data.py, then facecue train stage1 and scripts/export_stage1.py "
+           "(configs/stage1_bundled.yaml)")
+    assert teacher.get("priors_version") == phonetic.PRIORS_VERSION, how
+    assert teacher.get("gains") == current["gains"], how
+    assert teacher.get("emphasis") == current["emphasis"], how
