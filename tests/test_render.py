@@ -1179,11 +1179,11 @@ def test_a_tiny_eye_in_a_dim_portrait_is_not_drawn_with_white_sclera(portrait, p
     landmarks = portrait_landmarks * scale
     height, width = image.shape[:2]
     cues = FaceCues.from_landmarks(landmarks[None], 25.0, (width, height))
-    frame = next(render(image, landmarks, [edited(cues, close_eyes(cues.normalized[0], -0.5))]))
-    topo = mesh_topology()
-    for loop in topo.eye_loops:
+    target = edited(cues, close_eyes(cues.normalized[0], -0.5))
+    frame = next(render(image, landmarks, [target]))
+    for loop in mesh_topology().eye_loops:
         own = luminance(image)[polygon_mask(image.shape, landmarks[loop])].max()
-        drawn = luminance(frame)[polygon_mask(image.shape, edited(cues, close_eyes(cues.normalized[0], -0.5))[loop])]
+        drawn = luminance(frame)[polygon_mask(image.shape, target[loop])]
         assert np.percentile(drawn, 90) <= own + 10, (np.percentile(drawn, 90), own)
 
 

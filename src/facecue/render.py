@@ -758,12 +758,16 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
     # the sclera: the opening's brighter pixels clear of the lids and of the pupil's catchlights
     dist = np.hypot(xx - landmark_centre[0], yy - landmark_centre[1])
     pool = _eroded(inside, max(1, int(round(SCLERA_SAMPLE_MARGIN * eye_width)))) & (dist > 0.5 * radius)
-    bright = pool & (lum >= np.percentile(lum[pool], SCLERA_PERCENTILE)) if pool.sum() >= 4 else pool
-    brightest = pool & (lum >= np.percentile(lum[pool], 90)) if pool.sum() >= 10 else bright  # the lit sclera
+
+    def lighter(mask: np.ndarray, percentile: float) -> np.ndarray:  # mask's pixels at least this light
+        return mask & (lum >= np.percentile(lum[mask], percentile))
+
+    bright = lighter(pool, SCLERA_PERCENTILE) if pool.sum() >= 4 else pool
+    brightest = lighter(pool, 90) if pool.sum() >= 10 else bright  # the lit sclera
     if bright.sum() >= 4:
         sclera = crop[bright].mean(axis=0)
     elif inside.any():  # a tiny eye (a few pixels): its opening's lighter pixels, in the portrait's light
-        sclera = crop[inside & (lum >= np.percentile(lum[inside], SCLERA_PERCENTILE))].mean(axis=0)
+        sclera = crop[lighter(inside, SCLERA_PERCENTILE)].mean(axis=0)
     else:
         sclera = np.array(DEFAULT_SCLERA_RGB, np.float32)
     sclera_lum = float(sclera.mean())

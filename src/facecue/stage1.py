@@ -1012,7 +1012,8 @@ def read_teacher_settings(cache: str | Path) -> dict:
     import json
 
     path = Path(cache)
-    path = path / TEACHER_FILE if path.is_dir() or not path.suffix else path
+    if path.is_dir():
+        path = path / TEACHER_FILE
     if not path.is_file():
         return {}
     try:
@@ -1163,25 +1164,21 @@ def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> 
 
 
 def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float, *,
-                 actions: bool | dict[str, dict[str, float]] = True) -> np.ndarray:
+                 actions: dict[str, dict[str, float]] | None = None) -> np.ndarray:
     """(T, 478, 3) the closed-lip rest shape of each frame: ``identity`` with the emotions'
-    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it;
-    without its ``phonetic.EMOTION_ACTIONS`` when ``actions`` is False, with this table of action
-    amounts instead when it is one. Distinct weight rows are computed once (memory and time stay
-    small for long audio)."""
+    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it,
+    with this table of action amounts (``phonetic.EMOTION_ACTIONS``' layout; default: those set
+    now). Distinct weight rows are computed once (memory and time stay small for long audio)."""
+    from . import phonetic
     from .phonetic import action_offsets, closed_mouth, emotion_expression, expression_scale
 
     identity = np.asarray(identity, np.float64)
     ratio = expression_scale(identity)
     rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
-    table = action_offsets(actions) if isinstance(actions, dict) else None
-    shapes = []
-    for row in rows:
-        expression = emotion_expression(row[None], intensity, actions=actions is True)[0]
-        if table is not None:
-            expression = expression + intensity * np.einsum("e,ekd->kd", row, table)
-        shapes.append(closed_mouth(identity + expression * ratio))
-    return np.stack(shapes)[np.asarray(inverse).ravel()].astype(np.float32)
+    table = action_offsets(phonetic.EMOTION_ACTIONS if actions is None else actions)
+    expression = emotion_expression(rows, intensity, actions=False) + intensity * np.einsum("te,ekd->tkd", rows, table)
+    shapes = np.stack([closed_mouth(identity + offsets * ratio) for offsets in expression])
+    return shapes[np.asarray(inverse).ravel()].astype(np.float32)
 
 
 def add_emotion_actions(cues: FaceCues, weights: np.ndarray, intensity: float,
