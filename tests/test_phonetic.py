@@ -89,6 +89,23 @@ def test_silence_keeps_the_mouth_closed(portrait_cues):
     assert opening(cues).max() < 0.01
 
 
+def test_mouth_rest_parts_the_lips_in_pauses_and_closes_them_on_bilabials(portrait_cues, bob_speech):
+    audio, text = bob_speech
+    from facecue.audio import recognize_phones
+
+    phones = recognize_phones(audio, text=text)
+    closed = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones)
+    parted = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones,
+                           controls=CueControls(mouth_rest=0.05))
+    added = opening(parted) - opening(closed)
+    assert np.allclose(added[:20], added[0], atol=1e-3) and 0.04 < added[0] < 0.065, "parted in the pause"
+    visemes = visemes_to_frames(phones, 25, closed.n_frames)
+    pp = visemes == VISEME_NAMES.index("PP")
+    assert pp.sum() >= 4 and np.median(added[pp]) < 0.5 * added[0], "the lips still close on m/b/p"
+    with pytest.raises(InputError, match="mouth rest"):
+        CueControls(mouth_rest=0.5)
+
+
 def test_controls_blinks_pose_gaze(portrait_cues):
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(16000 * 30)).astype(np.float32)

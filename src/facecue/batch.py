@@ -39,7 +39,7 @@ from .errors import FacecueError, InputError, OutputError
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("portrait", "audio", "emotion", "output")
-PATH_FIELDS = ("checkpoint", "pose_from", "renderer_checkpoint")  # GenerateConfig fields that name files
+PATH_FIELDS = ("checkpoint", "pose_from", "mouth_from", "renderer_checkpoint")  # GenerateConfig fields that name files
 FAILURE_COLUMNS = ("row", "output", "reason")
 _TRUE = ("1", "true", "yes", "y", "on")
 _FALSE = ("0", "false", "no", "n", "off")

@@ -64,7 +64,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GenerateConfig(
         emotion=args.emotion, intensity=args.intensity, cue_model=args.cue_model, checkpoint=args.checkpoint,
         seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale, mouth_scale=args.mouth_scale,
-        pose_from=args.pose_from, gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer,
+        mouth_rest=args.mouth_rest, mouth_from=args.mouth_from, pose_from=args.pose_from, gaze=args.gaze,
+        blink_rate=args.blink_rate, renderer=args.renderer,
         renderer_checkpoint=args.renderer_checkpoint, device=args.device, size=args.size, fps=args.fps,
         full=args.full, max_seconds=args.max_seconds, text=args.text,
     )
@@ -117,6 +118,12 @@ def _add_generate_parser(sub) -> None:
     g.add_argument("--intensity", type=float, default=1.0, help="emotion strength 0..1 (default 1)")
     g = p.add_argument_group("motion controls")
     _add_cue_controls(g)
+    g.add_argument("--mouth-rest", type=float, default=0.0, help="lip gap held between words and in pauses, in "
+                   "eye-corner distances, 0..0.15 (some people rest with parted lips: 0.03-0.05 measured); the "
+                   "lips still close on m/b/p (default 0: closed; phonetic cue model)")
+    g.add_argument("--mouth-from", metavar="VIDEO", help="speak with this person's mouth: a video of them talking "
+                   "(any speech, 2 s or more; sound not needed). How far their lips part is measured, and the "
+                   "mouth scale and rest are fitted so that the output matches it (phonetic cue model)")
     g.add_argument("--pose-from", metavar="VIDEO", help="copy the head motion of a reference video")
     g.add_argument("--seed", type=int, default=0, help="random seed of gaze, blinks and head motion (default 0)")
     g = p.add_argument_group("models")
@@ -557,7 +564,8 @@ def _add_batch_parser(sub) -> None:
         help="generate many videos from a CSV of jobs (rerun-safe, parallel)",
         description="Run one 'generate' job per CSV row. Columns: portrait, audio, emotion, output (required),\n"
         "and optionally any generate setting by its field name: intensity, seed, pose_scale, mouth_scale, gaze,\n"
-        "blink_rate, size, full (true/false), cue_model, fps, temperature, text, checkpoint, pose_from, max_seconds.\n"
+        "mouth_rest, mouth_from, blink_rate, size, full (true/false), cue_model, fps, temperature, text,\n"
+        "checkpoint, pose_from, max_seconds.\n"
         "Empty cells keep the default; relative paths are relative to the CSV's folder. The whole CSV is\n"
         "checked first: rows with problems are reported, the others still run. Rows whose output exists are\n"
         "skipped. Failures go to <csv stem>.failures.csv (row, output, reason); the exit code is 2 if any.\n"

@@ -41,6 +41,8 @@ class GenerateConfig:
     temperature: float = 1.0  # sampling temperature of the network's gaze and pose (0: the most likely)
     pose_scale: float = 1.0  # head-motion amplitude (0 = still head)
     mouth_scale: float = 1.0  # mouth-movement amplitude while speaking (real speakers differ ~2.5x)
+    mouth_rest: float = 0.0  # lip gap held between words and in pauses, eye-corner distances (0 = closed)
+    mouth_from: str | None = None  # video of the person talking: mouth scale and rest fitted to match their lips
     pose_from: str | None = None  # video whose head motion is copied
     gaze: str = "auto"  # "auto", "camera" or "yaw,pitch" degrees
     blink_rate: float | None = None  # per minute; None = the emotion's typical rate
@@ -67,6 +69,13 @@ class GenerateConfig:
         inputs.check_max_seconds(self.max_seconds)
         inputs.check_pose_scale(self.pose_scale)
         inputs.check_mouth_scale(self.mouth_scale)
+        inputs.check_mouth_rest(self.mouth_rest)
+        if self.mouth_from is not None and (self.mouth_scale != 1.0 or self.mouth_rest != 0.0):
+            raise InputError(None, "--mouth-from sets the mouth scale and rest itself; leave --mouth-scale and "
+                             "--mouth-rest at their defaults")
+        if (self.mouth_from is not None or self.mouth_rest != 0.0) and resolve_cue_model(self)[0] != "phonetic":
+            raise InputError(None, "--mouth-from and --mouth-rest need the phonetic cue model (the default); "
+                             "the network has no phone timing to close the parted lips on m/b/p")
         inputs.check_blink_rate(self.blink_rate)
         inputs.parse_gaze(self.gaze)
         from .render import renderer_options
@@ -170,6 +179,8 @@ def validate_inputs(portrait, audio, output, config: GenerateConfig) -> tuple[Pa
         raise InputError(audio, f"audio is too short ({duration * 1000:.0f} ms) for one video frame")
     if config.pose_from is not None and io.media_kind(config.pose_from) != "video":
         raise InputError(config.pose_from, "--pose-from needs a video of a face")
+    if config.mouth_from is not None and io.media_kind(config.mouth_from) != "video":
+        raise InputError(config.mouth_from, "--mouth-from needs a video of the person talking")
     cue_model, checkpoint = resolve_cue_model(config)
     if cue_model == "network":
         from .stage1 import check_stage1_checkpoint
@@ -234,6 +245,45 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
     return network_cues(audio_samples, portrait_cues, schedule, config.intensity, checkpoint=checkpoint,
                         seed=config.seed, temperature=config.temperature, fps=config.fps, controls=controls,
                         progress=progress)
+
+
+def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image, output_size, config: GenerateConfig,
+                           cue_model: str, checkpoint: Path | None, *, recognition=None):
+    """``controls`` with the mouth scale and rest gap that make the rendered video's inner-lip gap
+    match ``style`` (a :class:`facecue.mouth_style.MouthStyle`), and a record of the fit for the
+    settings file. The mesh renderer's frames are probed (:func:`facecue.mouth_style.fit_mouth_controls`);
+    other renderers are fitted in cue units."""
+    from .cues import relocate
+    from .mouth_style import fit_mouth_controls, inner_lip_gap
+
+    def cues_with(scale: float, rest: float):
+        knobs = dataclasses.replace(controls, mouth_scale=scale, mouth_rest=rest)
+        return speech_cues(audio_samples, portrait_cues, config, knobs, cue_model, checkpoint, recognition=recognition)
+
+    def gap_of(scale: float, rest: float) -> np.ndarray:
+        return inner_lip_gap(cues_with(scale, rest).normalized)
+
+    def render_probes(scale: float, rest: float, picks: np.ndarray) -> np.ndarray:
+        from .inputs import parse_emotion_schedule
+        from .phonetic import emotion_weights
+        from .render import render, renderer_options
+
+        cues = cues_with(scale, rest)
+        points = relocate(cues.normalized[picks], cues.scale[picks], cues.rotation[picks], cues.translation[picks])
+        expression = emotion_weights(parse_emotion_schedule(config.emotion), cues.n_frames, config.fps)[picks]
+        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize")
+        return np.stack(list(render(image, portrait_cues.landmarks()[0], points, renderer=config.renderer,
+                                    output_size=output_size, full=config.full, expression=expression * config.intensity,
+                                    **options)))
+
+    probes = render_probes if config.renderer == "mesh" else None
+    scale, rest, (slope, offset) = fit_mouth_controls(gap_of, style, probes)
+    record = {"reference": style.source, "reference_p50": round(style.p50, 4), "reference_p90": round(style.p90, 4),
+              "reference_frames": style.frames, "mouth_scale": round(scale, 3), "mouth_rest": round(rest, 4),
+              "readback_slope": round(slope, 3), "readback_offset": round(offset, 4)}
+    log.info("mouth matched to %s: %s -> mouth scale %.2f, rest %.3f (readback %.2f x cue %+.3f)",
+             style.source, style.describe(), scale, rest, slope, offset)
+    return dataclasses.replace(controls, mouth_scale=scale, mouth_rest=rest), record
 
 
 def render_worker_count(config: GenerateConfig, seconds: float, workers: int | None) -> int:
@@ -339,11 +389,24 @@ def generate(
         if config.pose_from is not None:
             reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
             pose_angles = reference.pose_angles - reference.pose_angles[:1]
+        style = None
+        if config.mouth_from is not None:
+            from .mouth_style import measure_mouth_style
+
+            style = measure_mouth_style(config.mouth_from, fps=config.fps, progress=progress)
         timings["landmarks"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale, pose_angles=pose_angles,
+        controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale,
+                               mouth_rest=config.mouth_rest, pose_angles=pose_angles,
                                gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
+        mouth_match = None
+        if style is not None:
+            controls, mouth_match = matched_mouth_controls(
+                style, controls, listened, portrait_cues, image, output_size, config, cue_model, checkpoint,
+                recognition=recognition)
+            notes.append(f"mouth matched to {Path(config.mouth_from).name} (mouth scale {controls.mouth_scale:.2f}, "
+                         f"rest {controls.mouth_rest:.3f})")
         cues = speech_cues(listened, portrait_cues, config, controls, cue_model, checkpoint,
                            progress=progress, recognition=recognition)
     from .audio import n_video_frames
@@ -351,7 +414,8 @@ def generate(
     n_frames = n_video_frames(len(samples), config.fps)
     assert cues.n_frames == n_frames, (cues.n_frames, n_frames)
     cues = dataclasses.replace(cues, meta={**cues.meta, "config": config.to_dict(), "portrait": str(portrait),
-                                             "audio": str(audio), "cue_model": cue_model})
+                                             "audio": str(audio), "cue_model": cue_model,
+                                             **({"mouth_match": mouth_match} if mouth_match else {})})
     timings["cues"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -387,6 +451,7 @@ def generate(
     with io.atomic_path(check_sidecar(output)) as tmp:
         tmp.write_text(json.dumps({"facecue_config": config.to_dict(), "cue_model": cue_model,
                                    "checkpoint": None if checkpoint is None else str(checkpoint),
-                                   "video": output.name}, indent=2))
+                                   "video": output.name, **({"mouth_match": mouth_match} if mouth_match else {})},
+                                  indent=2))
     return GenerateResult(path=output, cues=cues, n_frames=n_frames, seconds=n_frames / config.fps, timings=timings,
                           notes=notes)

@@ -30,6 +30,7 @@ FPS_RANGE = (1.0, 120.0)  # frames per second of generated video
 POSE_SCALE_RANGE = (0.0, 5.0)  # head-motion amplitude; 0 = still head
 BLINK_RATE_RANGE = (0.0, 120.0)  # blinks per minute
 MOUTH_SCALE_RANGE = (0.0, 3.0)  # multiplier of mouth movement
+MOUTH_REST_RANGE = (0.0, 0.15)  # lip gap held at rest, eye-corner distances (real talkers: 0 to ~0.05)
 GAZE_LIMITS = (40.0, 30.0)  # degrees: |yaw|, |pitch| the eyes can turn
 DEFAULT_MAX_SECONDS = 900.0  # longer audio needs an explicit --max-seconds (a typo guard, not a limit)
 MIN_PORTRAIT_SIDE = 32  # px: smaller images cannot hold a detectable face
@@ -175,6 +176,10 @@ def check_mouth_scale(value) -> float:
     return _in_range(value, "mouth scale", MOUTH_SCALE_RANGE)
 
 
+def check_mouth_rest(value) -> float:
+    return _in_range(value, "mouth rest", MOUTH_REST_RANGE, " eye-corner distances")
+
+
 def parse_gaze(value: str | tuple | list) -> str | tuple[float, float]:
     """``"auto"``, ``"camera"`` or ``"yaw,pitch"`` degrees (or a pair) -> the CueControls gaze value."""
     if isinstance(value, (tuple, list)):
@@ -215,8 +220,8 @@ def default_output_size(image_size: tuple[int, int], size: int | None, full: boo
 
 __all__ = [
     "DEFAULT_MAX_SECONDS", "DEFAULT_MAX_SIDE", "EMOTION_ALIASES", "MIN_PORTRAIT_SIDE", "check_blink_rate",
-    "check_fps", "check_intensity", "check_max_seconds", "check_mouth_scale", "check_portrait_dimensions",
-    "check_pose_scale", "check_size",
+    "check_fps", "check_intensity", "check_max_seconds", "check_mouth_rest", "check_mouth_scale",
+    "check_portrait_dimensions", "check_pose_scale", "check_size",
     "check_temperature", "default_output_size", "emotion_id", "emotion_name", "parse_emotion_schedule", "parse_gaze",
     "schedule_text",
 ]

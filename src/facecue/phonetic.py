@@ -41,6 +41,7 @@ from .errors import CheckpointError
 from .inputs import (
     check_blink_rate,
     check_intensity,
+    check_mouth_rest,
     check_mouth_scale,
     check_pose_scale,
     emotion_id,
@@ -230,6 +231,7 @@ def mouth_offsets(
     speech_gain: np.ndarray | float = 1.0,
     jaw_opening: np.ndarray | float = 0.0,
     lip_share: np.ndarray | float = 0.0,
+    mouth_rest: float = 0.0,
 ) -> np.ndarray:
     """(T, 478, 3) lower-face offsets in canonical units for the speech.
 
@@ -237,6 +239,9 @@ def mouth_offsets(
     jaw_opening : (T,) or scalar, extra lip gap (canonical units) held open while speaking
     lip_share : (T,) or scalar 0..1, the part of ``jaw_opening`` held by the lips (upper lip up,
         lower lip down, the jaw and its teeth closed: :func:`lip_parting_shape`) instead of the jaw
+    mouth_rest : inner-lip gap (canonical units) the lips hold apart between words and in pauses,
+        closing only for bilabials and labiodentals; some people rest with parted lips (not
+        multiplied by ``mouth_scale``)
     """
     priors = load_priors()
     mix = viseme_weights(phones, n_frames, fps)
@@ -251,7 +256,12 @@ def mouth_offsets(
     lips = np.asarray(jaw_opening * lip_share, np.float64) * held
     carrier = (SPEECH_JAW_OPENING + jaw_opening) * held - lips
     shapes = carrier[:, None] * jaw_shape().reshape(1, -1) + lips[:, None] * lip_parting_shape().reshape(1, -1)
-    return ((visemes + shapes) * mouth_scale).reshape(n_frames, N_LANDMARKS, 3)
+    offsets = (visemes + shapes) * mouth_scale
+    if mouth_rest:
+        lip_closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")]
+        parted = mouth_rest * np.clip(1.0 - lip_closing, 0.0, 1.0)
+        offsets = offsets + parted[:, None] * lip_parting_shape().reshape(1, -1)
+    return offsets.reshape(n_frames, N_LANDMARKS, 3)
 
 
 @lru_cache(maxsize=1)
@@ -350,6 +360,8 @@ class CueControls:
         head's motion) or (yaw, pitch) degrees relative to the camera
     blink_rate : blinks per minute; None = the emotion's typical rate
     mouth_scale : multiplies mouth movement
+    mouth_rest : inner-lip gap (canonical units, about eye-corner distances) held between words
+        and in pauses (0 = lips closed at rest)
     """
 
     pose_scale: float = 1.0
@@ -357,12 +369,14 @@ class CueControls:
     gaze: str | tuple[float, float] = "auto"
     blink_rate: float | None = None
     mouth_scale: float = 1.0
+    mouth_rest: float = 0.0
 
     def __post_init__(self) -> None:
         # the one set of input rules (facecue.inputs), so every front end refuses the same values
         check_pose_scale(self.pose_scale)
         check_blink_rate(self.blink_rate)
         check_mouth_scale(self.mouth_scale)
+        check_mouth_rest(self.mouth_rest)
         parse_gaze(self.gaze)
 
 
@@ -889,7 +903,7 @@ def phonetic_cues(
     speech_gain, jaw_opening = emotion_mouth_dynamics(weights, intensity)
     lip_share = weights @ np.array([EMOTION_LIP_SHARE.get(name, 0.0) for name in EMOTIONS])
     mouth = mouth_offsets(audio, phones, n_frames, fps, controls.mouth_scale, speech_gain=speech_gain,
-                          jaw_opening=jaw_opening, lip_share=lip_share)
+                          jaw_opening=jaw_opening, lip_share=lip_share, mouth_rest=controls.mouth_rest)
     emotion_offsets = emotion_expression(weights, intensity)
     gain = loudness_gain(audio, n_frames, fps)
     head = head_motion(n_frames, fps, weights, intensity, gain, rng)

@@ -1267,6 +1267,9 @@ def network_cues(
 
     schedule = parse_emotion_schedule(emotion)
     controls = controls or CueControls()
+    if controls.mouth_rest:
+        raise InputError(None, "a mouth rest gap needs the phonetic cue model: the network has no phone timing to "
+                         "close parted lips on m/b/p")
     anchor = network_portrait(portrait_cues)
     names = sorted({name for _, name in schedule}, key=EMOTIONS.index)
     threads = torch.get_num_threads()
