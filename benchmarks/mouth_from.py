@@ -111,7 +111,7 @@ def run(data: Path, tmp: Path) -> list[dict]:
             measured["sync_vs_real"] = float(lip_sync_score(opening, mouth_opening(real_cues)[: len(opening)])[0])
             measured["seconds"] = time.perf_counter() - started
             if label == "mouth_from":
-                measured["fit"] = result.cues.meta["mouth_match"]
+                measured["fit"] = {**result.cues.meta["mouth_match"], "reference": row["reference"]}
             row[label] = measured
         rows.append(row)
         print(f"{name} ({protocol}): default {row['default']['ratio_p50']:.2f}/{row['default']['ratio_p90']:.2f}, "

@@ -96,6 +96,10 @@ def test_mouth_from_matches_the_reference_speakers_lips(tmp_path, short_speech):
     record = json.loads((tmp_path / "matched.json").read_text())["mouth_match"]
     assert record["mouth_rest"] > 0.01 and record["mouth_scale"] < 0.8 and record["reference_frames"] == style.frames
     assert matched.cues.meta["mouth_match"] == record and "mouth matched to reference.mp4" in matched.summary()
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(32000, np.float32))
+    listening = generate(portrait, silence, tmp_path / "listening.mp4", mouth_from=str(reference), **common)
+    assert "not applied: the audio is silent" in listening.summary() and "mouth_match" not in listening.cues.meta
+    assert np.abs(inner_lip_gap(listening.cues.normalized)).max() < 0.01, "a listener's lips stay closed"
 
 
 def test_mouth_from_meets_the_mouth_bar_on_another_clip_of_the_speaker(tmp_path, shared_data):

@@ -59,6 +59,9 @@ def test_widget_values_become_the_config():
     assert config.gaze == "12,-5.5" and config.blink_rate == 20.0 and config.seed == 3 and isinstance(config.seed, int)
     assert config.size == 256 and config.full is False and config.intensity == 0.4 and config.pose_scale == 0.5
     assert config.cue_model == "phonetic" and config.max_seconds is not None and config.mouth_scale == 0.6
+    assert config.mouth_from is None
+    config = config_from_widgets(**widgets(mouth_scale=0.6, mouth_from="/uploads/them_talking.mp4"))
+    assert config.mouth_from == "/uploads/them_talking.mp4" and config.mouth_scale == 1.0, "the video sets the mouth"
 
 
 @pytest.mark.parametrize("change, message", [

@@ -251,10 +251,11 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
                            cue_model: str, checkpoint: Path | None, *, recognition=None):
     """``controls`` with the mouth scale and rest gap that make the rendered video's inner-lip gap
     match ``style`` (a :class:`facecue.mouth_style.MouthStyle`), and a record of the fit for the
-    settings file. The mesh renderer's frames are probed (:func:`facecue.mouth_style.fit_mouth_controls`);
+    settings file. The mesh renderer's frames are probed and read back
+    (:func:`facecue.mouth_style.fit_mouth_controls`);
     other renderers are fitted in cue units."""
     from .cues import relocate
-    from .mouth_style import fit_mouth_controls, inner_lip_gap
+    from .mouth_style import fit_mouth_controls, inner_lip_gap, read_gaps
 
     def cues_with(scale: float, rest: float):
         knobs = dataclasses.replace(controls, mouth_scale=scale, mouth_rest=rest)
@@ -263,7 +264,7 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
     def gap_of(scale: float, rest: float) -> np.ndarray:
         return inner_lip_gap(cues_with(scale, rest).normalized)
 
-    def render_probes(scale: float, rest: float, picks: np.ndarray) -> np.ndarray:
+    def read_probes(scale: float, rest: float, picks: np.ndarray) -> np.ndarray:
         from .inputs import parse_emotion_schedule
         from .phonetic import emotion_weights
         from .render import render, renderer_options
@@ -272,17 +273,17 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
         points = relocate(cues.normalized[picks], cues.scale[picks], cues.rotation[picks], cues.translation[picks])
         expression = emotion_weights(parse_emotion_schedule(config.emotion), cues.n_frames, config.fps)[picks]
         options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize")
-        return np.stack(list(render(image, portrait_cues.landmarks()[0], points, renderer=config.renderer,
-                                    output_size=output_size, full=config.full, expression=expression * config.intensity,
-                                    **options)))
+        frames = render(image, portrait_cues.landmarks()[0], points, renderer=config.renderer,
+                        output_size=output_size, full=config.full, expression=expression * config.intensity, **options)
+        return read_gaps(np.stack(list(frames)))
 
-    probes = render_probes if config.renderer == "mesh" else None
-    scale, rest, (slope, offset) = fit_mouth_controls(gap_of, style, probes)
-    record = {"reference": style.source, "reference_p50": round(style.p50, 4), "reference_p90": round(style.p90, 4),
-              "reference_frames": style.frames, "mouth_scale": round(scale, 3), "mouth_rest": round(rest, 4),
-              "readback_slope": round(slope, 3), "readback_offset": round(offset, 4)}
-    log.info("mouth matched to %s: %s -> mouth scale %.2f, rest %.3f (readback %.2f x cue %+.3f)",
-             style.source, style.describe(), scale, rest, slope, offset)
+    probes = read_probes if config.renderer == "mesh" else None
+    scale, rest, shifts = fit_mouth_controls(gap_of, style, probes)
+    record = {"reference": style.source, "reference_p10": round(style.p10, 4), "reference_p50": round(style.p50, 4),
+              "reference_p90": round(style.p90, 4), "reference_frames": style.frames, "mouth_scale": round(scale, 3),
+              "mouth_rest": round(rest, 4), "readback_shift_p10_p50_p90": [round(x, 4) for x in shifts]}
+    log.info("mouth matched to %s: %s -> mouth scale %.2f, rest %.3f (rendered frames read %s more than the cues)",
+             style.source, style.describe(), scale, rest, ", ".join(f"{x:+.3f}" for x in shifts))
     return dataclasses.replace(controls, mouth_scale=scale, mouth_rest=rest), record
 
 
@@ -401,7 +402,9 @@ def generate(
                                mouth_rest=config.mouth_rest, pose_angles=pose_angles,
                                gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
         mouth_match = None
-        if style is not None:
+        if style is not None and not listened.any():
+            notes.append("--mouth-from not applied: the audio is silent, so the mouth stays closed")
+        elif style is not None:
             controls, mouth_match = matched_mouth_controls(
                 style, controls, listened, portrait_cues, image, output_size, config, cue_model, checkpoint,
                 recognition=recognition)

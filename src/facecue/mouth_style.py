@@ -4,17 +4,20 @@ People differ about 2.5x in how far they open their mouths when they talk (media
 0.063 to 0.155 eye-corner distances over the 7 real talking videos of ``../shared/data``), some
 rest with parted lips, and no audio feature tried predicts it (docs/MODEL_CARD.md). Given a video
 of the person talking (any speech; no sound needed), :func:`measure_mouth_style` reads the
-median and 90th percentile of their inner-lip gap with MediaPipe, and :func:`fit_mouth_controls`
-chooses the phonetic model's mouth scale and rest gap so that facecue's video, read back the
-same way, has those two figures:
+10th, 50th and 90th percentiles of their inner-lip gap with MediaPipe, and
+:func:`fit_mouth_controls` chooses the phonetic model's mouth scale and rest gap so that facecue's
+video, read back the same way, has them (p50 and p90 first; the p10 chooses between the ways of
+reaching them):
 
 1. the cues' own gap is linear in the two knobs, so one search over them matches the reference
    in cue units;
 2. the renderer does not draw every face's opening at the cue's size (MediaPipe reads 0.64x to
-   1.6x of the cue's gap plus an offset, depending on the portrait's lips: measured on the 8
-   re-driven real clips), so :data:`PROBE_FRAMES` frames spanning the fitted gaps are rendered
-   and read back, a line is fitted from cue gap to rendered gap, and the search is run again
-   through that line.
+   1.6x of the cue's gap plus an offset, depending on the portrait's lips, and flattens out
+   where lips barely part: measured on the 8 re-driven real clips), so frames at the fitted
+   cues' p10, p50 and p90 are rendered and read back (:data:`PROBES_PER_PERCENTILE` each), the
+   cue percentiles that should render to the reference's are estimated from them
+   (:func:`next_cue_targets`), and the search is run again for those; :data:`READBACK_ROUNDS`
+   times.
 
 Units: the inner-lip gap is the vertical distance of MediaPipe points 13 and 14 in the
 normalized face (head pose removed), in outer-eye-corner distances; negative when the lips press
@@ -36,11 +39,15 @@ from .inputs import MOUTH_SCALE_RANGE
 MIN_REFERENCE_S = 2.0  # of frames with a face: a shorter reference gives unstable percentiles
 MIN_LIP_MOVEMENT = 0.02  # p90 - p10 of the gap; the 8 re-driven real clips: 0.077 (reagan) to 0.17 (feifeili)
 MAX_REFERENCE_S = 60.0  # only the start of a longer reference is read (its two percentiles are settled by then)
-PROBE_FRAMES = 24  # rendered and read back to learn how this portrait's mouth is drawn
+PERCENTILES = (10, 50, 90)
+PROBES_PER_PERCENTILE = 9  # frames rendered and read back around each percentile of the cue gaps
+PROBE_SPREAD = 0.04  # those frames' ranks lie within +-this fraction of the frames around the percentile
+READBACK_ROUNDS = 3
+MIN_PROBES_READ = 5  # of a percentile's probes with a face; fewer: that percentile keeps its previous shift
 SCALE_STEPS = np.arange(0.1, MOUTH_SCALE_RANGE[1] + 1e-9, 0.02)
 REST_STEPS = np.arange(0.0, 0.15 + 1e-9, 0.0025)  # canonical units; real resting gaps measured 0 to 0.05
+P10_WEIGHT = 0.5  # of the p10's squared error (in p90s) beside the p50's and p90's squared log ratios
 REST_PROBE = 0.05  # the rest gap used to measure the rest's effect (the cues are linear in it)
-MIN_READBACK_SLOPE = 0.3  # a flatter line means the probes were not read (no face found): not used
 
 
 @dataclass(frozen=True)
@@ -48,13 +55,15 @@ class MouthStyle:
     """How far a person's lips part while talking: inner-lip gap percentiles over the frames of a
     video with a face, in eye-corner distances."""
 
+    p10: float  # how far they close: near 0 for people who close their lips in pauses
     p50: float
     p90: float
     frames: int  # frames measured
     source: str = ""
 
     def describe(self) -> str:
-        return f"inner-lip gap p50 {self.p50:.3f}, p90 {self.p90:.3f} eye-corner distances over {self.frames} frames"
+        return (f"inner-lip gap p10 {self.p10:.3f}, p50 {self.p50:.3f}, p90 {self.p90:.3f} eye-corner distances "
+                f"over {self.frames} frames")
 
 
 def inner_lip_gap(normalized: np.ndarray) -> np.ndarray:
@@ -66,8 +75,8 @@ def inner_lip_gap(normalized: np.ndarray) -> np.ndarray:
 
 
 def style_of_gaps(gaps: np.ndarray, source: str = "") -> MouthStyle:
-    gaps = np.asarray(gaps, np.float64)
-    return MouthStyle(float(np.percentile(gaps, 50)), float(np.percentile(gaps, 90)), len(gaps), source)
+    p10, p50, p90 = np.percentile(np.asarray(gaps, np.float64), [10, 50, 90])
+    return MouthStyle(float(p10), float(p50), float(p90), len(gaps), source)
 
 
 def measure_mouth_style(video: str | Path, *, fps: float = DEFAULT_FPS, progress: bool = False) -> MouthStyle:
@@ -105,77 +114,108 @@ def measure_mouth_style(video: str | Path, *, fps: float = DEFAULT_FPS, progress
     return style
 
 
-def fit_in_cue_units(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle,
-                     readback: tuple[float, float] = (1.0, 0.0)) -> tuple[float, float]:
-    """(mouth scale, rest gap) whose gaps, drawn through ``readback`` (slope, offset: rendered
-    gap = slope * cue gap + offset), have ``style``'s p50 and p90 (least squared log ratios over
-    :data:`SCALE_STEPS` x :data:`REST_STEPS`).
+def fit_in_cue_units(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle) -> tuple[float, float]:
+    """(mouth scale, rest gap) whose gaps have ``style``'s p50 and p90: the least squared log ratios
+    over :data:`SCALE_STEPS` x :data:`REST_STEPS`, plus :data:`P10_WEIGHT` x the p10's error in
+    p90s (two knobs reach p50 and p90 in more than one way; the p10 picks the speaker's: a
+    large rest with small movements for people who never close, small for those who do).
 
     gap_of : (scale, rest) -> (T,) the cues' inner-lip gap with those knobs; called 3 times
     """
     base = gap_of(0.0, 0.0)
     per_scale = gap_of(1.0, 0.0) - base
     per_rest = (gap_of(0.0, REST_PROBE) - base) / REST_PROBE
-    slope, offset = readback
     best, best_error = (1.0, 0.0), np.inf
     target = np.log([style.p50, style.p90])
     # one scale row at a time: (rests, T) arrays stay small for long audio
     for scale in SCALE_STEPS:
-        gaps = slope * (base[None] + scale * per_scale[None] + REST_STEPS[:, None] * per_rest[None]) + offset
-        p50, p90 = np.percentile(gaps, [50, 90], axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            error = ((np.log(np.maximum(np.stack([p50, p90], 1), 1e-4)) - target) ** 2).sum(1)
+        gaps = base[None] + scale * per_scale[None] + REST_STEPS[:, None] * per_rest[None]
+        p10, p50, p90 = np.percentile(gaps, [10, 50, 90], axis=1)
+        error = ((np.log(np.maximum(np.stack([p50, p90], 1), 1e-4)) - target) ** 2).sum(1)
+        error = error + P10_WEIGHT * ((p10 - style.p10) / style.p90) ** 2
         j = int(np.argmin(error))
         if error[j] < best_error:
             best, best_error = (float(scale), float(REST_STEPS[j])), float(error[j])
     return best
 
 
-def probe_frame_indices(gaps: np.ndarray, n: int = PROBE_FRAMES) -> np.ndarray:
-    """Indices of ``n`` frames whose gaps span ``gaps``' range (evenly spaced in sorted order)."""
+def probe_frame_indices(gaps: np.ndarray, percentiles=PERCENTILES, per_percentile: int = PROBES_PER_PERCENTILE,
+                        spread: float = PROBE_SPREAD) -> list[np.ndarray]:
+    """For each percentile, the indices of up to ``per_percentile`` frames whose gaps rank
+    around it (within +-``spread`` of the frames), in time order."""
     order = np.argsort(gaps, kind="stable")
-    picks = np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)
-    return np.unique(order[picks])
+    last = len(order) - 1
+    groups = []
+    for q in percentiles:
+        centre = q / 100 * last
+        ranks = np.linspace(max(0.0, centre - spread * last), min(last, centre + spread * last), per_percentile)
+        groups.append(np.unique(order[ranks.round().astype(int)]))
+    return groups
 
 
-def readback_line(probe_frames: np.ndarray, cue_gaps: np.ndarray) -> tuple[float, float]:
-    """(slope, offset) of the gap MediaPipe reads on rendered frames against the cues' gap.
-
-    probe_frames : (N, H, W, 3) uint8 RGB frames rendered from cues whose gaps were ``cue_gaps`` (N,)
-    Returns (1, 0) when fewer than half the probes show a face or the read gaps do not follow the
-    cues (slope under :data:`MIN_READBACK_SLOPE`).
-    """
+def read_gaps(frames: np.ndarray) -> np.ndarray:
+    """(N,) the inner-lip gap MediaPipe reads on (N, H, W, 3) uint8 RGB frames (tracked in order);
+    NaN where no face is found."""
     from .cues import extract_cues
     from .errors import NoFaceError
 
     try:
-        read = extract_cues(np.asarray(probe_frames))
+        read = extract_cues(np.asarray(frames))
     except NoFaceError:
-        return 1.0, 0.0
-    valid = np.asarray(read.valid, bool)
-    if valid.sum() < max(3, len(cue_gaps) // 2) or np.ptp(cue_gaps[valid]) <= 1e-6:
-        return 1.0, 0.0
-    measured = inner_lip_gap(read.normalized)[valid]
-    slope, offset = np.polyfit(np.asarray(cue_gaps, np.float64)[valid], measured, 1)
-    if not np.isfinite(slope) or slope < MIN_READBACK_SLOPE:
-        return 1.0, 0.0
-    return float(slope), float(offset)
+        return np.full(len(frames), np.nan)
+    return np.where(read.valid, inner_lip_gap(read.normalized), np.nan)
 
 
 def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle,
-                       render_probes: Callable[[float, float, np.ndarray], np.ndarray] | None = None,
-                       ) -> tuple[float, float, tuple[float, float]]:
-    """(mouth scale, rest gap, readback line) that reproduce ``style`` in the rendered video.
+                       read_probes: Callable[[float, float, np.ndarray], np.ndarray] | None = None,
+                       ) -> tuple[float, float, list[float]]:
+    """(mouth scale, rest gap, read-back shifts) that reproduce ``style`` in the rendered video.
 
     gap_of : (scale, rest) -> (T,) cue inner-lip gaps with those knobs
-    render_probes : (scale, rest, frame indices) -> (N, H, W, 3) frames rendered with those knobs;
-        None: fit in cue units only (for renderers that cannot be probed cheaply)
+    read_probes : (scale, rest, frame indices) -> (N,) the gaps read back (MediaPipe) on those
+        frames rendered with those knobs, NaN where unread (:func:`read_gaps`); None: fit in cue
+        units only (for renderers that cannot be probed cheaply)
+    Returns the shifts too: how much more than the cues' p10, p50, p90 the rendered frames read
+    in the last round (eye-corner distances).
     """
     scale, rest = fit_in_cue_units(gap_of, style)
-    if render_probes is None:
-        return scale, rest, (1.0, 0.0)
-    gaps = gap_of(scale, rest)
-    picks = probe_frame_indices(gaps)
-    line = readback_line(render_probes(scale, rest, picks), gaps[picks])
-    scale, rest = fit_in_cue_units(gap_of, style, line)
-    return scale, rest, line
+    target = np.array([style.p10, style.p50, style.p90])
+    wanted = target.copy()  # the cue percentiles that should render to the target
+    shift = np.zeros(len(PERCENTILES))
+    if read_probes is None:
+        return scale, rest, shift.tolist()
+    history: list[tuple[np.ndarray, np.ndarray]] = []  # (cue percentiles, rendered ones) per round
+    for _ in range(READBACK_ROUNDS):
+        gaps = gap_of(scale, rest)
+        cue = np.percentile(gaps, PERCENTILES)
+        groups = probe_frame_indices(gaps)
+        picks = np.unique(np.concatenate(groups))
+        read = dict(zip(picks.tolist(), read_probes(scale, rest, picks)))
+        rendered = cue + shift  # a percentile whose probes cannot be read keeps the last shift
+        for k, group in enumerate(groups):
+            values = np.array([read[i] for i in group.tolist()])
+            if np.isfinite(values).sum() >= min(MIN_PROBES_READ, len(group)):
+                rendered[k] = float(np.nanmedian(values))
+        shift = rendered - cue
+        wanted = next_cue_targets(target, cue, rendered, history[-1] if history else None)
+        history.append((cue, rendered))
+        scale, rest = fit_in_cue_units(gap_of, MouthStyle(float(wanted[0]), float(max(wanted[1], 1e-3)),
+                                                          float(max(wanted[2], 1e-3)), style.frames, style.source))
+    return scale, rest, shift.tolist()
+
+
+def next_cue_targets(target: np.ndarray, cue: np.ndarray, rendered: np.ndarray,
+                     previous: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """The cue percentiles to aim at next so that the rendered ones reach ``target``: a secant
+    step through this round's and the previous round's (cue, rendered) pairs where they differ
+    enough to give a slope within 0.3..3, else a proportional step (rendered gap taken as
+    proportional to the cue's, the correction limited to 0.5x..2x)."""
+    ratio = np.clip(target / np.maximum(rendered, 1e-3), 0.5, 2.0)
+    step = cue * ratio
+    if previous is not None:
+        old_cue, old_rendered = previous
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = (rendered - old_rendered) / (cue - old_cue)
+        secant = (np.abs(cue - old_cue) > 1e-3) & (slope > 0.3) & (slope < 3.0)
+        step = np.where(secant, cue + (target - rendered) / np.where(secant, slope, 1.0), step)
+    return step

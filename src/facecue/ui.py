@@ -77,12 +77,14 @@ def config_from_widgets(
     cue_model: str,
     max_seconds: float = DEFAULT_MAX_SECONDS,
     mouth_scale: float = 1.0,
+    mouth_from: str | None = None,
 ):
     """The :class:`GenerateConfig` the page's widgets describe; raises :class:`InputError`.
 
     ``schedule`` (e.g. ``"neutral@0,happy@2.5"``), when not blank, replaces ``emotion``. ``size`` is
     :data:`SIZE_AUTO` (the portrait's own size) or a number of pixels. ``blink_rate`` ``"auto"`` (or
-    ``None``) is the emotion's typical rate.
+    ``None``) is the emotion's typical rate. ``mouth_from``, a video of the person talking, sets the
+    mouth's amplitude and rest itself (the mouth-scale slider is then not used).
     """
     from .generate import GenerateConfig
 
@@ -97,7 +99,8 @@ def config_from_widgets(
         cue_model=cue_model,
         seed=_parse_seed(seed),
         pose_scale=float(pose_scale),
-        mouth_scale=float(mouth_scale),
+        mouth_scale=1.0 if mouth_from else float(mouth_scale),
+        mouth_from=str(mouth_from) if mouth_from else None,
         gaze=gaze,
         blink_rate=_parse_blink_rate(blink_rate),
         size=_parse_size(size),
@@ -279,12 +282,12 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
         return gr.update(visible=custom), gr.update(visible=custom)
 
     def generate_video(portrait, audio, emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch,
-                       blink_rate, seed, size, framing, cue_model, mouth_scale,
+                       blink_rate, seed, size, framing, cue_model, mouth_scale, mouth_from,
                        progress=gr.Progress(track_tqdm=True)):
         try:
             config = config_from_widgets(emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch,
                                          blink_rate, seed, size, framing, cue_model, max_seconds=max_seconds,
-                                         mouth_scale=mouth_scale)
+                                         mouth_scale=mouth_scale, mouth_from=mouth_from)
             result, preview = run_job(portrait, audio, config, jobs, progress=True)
         except FacecueError as exc:
             log.info("job refused: %s", exc)
@@ -339,6 +342,9 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
                                            label="Size (px)", min_width=120, elem_id="size")
                         cue_model = gr.Dropdown(list(CUE_MODELS), value="auto", label="Cue model", min_width=120,
                                                 elem_id="cue_model")
+                    mouth_from = gr.Video(sources=["upload"], label="Mouth like this person (optional): a video of "
+                                          "them talking; replaces the mouth scale (phonetic cue model)", height=160,
+                                          elem_id="mouth_from")
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=4, min_width=320):
                 result = gr.Video(label="Result", interactive=False, elem_id="result")
@@ -354,7 +360,7 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
         generate_button.click(
             generate_video,
             [portrait, audio, emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch, blink_rate,
-             seed, size, framing, cue_model, mouth_scale],
+             seed, size, framing, cue_model, mouth_scale, mouth_from],
             [result, landmarks_video, status],
             concurrency_limit=1, concurrency_id="generate", api_name="generate",
         )
