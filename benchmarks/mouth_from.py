@@ -149,7 +149,13 @@ def write_report(out: Path, rows: list[dict]) -> None:
         "",
         "*Lip sync r*: the product bars' measure (Pearson r of the gap with the audio's loudness, best lag within "
         "+-5 frames). *Fitted scale / rest*: the mouth scale and the rest gap (canonical units) `--mouth-from` chose; "
-        "the renderer's read-back line (MediaPipe's gap on probe frames against the cue's) is in `mouth_from.json`.",
+        "how much more than the cues' p10 / p50 / p90 the rendered probe frames read (MediaPipe) is in "
+        "`mouth_from.json` (`readback_shift_p10_p50_p90`).",
+        "",
+        "Time, the whole `generate` call on this machine (2 cores), default / `--mouth-from` (which also reads the "
+        "reference and renders 3 rounds of probe frames): "
+        + ", ".join(f"{r['clip']} {r['default']['seconds']:.1f} / {r['mouth_from']['seconds']:.1f} s" for r in rows)
+        + ".",
         "",
     ]
     (out / "mouth_from.md").write_text("\n".join(lines))

@@ -132,3 +132,33 @@ def test_mouth_readback_renders_a_mead_clip_with_its_own_emotion_and_level():
     neutral = readback.clip_expression("M030_neutral_level1_001", 2)
     assert neutral[0, EMOTIONS.index("neutral")] == pytest.approx(1 / 3) and neutral.sum() == pytest.approx(2 / 3)
     assert readback.clip_expression("styletalk_Obama_clip1", 3) is None
+
+
+def _mouth_from_module():
+    """``benchmarks/mouth_from.py`` as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mouth_from_bench", REPO / "benchmarks" / "mouth_from.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mouth_from_bar_known_answers_and_references_never_the_judged_clip(tmp_path):
+    """`benchmarks/mouth_from.py`: the bar's ratios (p90 within 20 %, p50 within 30 %) and its
+    cases: every judged clip has a reference that is another clip or the other half, never itself."""
+    import numpy as np
+
+    bench = _mouth_from_module()
+    real = np.linspace(0.0, 0.2, 101)  # p50 0.1, p90 0.18
+    assert bench.ratio_row(real, real * 1.15)["met"] and not bench.ratio_row(real, real * 1.25)["met"]
+    row = bench.ratio_row(real, real * 0.75)
+    assert abs(row["ratio_p50"] - 0.75) < 1e-9 and not row["met"], "p50 at 0.75 is within 30 %, p90 not within 20 %"
+    for name in ("styletalk_KristiNoem", "styletalk_Obama_clip1", "styletalk_Obama_clip3"):
+        (tmp_path / "talking").mkdir(exist_ok=True)
+        (tmp_path / "talking" / f"{name}.mp4").write_bytes(b"x")
+    cases = bench.cases(tmp_path)
+    assert [c["name"] for c in cases] == ["styletalk_KristiNoem", "styletalk_Obama_clip1", "styletalk_Obama_clip3",
+                                         "M030_sad_level3_001"]
+    for case in cases:
+        assert case["name"] in bench.HALF_CLIPS or Path(bench.OTHER_CLIP[case["name"]]).stem != case["name"]

@@ -15,9 +15,9 @@ reaching them):
    1.6x of the cue's gap plus an offset, depending on the portrait's lips, and flattens out
    where lips barely part: measured on the 8 re-driven real clips), so frames at the fitted
    cues' p10, p50 and p90 are rendered and read back (:data:`PROBES_PER_PERCENTILE` each), the
-   cue percentiles that should render to the reference's are estimated from them
-   (:func:`next_cue_targets`), and the search is run again for those; :data:`READBACK_ROUNDS`
-   times.
+   cue percentiles that should render to the reference's are estimated from all rounds'
+   readings (:func:`next_cue_targets`), and the search is run again for those;
+   :data:`READBACK_ROUNDS` times.
 
 Units: the inner-lip gap is the vertical distance of MediaPipe points 13 and 14 in the
 normalized face (head pose removed), in outer-eye-corner distances; negative when the lips press
@@ -197,25 +197,26 @@ def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: Mout
             if np.isfinite(values).sum() >= min(MIN_PROBES_READ, len(group)):
                 rendered[k] = float(np.nanmedian(values))
         shift = rendered - cue
-        wanted = next_cue_targets(target, cue, rendered, history[-1] if history else None)
         history.append((cue, rendered))
+        wanted = next_cue_targets(target, history)
         scale, rest = fit_in_cue_units(gap_of, MouthStyle(float(wanted[0]), float(max(wanted[1], 1e-3)),
                                                           float(max(wanted[2], 1e-3)), style.frames, style.source))
     return scale, rest, shift.tolist()
 
 
-def next_cue_targets(target: np.ndarray, cue: np.ndarray, rendered: np.ndarray,
-                     previous: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """The cue percentiles to aim at next so that the rendered ones reach ``target``: a secant
-    step through this round's and the previous round's (cue, rendered) pairs where they differ
-    enough to give a slope within 0.3..3, else a proportional step (rendered gap taken as
+def next_cue_targets(target: np.ndarray, history: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The cue percentiles to aim at next so that the rendered ones reach ``target``, from the
+    (cue percentiles, rendered percentiles) of the rounds so far: per percentile, a line through
+    all rounds' pairs (least squares: the readings are noisy) where they spread enough to give a
+    slope within 0.3..3, else a proportional step from the last round (rendered gap taken as
     proportional to the cue's, the correction limited to 0.5x..2x)."""
-    ratio = np.clip(target / np.maximum(rendered, 1e-3), 0.5, 2.0)
-    step = cue * ratio
-    if previous is not None:
-        old_cue, old_rendered = previous
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = (rendered - old_rendered) / (cue - old_cue)
-        secant = (np.abs(cue - old_cue) > 1e-3) & (slope > 0.3) & (slope < 3.0)
-        step = np.where(secant, cue + (target - rendered) / np.where(secant, slope, 1.0), step)
+    cues = np.array([c for c, _ in history])
+    rendered = np.array([r for _, r in history])
+    step = cues[-1] * np.clip(target / np.maximum(rendered[-1], 1e-3), 0.5, 2.0)
+    for k in range(len(target)):
+        if len(history) < 2 or np.ptp(cues[:, k]) <= 1e-3:
+            continue
+        slope, offset = np.polyfit(cues[:, k], rendered[:, k], 1)
+        if 0.3 < slope < 3.0:
+            step[k] = (target[k] - offset) / slope
     return step
