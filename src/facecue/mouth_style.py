@@ -34,18 +34,18 @@ import numpy as np
 
 from .constants import DEFAULT_FPS, INNER_LIP_MID
 from .errors import InputError
-from .inputs import MOUTH_SCALE_RANGE
+from .inputs import MOUTH_REST_RANGE, MOUTH_SCALE_RANGE
 
 MIN_REFERENCE_S = 2.0  # of frames with a face: a shorter reference gives unstable percentiles
 MIN_LIP_MOVEMENT = 0.02  # p90 - p10 of the gap; the 8 re-driven real clips: 0.077 (reagan) to 0.17 (feifeili)
-MAX_REFERENCE_S = 60.0  # only the start of a longer reference is read (its two percentiles are settled by then)
+MAX_REFERENCE_S = 60.0  # only the start of a longer reference is read (its percentiles are settled by then)
 PERCENTILES = (10, 50, 90)
 PROBES_PER_PERCENTILE = 9  # frames rendered and read back around each percentile of the cue gaps
 PROBE_SPREAD = 0.04  # those frames' ranks lie within +-this fraction of the frames around the percentile
 READBACK_ROUNDS = 3
 MIN_PROBES_READ = 5  # of a percentile's probes with a face; fewer: that percentile keeps its previous shift
 SCALE_STEPS = np.arange(0.1, MOUTH_SCALE_RANGE[1] + 1e-9, 0.02)
-REST_STEPS = np.arange(0.0, 0.15 + 1e-9, 0.0025)  # canonical units; real resting gaps measured 0 to 0.05
+REST_STEPS = np.arange(MOUTH_REST_RANGE[0], MOUTH_REST_RANGE[1] + 1e-9, 0.0025)  # real resting gaps: 0 to 0.05
 P10_WEIGHT = 0.5  # of the p10's squared error (in p90s) beside the p50's and p90's squared log ratios
 REST_PROBE = 0.05  # the rest gap used to measure the rest's effect (the cues are linear in it)
 
