@@ -251,7 +251,8 @@ def write_report(out: Path, results: dict) -> None:
             lines.append(f"| {r['clip']} ({r['emotion']}) | {'yes' if r['calibration'] else 'no'} | {r['real_p50']:.3f} | "
                          f"{r['real_p90']:.3f} | {r['facecue_p50']:.3f} | {r['facecue_p90']:.3f} | {r['ratio_p50']:.2f} | "
                          f"{r['ratio_p90']:.2f} | {'met' if r['pass'] else 'missed'} |")
-        lines.append("")
+        lines += ["", "With a video of the same person as a reference that is never the judged footage "
+                  "(`--mouth-from`): [mouth_from.md](mouth_from.md) (`benchmarks/mouth_from.py`).", ""]
         if all("sync_real" in r for r in results["mouth"]):
             lines += ["Lip sync of the same videos. *Gap vs loudness*: the product bars' measure (Pearson r of the "
                       "gap with the audio's RMS envelope, best lag within ±5 frames; docs/MODEL_CARD.md), on the real "
