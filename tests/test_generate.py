@@ -102,6 +102,29 @@ def test_mouth_from_matches_the_reference_speakers_lips(tmp_path, short_speech):
     assert np.abs(inner_lip_gap(listening.cues.normalized)).max() < 0.01, "a listener's lips stay closed"
 
 
+def test_mouth_from_fits_the_networks_mouth_scale(tmp_path, short_speech):
+    """The network has no rest gap: --mouth-from fits its mouth scale alone, on one network run,
+    to a wide-mouthed speaker (the phonetic model at mouth scale 1.8)."""
+    from facecue.cues import extract_cues
+    from facecue.mouth_style import inner_lip_gap, measure_mouth_style
+
+    portrait = asset_path("portrait.png")
+    common = dict(size=192, full=False, workers=0)
+    reference = tmp_path / "reference.mp4"
+    generate(portrait, short_speech, reference, mouth_scale=1.8, cue_model="phonetic", **common)
+    style = measure_mouth_style(reference)
+    matched = generate(portrait, short_speech, tmp_path / "matched.mp4", mouth_from=str(reference),
+                       cue_model="network", **common)
+    default = generate(portrait, short_speech, tmp_path / "default.mp4", cue_model="network", **common)
+    target = np.array([style.p50, style.p90])
+    read = {name: np.percentile(inner_lip_gap(extract_cues(result.path, fps=25).normalized), [50, 90]) / target
+            for name, result in (("matched", matched), ("default", default))}
+    assert np.all(np.abs(read["matched"] - 1) <= [0.3, 0.2]), read  # the mouth bar's tolerances
+    assert np.abs(read["default"] - 1).max() > 0.3, read
+    record = matched.cues.meta["mouth_match"]
+    assert record["mouth_rest"] == 0 and record["mouth_scale"] > 1.2, record
+
+
 def test_mouth_from_meets_the_mouth_bar_on_another_clip_of_the_speaker(tmp_path, shared_data):
     """feifeili's clip 1 re-driven from its first frame with its own audio, her clip 2 as the
     reference: the issue's mouth bar (p90 within 20 %, p50 within 30 %; the default reads
@@ -217,7 +240,7 @@ BAD_CASES = [  # (id, arguments without -o, words of the one-line error, output 
     ("mouth scale too high", [*P, *A, "--mouth-scale", "9"], "mouth scale", "out.mp4"),
     ("mouth rest too high", [*P, *A, "--mouth-rest", "0.5"], "mouth rest must be within", "out.mp4"),
     ("mouth rest with the network", [*P, *A, "--mouth-rest", "0.03", "--cue-model", "network"],
-     "need the phonetic cue model", "out.mp4"),
+     "needs the phonetic cue model", "out.mp4"),
     ("mouth from an image", [*P, *A, "--mouth-from", "{portrait}"], "needs a video of the person talking", "out.mp4"),
     ("mouth from a missing video", [*P, *A, "--mouth-from", "{folder}/../talk.mp4"], "file not found", "out.mp4"),
     ("mouth from with a mouth scale", [*P, *A, "--mouth-from", "{folder}/../talk.mp4", "--mouth-scale", "0.5"],

@@ -123,7 +123,7 @@ def _add_generate_parser(sub) -> None:
                    "lips still close on m/b/p (default 0: closed; phonetic cue model)")
     g.add_argument("--mouth-from", metavar="VIDEO", help="speak with this person's mouth: a video of them talking "
                    "(any speech, 2 s or more; sound not needed). How far their lips part is measured, and the "
-                   "mouth scale and rest are fitted so that the output matches it (phonetic cue model)")
+                   "mouth scale and rest are fitted so that the output matches it (the network's: its scale only)")
     g.add_argument("--pose-from", metavar="VIDEO", help="copy the head motion of a reference video")
     g.add_argument("--seed", type=int, default=0, help="random seed of gaze, blinks and head motion (default 0)")
     g = p.add_argument_group("models")

@@ -73,9 +73,9 @@ class GenerateConfig:
         if self.mouth_from is not None and (self.mouth_scale != 1.0 or self.mouth_rest != 0.0):
             raise InputError(None, "--mouth-from sets the mouth scale and rest itself; leave --mouth-scale and "
                              "--mouth-rest at their defaults")
-        if (self.mouth_from is not None or self.mouth_rest != 0.0) and resolve_cue_model(self)[0] != "phonetic":
-            raise InputError(None, "--mouth-from and --mouth-rest need the phonetic cue model (the default); "
-                             "the network has no phone timing to close the parted lips on m/b/p")
+        if self.mouth_rest != 0.0 and resolve_cue_model(self)[0] != "phonetic":
+            raise InputError(None, "--mouth-rest needs the phonetic cue model (the default): the network has no "
+                             "phone timing to close the parted lips on m/b/p")
         inputs.check_blink_rate(self.blink_rate)
         inputs.parse_gaze(self.gaze)
         from .render import renderer_options
@@ -222,11 +222,12 @@ def cue_audio(samples: np.ndarray) -> np.ndarray:
 
 
 def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, cue_model: str, checkpoint: Path | None,
-                *, progress: bool = False, phone_helpers: int | None = 0, recognition=None):
+                *, progress: bool = False, phone_helpers: int | None = 0, recognition=None, network_runs=None):
     """Stage 1 with the chosen cue model, then the per-cue controls. ``phone_helpers``: processes
     that decode phones beside this one (:func:`facecue.audio.recognize_phones`' ``helpers``);
     ``recognition``: a :class:`facecue.audio.PhoneRecognition` of ``audio_samples`` already under
-    way (the phonetic model; it replaces ``phone_helpers``)."""
+    way (the phonetic model; it replaces ``phone_helpers``); ``network_runs``: the network's own
+    cues of these inputs, made before (:func:`facecue.stage1.network_runs`; not run again)."""
     from .inputs import parse_emotion_schedule
 
     schedule = parse_emotion_schedule(config.emotion)
@@ -244,22 +245,24 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
 
     return network_cues(audio_samples, portrait_cues, schedule, config.intensity, checkpoint=checkpoint,
                         seed=config.seed, temperature=config.temperature, fps=config.fps, controls=controls,
-                        progress=progress)
+                        progress=progress, runs=network_runs)
 
 
 def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image, output_size, config: GenerateConfig,
-                           cue_model: str, checkpoint: Path | None, *, recognition=None):
+                           cue_model: str, checkpoint: Path | None, *, recognition=None, network_runs=None):
     """``controls`` with the mouth scale and rest gap that make the rendered video's inner-lip gap
     match ``style`` (a :class:`facecue.mouth_style.MouthStyle`), and a record of the fit for the
     settings file. The mesh renderer's frames are probed and read back
-    (:func:`facecue.mouth_style.fit_mouth_controls`);
-    other renderers are fitted in cue units."""
+    (:func:`facecue.mouth_style.fit_mouth_controls`); other renderers are fitted in cue units. The
+    network has no rest gap (its lips close where it learnt): only its mouth scale is fitted, on
+    ``network_runs`` (the network runs once)."""
     from .cues import relocate
-    from .mouth_style import fit_mouth_controls, inner_lip_gap, read_gaps
+    from .mouth_style import REST_STEPS, fit_mouth_controls, inner_lip_gap, read_gaps
 
     def cues_with(scale: float, rest: float):
         knobs = dataclasses.replace(controls, mouth_scale=scale, mouth_rest=rest)
-        return speech_cues(audio_samples, portrait_cues, config, knobs, cue_model, checkpoint, recognition=recognition)
+        return speech_cues(audio_samples, portrait_cues, config, knobs, cue_model, checkpoint, recognition=recognition,
+                           network_runs=network_runs)
 
     def gap_of(scale: float, rest: float) -> np.ndarray:
         return inner_lip_gap(cues_with(scale, rest).normalized)
@@ -278,7 +281,8 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
         return read_gaps(np.stack(list(frames)))
 
     probes = read_probes if config.renderer == "mesh" else None
-    scale, rest, shifts = fit_mouth_controls(gap_of, style, probes)
+    rests = REST_STEPS if cue_model == "phonetic" else np.zeros(1)
+    scale, rest, shifts = fit_mouth_controls(gap_of, style, probes, rests)
     record = {"reference": style.source, "reference_p10": round(style.p10, 4), "reference_p50": round(style.p50, 4),
               "reference_p90": round(style.p90, 4), "reference_frames": style.frames, "mouth_scale": round(scale, 3),
               "mouth_rest": round(rest, 4), "readback_shift_p10_p50_p90": [round(x, 4) for x in shifts]}
@@ -401,17 +405,23 @@ def generate(
         controls = CueControls(pose_scale=config.pose_scale, mouth_scale=config.mouth_scale,
                                mouth_rest=config.mouth_rest, pose_angles=pose_angles,
                                gaze=parse_gaze(config.gaze), blink_rate=config.blink_rate)
-        mouth_match = None
+        mouth_match = runs = None
         if style is not None and not listened.any():
             notes.append("--mouth-from not applied: the audio is silent, so the mouth stays closed")
         elif style is not None:
+            if cue_model == "network":
+                from .stage1 import network_runs
+
+                runs = network_runs(listened, portrait_cues, config.emotion, config.intensity, checkpoint=checkpoint,
+                                    seed=config.seed, temperature=config.temperature, fps=config.fps,
+                                    progress=progress)
             controls, mouth_match = matched_mouth_controls(
                 style, controls, listened, portrait_cues, image, output_size, config, cue_model, checkpoint,
-                recognition=recognition)
+                recognition=recognition, network_runs=runs)
             notes.append(f"mouth matched to {Path(config.mouth_from).name} (mouth scale {controls.mouth_scale:.2f}, "
                          f"rest {controls.mouth_rest:.3f})")
         cues = speech_cues(listened, portrait_cues, config, controls, cue_model, checkpoint,
-                           progress=progress, recognition=recognition)
+                           progress=progress, recognition=recognition, network_runs=runs)
     from .audio import n_video_frames
 
     n_frames = n_video_frames(len(samples), config.fps)

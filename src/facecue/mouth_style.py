@@ -5,7 +5,7 @@ People differ about 2.5x in how far they open their mouths when they talk (media
 rest with parted lips, and no audio feature tried predicts it (docs/MODEL_CARD.md). Given a video
 of the person talking (any speech; no sound needed), :func:`measure_mouth_style` reads the
 10th, 50th and 90th percentiles of their inner-lip gap with MediaPipe, and
-:func:`fit_mouth_controls` chooses the phonetic model's mouth scale and rest gap so that facecue's
+:func:`fit_mouth_controls` chooses the cue model's mouth scale and rest gap so that facecue's
 video, read back the same way, has them (p50 and p90 first; the p10 chooses between the ways of
 reaching them):
 
@@ -114,28 +114,31 @@ def measure_mouth_style(video: str | Path, *, fps: float = DEFAULT_FPS, progress
     return style
 
 
-def fit_in_cue_units(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle) -> tuple[float, float]:
+def fit_in_cue_units(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle,
+                     rests: np.ndarray = REST_STEPS) -> tuple[float, float]:
     """(mouth scale, rest gap) whose gaps have ``style``'s p50 and p90: the least squared log ratios
-    over :data:`SCALE_STEPS` x :data:`REST_STEPS`, plus :data:`P10_WEIGHT` x the p10's error in
+    over :data:`SCALE_STEPS` x ``rests`` (default :data:`REST_STEPS`; ``(0,)``: a cue model
+    without a rest gap), plus :data:`P10_WEIGHT` x the p10's error in
     p90s (two knobs reach p50 and p90 in more than one way; the p10 picks the speaker's: a
     large rest with small movements for people who never close, small for those who do).
 
     gap_of : (scale, rest) -> (T,) the cues' inner-lip gap with those knobs; called 3 times
     """
+    rests = np.asarray(rests, np.float64)
     base = gap_of(0.0, 0.0)
     per_scale = gap_of(1.0, 0.0) - base
-    per_rest = (gap_of(0.0, REST_PROBE) - base) / REST_PROBE
+    per_rest = (gap_of(0.0, REST_PROBE) - base) / REST_PROBE if rests.any() else np.zeros_like(base)
     best, best_error = (1.0, 0.0), np.inf
     target = np.log([style.p50, style.p90])
     # one scale row at a time: (rests, T) arrays stay small for long audio
     for scale in SCALE_STEPS:
-        gaps = base[None] + scale * per_scale[None] + REST_STEPS[:, None] * per_rest[None]
+        gaps = base[None] + scale * per_scale[None] + rests[:, None] * per_rest[None]
         p10, p50, p90 = np.percentile(gaps, [10, 50, 90], axis=1)
         error = ((np.log(np.maximum(np.stack([p50, p90], 1), 1e-4)) - target) ** 2).sum(1)
         error = error + P10_WEIGHT * ((p10 - style.p10) / style.p90) ** 2
         j = int(np.argmin(error))
         if error[j] < best_error:
-            best, best_error = (float(scale), float(REST_STEPS[j])), float(error[j])
+            best, best_error = (float(scale), float(rests[j])), float(error[j])
     return best
 
 
@@ -168,17 +171,18 @@ def read_gaps(frames: np.ndarray) -> np.ndarray:
 
 def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle,
                        read_probes: Callable[[float, float, np.ndarray], np.ndarray] | None = None,
-                       ) -> tuple[float, float, list[float]]:
+                       rests: np.ndarray = REST_STEPS) -> tuple[float, float, list[float]]:
     """(mouth scale, rest gap, read-back shifts) that reproduce ``style`` in the rendered video.
 
     gap_of : (scale, rest) -> (T,) cue inner-lip gaps with those knobs
     read_probes : (scale, rest, frame indices) -> (N,) the gaps read back (MediaPipe) on those
         frames rendered with those knobs, NaN where unread (:func:`read_gaps`); None: fit in cue
         units only (for renderers that cannot be probed cheaply)
+    rests : the rest gaps to choose from (:func:`fit_in_cue_units`)
     Returns the shifts too: how much more than the cues' p10, p50, p90 the rendered frames read
     in the last round (eye-corner distances).
     """
-    scale, rest = fit_in_cue_units(gap_of, style)
+    scale, rest = fit_in_cue_units(gap_of, style, rests)
     target = np.array([style.p10, style.p50, style.p90])
     wanted = target.copy()  # the cue percentiles that should render to the target
     shift = np.zeros(len(PERCENTILES))
@@ -199,8 +203,9 @@ def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: Mout
         shift = rendered - cue
         history.append((cue, rendered))
         wanted = next_cue_targets(target, history)
-        scale, rest = fit_in_cue_units(gap_of, MouthStyle(float(wanted[0]), float(max(wanted[1], 1e-3)),
-                                                          float(max(wanted[2], 1e-3)), style.frames, style.source))
+        wanted_style = MouthStyle(float(wanted[0]), float(max(wanted[1], 1e-3)), float(max(wanted[2], 1e-3)),
+                                  style.frames, style.source)
+        scale, rest = fit_in_cue_units(gap_of, wanted_style, rests)
     return scale, rest, shift.tolist()
 
 

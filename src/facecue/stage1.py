@@ -66,7 +66,7 @@ from .data import (
     split_by_speaker,
 )
 from .errors import CheckpointError, InputError
-from .inputs import check_intensity, check_temperature, emotion_id
+from .inputs import check_intensity, check_temperature, emotion_id, parse_emotion_schedule
 from .train import TrainConfig, load_checkpoint, inference_weights, unwrap
 
 log = logging.getLogger("facecue.stage1")
@@ -1222,6 +1222,43 @@ def _blend_runs(runs: dict[str, FaceCues], weights: np.ndarray, emotion: str) ->
                     image_size=first.image_size, meta={**first.meta, "emotion": emotion})
 
 
+def network_runs(
+    audio: np.ndarray,
+    portrait_cues: FaceCues,
+    emotion: str | list[tuple[float, str]] = "neutral",
+    intensity: float = 1.0,
+    *,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+    fps: float = DEFAULT_FPS,
+    progress: bool = False,
+) -> FaceCues:
+    """The network's own cues, before :func:`network_cues` scales the mouth and applies the
+    controls: one run per emotion of the schedule (one torch thread), blended frame by frame and
+    resampled to ``fps``. The costly part of the network path."""
+    from .audio import n_video_frames
+    from .cues import resample_cues
+    from .inputs import schedule_text
+    from .phonetic import emotion_weights
+
+    schedule = parse_emotion_schedule(emotion)
+    anchor = network_portrait(portrait_cues)
+    names = sorted({name for _, name in schedule}, key=EMOTIONS.index)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {name: speech_to_cues(audio, name, intensity, anchor, seed=seed, checkpoint=checkpoint,
+                                     temperature=temperature, progress=progress) for name in names}
+    finally:
+        torch.set_num_threads(threads)
+    first = runs[names[0]]
+    if len(names) > 1:
+        weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
+        first = _blend_runs(runs, weights, schedule_text(schedule))
+    return resample_cues(first, fps, n_video_frames(len(audio), fps))
+
+
 def network_cues(
     audio: np.ndarray,
     portrait_cues: FaceCues,
@@ -1234,6 +1271,7 @@ def network_cues(
     fps: float = DEFAULT_FPS,
     controls=None,
     progress: bool = False,
+    runs: FaceCues | None = None,
 ) -> FaceCues:
     """The stage-1 network's cues for a portrait, ready to render: the single network path of
     ``facecue generate --cue-model network`` and ``facecue cues-from-speech``.
@@ -1253,6 +1291,8 @@ def network_cues(
     emotion : an emotion name or schedule (text or parsed, see :func:`facecue.inputs.parse_emotion_schedule`)
     intensity, seed, temperature : as :func:`speech_to_cues`
     checkpoint : a stage-1 checkpoint; default: the bundled one
+    runs : :func:`network_runs` of the same arguments, made before (the network is not run again:
+        e.g. to try several mouth scales)
 
     Returns
     -------
@@ -1260,9 +1300,6 @@ def network_cues(
     """
     from dataclasses import replace
 
-    from .audio import n_video_frames
-    from .cues import resample_cues
-    from .inputs import parse_emotion_schedule, schedule_text
     from .phonetic import CueControls, apply_controls, default_blink_rate, emotion_weights, limit_eye_narrowing
 
     schedule = parse_emotion_schedule(emotion)
@@ -1270,20 +1307,10 @@ def network_cues(
     if controls.mouth_rest:
         raise InputError(None, "a mouth rest gap needs the phonetic cue model: the network has no phone timing to "
                          "close parted lips on m/b/p")
-    anchor = network_portrait(portrait_cues)
-    names = sorted({name for _, name in schedule}, key=EMOTIONS.index)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        runs = {name: speech_to_cues(audio, name, intensity, anchor, seed=seed, checkpoint=checkpoint,
-                                     temperature=temperature, progress=progress) for name in names}
-    finally:
-        torch.set_num_threads(threads)
-    first = runs[names[0]]
-    if len(names) > 1:
-        weights = emotion_weights(schedule, first.n_frames, first.fps)[:, [EMOTIONS.index(n) for n in names]]
-        first = _blend_runs(runs, weights, schedule_text(schedule))
-    cues = resample_cues(first, fps, n_video_frames(len(audio), fps))
+    if runs is None:
+        runs = network_runs(audio, portrait_cues, schedule, intensity, checkpoint=checkpoint, seed=seed,
+                            temperature=temperature, fps=fps, progress=progress)
+    cues = runs
     # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
     # as the network learnt it; the action shapes (fear's stretched lips, knitted brows) its
     # teacher did not have, or had at other amounts, are added

@@ -343,7 +343,7 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
                         cue_model = gr.Dropdown(list(CUE_MODELS), value="auto", label="Cue model", min_width=120,
                                                 elem_id="cue_model")
                     mouth_from = gr.Video(sources=["upload"], label="Mouth like this person (optional): a video of "
-                                          "them talking; replaces the mouth scale (phonetic cue model)", height=160,
+                                          "them talking; replaces the mouth scale", height=160,
                                           elem_id="mouth_from")
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=4, min_width=320):
