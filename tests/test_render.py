@@ -1166,6 +1166,34 @@ def test_a_black_and_white_portrait_gets_a_grey_mouth(portrait, portrait_landmar
     assert spreads[1].max() <= 1
 
 
+def test_a_sepia_portrait_gets_a_sepia_mouth(portrait, portrait_landmarks, portrait_cues):
+    """A toned photograph (sepia) has one colour at every lightness: the synthesized interior takes
+    it (it was a red tongue and cavity in a brown face). A colour face stays a colour photo, also
+    on a grey backdrop."""
+    from facecue.render import LUMA_WEIGHTS, photo_tint
+
+    sepia = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+    toned = np.clip(portrait.astype(np.float32) @ sepia.T, 0, 255).astype(np.uint8)
+    tint = photo_tint(toned)
+    assert tint is not None and tint[0] > 1.05 and tint[2] < 0.85, tint
+    assert photo_tint(portrait) is None
+    backdrop = np.full_like(portrait, 128)
+    x0, y0 = portrait_landmarks[:, :2].min(axis=0).astype(int)
+    x1, y1 = portrait_landmarks[:, :2].max(axis=0).astype(int)
+    backdrop[y0:y1, x0:x1] = portrait[y0:y1, x0:x1]  # mostly grey pixels, a colour face
+    assert photo_tint(backdrop, portrait[y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)) is None
+
+    topo = mesh_topology()
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
+    inner = polygon_mask(portrait.shape, target[topo.mouth_loop])
+    frame = next(render(toned, portrait_landmarks, [target], mouth="synthesize")).astype(np.float32)[inner]
+    luma = frame @ LUMA_WEIGHTS
+    lit = luma > 25
+    assert lit.sum() > 100
+    ratios = frame[lit] / luma[lit, None]
+    assert np.percentile(np.abs(ratios - tint).max(axis=1), 95) < 0.1  # the photo's tone, not red
+
+
 def test_a_tiny_eye_in_a_dim_portrait_is_not_drawn_with_white_sclera(portrait, portrait_landmarks):
     """An eye a few pixels wide leaves no sclera pixels clear of the lids to sample: its iris'
     place took a fixed bright sclera colour, and widened (surprised) eyes showed white rings in a

@@ -246,6 +246,16 @@ TONGUE_RGB = (158, 66, 72)
 # video, under a cool light) to 0.59, and keeps its colours.
 SKIN_FULL_CHROMA = 0.12
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 luma from RGB
+# A toned photograph (sepia, or any one-colour print: a black-and-white one too) has one colour
+# at every lightness, its skin included: its mouth interior gets that colour instead (a sepia
+# photo showed a red tongue in a brown face). Toned when at least TONED_PHOTO_SHARE of the
+# mid-tone pixels (and the skin) lie within TONED_PHOTO_TOLERANCE of the image's median
+# colour / luma ratio. Measured at TONED_PHOTO_SIDE: every colour portrait, MEAD clip and
+# talking video in the shared data at most 0.73; their sepia copies 0.996-1.0, and 0.89-1.0 saved
+# as JPEG quality 60 with grain (sigma 4 levels); greyscale copies 1.0.
+TONED_PHOTO_SHARE = 0.85
+TONED_PHOTO_TOLERANCE = 0.08
+TONED_PHOTO_SIDE = 128  # px: the image is measured at most this large (averaging away grain and JPEG noise)
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -1195,6 +1205,9 @@ class _MouthModel:
     split: float  # fraction of the gap where the source's upper part ends
     brightness: float  # portrait's skin lightness relative to a well-lit face (shades the teeth)
     chroma: float = 1.0  # how colourful the synthesized interior is, 0 (grey: a black-and-white photo) .. 1
+    # (3,) the colour / luma ratio the interior takes where it is not colourful: (1, 1, 1) grey,
+    # a toned photograph's tint (photo_tint)
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 def _eye_unit(pts: np.ndarray) -> float:
@@ -1230,9 +1243,40 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     brightness = min(brightness, TEETH_MAX_OVER_SKIN * lightness / float(np.mean(TEETH_RGB)))
     saturation = float((skin_rgb.max() - skin_rgb.min()) / max(float(skin_rgb.max()), 1.0))  # HSV's S
     chroma = float(np.clip(saturation / SKIN_FULL_CHROMA, 0.0, 1.0))
+    tint = photo_tint(image, skin_rgb)
+    if tint is not None:
+        chroma = 0.0
     nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
     skull_offset = (float(frame.upper(frame.midline_u)) - nose_v) / unit
-    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness, chroma)
+    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness, chroma,
+                       tuple(float(c) for c in tint) if tint is not None else (1.0, 1.0, 1.0))
+
+
+def photo_tint(image: np.ndarray, skin_rgb: np.ndarray | None = None) -> np.ndarray | None:
+    """(3,) float32 colour / luma ratio of a toned photograph (sepia, black and white: (1, 1, 1),
+    any one-colour print), or None for a colour photograph: whether :data:`TONED_PHOTO_SHARE` of
+    the mid-tone pixels (luma 40-225, no channel clipped) and the skin's mean colour ``skin_rgb``
+    (3,) lie within :data:`TONED_PHOTO_TOLERANCE` of the median ratio. image: (H, W, 3) uint8 RGB."""
+    height, width = image.shape[:2]
+    factor = TONED_PHOTO_SIDE / max(height, width)
+    if factor < 1:
+        image = cv2.resize(image, (max(1, round(width * factor)), max(1, round(height * factor))),
+                           interpolation=cv2.INTER_AREA)
+    rgb = image.reshape(-1, 3).astype(np.float32)
+    luma = rgb @ LUMA_WEIGHTS
+    mid = (luma > 40) & (luma < 225) & (rgb.max(axis=1) < 250)
+    if mid.sum() < 100:
+        return None
+    ratios = rgb[mid] / luma[mid, None]
+    tint = np.median(ratios, axis=0)
+    share = float(np.mean(np.abs(ratios - tint).max(axis=1) < TONED_PHOTO_TOLERANCE))
+    if share < TONED_PHOTO_SHARE:
+        return None
+    if skin_rgb is not None:
+        skin_ratio = np.asarray(skin_rgb, np.float32) / max(float(np.asarray(skin_rgb, np.float32) @ LUMA_WEIGHTS), 1.0)
+        if np.abs(skin_ratio - tint).max() >= TONED_PHOTO_TOLERANCE:
+            return None  # a colour face on a one-colour backdrop
+    return tint.astype(np.float32)
 
 
 # A synthesized mouth starts from closed lips. An open portrait's own interior (teeth) stays in
@@ -1455,8 +1499,9 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
     _cover_layer(weights, 2, t_shade, t_cover)
     palette = np.array([CAVITY_DARK_RGB, np.subtract(CAVITY_LIGHT_RGB, CAVITY_DARK_RGB), TONGUE_RGB, TEETH_RGB],
                        np.float32).T  # (3, 4)
-    if model.chroma < 1.0:  # toward each colour's grey (a linear map: the difference column too)
-        palette = model.chroma * palette + (1.0 - model.chroma) * (LUMA_WEIGHTS @ palette)[None, :]
+    if model.chroma < 1.0:  # toward each colour's grey, or tone (a linear map: the difference column too)
+        toned = np.asarray(model.tint, np.float32)[:, None] * (LUMA_WEIGHTS @ palette)[None, :]
+        palette = model.chroma * palette + (1.0 - model.chroma) * toned
     if model.open:
         # the portrait's interior: the part above the split hangs from the upper lip, the part
         # below rests on the lower lip, the cavity shows in between when the jaw opens further
