@@ -115,3 +115,24 @@ def test_reference_without_enough_talking_face_is_refused(tmp_path, portrait):
 
     with pytest.raises(InputError, match="needs a video"):
         measure_mouth_style(write_image(tmp_path / "photo.png", portrait))
+
+
+def test_a_reference_is_read_once_while_unchanged(tmp_path, portrait, monkeypatch):
+    """A batch with one reference for many jobs reads it once; a changed file is read again."""
+    import facecue.mouth_style as mouth_style
+    from facecue.io import write_video
+
+    reads = []
+
+    def measured(video, fps, progress):
+        reads.append(video)
+        return style_of_gaps(np.linspace(0, 0.1, 60), str(video))
+
+    monkeypatch.setattr(mouth_style, "_measure_mouth_style", measured)
+    monkeypatch.setattr(mouth_style, "_MEASURED", {})
+    reference = write_video(tmp_path / "talk.mp4", [portrait] * 10, 25)
+    first = measure_mouth_style(reference)
+    assert measure_mouth_style(str(reference)) == first and len(reads) == 1
+    write_video(reference, [portrait] * 12, 25)  # another video under the same name
+    measure_mouth_style(reference)
+    assert len(reads) == 2

@@ -81,20 +81,34 @@ def style_of_gaps(gaps: np.ndarray, source: str = "") -> MouthStyle:
 
 def measure_mouth_style(video: str | Path, *, fps: float = DEFAULT_FPS, progress: bool = False) -> MouthStyle:
     """The mouth style of the person talking in ``video`` (MediaPipe, every frame with a face, the
-    first :data:`MAX_REFERENCE_S` seconds).
+    first :data:`MAX_REFERENCE_S` seconds). Remembered for the process's life (a batch of jobs
+    with one reference reads it once) while the file's size and time stamp stay the same.
 
     Raises InputError when the file is not a video, or when it has fewer than
     :data:`MIN_REFERENCE_S` seconds with a face or the lips hardly move (not a talking face).
     """
+    from . import io
+
+    video = Path(video)
+    if io.media_kind(video) != "video":
+        raise InputError(video, "--mouth-from needs a video of the person talking")
+    stat = video.stat()
+    key = (str(video.resolve()), stat.st_size, stat.st_mtime_ns, float(fps))
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure_mouth_style(video, fps, progress)
+    return _MEASURED[key]
+
+
+_MEASURED: dict[tuple, MouthStyle] = {}
+
+
+def _measure_mouth_style(video: Path, fps: float, progress: bool) -> MouthStyle:
     from itertools import islice
 
     from . import io
     from .cues import FaceCues
     from .landmarks import track_landmarks
 
-    video = Path(video)
-    if io.media_kind(video) != "video":
-        raise InputError(video, "--mouth-from needs a video of the person talking")
     info = io.probe_video(video)
     limit = int(MAX_REFERENCE_S * fps)
     frames = islice(io.iter_video_frames(video, fps=fps), limit)
