@@ -95,6 +95,7 @@ def test_mouth_from_matches_the_reference_speakers_lips(tmp_path, short_speech):
     assert np.abs(read["default"] / target - 1).max() > 0.3, "the default speaker differs (the test can fail)"
     record = json.loads((tmp_path / "matched.json").read_text())["mouth_match"]
     assert record["mouth_rest"] > 0.01 and record["mouth_scale"] < 0.8 and record["reference_frames"] == style.frames
+    assert record["reached"] and "only part of the reference" not in matched.summary()
     assert matched.cues.meta["mouth_match"] == record and "mouth matched to reference.mp4" in matched.summary()
     silence = write_wav(tmp_path / "silence.wav", np.zeros(32000, np.float32))
     listening = generate(portrait, silence, tmp_path / "listening.mp4", mouth_from=str(reference), **common)

@@ -58,17 +58,30 @@ def test_fit_through_a_renderer_that_draws_gaps_its_own_way():
         reads.append(len(picks))
         return drawn(gap_of(scale, rest)[picks])
 
-    scale, rest, shifts = fit_mouth_controls(gap_of, style, read_probes)
-    rendered = style_of_gaps(drawn(gap_of(scale, rest)))
+    fit = fit_mouth_controls(gap_of, style, read_probes)
+    rendered = style_of_gaps(drawn(gap_of(fit.scale, fit.rest)))
     assert abs(rendered.p50 / style.p50 - 1) < 0.05 and abs(rendered.p90 / style.p90 - 1) < 0.05, (rendered, style)
     unprobed = style_of_gaps(drawn(gap_of(*fit_in_cue_units(gap_of, style))))
     assert unprobed.p90 > 1.25 * style.p90, "without the read-back the video would open wider than the reference"
-    assert len(reads) == 3 and all(n <= 27 for n in reads) and shifts[2] > 0.01
+    assert len(reads) == 4 and all(n <= 27 for n in reads) and fit.shifts[2] > 0.01
+    assert fit.reaches(style) and abs(fit.reached[2] / rendered.p90 - 1) < 0.1, (fit, rendered)
 
     def unreadable(scale, rest, picks):  # no face found on the probes: the fit stays in cue units
         return np.full(len(picks), np.nan)
 
-    assert fit_mouth_controls(gap_of, style, unreadable) == (*fit_in_cue_units(gap_of, style), [0.0, 0.0, 0.0])
+    fallback = fit_mouth_controls(gap_of, style, unreadable)
+    assert (fallback.scale, fallback.rest) == fit_in_cue_units(gap_of, style) and fallback.shifts == (0.0, 0.0, 0.0)
+
+
+def test_a_reference_out_of_reach_is_reported():
+    """A speaker who opens twice as wide as the mouth's whole range: the fit goes as far as it
+    can and says it did not reach them."""
+    gap_of = speech_like(seed=3)
+    widest = style_of_gaps(gap_of(3.0, 0.15))
+    style = style_of_gaps(np.asarray(gap_of(3.0, 0.15)) * 2.0)
+    fit = fit_mouth_controls(gap_of, style, lambda scale, rest, picks: gap_of(scale, rest)[picks])
+    assert not fit.reaches(style) and fit.reached[2] <= widest.p90 + 1e-9
+    assert fit_mouth_controls(gap_of, widest, lambda scale, rest, picks: gap_of(scale, rest)[picks]).reaches(widest)
 
 
 def test_probes_sit_at_the_percentiles():

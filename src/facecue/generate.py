@@ -282,13 +282,15 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
 
     probes = read_probes if config.renderer == "mesh" else None
     rests = REST_STEPS if cue_model == "phonetic" else np.zeros(1)
-    scale, rest, shifts = fit_mouth_controls(gap_of, style, probes, rests)
+    fit = fit_mouth_controls(gap_of, style, probes, rests)
     record = {"reference": style.source, "reference_p10": round(style.p10, 4), "reference_p50": round(style.p50, 4),
-              "reference_p90": round(style.p90, 4), "reference_frames": style.frames, "mouth_scale": round(scale, 3),
-              "mouth_rest": round(rest, 4), "readback_shift_p10_p50_p90": [round(x, 4) for x in shifts]}
-    log.info("mouth matched to %s: %s -> mouth scale %.2f, rest %.3f (rendered frames read %s more than the cues)",
-             style.source, style.describe(), scale, rest, ", ".join(f"{x:+.3f}" for x in shifts))
-    return dataclasses.replace(controls, mouth_scale=scale, mouth_rest=rest), record
+              "reference_p90": round(style.p90, 4), "reference_frames": style.frames,
+              "mouth_scale": round(fit.scale, 3), "mouth_rest": round(fit.rest, 4),
+              "readback_shift_p10_p50_p90": [round(x, 4) for x in fit.shifts],
+              "reached_p10_p50_p90": [round(x, 4) for x in fit.reached], "reached": fit.reaches(style)}
+    log.info("mouth matched to %s: %s -> mouth scale %.2f, rest %.3f, reaching p50 %.3f, p90 %.3f",
+             style.source, style.describe(), fit.scale, fit.rest, fit.reached[1], fit.reached[2])
+    return dataclasses.replace(controls, mouth_scale=fit.scale, mouth_rest=fit.rest), record
 
 
 def render_worker_count(config: GenerateConfig, seconds: float, workers: int | None) -> int:
@@ -420,6 +422,11 @@ def generate(
                 recognition=recognition, network_runs=runs)
             notes.append(f"mouth matched to {Path(config.mouth_from).name} (mouth scale {controls.mouth_scale:.2f}, "
                          f"rest {controls.mouth_rest:.3f})")
+            if not mouth_match["reached"]:
+                _, p50, p90 = mouth_match["reached_p10_p50_p90"]
+                notes.append(f"the mouth reaches only part of the reference's opening: inner-lip gap p50 {p50:.3f}, "
+                             f"p90 {p90:.3f} against its {style.p50:.3f}, {style.p90:.3f} (the {cue_model} cue "
+                             "model's range on this portrait)")
         cues = speech_cues(listened, portrait_cues, config, controls, cue_model, checkpoint,
                            progress=progress, recognition=recognition, network_runs=runs)
     from .audio import n_video_frames

@@ -17,7 +17,7 @@ reaching them):
    cues' p10, p50 and p90 are rendered and read back (:data:`PROBES_PER_PERCENTILE` each), the
    cue percentiles that should render to the reference's are estimated from all rounds'
    readings (:func:`next_cue_targets`), and the search is run again for those;
-   :data:`READBACK_ROUNDS` times.
+   :data:`READBACK_ROUNDS` times. A last probing tells what the chosen knobs reach.
 
 Units: the inner-lip gap is the vertical distance of MediaPipe points 13 and 14 in the
 normalized face (head pose removed), in outer-eye-corner distances; negative when the lips press
@@ -183,27 +183,44 @@ def read_gaps(frames: np.ndarray) -> np.ndarray:
     return np.where(read.valid, inner_lip_gap(read.normalized), np.nan)
 
 
+@dataclass(frozen=True)
+class MouthFit:
+    """What :func:`fit_mouth_controls` chose and what it reached."""
+
+    scale: float  # mouth scale
+    rest: float  # rest gap, canonical units
+    shifts: tuple[float, float, float]  # rendered minus cue p10, p50, p90 in the last fitting round
+    # p10, p50, p90 of the rendered gap at the chosen knobs, read on probe frames (cue units when
+    # the renderer was not probed)
+    reached: tuple[float, float, float]
+
+    def reaches(self, style: MouthStyle) -> bool:
+        """Whether the reached p50 / p90 are within 30 % / 20 % of ``style``'s (the issue's bar)."""
+        return abs(self.reached[1] / style.p50 - 1) <= 0.3 and abs(self.reached[2] / style.p90 - 1) <= 0.2
+
+
 def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle,
                        read_probes: Callable[[float, float, np.ndarray], np.ndarray] | None = None,
-                       rests: np.ndarray = REST_STEPS) -> tuple[float, float, list[float]]:
-    """(mouth scale, rest gap, read-back shifts) that reproduce ``style`` in the rendered video.
+                       rests: np.ndarray = REST_STEPS) -> MouthFit:
+    """The mouth scale and rest gap that reproduce ``style`` in the rendered video.
 
     gap_of : (scale, rest) -> (T,) cue inner-lip gaps with those knobs
     read_probes : (scale, rest, frame indices) -> (N,) the gaps read back (MediaPipe) on those
         frames rendered with those knobs, NaN where unread (:func:`read_gaps`); None: fit in cue
         units only (for renderers that cannot be probed cheaply)
     rests : the rest gaps to choose from (:func:`fit_in_cue_units`)
-    Returns the shifts too: how much more than the cues' p10, p50, p90 the rendered frames read
-    in the last round (eye-corner distances).
+
+    :data:`READBACK_ROUNDS` rounds of probing and refitting, then one more probing of the chosen
+    knobs: what they reach (a reference the mouth's range or this portrait cannot reach shows).
     """
     scale, rest = fit_in_cue_units(gap_of, style, rests)
     target = np.array([style.p10, style.p50, style.p90])
-    wanted = target.copy()  # the cue percentiles that should render to the target
     shift = np.zeros(len(PERCENTILES))
     if read_probes is None:
-        return scale, rest, shift.tolist()
+        reached = np.percentile(gap_of(scale, rest), PERCENTILES)
+        return MouthFit(scale, rest, (0.0, 0.0, 0.0), tuple(float(x) for x in reached))
     history: list[tuple[np.ndarray, np.ndarray]] = []  # (cue percentiles, rendered ones) per round
-    for _ in range(READBACK_ROUNDS):
+    for round_ in range(READBACK_ROUNDS + 1):
         gaps = gap_of(scale, rest)
         cue = np.percentile(gaps, PERCENTILES)
         groups = probe_frame_indices(gaps)
@@ -214,13 +231,15 @@ def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: Mout
             values = np.array([read[i] for i in group.tolist()])
             if np.isfinite(values).sum() >= min(MIN_PROBES_READ, len(group)):
                 rendered[k] = float(np.nanmedian(values))
+        if round_ == READBACK_ROUNDS:
+            return MouthFit(scale, rest, tuple(float(x) for x in shift), tuple(float(x) for x in rendered))
         shift = rendered - cue
         history.append((cue, rendered))
         wanted = next_cue_targets(target, history)
         wanted_style = MouthStyle(float(wanted[0]), float(max(wanted[1], 1e-3)), float(max(wanted[2], 1e-3)),
                                   style.frames, style.source)
         scale, rest = fit_in_cue_units(gap_of, wanted_style, rests)
-    return scale, rest, shift.tolist()
+    raise AssertionError("unreachable")
 
 
 def next_cue_targets(target: np.ndarray, history: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
