@@ -154,7 +154,7 @@ def write_report(out: Path, rows: list[dict], cue_model: str = "phonetic") -> No
         "`mouth_from.json` (`readback_shift_p10_p50_p90`).",
         "",
         "Time, the whole `generate` call on this machine (2 cores), default / `--mouth-from` (which also reads the "
-        "reference and renders 3 rounds of probe frames): "
+        "reference and renders 4 rounds of probe frames: 3 to fit, 1 to check): "
         + ", ".join(f"{r['clip']} {r['default']['seconds']:.1f} / {r['mouth_from']['seconds']:.1f} s" for r in rows)
         + ".",
         "",
