@@ -97,6 +97,13 @@ def test_mouth_from_matches_the_reference_speakers_lips(tmp_path, short_speech):
     assert record["mouth_rest"] > 0.01 and record["mouth_scale"] < 0.8 and record["reference_frames"] == style.frames
     assert record["reached"] and "only part of the reference" not in matched.summary()
     assert matched.cues.meta["mouth_match"] == record and "mouth matched to reference.mp4" in matched.summary()
+    # the reference is everyday talk: an emotion's own mouth comes on top of the fitted knobs
+    surprised = generate(portrait, short_speech, tmp_path / "surprised.mp4", mouth_from=str(reference),
+                         emotion="surprised", **common)
+    assert surprised.cues.meta["mouth_match"]["mouth_scale"] == record["mouth_scale"]
+    assert surprised.cues.meta["mouth_match"]["mouth_rest"] == record["mouth_rest"]
+    assert np.percentile(inner_lip_gap(surprised.cues.normalized), 90) > np.percentile(
+        inner_lip_gap(matched.cues.normalized), 90) + 0.02, "surprise still drops the jaw"
     silence = write_wav(tmp_path / "silence.wav", np.zeros(32000, np.float32))
     listening = generate(portrait, silence, tmp_path / "listening.mp4", mouth_from=str(reference), **common)
     assert "not applied: the audio is silent" in listening.summary() and "mouth_match" not in listening.cues.meta
@@ -124,6 +131,11 @@ def test_mouth_from_fits_the_networks_mouth_scale(tmp_path, short_speech):
     assert np.abs(read["default"] - 1).max() > 0.3, read
     record = matched.cues.meta["mouth_match"]
     assert record["mouth_rest"] == 0 and record["mouth_scale"] > 1.2, record
+    happy = generate(portrait, short_speech, tmp_path / "happy.mp4", mouth_from=str(reference), emotion="happy",
+                     cue_model="network", **common)
+    assert happy.cues.meta["mouth_match"]["mouth_scale"] == record["mouth_scale"], "fitted on neutral speech"
+    assert happy.cues.meta["config"]["emotion"] == "happy"
+    assert np.abs(happy.cues.normalized - matched.cues.normalized).max() > 0.01, "the happy run drove the face"
 
 
 def test_mouth_from_meets_the_mouth_bar_on_another_clip_of_the_speaker(tmp_path, shared_data):

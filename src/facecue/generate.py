@@ -411,15 +411,25 @@ def generate(
         if style is not None and not listened.any():
             notes.append("--mouth-from not applied: the audio is silent, so the mouth stays closed")
         elif style is not None:
+            # the reference is taken as the person's everyday talk: the knobs are fitted on neutral
+            # speech, and the emotion's own mouth (a wider jaw, parted lips) comes on top of them
+            talk = dataclasses.replace(config, emotion="neutral")
+            talk_runs = None
             if cue_model == "network":
+                from .inputs import parse_emotion_schedule
                 from .stage1 import network_runs
 
-                runs = network_runs(listened, portrait_cues, config.emotion, config.intensity, checkpoint=checkpoint,
-                                    seed=config.seed, temperature=config.temperature, fps=config.fps,
-                                    progress=progress)
+                def run_network(emotion: str):
+                    return network_runs(listened, portrait_cues, emotion, config.intensity, checkpoint=checkpoint,
+                                        seed=config.seed, temperature=config.temperature, fps=config.fps,
+                                        progress=progress)
+
+                talk_runs = run_network("neutral")
+                runs = talk_runs if parse_emotion_schedule(config.emotion) == [(0.0, "neutral")] else \
+                    run_network(config.emotion)
             controls, mouth_match = matched_mouth_controls(
-                style, controls, listened, portrait_cues, image, output_size, config, cue_model, checkpoint,
-                recognition=recognition, network_runs=runs)
+                style, controls, listened, portrait_cues, image, output_size, talk, cue_model, checkpoint,
+                recognition=recognition, network_runs=talk_runs)
             notes.append(f"mouth matched to {Path(config.mouth_from).name} (mouth scale {controls.mouth_scale:.2f}, "
                          f"rest {controls.mouth_rest:.3f})")
             if not mouth_match["reached"]:
