@@ -43,6 +43,10 @@ PERCENTILES = (10, 50, 90)
 PROBES_PER_PERCENTILE = 9  # frames rendered and read back around each percentile of the cue gaps
 PROBE_SPREAD = 0.04  # those frames' ranks lie within +-this fraction of the frames around the percentile
 READBACK_ROUNDS = 3
+# a fit reaches the reference when its p50 / p90 are this close (the issue's mouth bar), in
+# eye-corner distances at least MATCH_FLOOR (MediaPipe's reading of barely parted lips is that noisy)
+MATCH_TOLERANCE = (0.3, 0.2)
+MATCH_FLOOR = 0.01
 MIN_PROBES_READ = 5  # of a percentile's probes with a face; fewer: that percentile keeps its previous shift
 SCALE_STEPS = np.arange(0.1, MOUTH_SCALE_RANGE[1] + 1e-9, 0.02)
 REST_STEPS = np.arange(MOUTH_REST_RANGE[0], MOUTH_REST_RANGE[1] + 1e-9, 0.0025)  # real resting gaps: 0 to 0.05
@@ -75,6 +79,7 @@ def inner_lip_gap(normalized: np.ndarray) -> np.ndarray:
 
 
 def style_of_gaps(gaps: np.ndarray, source: str = "") -> MouthStyle:
+    """The :class:`MouthStyle` of (T,) inner-lip gaps."""
     p10, p50, p90 = np.percentile(np.asarray(gaps, np.float64), [10, 50, 90])
     return MouthStyle(float(p10), float(p50), float(p90), len(gaps), source)
 
@@ -120,7 +125,7 @@ def _measure_mouth_style(video: Path, fps: float, progress: bool) -> MouthStyle:
         raise InputError(video, f"has a face in {len(gaps) / fps:.1f} s of video; --mouth-from needs at least "
                          f"{MIN_REFERENCE_S:.0f} s of the person talking")
     style = style_of_gaps(gaps, str(video))
-    movement = float(np.percentile(gaps, 90) - np.percentile(gaps, 10))
+    movement = style.p90 - style.p10
     if movement < MIN_LIP_MOVEMENT:
         raise InputError(video, f"the lips hardly move in this video (their gap varies {movement:.3f} eye-corner "
                          "distances from the 10th to the 90th percentile); --mouth-from needs a video of the "
@@ -195,8 +200,10 @@ class MouthFit:
     reached: tuple[float, float, float]
 
     def reaches(self, style: MouthStyle) -> bool:
-        """Whether the reached p50 / p90 are within 30 % / 20 % of ``style``'s (the issue's bar)."""
-        return abs(self.reached[1] / style.p50 - 1) <= 0.3 and abs(self.reached[2] / style.p90 - 1) <= 0.2
+        """Whether the reached p50 / p90 are within :data:`MATCH_TOLERANCE` of ``style``'s (or
+        :data:`MATCH_FLOOR`, for mouths that hardly open)."""
+        return all(abs(got - want) <= max(tolerance * want, MATCH_FLOOR) for got, want, tolerance in
+                   zip(self.reached[1:], (style.p50, style.p90), MATCH_TOLERANCE))
 
 
 def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle,
@@ -214,32 +221,40 @@ def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: Mout
     knobs: what they reach (a reference the mouth's range or this portrait cannot reach shows).
     """
     scale, rest = fit_in_cue_units(gap_of, style, rests)
-    target = np.array([style.p10, style.p50, style.p90])
     shift = np.zeros(len(PERCENTILES))
     if read_probes is None:
         reached = np.percentile(gap_of(scale, rest), PERCENTILES)
         return MouthFit(scale, rest, (0.0, 0.0, 0.0), tuple(float(x) for x in reached))
+    target = np.array([style.p10, style.p50, style.p90])
     history: list[tuple[np.ndarray, np.ndarray]] = []  # (cue percentiles, rendered ones) per round
-    for round_ in range(READBACK_ROUNDS + 1):
-        gaps = gap_of(scale, rest)
-        cue = np.percentile(gaps, PERCENTILES)
-        groups = probe_frame_indices(gaps)
-        picks = np.unique(np.concatenate(groups))
-        read = dict(zip(picks.tolist(), read_probes(scale, rest, picks)))
-        rendered = cue + shift  # a percentile whose probes cannot be read keeps the last shift
-        for k, group in enumerate(groups):
-            values = np.array([read[i] for i in group.tolist()])
-            if np.isfinite(values).sum() >= min(MIN_PROBES_READ, len(group)):
-                rendered[k] = float(np.nanmedian(values))
-        if round_ == READBACK_ROUNDS:
-            return MouthFit(scale, rest, tuple(float(x) for x in shift), tuple(float(x) for x in rendered))
+    for _ in range(READBACK_ROUNDS):
+        cue, rendered = _rendered_percentiles(gap_of, read_probes, scale, rest, shift)
         shift = rendered - cue
         history.append((cue, rendered))
         wanted = next_cue_targets(target, history)
         wanted_style = MouthStyle(float(wanted[0]), float(max(wanted[1], 1e-3)), float(max(wanted[2], 1e-3)),
                                   style.frames, style.source)
         scale, rest = fit_in_cue_units(gap_of, wanted_style, rests)
-    raise AssertionError("unreachable")
+    _, reached = _rendered_percentiles(gap_of, read_probes, scale, rest, shift)
+    return MouthFit(scale, rest, tuple(float(x) for x in shift), tuple(float(x) for x in reached))
+
+
+def _rendered_percentiles(gap_of, read_probes, scale: float, rest: float,
+                          shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cue, rendered) p10, p50, p90 with these knobs: the rendered ones are the medians of the
+    probes read around each cue percentile; a percentile with too few probes read keeps
+    ``shift`` (rendered minus cue) from before."""
+    gaps = gap_of(scale, rest)
+    cue = np.percentile(gaps, PERCENTILES)
+    groups = probe_frame_indices(gaps)
+    picks = np.unique(np.concatenate(groups))
+    read = dict(zip(picks.tolist(), read_probes(scale, rest, picks)))
+    rendered = cue + shift
+    for k, group in enumerate(groups):
+        values = np.array([read[i] for i in group.tolist()])
+        if np.isfinite(values).sum() >= min(MIN_PROBES_READ, len(group)):
+            rendered[k] = float(np.nanmedian(values))
+    return cue, rendered
 
 
 def next_cue_targets(target: np.ndarray, history: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
