@@ -8,6 +8,7 @@ import pytest
 
 from facecue.errors import InputError
 from facecue.mouth_style import (
+    LinearGaps,
     fit_in_cue_units,
     fit_mouth_controls,
     measure_mouth_style,
@@ -36,7 +37,7 @@ def test_fit_recovers_the_knobs_that_made_a_speaker():
     gap_of = speech_like()
     for scale, rest in ((0.5, 0.0), (1.4, 0.03), (0.6, 0.1)):
         style = style_of_gaps(gap_of(scale, rest))
-        fitted = fit_in_cue_units(gap_of, style)
+        fitted = fit_in_cue_units(LinearGaps.of(gap_of), style)
         got = style_of_gaps(gap_of(*fitted))
         assert abs(got.p50 / style.p50 - 1) < 0.03 and abs(got.p90 / style.p90 - 1) < 0.03, (fitted, scale, rest)
         assert abs(fitted[0] - scale) < 0.1 and abs(fitted[1] - rest) < 0.01, (fitted, scale, rest)
@@ -61,7 +62,7 @@ def test_fit_through_a_renderer_that_draws_gaps_its_own_way():
     fit = fit_mouth_controls(gap_of, style, read_probes)
     rendered = style_of_gaps(drawn(gap_of(fit.scale, fit.rest)))
     assert abs(rendered.p50 / style.p50 - 1) < 0.05 and abs(rendered.p90 / style.p90 - 1) < 0.05, (rendered, style)
-    unprobed = style_of_gaps(drawn(gap_of(*fit_in_cue_units(gap_of, style))))
+    unprobed = style_of_gaps(drawn(gap_of(*fit_in_cue_units(LinearGaps.of(gap_of), style))))
     assert unprobed.p90 > 1.25 * style.p90, "without the read-back the video would open wider than the reference"
     assert len(reads) == 4 and all(n <= 27 for n in reads) and fit.shifts[2] > 0.01
     assert fit.reaches(style) and abs(fit.reached[2] / rendered.p90 - 1) < 0.1, (fit, rendered)
@@ -70,7 +71,8 @@ def test_fit_through_a_renderer_that_draws_gaps_its_own_way():
         return np.full(len(picks), np.nan)
 
     fallback = fit_mouth_controls(gap_of, style, unreadable)
-    assert (fallback.scale, fallback.rest) == fit_in_cue_units(gap_of, style) and fallback.shifts == (0.0, 0.0, 0.0)
+    assert (fallback.scale, fallback.rest) == fit_in_cue_units(LinearGaps.of(gap_of), style)
+    assert fallback.shifts == (0.0, 0.0, 0.0)
 
 
 def test_a_reference_out_of_reach_is_reported():

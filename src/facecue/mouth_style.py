@@ -133,26 +133,40 @@ def _measure_mouth_style(video: Path, fps: float, progress: bool) -> MouthStyle:
     return style
 
 
-def fit_in_cue_units(gap_of: Callable[[float, float], np.ndarray], style: MouthStyle,
-                     rests: np.ndarray = REST_STEPS) -> tuple[float, float]:
+@dataclass(frozen=True)
+class LinearGaps:
+    """The cues' inner-lip gap, linear in the two knobs: ``base + scale * per_scale + rest *
+    per_rest``, (T,) float64 each, eye-corner distances; measured once from three cue runs."""
+
+    base: np.ndarray
+    per_scale: np.ndarray
+    per_rest: np.ndarray
+
+    @classmethod
+    def of(cls, gap_of: Callable[[float, float], np.ndarray], with_rest: bool = True) -> LinearGaps:
+        """gap_of : (scale, rest) -> (T,) the cues' inner-lip gap with those knobs; called 3 times
+        (twice without a rest gap)."""
+        base = np.asarray(gap_of(0.0, 0.0), np.float64)
+        per_scale = np.asarray(gap_of(1.0, 0.0), np.float64) - base
+        per_rest = (np.asarray(gap_of(0.0, REST_PROBE), np.float64) - base) / REST_PROBE if with_rest \
+            else np.zeros_like(base)
+        return cls(base, per_scale, per_rest)
+
+
+def fit_in_cue_units(gaps: LinearGaps, style: MouthStyle, rests: np.ndarray = REST_STEPS) -> tuple[float, float]:
     """(mouth scale, rest gap) whose gaps have ``style``'s p50 and p90: the least squared log ratios
     over :data:`SCALE_STEPS` x ``rests`` (default :data:`REST_STEPS`; ``(0,)``: a cue model
     without a rest gap), plus :data:`P10_WEIGHT` x the p10's error in
     p90s (two knobs reach p50 and p90 in more than one way; the p10 picks the speaker's: a
     large rest with small movements for people who never close, small for those who do).
-
-    gap_of : (scale, rest) -> (T,) the cues' inner-lip gap with those knobs; called 3 times
     """
     rests = np.asarray(rests, np.float64)
-    base = gap_of(0.0, 0.0)
-    per_scale = gap_of(1.0, 0.0) - base
-    per_rest = (gap_of(0.0, REST_PROBE) - base) / REST_PROBE if rests.any() else np.zeros_like(base)
     best, best_error = (1.0, 0.0), np.inf
     target = np.log([style.p50, style.p90])
     # one scale row at a time: (rests, T) arrays stay small for long audio
     for scale in SCALE_STEPS:
-        gaps = base[None] + scale * per_scale[None] + rests[:, None] * per_rest[None]
-        p10, p50, p90 = np.percentile(gaps, [10, 50, 90], axis=1)
+        candidates = gaps.base[None] + scale * gaps.per_scale[None] + rests[:, None] * gaps.per_rest[None]
+        p10, p50, p90 = np.percentile(candidates, [10, 50, 90], axis=1)
         error = ((np.log(np.maximum(np.stack([p50, p90], 1), 1e-4)) - target) ** 2).sum(1)
         error = error + P10_WEIGHT * ((p10 - style.p10) / style.p90) ** 2
         j = int(np.argmin(error))
@@ -217,10 +231,14 @@ def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: Mout
         units only (for renderers that cannot be probed cheaply)
     rests : the rest gaps to choose from (:func:`fit_in_cue_units`)
 
+    The cue gaps' linear model (:class:`LinearGaps`) is measured once and serves every round.
+
     :data:`READBACK_ROUNDS` rounds of probing and refitting, then one more probing of the chosen
     knobs: what they reach (a reference the mouth's range or this portrait cannot reach shows).
     """
-    scale, rest = fit_in_cue_units(gap_of, style, rests)
+    rests = np.asarray(rests, np.float64)
+    linear = LinearGaps.of(gap_of, with_rest=bool(rests.any()))
+    scale, rest = fit_in_cue_units(linear, style, rests)
     shift = np.zeros(len(PERCENTILES))
     if read_probes is None:
         reached = np.percentile(gap_of(scale, rest), PERCENTILES)
@@ -234,7 +252,7 @@ def fit_mouth_controls(gap_of: Callable[[float, float], np.ndarray], style: Mout
         wanted = next_cue_targets(target, history)
         wanted_style = MouthStyle(float(wanted[0]), float(max(wanted[1], 1e-3)), float(max(wanted[2], 1e-3)),
                                   style.frames, style.source)
-        scale, rest = fit_in_cue_units(gap_of, wanted_style, rests)
+        scale, rest = fit_in_cue_units(linear, wanted_style, rests)
     _, reached = _rendered_percentiles(gap_of, read_probes, scale, rest, shift)
     return MouthFit(scale, rest, tuple(float(x) for x in shift), tuple(float(x) for x in reached))
 

@@ -250,15 +250,15 @@ def mouth_offsets(
     visemes = (mix @ shapes) * (loudness * SPEECH_MOUTH_GAIN * speech_gain)[:, None]
     # Running speech holds the jaw part-open between the visemes' peaks; lips still close where
     # bilabials, labiodentals or silence dominate.
-    closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")] + mix[:, 0]
+    lip_closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")]
+    closing = lip_closing + mix[:, 0]
     speaking = gaussian_filter1d((loudness > 0).astype(np.float64), 1.0, mode="nearest")
     held = speaking * np.clip(1.0 - closing, 0.0, 1.0)
     lips = np.asarray(jaw_opening * lip_share, np.float64) * held
     carrier = (SPEECH_JAW_OPENING + jaw_opening) * held - lips
     shapes = carrier[:, None] * jaw_shape().reshape(1, -1) + lips[:, None] * lip_parting_shape().reshape(1, -1)
     offsets = (visemes + shapes) * mouth_scale
-    if mouth_rest:
-        lip_closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")]
+    if mouth_rest:  # held apart except where the lips close for a bilabial or labiodental
         parted = mouth_rest * np.clip(1.0 - lip_closing, 0.0, 1.0)
         offsets = offsets + parted[:, None] * lip_parting_shape().reshape(1, -1)
     return offsets.reshape(n_frames, N_LANDMARKS, 3)

@@ -1307,10 +1307,8 @@ def network_cues(
     if controls.mouth_rest:
         raise InputError(None, "a mouth rest gap needs the phonetic cue model: the network has no phone timing to "
                          "close parted lips on m/b/p")
-    if runs is None:
-        runs = network_runs(audio, portrait_cues, schedule, intensity, checkpoint=checkpoint, seed=seed,
-                            temperature=temperature, fps=fps, progress=progress)
-    cues = runs
+    cues = runs if runs is not None else network_runs(audio, portrait_cues, schedule, intensity, checkpoint=checkpoint,
+                                                       seed=seed, temperature=temperature, fps=fps, progress=progress)
     # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
     # as the network learnt it; the action shapes (fear's stretched lips, knitted brows) its
     # teacher did not have, or had at other amounts, are added
