@@ -1,6 +1,12 @@
 """Build the expression-detail maps of the mesh renderer (src/facecue/assets/expression_detail.npz).
 
-Usage: python scripts/build_expression_detail.py [--data ../shared/data]
+Usage: python scripts/build_expression_detail.py [--data ../shared/data] [--emotions surprised ...]
+
+``--emotions`` rebuilds only those maps and keeps the others of ``--out`` bit for bit (their
+quantization scale is kept when the new maps fit in it): a change to one emotion's recipe then
+changes that emotion's renders only. MediaPipe and the renderer's warp have drifted a little
+since the other maps were built (a rebuild moves ~2 % of their pixels by about one quantization
+step), and each such change would otherwise re-render every emotion.
 
 A mesh warp moves skin but makes no wrinkles or folds; real expressions do (glabellar lines when
 the brows knit, forehead lines when they rise, nasolabial folds, crow's feet, the nose wrinkle of
@@ -10,12 +16,18 @@ disgust). Following the expression-ratio-image idea (Liu, Shan & Zhang 2001), fo
 1. every 3rd frame of the emotion's level-3 clip is warped along the MediaPipe mesh onto the
    geometry of the actor's neutral reference (the first neutral frame), so that only shading
    differs; the same is done for the actor's neutral clip;
-2. the ratio of luminances (emotion / neutral median), median over the frames (speech and
+2. for the emotions in ``BROW_REGISTERED`` (surprise), the brows of the emotion's median are
+   first registered onto the neutral median's by a smooth optical flow confined to the brows
+   (:func:`register_brows`): MediaPipe's brow points follow a raised brow only part of the way,
+   so without it the ratio carries the brow hair's leftover movement (a dark band above the brow,
+   a pale one on it), which the renderer drew as a second, painted brow over the portrait's own;
+   the forehead lines above are outside the flow's reach and stay;
+3. the ratio of luminances (emotion / neutral median), median over the frames (speech and
    blinks average out), is band-passed (shading changes larger than ~1/20 of the face are
    removed: pose and lighting, not wrinkles) and masked to the skin (eyes, mouth, outside the
    face oval left at 1; a band above the oval's upper arc, where MediaPipe's mesh stops below
    the hairline, is kept, fading out: forehead lines are there, ``render.forehead_band``);
-3. the log-ratio is warped to a canonical face layout (facecue's template) and averaged over the
+4. the log-ratio is warped to a canonical face layout (facecue's template) and averaged over the
    three actors.
 
 The renderer warps each emotion's map onto the portrait's face once and multiplies the frame's
@@ -35,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from facecue.constants import EMOTIONS  # noqa: E402
+from facecue.constants import EMOTIONS, LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS  # noqa: E402
 from facecue.io import iter_video_frames  # noqa: E402
 from facecue.landmarks import track_landmarks  # noqa: E402
 from facecue.render import (  # noqa: E402
@@ -49,6 +61,15 @@ from facecue.render import (  # noqa: E402
 FRAME_STEP = 3
 BAND_SIGMA = 1 / 20  # x canvas size: shading changes broader than this are not detail
 MAX_LOG_RATIO = (-0.45, 0.25)
+# Emotions whose brow hair is registered before the ratio (step 2 of the docstring), measured on
+# the calibration set (scripts/calibrate_expressiveness.py): surprise 8 of 9 either way. Fear's
+# bands draw the same painted brow, but registering them read fear 3 -> 2 of 9 (happiness: 9 of 9
+# either way, and hardly a visible change). Anger's and sadness' bands were kept too: registering
+# them read angry 7 -> 6 and sad 9 -> 7 of 9, the recogniser taking the bands for knitted brows.
+BROW_REGISTERED = ("surprised",)
+BROW_POINTS = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 336, 296, 334, 293, 300, 285, 295, 282, 283, 276)
+BROW_FLOW_WINDOW = 0.25  # x eye distance: the flow's averaging window (a brow's height is ~0.1)
+BROW_REACH = 0.15  # x eye distance: how far around the brows' hull the flow applies, fading out
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -67,6 +88,30 @@ def aligned_luminance(frames, landmarks, reference_landmarks) -> list[np.ndarray
         aligned[y0:y1, x0:x1] = cv2.remap(lum, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         out.append(aligned)
     return out
+
+
+def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks: np.ndarray) -> np.ndarray:
+    """``aligned`` (H, W) float32 luminance with its brows moved onto ``neutral``'s: a dense
+    Farneback flow from the neutral to the emotion median, kept only around the brows
+    (``BROW_POINTS``' hull widened by ``BROW_REACH``, feathered) and smoothed there, then the
+    emotion median resampled along it."""
+    pts = np.asarray(reference_landmarks, np.float64)[:, :2]
+    unit = float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0]] - pts[LEFT_EYE_CORNERS[0]]))
+    as_bytes = [np.clip(image, 0, 255).astype(np.uint8) for image in (neutral, aligned)]
+    flow = cv2.calcOpticalFlowFarneback(*as_bytes, None, 0.5, 3, int(BROW_FLOW_WINDOW * unit) | 1, 5, 7, 1.5,
+                                        cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
+    weight = np.zeros(neutral.shape, np.float32)
+    hull = cv2.convexHull(pts[list(BROW_POINTS)].astype(np.float32))
+    cv2.fillConvexPoly(weight, np.round(hull).astype(np.int32), 1.0)
+    reach = int(2 * BROW_REACH * unit) | 1
+    weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    weight = cv2.GaussianBlur(weight, (0, 0), 0.5 * BROW_REACH * unit)
+    sigma = 0.5 * BROW_REACH * unit
+    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
+    flow = np.stack([cv2.GaussianBlur(flow[..., k] * weight, (0, 0), sigma) / norm * weight for k in (0, 1)], -1)
+    yy, xx = np.mgrid[: neutral.shape[0], : neutral.shape[1]].astype(np.float32)
+    return cv2.remap(aligned.astype(np.float32), xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
 
 
 def clip_landmarks(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
@@ -95,7 +140,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "src" / "facecue" / "assets" / "expression_detail.npz")
     parser.add_argument("--preview", type=Path, default=None, help="also write a PNG of the maps")
+    parser.add_argument("--emotions", nargs="+", choices=EMOTIONS[1:], default=None,
+                        help="rebuild only these emotions' maps; the others are kept from --out (default: all)")
     args = parser.parse_args()
+    rebuilt = tuple(args.emotions or EMOTIONS[1:])
+    if args.emotions and not args.out.is_file():
+        raise SystemExit(f"{args.out}: --emotions keeps the other maps of this file, and it does not exist")
     clips = args.data / "mead_clips"
     if not clips.is_dir():
         raise SystemExit(f"{args.data}: the shared real data (mead_clips/) is needed")
@@ -107,10 +157,12 @@ def main() -> None:
         neutral = np.median(aligned_luminance(frames_n[::FRAME_STEP], lm_n[::FRAME_STEP], ref_lm), axis=0)
         mask = skin_detail_mask(ref_lm, neutral.shape)
         for e, emotion in enumerate(EMOTIONS):
-            if emotion == "neutral":
+            if emotion not in rebuilt:
                 continue
             frames, lm = clip_landmarks(next(clips.glob(f"{actor}_{emotion}_level*_001.mp4")))
             aligned = np.median(aligned_luminance(frames[::FRAME_STEP], lm[::FRAME_STEP], ref_lm), axis=0)
+            if emotion in BROW_REGISTERED:
+                aligned = register_brows(aligned, neutral, ref_lm)
             log_ratio = np.log(aligned / neutral)
             sigma = BAND_SIGMA * size
             # band-pass inside the skin mask only (normalized blur): the eyes, mouth and
@@ -124,6 +176,17 @@ def main() -> None:
             print(f"{actor} {emotion}: log-ratio p1 {np.percentile(detail[mask > 0.5], 1):+.3f} "
                   f"p99 {np.percentile(detail[mask > 0.5], 99):+.3f}", flush=True)
     scale = float(np.abs(maps).max()) / 127.0
+    if args.emotions:
+        with np.load(args.out, allow_pickle=False) as kept:
+            if str(kept["kind"]) != "facecue.expression_detail" or list(kept["emotion_names"]) != list(EMOTIONS):
+                raise SystemExit(f"{args.out}: not an expression-detail asset with facecue's emotions")
+            kept_q, kept_scale = kept["log_ratio_q"].astype(np.float32), float(kept["scale"])
+        keep = np.array([emotion not in rebuilt for emotion in EMOTIONS])
+        if scale > kept_scale:  # the new maps do not fit: everything is requantized on the new scale
+            print(f"the rebuilt maps need a larger scale ({scale:.6f} > {kept_scale:.6f}): all maps requantized")
+        else:
+            scale = kept_scale
+        maps[keep] = kept_q[keep] * kept_scale
     np.savez_compressed(args.out, kind="facecue.expression_detail", version=1, emotion_names=np.array(EMOTIONS),
                         log_ratio_q=np.round(maps / scale).astype(np.int8), scale=np.float32(scale),
                         canvas=np.int32(DETAIL_CANVAS))

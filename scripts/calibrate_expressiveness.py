@@ -203,7 +203,8 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
                       "portraits": list(portraits), "reads": reads}
             results.append(result)
-            print(f"recogniser {setting}: {result['top1_6_emotions']:.0%}", flush=True)
+            hits = {e: sum(t == e and p == e for _, t, p in emo) for e in JUDGED[1:]}
+            print(f"recogniser {setting}: {result['top1_6_emotions']:.0%} {hits}", flush=True)
             restore()
     finally:
         restore()
@@ -221,6 +222,7 @@ def dated(results: dict) -> str:
 def write(out: Path, results: dict) -> None:
     import facecue.phonetic as phonetic
     import facecue.render as render
+    from build_expression_detail import BROW_REGISTERED
 
     lines = ["# Calibration of expressiveness (calibration material only)", "",
              f"Made by `python scripts/calibrate_expressiveness.py` ({dated(results)}). The reported figures, on "
@@ -251,8 +253,8 @@ def write(out: Path, results: dict) -> None:
                   f"Portraits: {', '.join(results['recogniser'][0]['portraits'])}; speech: first {SPEECH_SECONDS:.0f} s of "
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
                   "Renderer per emotion: *detail x* multiplies the detail gain on the brows "
-                  "(`render.EMOTION_DETAIL_EMPHASIS`; creases only for `render.DETAIL_EMPHASIS_CREASES_ONLY`: "
-                  f"{', '.join(render.DETAIL_EMPHASIS_CREASES_ONLY)}), *teeth bared* is how far the emotion bares "
+                  "(`render.EMOTION_DETAIL_EMPHASIS`; maps built with the MEAD actors' brow hair registered: "
+                  f"{', '.join(BROW_REGISTERED)}, `scripts/build_expression_detail.py`), *teeth bared* is how far the emotion bares "
                   "the synthesized teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0. The lip "
                   f"stretch of *action shapes* drops the mouth corners {phonetic.LIP_STRETCH_DROP:g} of its sideways "
                   "travel (`phonetic.LIP_STRETCH_DROP`).", "",

@@ -1564,15 +1564,14 @@ DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (cali
 # 7.6 % of its frames (the eyes-open bar allows 5 %; 1.2 % with the brows only). Anger's whole-face
 # detail at x 1.6 lost one reading (7 -> 6, to fear), and disgust's p fell 0.075 -> 0.035. On the
 # brows only, fear x 2.2 gave p 0.28 -> 0.29 (4 of 9 either way) and anger x 2.2 7 -> 6 of 9.
-EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 2.2)
-# Emotions whose emphasis deepens the creases (where the maps darken) but not the lit ridges:
-# surprise's maps lighten a broad band between the brows and the forehead lines, which drawn at
-# x 2.2 x DETAIL_GAIN was a pale patch on the report portraits (EDTalk's, surprised). Creases
-# only: the band as at DETAIL_GAIN, the calibration set's surprise 8 of 9 either way (mean p 0.524
-# -> 0.525); for sadness it lost 2 of 9 (p 0.607 -> 0.564), and its ridges stay. A fainter band
-# still shows on the MEAD actors' surprise; halving surprise's ridges on the brows, or taking them
-# off, removes it but read 7 of 9 (p 0.496, 0.478; 8 of 9, 0.497 with them).
-DETAIL_EMPHASIS_CREASES_ONLY = ("surprised",)
+# Surprise is drawn at DETAIL_GAIN: its map is built with the brow hair registered
+# (scripts/build_expression_detail.py, BROW_REGISTERED), and what the emphasis had deepened was
+# mostly that hair's leftover movement, a dark band above the brows that drew a second, painted
+# brow over the portrait's own, joined across the glabella on faint-browed faces (the StyleTalk
+# andrew and KristiNoem portraits at 512 px). With the registered map at x 1.0 the calibration
+# set reads surprised 8 of 9, as the old map did at x 2.2; x 1.6 and 2.2 made no difference
+# (measured with all maps rebuilt: 7 of 9 at each, reagan's surprise on the edge of angry).
+EMOTION_DETAIL_EMPHASIS = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.2, 1.0)
 # The emphasis fades in from this far above the upper lids (eye units) to the inner brow ends
 # (MediaPipe 55, 285), over at least DETAIL_BROW_FADE.
 DETAIL_LID_MARGIN = 0.01
@@ -1588,9 +1587,8 @@ INNER_BROW_ENDS = (55, 285)
 # read 33 of 54, 0 (darkening only) 30 (sad 9 -> 5, fear 4 -> 2). Taking the brows' movement out
 # of the maps (the warped emotion median registered onto the neutral one by a smooth optical flow
 # on the brows and forehead, then the ratio) removed the brow bands but read angry 7 -> 6 and sad
-# 9 -> 7 of 9 (the recogniser reads the bands as lowered, knitted brows), and on the EDTalk
-# portrait the pale band between surprised brows and forehead lines stayed: that band is
-# surprise's lit ridge, drawn at DETAIL_GAIN since (DETAIL_EMPHASIS_CREASES_ONLY).
+# 9 -> 7 of 9 (the recogniser reads the bands as lowered, knitted brows); surprise's map is built
+# so since (see EMOTION_DETAIL_EMPHASIS).
 DETAIL_MAX_LIGHTEN = 0.15
 # Emotions whose maps only darken, and not on the lids (within DETAIL_DARKEN_ONLY_LIDS x eye
 # distance of the openings), when the renderer is prepared. Contempt's map, one actor's brow raise
@@ -2232,11 +2230,7 @@ class MeshRenderer(Renderer):
         if self._detail_cache is None or self._detail_cache[0] != key:
             factor = np.tensordot(weights, maps, axes=1).astype(np.float32)
             if extra.any():
-                creases_only = np.array([name in DETAIL_EMPHASIS_CREASES_ONLY for name in EMOTIONS[:n]])
-                deeper = np.tensordot(np.where(creases_only, 0.0, extra), maps, axes=1).astype(np.float32)
-                for e in np.flatnonzero(creases_only & (extra != 0)):
-                    deeper += extra[e] * np.minimum(maps[e], 0.0)
-                factor += self._detail_brows * deeper
+                factor += self._detail_brows * np.tensordot(extra, maps, axes=1).astype(np.float32)
             np.minimum(factor, DETAIL_MAX_LIGHTEN, out=factor)
             self._detail_cache = (key, factor)
         return self._detail_cache[1]
