@@ -16,7 +16,7 @@ disgust). Following the expression-ratio-image idea (Liu, Shan & Zhang 2001), fo
 1. every 3rd frame of the emotion's level-3 clip is warped along the MediaPipe mesh onto the
    geometry of the actor's neutral reference (the first neutral frame), so that only shading
    differs; the same is done for the actor's neutral clip;
-2. for the emotions in ``BROW_REGISTERED`` (surprise), the brows of the emotion's median are
+2. for the emotions in ``BROW_REGISTERED`` (fear, surprise), the brows of the emotion's median are
    first registered onto the neutral median's by a smooth optical flow confined to the brows
    (:func:`register_brows`): MediaPipe's brow points follow a raised brow only part of the way,
    so without it the ratio carries the brow hair's leftover movement (a dark band above the brow,
@@ -62,12 +62,14 @@ FRAME_STEP = 3
 BAND_SIGMA = 1 / 20  # x canvas size: shading changes broader than this are not detail
 MAX_LOG_RATIO = (-0.45, 0.25)
 # Emotions whose brow hair is registered before the ratio (step 2 of the docstring), measured on
-# the calibration set (scripts/calibrate_expressiveness.py): surprise 8 of 9 either way. Fear's
-# bands draw the same painted brow, but registering them read fear 3 -> 2 of 9 (happiness: 9 of 9
-# either way, and hardly a visible change). Anger's and sadness' bands were kept too: registering
-# them read angry 7 -> 6 and sad 9 -> 7 of 9, the recogniser taking the bands for knitted brows.
-BROW_REGISTERED = ("surprised",)
-BROW_POINTS = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 336, 296, 334, 293, 300, 285, 295, 282, 283, 276)
+# the calibration set (scripts/calibrate_expressiveness.py): surprise 8 of 9 and fear 3 of 9, as
+# unregistered. The flow is confined to each brow: one hull over both brows also registered the
+# glabella, and fear's knitted inner brows with it (fear 3 -> 2 of 9). Happiness read 9 of 9
+# either way with hardly a visible change, so it is left. Anger's and sadness' bands were kept:
+# registering them read angry 7 -> 6 and sad 9 -> 7 of 9, the recogniser taking the bands for
+# knitted brows.
+BROW_REGISTERED = ("fear", "surprised")
+BROW_POINTS = ((70, 63, 105, 66, 107, 46, 53, 52, 65, 55), (336, 296, 334, 293, 300, 285, 295, 282, 283, 276))
 BROW_FLOW_WINDOW = 0.25  # x eye distance: the flow's averaging window (a brow's height is ~0.1)
 BROW_REACH = 0.15  # x eye distance: how far around the brows' hull the flow applies, fading out
 
@@ -93,7 +95,7 @@ def aligned_luminance(frames, landmarks, reference_landmarks) -> list[np.ndarray
 def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks: np.ndarray) -> np.ndarray:
     """``aligned`` (H, W) float32 luminance with its brows moved onto ``neutral``'s: a dense
     Farneback flow from the neutral to the emotion median, kept only around the brows
-    (``BROW_POINTS``' hull widened by ``BROW_REACH``, feathered) and smoothed there, then the
+    (each brow's ``BROW_POINTS`` hull widened by ``BROW_REACH``, feathered) and smoothed there, then the
     emotion median resampled along it."""
     pts = np.asarray(reference_landmarks, np.float64)[:, :2]
     unit = float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0]] - pts[LEFT_EYE_CORNERS[0]]))
@@ -101,8 +103,9 @@ def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks
     flow = cv2.calcOpticalFlowFarneback(*as_bytes, None, 0.5, 3, int(BROW_FLOW_WINDOW * unit) | 1, 5, 7, 1.5,
                                         cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
     weight = np.zeros(neutral.shape, np.float32)
-    hull = cv2.convexHull(pts[list(BROW_POINTS)].astype(np.float32))
-    cv2.fillConvexPoly(weight, np.round(hull).astype(np.int32), 1.0)
+    for brow in BROW_POINTS:  # each brow's own hull: the glabella between them has no hair to register
+        hull = cv2.convexHull(pts[list(brow)].astype(np.float32))
+        cv2.fillConvexPoly(weight, np.round(hull).astype(np.int32), 1.0)
     reach = int(2 * BROW_REACH * unit) | 1
     weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
     weight = cv2.GaussianBlur(weight, (0, 0), 0.5 * BROW_REACH * unit)
