@@ -12,9 +12,11 @@ bundled one and ``--portraits``), scaled or cropped to the output (``--cases``: 
 256 px aligned face crop, and ``full512``, the whole portrait at 512 px), its landmarks, phonetic
 cues from ``--seconds`` of the shared speech clips in each of ``--emotions``, and the emotion
 weights of the expression detail. The old renderer is ``src/facecue`` of ``--old-ref`` exported
-with ``git archive`` and imported as a package of another name; both renderers are prepared on
-the same portrait and render ``--frames`` frames spread over the clip. Timing: each frame is
-rendered by the old and the new renderer one after the other (which goes first alternates), so
+with ``git archive`` and imported as a package of another name, which reads its own bundled
+assets (the expression-detail maps; commits up to e741fb2 found their assets through the name
+``facecue`` and so read the working tree's: an asset change did not show); both renderers are
+prepared on the same portrait and render ``--frames`` frames spread over the clip. Timing: each
+frame is rendered by the old and the new renderer one after the other (which goes first alternates), so
 that the load of a shared machine falls on both alike; a round is all the frames, and the table
 gives the median of the rounds' mean milliseconds per frame and every round's value. OpenCV runs
 on one thread (as in the render workers).

@@ -162,3 +162,40 @@ def test_mouth_from_bar_known_answers_and_references_never_the_judged_clip(tmp_p
                                          "M030_sad_level3_001"]
     for case in cases:
         assert case["name"] in bench.HALF_CLIPS or Path(bench.OTHER_CLIP[case["name"]]).stem != case["name"]
+
+
+def test_an_older_tree_imported_under_another_name_reads_its_own_assets(tmp_path, monkeypatch):
+    """``bench_render_ab`` imports an older ``src/facecue`` as ``facecue_old``. Its renderer, cue
+    priors and face template must come from that tree's assets, not the installed package's
+    (before, the old renderer was handed the new expression-detail maps and an asset change never
+    showed in the comparison). Here the copy's detail maps are zeroed."""
+    import importlib
+    import shutil
+    import sys
+
+    import numpy as np
+
+    import facecue
+    from facecue.assets import asset_path
+    from facecue.render import expression_detail_maps
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps")
+    source = Path(facecue.__file__).resolve().parent
+    shutil.copytree(source, tmp_path / "facecue_copy", ignore=shutil.ignore_patterns("__pycache__", "stage1.pt"))
+    detail = tmp_path / "facecue_copy" / "assets" / "expression_detail.npz"
+    with np.load(detail) as data:
+        fields = dict(data)
+    fields["log_ratio_q"] = np.zeros_like(fields["log_ratio_q"])
+    np.savez_compressed(detail, **fields)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        copy = importlib.import_module("facecue_copy.render")
+        copy_assets = importlib.import_module("facecue_copy.assets")
+        assert copy_assets.asset_path("cue_priors.npz").parent == tmp_path / "facecue_copy" / "assets"
+        assert asset_path("cue_priors.npz").parent == source / "assets"
+        assert not copy.expression_detail_maps().any()
+        assert expression_detail_maps().any()
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] == "facecue_copy"]:
+            del sys.modules[name]

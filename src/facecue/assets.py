@@ -8,8 +8,10 @@ from pathlib import Path
 
 
 def asset_path(name: str) -> Path:
-    """Path of a file bundled in ``facecue/assets``."""
-    return Path(str(resources.files("facecue") / "assets" / name))
+    """Path of a file bundled in ``facecue/assets``. Found through this module's own package, so
+    that an older tree imported under another name (``benchmarks/bench_render_ab.py``) reads its
+    own assets, not the installed ones."""
+    return Path(str(resources.files(__package__) / "assets" / name))
 
 
 def bundled_checkpoint() -> Path | None:

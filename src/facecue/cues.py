@@ -26,11 +26,11 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from .assets import asset_path
 from .constants import (
     CUES_FORMAT_VERSION,
     DEFAULT_FPS,
@@ -119,8 +119,7 @@ class FaceTemplate:
 @lru_cache(maxsize=1)
 def default_template() -> FaceTemplate:
     """The template shipped in the package (see ``scripts/build_template.py``)."""
-    with resources.as_file(resources.files("facecue") / "assets" / "face_template.npz") as path:
-        return FaceTemplate.load(path)
+    return FaceTemplate.load(asset_path("face_template.npz"))
 
 
 # --- similarity fit ------------------------------------------------------------------------

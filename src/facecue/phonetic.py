@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 
 from .audio import VISEME_NAMES, Phone, loudness_envelope, n_video_frames, recognize_phones
+from .assets import asset_path
 from .constants import (
     DEFAULT_FPS,
     EMOTIONS,
@@ -134,28 +134,28 @@ class CuePriors:
 
 @lru_cache(maxsize=1)
 def load_priors() -> CuePriors:
-    with resources.as_file(resources.files("facecue") / "assets" / "cue_priors.npz") as path:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["kind"]) != PRIORS_KIND:
-                raise CheckpointError(path, "not a facecue cue-priors file")
-            if int(data["version"]) != PRIORS_VERSION:
-                raise CheckpointError(path, f"cue priors version {int(data['version'])}, expected {PRIORS_VERSION}; rebuild them")
-            if tuple(data["viseme_names"]) != tuple(VISEME_NAMES) or tuple(data["emotion_names"]) != tuple(EMOTIONS):
-                raise CheckpointError(path, "cue priors were built for other viseme/emotion sets; rebuild them")
-            return CuePriors(
-                viseme_offsets=data["viseme_offsets"].astype(np.float32),
-                emotion_offsets=data["emotion_offsets"].astype(np.float32),
-                reference_mouth_width=float(data["reference_mouth_width"]),
-                pose_mean=data["pose_mean"].astype(np.float32),
-                pose_std=data["pose_std"].astype(np.float32),
-                gaze_mean=data["gaze_mean"].astype(np.float32),
-                gaze_std=data["gaze_std"].astype(np.float32),
-                blink_rate=data["blink_rate"].astype(np.float32),
-                lower_face_weight=data["lower_face_weight"].astype(np.float32),
-                emotion_jaw_opening=data["emotion_jaw_opening"].astype(np.float32),
-                emotion_speech_gain=data["emotion_speech_gain"].astype(np.float32),
-                emotion_opening=data["emotion_opening"].astype(np.float32),
-            )
+    path = asset_path("cue_priors.npz")
+    with np.load(path, allow_pickle=False) as data:
+        if str(data["kind"]) != PRIORS_KIND:
+            raise CheckpointError(path, "not a facecue cue-priors file")
+        if int(data["version"]) != PRIORS_VERSION:
+            raise CheckpointError(path, f"cue priors version {int(data['version'])}, expected {PRIORS_VERSION}; rebuild them")
+        if tuple(data["viseme_names"]) != tuple(VISEME_NAMES) or tuple(data["emotion_names"]) != tuple(EMOTIONS):
+            raise CheckpointError(path, "cue priors were built for other viseme/emotion sets; rebuild them")
+        return CuePriors(
+            viseme_offsets=data["viseme_offsets"].astype(np.float32),
+            emotion_offsets=data["emotion_offsets"].astype(np.float32),
+            reference_mouth_width=float(data["reference_mouth_width"]),
+            pose_mean=data["pose_mean"].astype(np.float32),
+            pose_std=data["pose_std"].astype(np.float32),
+            gaze_mean=data["gaze_mean"].astype(np.float32),
+            gaze_std=data["gaze_std"].astype(np.float32),
+            blink_rate=data["blink_rate"].astype(np.float32),
+            lower_face_weight=data["lower_face_weight"].astype(np.float32),
+            emotion_jaw_opening=data["emotion_jaw_opening"].astype(np.float32),
+            emotion_speech_gain=data["emotion_speech_gain"].astype(np.float32),
+            emotion_opening=data["emotion_opening"].astype(np.float32),
+        )
 
 
 # --- emotion schedule ----------------------------------------------------------------------

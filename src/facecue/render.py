@@ -1784,17 +1784,16 @@ def detail_in_portrait(portrait_landmarks: np.ndarray, shape: tuple[int, int]) -
 def expression_detail_maps() -> np.ndarray | None:
     """(8, C, C) float32 log-ratio maps on the canonical canvas (``EMOTIONS`` order), or None when
     this build has none (``scripts/build_expression_detail.py`` makes them)."""
-    from importlib import resources
-
+    from .assets import asset_path
     from .errors import CheckpointError
 
-    with resources.as_file(resources.files("facecue") / "assets" / "expression_detail.npz") as path:
-        if not path.is_file():
-            return None
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["kind"]) != DETAIL_KIND or tuple(data["emotion_names"]) != tuple(EMOTIONS):
-                raise CheckpointError(path, "not a facecue expression-detail file for these emotions; rebuild it")
-            return data["log_ratio_q"].astype(np.float32) * float(data["scale"])
+    path = asset_path("expression_detail.npz")
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if str(data["kind"]) != DETAIL_KIND or tuple(data["emotion_names"]) != tuple(EMOTIONS):
+            raise CheckpointError(path, "not a facecue expression-detail file for these emotions; rebuild it")
+        return data["log_ratio_q"].astype(np.float32) * float(data["scale"])
 
 
 # --- the mesh renderer ---------------------------------------------------------------------
