@@ -52,6 +52,7 @@ from facecue.io import iter_video_frames  # noqa: E402
 from facecue.landmarks import track_landmarks  # noqa: E402
 from facecue.render import (  # noqa: E402
     DETAIL_CANVAS,
+    DETAIL_KIND,
     MeshRenderer,
     canonical_detail_landmarks,
     mesh_coordinate_maps,
@@ -106,10 +107,9 @@ def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks
     for brow in BROW_POINTS:  # each brow's own hull: the glabella between them has no hair to register
         hull = cv2.convexHull(pts[list(brow)].astype(np.float32))
         cv2.fillConvexPoly(weight, np.round(hull).astype(np.int32), 1.0)
-    reach = int(2 * BROW_REACH * unit) | 1
+    reach, sigma = int(2 * BROW_REACH * unit) | 1, 0.5 * BROW_REACH * unit
     weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
-    weight = cv2.GaussianBlur(weight, (0, 0), 0.5 * BROW_REACH * unit)
-    sigma = 0.5 * BROW_REACH * unit
+    weight = cv2.GaussianBlur(weight, (0, 0), sigma)
     norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
     flow = np.stack([cv2.GaussianBlur(flow[..., k] * weight, (0, 0), sigma) / norm * weight for k in (0, 1)], -1)
     yy, xx = np.mgrid[: neutral.shape[0], : neutral.shape[1]].astype(np.float32)
@@ -181,7 +181,7 @@ def main() -> None:
     scale = float(np.abs(maps).max()) / 127.0
     if args.emotions:
         with np.load(args.out, allow_pickle=False) as kept:
-            if str(kept["kind"]) != "facecue.expression_detail" or list(kept["emotion_names"]) != list(EMOTIONS):
+            if str(kept["kind"]) != DETAIL_KIND or list(kept["emotion_names"]) != list(EMOTIONS):
                 raise SystemExit(f"{args.out}: not an expression-detail asset with facecue's emotions")
             kept_q, kept_scale = kept["log_ratio_q"].astype(np.float32), float(kept["scale"])
         keep = np.array([emotion not in rebuilt for emotion in EMOTIONS])
@@ -190,7 +190,7 @@ def main() -> None:
         else:
             scale = kept_scale
         maps[keep] = kept_q[keep] * kept_scale
-    np.savez_compressed(args.out, kind="facecue.expression_detail", version=1, emotion_names=np.array(EMOTIONS),
+    np.savez_compressed(args.out, kind=DETAIL_KIND, version=1, emotion_names=np.array(EMOTIONS),
                         log_ratio_q=np.round(maps / scale).astype(np.int8), scale=np.float32(scale),
                         canvas=np.int32(DETAIL_CANVAS))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
