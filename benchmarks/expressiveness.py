@@ -129,8 +129,7 @@ def emotion_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
             open_ratio = ratio[~blink_frames] if (~blink_frames).any() else ratio
             row = {"portrait": portrait.stem, "speech": speech.stem, "emotion": emotion,
                    "recognised": reading.label, "majority": reading.majority,
-                   "p_target": float(reading.mean[["angry", "disgusted", "fear", "happy", "sad", "surprised",
-                                                   "neutral"].index(emotion)]) if reading.label and judged else None,
+                   "p_target": reading.mean_probability(emotion) if judged else None,
                    "face_fraction": reading.face_fraction,
                    "eyes_open_fraction": float((open_ratio >= 0.5).mean()),
                    "eye_aperture_ratio_p5": float(np.percentile(open_ratio, 5))}

@@ -192,7 +192,8 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                 for emotion in JUDGED:
                     out = tmp / f"rec_{name}_{emotion}.mp4"
                     generate(portrait, speech[k % len(speech)], out, emotion=emotion, full=False, size=256)
-                    reads.append((name, emotion, read_video_emotion(out, model=model).label))
+                    reading = read_video_emotion(out, model=model)
+                    reads.append((name, emotion, reading.label, reading.mean_probability(emotion)))
             emo = [r for r in reads if r[1] != "neutral"]
             result = {"gains": dict(phonetic.EMOTION_REGION_GAINS), "detail": render.DETAIL_GAIN,
                       "emphasis": {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()},
@@ -203,12 +204,20 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
                       "portraits": list(portraits), "reads": reads}
             results.append(result)
-            hits = {e: sum(t == e and p == e for _, t, p in emo) for e in JUDGED[1:]}
-            print(f"recogniser {setting}: {result['top1_6_emotions']:.0%} {hits}", flush=True)
+            hits = {e: sum(r[1] == e and r[2] == e for r in emo) for e in JUDGED[1:]}
+            print(f"recogniser {setting}: {result['top1_6_emotions']:.0%} {hits}, mean p(target) "
+                  f"{ {e: mean_target_probability(reads, e) for e in JUDGED[1:]} }", flush=True)
             restore()
     finally:
         restore()
     return results
+
+
+def mean_target_probability(reads: list, emotion: str) -> float | None:
+    """Mean over portraits of the recogniser's probability of ``emotion`` on its videos; None for
+    reads stored without probabilities (before 2026-12-05)."""
+    values = [r[3] for r in reads if r[1] == emotion and len(r) > 3 and r[3] is not None]
+    return float(np.mean(values)) if values else None
 
 
 def dated(results: dict) -> str:
@@ -254,13 +263,15 @@ def write(out: Path, results: dict) -> None:
                   f"{', '.join(CALIBRATION_SPEECH)}; 256 px crops.", "",
                   "Renderer per emotion: *detail x* multiplies the detail gain on the brows "
                   "(`render.EMOTION_DETAIL_EMPHASIS`; maps built with the MEAD actors' brow hair registered: "
-                  f"{', '.join(BROW_REGISTERED)}, `scripts/build_expression_detail.py`), *teeth bared* is how far the emotion bares "
+                  f"{', '.join(BROW_REGISTERED)}, `scripts/build_expression_detail.py`), "
+                  "*teeth bared* is how far the emotion bares "
                   "the synthesized teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0. The lip "
                   f"stretch of *action shapes* drops the mouth corners {phonetic.LIP_STRETCH_DROP:g} of its sideways "
                   "travel (`phonetic.LIP_STRETCH_DROP`).", "",
                   "| brows | eyes | lower face | detail | per-emotion emphasis | action shapes "
                   "| detail x | teeth bared "
-                  f"| top-1, 6 emotions (of {len(results['recogniser'][0]['portraits'])} each) "
+                  f"| top-1, 6 emotions (of {len(results['recogniser'][0]['portraits'])} each; p: mean "
+                  "probability of the target) "
                   "| neutral read as neutral |",
                   "|--:|--:|--:|--:|---|---|---|---|--:|--:|"]
         def per_emotion(table: dict) -> str:  # {"fear": {"jaw": 1.5}} -> "fear jaw 1.5"
@@ -272,8 +283,9 @@ def write(out: Path, results: dict) -> None:
         for r in results["recogniser"]:
             g = r["gains"]
             emphasis, actions = per_emotion(r.get("emphasis", {})), per_emotion(r.get("actions", {}))
-            judged = list(dict.fromkeys(e for _, e, _ in r["reads"] if e != "neutral"))
-            hits = ", ".join(f"{e} {sum(t == e and p == e for _, t, p in r['reads'])}" for e in judged)
+            judged = list(dict.fromkeys(x[1] for x in r["reads"] if x[1] != "neutral"))
+            hits = ", ".join(f"{e} {sum(x[1] == e and x[2] == e for x in r['reads'])}" + (
+                f" (p {p:.2f})" if (p := mean_target_probability(r["reads"], e)) is not None else "") for e in judged)
             lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | {actions} | "
                          f"{named(r.get('detail_emphasis', {}), 1.0)} | {named(r.get('teeth_bared', {}), 0.0)} | "
                          f"{r['top1_6_emotions']:.0%} ({hits}) | {r['neutral_as_neutral']}/{len(r['portraits'])} |")

@@ -274,3 +274,19 @@ def test_evaluate_reports_the_judge_and_its_accuracy(tmp_path, shared_data, monk
     assert "fer_emotion" in report.results[0] and "fer_emotion_accuracy" not in report.mean
     with pytest.raises(ev.InputError, match="unknown emotion"):
         ev.evaluate_videos(tmp_path / "pred", tmp_path / "gt", tmp_path / "r3", emotion="bored", progress=False)
+
+
+def test_mean_probability_of_a_facecue_emotion_known_answer():
+    """``VideoReading.mean_probability`` maps facecue's names onto FER2013's classes: the mean over
+    frames with a face, None for contempt (no class) and for a video without a face."""
+    from facecue.expression import FER_CLASSES, summarize_reading
+
+    frames = np.full((3, len(FER_CLASSES)), np.nan, np.float32)
+    frames[0] = [0.1, 0.0, 0.0, 0.0, 0.0, 0.7, 0.2]
+    frames[1] = [0.3, 0.0, 0.0, 0.0, 0.0, 0.5, 0.2]  # frame 2: no face
+    reading = summarize_reading("clip.mp4", frames)
+    assert reading.mean_probability("surprised") == pytest.approx(0.6)
+    assert reading.mean_probability("angry") == pytest.approx(0.2)
+    assert reading.mean_probability("disgusted") == 0.0
+    assert reading.mean_probability("contempt") is None
+    assert summarize_reading("empty.mp4", np.full((2, len(FER_CLASSES)), np.nan)).mean_probability("sad") is None

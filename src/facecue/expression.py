@@ -569,6 +569,15 @@ class VideoReading:
     majority: str | None
     face_fraction: float
 
+    def mean_probability(self, emotion: str) -> float | None:
+        """The mean probability (0..1, over frames with a face) of facecue emotion ``emotion``
+        (e.g. "surprised"); None for an emotion the recogniser has no class for (contempt) or
+        when no frame had a face."""
+        fer = {name: c for c, name in FER_TO_FACECUE.items()}.get(emotion)
+        if fer is None or self.label is None:
+            return None
+        return float(self.mean[FER_CLASSES.index(fer)])
+
     def to_json(self) -> dict[str, Any]:
         """JSON-able summary (no per-frame array): label, majority, face fraction, mean by facecue name."""
         return {
