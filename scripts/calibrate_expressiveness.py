@@ -204,13 +204,19 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
                       "portraits": list(portraits), "reads": reads}
             results.append(result)
-            hits = {e: sum(r[1] == e and r[2] == e for r in emo) for e in JUDGED[1:]}
+            hits = {e: emotion_hits(reads, e) for e in JUDGED[1:]}
             print(f"recogniser {setting}: {result['top1_6_emotions']:.0%} {hits}, mean p(target) "
                   f"{ {e: mean_target_probability(reads, e) for e in JUDGED[1:]} }", flush=True)
             restore()
     finally:
         restore()
     return results
+
+
+def emotion_hits(reads: list, emotion: str) -> int:
+    """How many of ``emotion``'s videos the recogniser read as ``emotion`` (reads: (portrait,
+    target, read as[, p(target)]))."""
+    return sum(r[1] == emotion and r[2] == emotion for r in reads)
 
 
 def mean_target_probability(reads: list, emotion: str) -> float | None:
@@ -284,7 +290,7 @@ def write(out: Path, results: dict) -> None:
             g = r["gains"]
             emphasis, actions = per_emotion(r.get("emphasis", {})), per_emotion(r.get("actions", {}))
             judged = list(dict.fromkeys(x[1] for x in r["reads"] if x[1] != "neutral"))
-            hits = ", ".join(f"{e} {sum(x[1] == e and x[2] == e for x in r['reads'])}" + (
+            hits = ", ".join(f"{e} {emotion_hits(r['reads'], e)}" + (
                 f" (p {p:.2f})" if (p := mean_target_probability(r["reads"], e)) is not None else "") for e in judged)
             lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | {actions} | "
                          f"{named(r.get('detail_emphasis', {}), 1.0)} | {named(r.get('teeth_bared', {}), 0.0)} | "

@@ -1021,16 +1021,14 @@ def test_contempts_wrinkle_map_only_darkens(portrait, portrait_landmarks):
 BROW_STRIPS = (((70, 63, 105, 66, 107), (46, 53, 52, 65, 55)), ((300, 293, 334, 296, 336), (276, 283, 282, 295, 285)))
 
 
-def _canvas_brow_regions() -> tuple[np.ndarray, np.ndarray]:
-    """Masks on the detail canvas: the brows (between MediaPipe's upper and lower brow points)
-    and a band 0.08 eye units high just above them."""
+def _brow_regions(landmarks: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(on, above), (H, W) bool masks for ``landmarks`` (478, 2+), pixels: the brows (between
+    MediaPipe's upper and lower brow points) and a band 0.08 eye units high just above them (where
+    a raised brow lies)."""
     import cv2
 
-    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks
-
-    pts = canonical_detail_landmarks()[:, :2]
+    pts = np.asarray(landmarks, np.float64)[:, :2]
     unit = np.linalg.norm(pts[33] - pts[263])
-    shape = (DETAIL_CANVAS, DETAIL_CANVAS)
 
     def strip(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
         mask = np.zeros(shape, np.uint8)
@@ -1057,7 +1055,9 @@ def test_surprise_and_fear_maps_draw_no_second_brow():
     maps = expression_detail_maps()
     if maps is None:
         pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
-    on, above = _canvas_brow_regions()
+    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks
+
+    on, above = _brow_regions(canonical_detail_landmarks(), (DETAIL_CANVAS, DETAIL_CANVAS))
     for emotion, most_on_brows, darkest_above in (("surprised", 0.1, -0.025), ("fear", 0.13, -0.03)):
         registered = maps[EMOTIONS.index(emotion)]
         assert np.percentile(np.abs(registered[on]), 95) < most_on_brows, emotion
@@ -1098,7 +1098,7 @@ def test_brow_registration_moves_raised_brows_back_and_keeps_forehead_lines():
 
     neutral, surprised = face(0.0, False), face(3.0, True)
     registered = build.register_brows(surprised, neutral, landmarks)
-    on = _brows_and_above(landmarks, unit, size)
+    on = np.logical_or(*_brow_regions(landmarks, (size, size)))
     before = np.abs(np.log(surprised / neutral))[on]
     after = np.abs(np.log(registered / neutral))[on]
     assert np.percentile(before, 95) > 0.4
@@ -1106,18 +1106,6 @@ def test_brow_registration_moves_raised_brows_back_and_keeps_forehead_lines():
     y = int(landmarks[[105, 334], 1].mean() - 0.45 * unit)
     x = slice(int(landmarks[105, 0]) + 5, int(landmarks[334, 0]) - 5)
     assert np.log(registered / neutral)[y, x].mean() < -0.1  # the forehead line is still there
-
-
-def _brows_and_above(landmarks: np.ndarray, unit: float, size: int) -> np.ndarray:
-    """(size, size) bool: the brows of ``landmarks`` (478, 2), pixels, and a band 0.08 eye units
-    above them (where a raised brow lies)."""
-    import cv2
-
-    on = np.zeros((size, size), np.uint8)
-    for upper, lower in BROW_STRIPS:
-        strip = np.vstack([landmarks[list(upper)] - [0, 0.08 * unit], landmarks[list(lower)][::-1]])
-        cv2.fillPoly(on, [np.round(strip).astype(np.int32)], 1)
-    return on > 0
 
 
 def test_a_smiling_portraits_teeth_do_not_show_between_closed_lips(portrait, portrait_landmarks, portrait_cues):
