@@ -184,6 +184,24 @@ def test_closing_lids_drops_aperture(portrait_landmarks):
     assert ((half > shut) & (half < open_)).all()
 
 
+def test_a_widened_eye_shuts_in_a_blink_as_far_as_the_portraits(portrait_landmarks):
+    """A blink shuts the lids however wide an expression opened them: with the portrait's shape as
+    reference, a widened eye (surprise) shuts to the portrait's shut gap, not to CLOSED_LID_GAP of
+    its own wider gap (a sliver of eye stayed open in surprised blinks); an eye no wider than the
+    reference's closes exactly as without one."""
+    normalized, *_ = normalize(portrait_landmarks)
+    widened = close_eyes(normalized, -0.8)
+    assert (eye_aperture(widened) > 1.5 * eye_aperture(normalized)).all()
+    shut_portrait = eye_aperture(close_eyes(normalized, 1.0))
+    np.testing.assert_allclose(eye_aperture(close_eyes(widened, 1.0, reference=normalized)), shut_portrait, rtol=1e-3)
+    assert (eye_aperture(close_eyes(widened, 1.0)) > 1.5 * shut_portrait).all()  # without a reference
+    half = eye_aperture(close_eyes(widened, 0.5, reference=normalized))
+    assert ((half > shut_portrait) & (half < eye_aperture(widened))).all()
+    narrowed = close_eyes(normalized, 0.4)
+    for amount in (0.3, 1.0):
+        np.testing.assert_array_equal(close_eyes(narrowed, amount, reference=normalized), close_eyes(narrowed, amount))
+
+
 def test_blink_events_found_at_known_frames(portrait_landmarks):
     normalized, *_ = normalize(portrait_landmarks)
     closure = np.zeros(100)

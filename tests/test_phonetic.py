@@ -129,6 +129,28 @@ def test_controls_blinks_pose_gaze(portrait_cues):
     np.testing.assert_array_equal(again.normalized, cues.normalized)
 
 
+def test_surprised_blinks_shut_as_far_as_neutral_ones(portrait_cues):
+    """Surprise opens the eyes wider than the portrait's; its blinks still shut them as far as
+    neutral blinks do (they stopped at CLOSED_LID_GAP of the wider gap: a sliver of eye open), in
+    the phonetic model's blinks and in blinks drawn over another model's cues."""
+    audio = (0.1 * np.random.default_rng(2).standard_normal(16000 * 6)).astype(np.float32)
+    phones = [Phone("AA", 0, 6.0)]
+    shut = {}
+    for emotion in ("neutral", "surprised"):
+        cues = phonetic_cues(audio, portrait_cues, emotion, 1.0, phones=phones, seed=3,
+                             controls=CueControls(blink_rate=40))
+        assert len(cues.blinks()) >= 2
+        shut[emotion] = cues.aperture.min(axis=0)
+        if emotion == "surprised":
+            assert (np.median(cues.aperture, axis=0) > 1.3 * np.median(portrait_cues.aperture, axis=0)).all()
+            still = phonetic_cues(audio, portrait_cues, emotion, 1.0, phones=phones, seed=3,
+                                  controls=CueControls(blink_rate=0))
+            redrawn = apply_controls(still, portrait_cues, CueControls(blink_rate=40))
+            assert len(redrawn.blinks()) >= 2
+            np.testing.assert_array_less(redrawn.aperture.min(axis=0), 1.1 * shut["neutral"])
+    np.testing.assert_array_less(shut["surprised"], 1.1 * shut["neutral"])
+
+
 def test_apply_controls_to_other_cues(portrait_cues):
     audio = (0.1 * np.random.default_rng(1).standard_normal(16000 * 8)).astype(np.float32)
     cues = phonetic_cues(audio, portrait_cues, "happy", 1.0, phones=[Phone("AA", 0, 8.0)], seed=1)

@@ -617,6 +617,50 @@ def test_a_narrowed_eye_is_drawn_open_not_as_a_blink(portrait, portrait_landmark
     assert not np.array_equal(with_lids.render_frame(shut), without_lids.render_frame(shut))  # blinks use them
 
 
+def test_a_widened_eyes_blink_draws_the_lid_skin_as_a_blink_from_the_portraits_eye(portrait, portrait_landmarks,
+                                                                                  portrait_cues):
+    """Surprise raises the lids and the skin above them; its blink brings the margin down past the
+    portrait's while the eye is still open, stretching the lid skin (and any eyeshadow on it)
+    over the eye: a dark smudge (the StyleTalk KristiNoem portrait at 512 px). The lid-skin layer
+    follows the lid skin's stretch as well as the eye's closure: a blink from the portrait's own
+    eye is drawn as before (the two agree there), the widened eye's mid-blink gets its lid skin."""
+    from facecue.constants import EMOTIONS
+    from facecue.phonetic import emotion_expression, expression_scale, portrait_rest_shape
+    from facecue.render import _aperture, _closure, _lash_band, _lid_closure
+
+    engine = MeshRenderer(expression_detail=False)
+    engine.prepare(portrait, portrait_landmarks)
+    band = _lash_band()
+    base = portrait_rest_shape(portrait_cues.normalized[0])
+    for amount in (0.2, 0.4, 0.6, 0.8, 1.0):  # the portrait's own blink: the closure alone, as before
+        shut = edited(portrait_cues, close_eyes(base, amount))
+        for lid in engine._lids:
+            assert _lid_closure(shut, lid, band) == pytest.approx(_closure(shut, lid.side, lid.aperture), abs=1e-9)
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[EMOTIONS.index("surprised")] = 1.0
+    surprised = base + emotion_expression(weights[None], 1.0)[0] * expression_scale(base)
+    widened = edited(portrait_cues, surprised)
+    assert min(_aperture(widened, side) / _aperture(portrait_landmarks, side) for side in (0, 1)) > 1.3
+    mid_blink = edited(portrait_cues, close_eyes(surprised, 0.55, reference=base))
+    without_lids = MeshRenderer(expression_detail=False)
+    without_lids.prepare(portrait, portrait_landmarks)
+    without_lids._lids = []
+    frame, bare = engine.render_frame(mid_blink), without_lids.render_frame(mid_blink)
+    topo = mesh_topology()
+    for lid in engine._lids:
+        assert _closure(mid_blink, lid.side, lid.aperture) < 0.45  # no lid skin by the closure alone
+        assert _lid_closure(mid_blink, lid, band) > 0.7
+        opening = polygon_mask(portrait.shape, mid_blink[topo.eye_loops[lid.side]])
+        above = np.zeros_like(opening)
+        margin = mid_blink[band.margin[band.eye == lid.side], :2]
+        for x, y in np.round(margin).astype(int):
+            above[y - 6 : y - 1, x] = True  # just above the lowered margin: the stretched lid skin
+        above &= ~opening
+        assert above.sum() > 20
+        changed = np.abs(frame.astype(np.float64) - bare)[above].mean()
+        assert changed > 5, (lid.side, changed)  # the lid skin is drawn over the stretched texture
+
+
 def test_lower_teeth_show_above_the_lower_lip_of_an_open_mouth(portrait, portrait_landmarks, portrait_cues):
     target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.35))
     frame = next(render(portrait, portrait_landmarks, [target], mouth="synthesize"))

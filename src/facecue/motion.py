@@ -19,21 +19,36 @@ from .constants import (
 from .cues import FaceCues, angles_to_rotation, eye_aperture, gaze_from_normalized, place_iris, rotation_to_angles
 
 
-def close_eyes(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
+CLOSED_LID_GAP = 0.15  # a shut eye's lid gap as MediaPipe reads it, x the open gap (the lashes' thickness)
+
+
+def close_eyes(normalized: np.ndarray, amount: np.ndarray | float, reference: np.ndarray | None = None) -> np.ndarray:
     """Move the upper lids toward the lower lids.
 
     Parameters
     ----------
     normalized : (..., 478, 3) canonical units
     amount : (...,) or scalar in [0, 1]: 0 leaves the eye as it is, 1 closes it (lids meet at the
-        lower lid's position plus 15% of the gap, like a real blink)
+        lower lid's position plus :data:`CLOSED_LID_GAP` of the gap, like a real blink)
+    reference : optional (478, 3) canonical shape of the same face with its eyes as they rest (the
+        portrait's): a shut eye's gap is at most CLOSED_LID_GAP of the reference's, point by point,
+        so that an eye opened wider (surprise, fear) shuts as far in a blink as the portrait's
+        eye does; eyes no wider than the reference's close exactly as without it
     """
     norm = np.array(normalized, dtype=np.float64, copy=True)
     a = np.asarray(amount, dtype=np.float64)[..., None, None]
     for upper, lower in ((RIGHT_UPPER_LID, RIGHT_LOWER_LID), (LEFT_UPPER_LID, LEFT_LOWER_LID)):
         up, lo = list(upper), list(lower)
         gap = norm[..., lo, :] - norm[..., up, :]
-        norm[..., up, :] += 0.85 * a * gap
+        travel = 1.0 - CLOSED_LID_GAP
+        if reference is not None:
+            ref = np.asarray(reference, dtype=np.float64)
+            rest = np.linalg.norm(ref[lo] - ref[up], axis=-1)
+            length = np.linalg.norm(gap, axis=-1)
+            # the part of the gap beyond the reference's closes fully
+            wider = 1.0 - np.minimum(rest / np.maximum(length, 1e-12), 1.0)
+            travel = travel + CLOSED_LID_GAP * wider[..., None]
+        norm[..., up, :] += travel * a * gap
     return norm
 
 

@@ -831,7 +831,7 @@ def assemble_cues(
     if opening is not None:
         gap = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1] - REST_LIP_GAP
         normalized = normalized + np.clip(gap, 0.0, None)[:, None, None] * opening
-    normalized = close_eyes(normalized, closure)
+    normalized = close_eyes(normalized, closure, reference=base)
     head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]
     if len(head) < n_frames:  # a shorter reference pose holds its last value
         head = np.concatenate([head, np.repeat(head[-1:], n_frames - len(head), 0)])
@@ -944,7 +944,8 @@ def apply_controls(cues: FaceCues, portrait: FaceCues, controls: CueControls, *,
         lids = list(RIGHT_UPPER_LID + RIGHT_LOWER_LID + LEFT_UPPER_LID + LEFT_LOWER_LID)
         normalized[:, lids] = np.median(normalized[:, lids], axis=0)
         rng = np.random.default_rng(seed)
-        normalized = close_eyes(normalized, blink_closure(n_frames, cues.fps, controls.blink_rate, rng))
+        normalized = close_eyes(normalized, blink_closure(n_frames, cues.fps, controls.blink_rate, rng),
+                                reference=portrait_rest_shape(portrait.normalized[0]))
     gaze0 = combined_gaze(portrait.gaze[0], portrait.aperture[0]).astype(np.float64)
     if controls.gaze == "auto":
         gaze = cues.gaze.astype(np.float64)

@@ -1059,6 +1059,27 @@ def _closure(pts: np.ndarray, side: int, source_aperture: float) -> float:
     return _closure_of(_aperture(pts, side) / max(source_aperture, 1e-6))
 
 
+def _lid_skin_length(pts: np.ndarray, band: _LashBand, side: int) -> float:
+    """Length of one eye's upper-lid skin (0 right, 1 left): the mean distance from its margin
+    vertices to the landmarks above them (the lid-skin triangles' span), over the eye's width."""
+    mine = band.eye == side
+    margin = pts[band.margin[mine], :2]
+    above = pts[band.above[mine], :2].mean(axis=1)
+    corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
+    width = max(float(np.linalg.norm(pts[corners[0], :2] - pts[corners[1], :2])), 1e-6)
+    return float(np.linalg.norm(above - margin, axis=1).mean()) / width
+
+
+def _lid_closure(pts: np.ndarray, lid: _LidModel, band: _LashBand) -> float:
+    """How far the upper lid's skin is drawn down, 0..1, as a closure: the larger of the eye's
+    closure (:func:`_closure`) and the lid skin's growth over the portrait's, in portrait
+    apertures. The two agree in a blink from the portrait's own opening; a widened eye (raised
+    lids and brows: surprise, fear) stretches its lid skin further for the same closure, and its
+    blink stretches it most while the eye is still open wider than the portrait's."""
+    grown = (_lid_skin_length(pts, band, lid.side) - lid.skin_length) / max(lid.aperture, 1e-6)
+    return min(max(_closure(pts, lid.side, lid.aperture), grown, 0.0), 1.0)
+
+
 def _closure_of(aperture_ratio: float) -> float:
     """How far an eye is closed, from its aperture over the portrait's: 0 as open (or wider), 1 shut."""
     return min(max(1.0 - aperture_ratio, 0.0), 1.0)
@@ -1078,10 +1099,11 @@ class _LidModel:
     blurred: np.ndarray  # (h, w, 3) float32 texture blurred along the lid
     weight: np.ndarray  # (h, w) float32 lid-skin mask in portrait pixels, feathered
     lash: np.ndarray  # (3,) float32
+    skin_length: float  # the portrait's lid skin (:func:`_lid_skin_length`)
 
 
 def _prepare_lid(texture: np.ndarray, pts: np.ndarray, source_tris: np.ndarray, lid_tris: np.ndarray,
-                 lash_tris: np.ndarray, vertex_ids: np.ndarray, side: int) -> _LidModel | None:
+                 lash_tris: np.ndarray, vertex_ids: np.ndarray, side: int, band: _LashBand) -> _LidModel | None:
     """source_tris : (N, 2) source vertex positions; lid_tris / lash_tris : (k, 3) vertex ids."""
     height, width = texture.shape[:2]
     corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
@@ -1120,13 +1142,14 @@ def _prepare_lid(texture: np.ndarray, pts: np.ndarray, source_tris: np.ndarray, 
         lash = lash_px[lum <= np.median(lum)].mean(axis=0)
     else:
         lash = np.array([60, 45, 40], np.float32)
-    return _LidModel(side, _aperture(pts, side), vertex_ids, origin, blurred, weight, lash.astype(np.float32))
+    return _LidModel(side, _aperture(pts, side), vertex_ids, origin, blurred, weight, lash.astype(np.float32),
+                     _lid_skin_length(pts, band, side))
 
 
 def _draw_lid(frame: np.ndarray, lid: _LidModel, pts: np.ndarray, vertices: np.ndarray, map_x: np.ndarray,
-              map_y: np.ndarray) -> None:
-    """Blend the smoothed upper-lid skin in as the eye closes (frame, maps: full output size)."""
-    closing = _smoothstep_scalar(_closure(pts, lid.side, lid.aperture), *LID_SKIN_CLOSURE)
+              map_y: np.ndarray, band: _LashBand) -> None:
+    """Blend the smoothed upper-lid skin in as the lid closes (frame, maps: full output size)."""
+    closing = _smoothstep_scalar(_lid_closure(pts, lid, band), *LID_SKIN_CLOSURE)
     if closing <= 0:
         return
     height, width = frame.shape[:2]
@@ -2165,7 +2188,7 @@ class MeshRenderer(Renderer):
                 ids = N_MESH_POINTS + np.flatnonzero(band.eye == side)
                 skin = band.face_triangles[np.isin(band.face_triangles, ids).any(axis=1)]
                 lash = band.strips[side * n_strip_eye : (side + 1) * n_strip_eye]
-                lid = _prepare_lid(texture, pts, source_vertices, skin, lash, np.unique(skin), side)
+                lid = _prepare_lid(texture, pts, source_vertices, skin, lash, np.unique(skin), side, band)
                 if lid is not None:
                     self._lids.append(lid)
                     self._eyes[side].lash = lid.lash
@@ -2328,7 +2351,7 @@ class MeshRenderer(Renderer):
         _soften_folds(region, map_x, map_y, coarse)
         if self._lids:
             for lid in self._lids:
-                _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y)
+                _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y, self._band)
         for eye in self._eyes:
             _draw_eye(frame, eye, pts, self.feather, self.topo)
         if self._mouth is not None:
