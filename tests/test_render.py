@@ -635,7 +635,7 @@ def test_a_widened_eyes_blink_draws_the_lid_skin_as_a_blink_from_the_portraits_e
     for amount in (0.2, 0.4, 0.6, 0.8, 1.0):  # the portrait's own blink: the closure alone, as before
         shut = edited(portrait_cues, close_eyes(base, amount))
         for lid in engine._lids:
-            assert _lid_closure(shut, lid, band) == pytest.approx(_closure(shut, lid.side, lid.aperture), abs=1e-9)
+            assert _lid_closure(shut, lid) == pytest.approx(_closure(shut, lid.side, lid.aperture), abs=1e-9)
     weights = np.zeros(len(EMOTIONS), np.float32)
     weights[EMOTIONS.index("surprised")] = 1.0
     surprised = base + emotion_expression(weights[None], 1.0)[0] * expression_scale(base)
@@ -649,7 +649,7 @@ def test_a_widened_eyes_blink_draws_the_lid_skin_as_a_blink_from_the_portraits_e
     topo = mesh_topology()
     for lid in engine._lids:
         assert _closure(mid_blink, lid.side, lid.aperture) < 0.45  # no lid skin by the closure alone
-        assert _lid_closure(mid_blink, lid, band) > 0.7
+        assert _lid_closure(mid_blink, lid) > 0.7
         opening = polygon_mask(portrait.shape, mid_blink[topo.eye_loops[lid.side]])
         above = np.zeros_like(opening)
         margin = mid_blink[band.margin[band.eye == lid.side], :2]

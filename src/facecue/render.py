@@ -1059,24 +1059,32 @@ def _closure(pts: np.ndarray, side: int, source_aperture: float) -> float:
     return _closure_of(_aperture(pts, side) / max(source_aperture, 1e-6))
 
 
-def _lid_skin_length(pts: np.ndarray, band: _LashBand, side: int) -> float:
-    """Length of one eye's upper-lid skin (0 right, 1 left): the mean distance from its margin
-    vertices to the landmarks above them (the lid-skin triangles' span), over the eye's width."""
+def _lid_skin_points(band: _LashBand, side: int) -> np.ndarray:
+    """(5 k + 2,) landmark indices for :func:`_lid_skin_length` of one eye (0 right, 1 left): its
+    k upper-lid margin vertices, the 4 landmarks above each (4 runs of k), its two corners."""
     mine = band.eye == side
-    margin = pts[band.margin[mine], :2]
-    above = pts[band.above[mine], :2].mean(axis=1)
     corners = (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS)[side]
-    width = max(float(np.linalg.norm(pts[corners[0], :2] - pts[corners[1], :2])), 1e-6)
-    return float(np.linalg.norm(above - margin, axis=1).mean()) / width
+    return np.concatenate([band.margin[mine], band.above[mine].T.ravel(), list(corners)]).astype(np.int64)
 
 
-def _lid_closure(pts: np.ndarray, lid: _LidModel, band: _LashBand) -> float:
+def _lid_skin_length(pts: np.ndarray, points: np.ndarray) -> float:
+    """Length of one eye's upper-lid skin: the mean distance from its margin vertices to the mean
+    of the landmarks above each (the lid-skin triangles' span), over the eye's width. ``points``
+    from :func:`_lid_skin_points`; called twice a frame, so one gather and plain arithmetic."""
+    xy = pts[points, :2]
+    k = (len(points) - 2) // 5
+    toward = (xy[k : 2 * k] + xy[2 * k : 3 * k] + xy[3 * k : 4 * k] + xy[4 * k : 5 * k]) * 0.25 - xy[:k]
+    (ax, ay), (bx, by) = xy[-2].tolist(), xy[-1].tolist()
+    return float(np.sqrt((toward * toward).sum(axis=1)).mean()) / max(math.sqrt((ax - bx) ** 2 + (ay - by) ** 2), 1e-6)
+
+
+def _lid_closure(pts: np.ndarray, lid: _LidModel) -> float:
     """How far the upper lid's skin is drawn down, 0..1, as a closure: the larger of the eye's
     closure (:func:`_closure`) and the lid skin's growth over the portrait's, in portrait
     apertures. The two agree in a blink from the portrait's own opening; a widened eye (raised
     lids and brows: surprise, fear) stretches its lid skin further for the same closure, and its
     blink stretches it most while the eye is still open wider than the portrait's."""
-    grown = (_lid_skin_length(pts, band, lid.side) - lid.skin_length) / max(lid.aperture, 1e-6)
+    grown = (_lid_skin_length(pts, lid.skin_points) - lid.skin_length) / max(lid.aperture, 1e-6)
     return min(max(_closure(pts, lid.side, lid.aperture), grown, 0.0), 1.0)
 
 
@@ -1099,6 +1107,7 @@ class _LidModel:
     blurred: np.ndarray  # (h, w, 3) float32 texture blurred along the lid
     weight: np.ndarray  # (h, w) float32 lid-skin mask in portrait pixels, feathered
     lash: np.ndarray  # (3,) float32
+    skin_points: np.ndarray  # landmarks that measure the lid skin (:func:`_lid_skin_points`)
     skin_length: float  # the portrait's lid skin (:func:`_lid_skin_length`)
 
 
@@ -1142,14 +1151,15 @@ def _prepare_lid(texture: np.ndarray, pts: np.ndarray, source_tris: np.ndarray, 
         lash = lash_px[lum <= np.median(lum)].mean(axis=0)
     else:
         lash = np.array([60, 45, 40], np.float32)
+    skin_points = _lid_skin_points(band, side)
     return _LidModel(side, _aperture(pts, side), vertex_ids, origin, blurred, weight, lash.astype(np.float32),
-                     _lid_skin_length(pts, band, side))
+                     skin_points, _lid_skin_length(pts, skin_points))
 
 
 def _draw_lid(frame: np.ndarray, lid: _LidModel, pts: np.ndarray, vertices: np.ndarray, map_x: np.ndarray,
-              map_y: np.ndarray, band: _LashBand) -> None:
+              map_y: np.ndarray) -> None:
     """Blend the smoothed upper-lid skin in as the lid closes (frame, maps: full output size)."""
-    closing = _smoothstep_scalar(_lid_closure(pts, lid, band), *LID_SKIN_CLOSURE)
+    closing = _smoothstep_scalar(_lid_closure(pts, lid), *LID_SKIN_CLOSURE)
     if closing <= 0:
         return
     height, width = frame.shape[:2]
@@ -2351,7 +2361,7 @@ class MeshRenderer(Renderer):
         _soften_folds(region, map_x, map_y, coarse)
         if self._lids:
             for lid in self._lids:
-                _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y, self._band)
+                _draw_lid(region, lid, pts - np.array([x0, y0, 0]), vertices, map_x, map_y)
         for eye in self._eyes:
             _draw_eye(frame, eye, pts, self.feather, self.topo)
         if self._mouth is not None:
