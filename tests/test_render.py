@@ -623,7 +623,8 @@ def test_a_widened_eyes_blink_draws_the_lid_skin_as_a_blink_from_the_portraits_e
     portrait's while the eye is still open, stretching the lid skin (and any eyeshadow on it)
     over the eye: a dark smudge (the StyleTalk KristiNoem portrait at 512 px). The lid-skin layer
     follows the lid skin's stretch as well as the eye's closure: a blink from the portrait's own
-    eye is drawn as before (the two agree there), the widened eye's mid-blink gets its lid skin."""
+    eye is drawn as before (the closure is the larger there), the widened eye's mid-blink gets its
+    lid skin."""
     from facecue.constants import EMOTIONS
     from facecue.phonetic import emotion_expression, expression_scale, portrait_rest_shape
     from facecue.render import _aperture, _closure, _lash_band, _lid_closure

@@ -1081,9 +1081,10 @@ def _lid_skin_length(pts: np.ndarray, points: np.ndarray) -> float:
 def _lid_closure(pts: np.ndarray, lid: _LidModel) -> float:
     """How far the upper lid's skin is drawn down, 0..1, as a closure: the larger of the eye's
     closure (:func:`_closure`) and the lid skin's growth over the portrait's, in portrait
-    apertures. The two agree in a blink from the portrait's own opening; a widened eye (raised
-    lids and brows: surprise, fear) stretches its lid skin further for the same closure, and its
-    blink stretches it most while the eye is still open wider than the portrait's."""
+    apertures. In a blink from the portrait's own opening the growth stays at or under the
+    closure (those blinks draw as they did with the closure alone); a widened eye (raised lids
+    and brows: surprise, fear) stretches its lid skin further for the same closure, most while
+    the eye is still open wider than the portrait's."""
     grown = (_lid_skin_length(pts, lid.skin_points) - lid.skin_length) / max(lid.aperture, 1e-6)
     return min(max(_closure(pts, lid.side, lid.aperture), grown, 0.0), 1.0)
 
