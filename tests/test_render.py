@@ -1088,12 +1088,15 @@ def _brow_regions(landmarks: np.ndarray, shape: tuple[int, int]) -> tuple[np.nda
 
 
 def test_surprise_and_fear_maps_draw_no_second_brow():
-    """Surprise's and fear's detail maps are built with the MEAD actors' brow hair registered
-    (scripts/build_expression_detail.py): they hardly light the brows or darken a band above
-    them, which drew a painted brow over the portrait's own. Built without the registration, the
-    95th percentile of |log-ratio| on the brows was 0.161 (surprise) and 0.165 (fear), and the
-    band above averaged -0.038 and -0.042; with it 0.063 and 0.109, -0.013 and -0.021. Anger
-    keeps its bands (0.217 on the brows)."""
+    """Surprise's and fear's detail maps are built with the MEAD actors' brow hair registered and
+    then the brows cleared (scripts/build_expression_detail.py): they neither light the brows nor
+    darken a band above them, which drew a painted brow over the portrait's own (and, for fear,
+    a pale brow-shaped band with a dark rim). Built without either, the 95th percentile of
+    |log-ratio| on the brows was 0.161 (surprise) and 0.165 (fear), and the band above averaged
+    -0.038 and -0.042; registered only, 0.063 and 0.109, -0.013 and -0.021; cleared too, 0 and 0,
+    -0.002 and -0.007. The glabella (fear's knit) and the forehead lines stay: mean |log-ratio|
+    within 0.08 eye units of MediaPipe 9 and 151 is 0.026-0.041. Anger keeps its bands (0.217 on
+    the brows)."""
     from facecue.constants import EMOTIONS
     from facecue.render import expression_detail_maps
 
@@ -1102,12 +1105,46 @@ def test_surprise_and_fear_maps_draw_no_second_brow():
         pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
     from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks
 
-    on, above = _brow_regions(canonical_detail_landmarks(), (DETAIL_CANVAS, DETAIL_CANVAS))
-    for emotion, most_on_brows, darkest_above in (("surprised", 0.1, -0.025), ("fear", 0.13, -0.03)):
-        registered = maps[EMOTIONS.index(emotion)]
-        assert np.percentile(np.abs(registered[on]), 95) < most_on_brows, emotion
-        assert registered[above].mean() > darkest_above, emotion
+    landmarks = canonical_detail_landmarks()
+    on, above = _brow_regions(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS))
+    unit = np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])
+    yy, xx = np.mgrid[:DETAIL_CANVAS, :DETAIL_CANVAS]
+    for emotion in ("surprised", "fear"):
+        cleared = maps[EMOTIONS.index(emotion)]
+        assert np.percentile(np.abs(cleared[on]), 95) < 0.02, emotion
+        assert cleared[above].mean() > -0.012, emotion
+        for point in (9, 151):  # glabella, forehead
+            near = np.hypot(xx - landmarks[point, 0], yy - landmarks[point, 1]) < 0.08 * unit
+            assert np.abs(cleared[near]).mean() > 0.02, (emotion, point)
     assert np.percentile(np.abs(maps[EMOTIONS.index("angry")][on]), 95) > 0.15
+
+
+def test_brow_hair_mask_covers_the_brows_not_the_glabella_or_forehead():
+    """``brow_hair_mask`` (the detail maps' build) on facecue's template face: 1 on the brows and
+    on the band just above them, 0 on the glabella between them and on the forehead."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_expression_detail.py"
+    spec = importlib.util.spec_from_file_location("build_expression_detail", script)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    from facecue.cues import default_template
+
+    size = 256
+    landmarks = np.asarray(default_template().points, np.float64)[:, :2].copy()
+    eyes = landmarks[[33, 263]]
+    landmarks = (landmarks - eyes.mean(0)) * (0.36 * size / np.linalg.norm(eyes[1] - eyes[0])) + [size / 2, 0.45 * size]
+    mask = build.brow_hair_mask(landmarks, (size, size))
+    on, above = _brow_regions(landmarks, (size, size))
+    unit = np.linalg.norm(landmarks[33] - landmarks[263])
+    band = np.zeros_like(above)
+    for upper, _ in BROW_STRIPS:  # 0.03 eye units above the upper brow points
+        for x, y in np.round(landmarks[list(upper)] - [0, 0.03 * unit]).astype(int):
+            band[y, x] = True
+    assert mask[on].min() > 0.99 and mask[band].min() > 0.9
+    for point in (9, 151):
+        x, y = np.round(landmarks[point]).astype(int)
+        assert mask[y, x] < 0.01, point
 
 
 def test_brow_registration_moves_raised_brows_back_and_keeps_forehead_lines():
@@ -1355,7 +1392,7 @@ def test_teeth_do_not_glow_in_an_underexposed_portrait(portrait, portrait_landma
 
 def test_the_bundled_detail_maps_are_what_the_build_script_makes(shared_data, tmp_path):
     """``scripts/build_expression_detail.py --emotions fear surprised`` on a copy of the bundled
-    maps rebuilds those two maps (brows registered) as bundled, to one quantization step, and
+    maps rebuilds those two maps (brows registered and cleared) as bundled, to one quantization step, and
     keeps every other emotion's map bit for bit."""
     import shutil
     import subprocess
