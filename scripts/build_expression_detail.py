@@ -75,15 +75,15 @@ BROW_POINTS = ((70, 63, 105, 66, 107, 46, 53, 52, 65, 55), (336, 296, 334, 293, 
 BROW_FLOW_WINDOW = 0.25  # x eye distance: the flow's averaging window (a brow's height is ~0.1)
 BROW_REACH = 0.15  # x eye distance: how far around the brows' hull the flow applies, fading out
 # Then, for the same emotions, the brows themselves carry no detail (step 3 of the docstring):
-# each brow's hull widened by BROW_CLEAR_MARGIN x eye distance is zeroed, feathered over half of
-# it. What the flow leaves of the brow hair's movement (fear's brows also move inward, which it
-# follows only in part) drew a pale, brow-shaped band with a dark rim above it on faint-browed
-# portraits (andrew at 512 px); the portrait's own brows, moved by the warp, are the brows.
-# The recogniser had read some of that band as fear: calibration 36 -> 34 of 54 (andrew's and
-# feifeili's fear, reagan's surprise, on the edge of angry, lost; reagan's fear gained; mean
-# p(fear) 0.24 -> 0.22, p(surprised) 0.55 -> 0.53); a margin of 0.03 left a pale outline under
-# the brows and read 35. The look was preferred.
-BROW_CLEAR_MARGIN = 0.06
+# each brow's hull widened by BROW_CLEAR_MARGIN[emotion] x eye distance is zeroed, feathered over
+# half of it. What the flow leaves of the brow hair's movement drew, for fear (whose brows also
+# move inward, which the flow follows only in part), a pale brow-shaped band with a dark rim above
+# it on faint-browed portraits (andrew at 512 px), and for surprise a faint line above the brows;
+# the portrait's own brows, moved by the warp, are the brows. Measured on the calibration set:
+# fear 3 -> 2 of 9 at 0.06 and at 0.03 (andrew's and feifeili's lost, reagan's gained; mean p
+# 0.24 -> 0.22), and 0.03 left a pale outline under the brows, so 0.06; surprise 8 of 9 at 0.03
+# (p 0.55), 7 at 0.06 (reagan's, on the edge of angry, lost), the two alike to the eye, so 0.03.
+BROW_CLEAR_MARGIN = {"fear": 0.06, "surprised": 0.03}
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -128,18 +128,18 @@ def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks
                      borderMode=cv2.BORDER_REPLICATE)
 
 
-def brow_hair_mask(reference_landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) float32, 1 on each brow's ``BROW_POINTS`` hull widened by ``BROW_CLEAR_MARGIN`` eye
-    distances, fading to 0 over half of that (not across the glabella between the two hulls)."""
+def brow_hair_mask(reference_landmarks: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray:
+    """(H, W) float32, 1 on each brow's ``BROW_POINTS`` hull widened by ``margin`` eye distances,
+    fading to 0 over half of that (not across the glabella between the two hulls)."""
     pts = np.asarray(reference_landmarks, np.float64)[:, :2]
     unit = float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0]] - pts[LEFT_EYE_CORNERS[0]]))
     mask = np.zeros(shape, np.float32)
     for brow in BROW_POINTS:
         hull = cv2.convexHull(pts[list(brow)].astype(np.float32))
         cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1.0)
-    reach = int(2 * BROW_CLEAR_MARGIN * unit) | 1
+    reach = int(2 * margin * unit) | 1
     mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
-    return cv2.GaussianBlur(mask, (0, 0), 0.25 * BROW_CLEAR_MARGIN * unit)
+    return cv2.GaussianBlur(mask, (0, 0), 0.25 * margin * unit)
 
 
 def clip_landmarks(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
@@ -197,8 +197,8 @@ def main() -> None:
             # background do not leak into the skin's low-frequency estimate
             low = cv2.GaussianBlur(log_ratio * mask, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
             detail = np.clip((log_ratio - low) * mask, *MAX_LOG_RATIO)
-            if emotion in BROW_REGISTERED:
-                detail *= 1.0 - brow_hair_mask(ref_lm, detail.shape)
+            if emotion in BROW_CLEAR_MARGIN:
+                detail *= 1.0 - brow_hair_mask(ref_lm, detail.shape, BROW_CLEAR_MARGIN[emotion])
             canvas = to_canvas(detail, ref_lm)
             if emotion == "contempt" and corner_lift(lm) - corner_lift(lm_n) < 0:
                 canvas = canvas[:, ::-1]  # one-sided: as in the cue priors, the subject's left corner (291) rises
