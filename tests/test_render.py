@@ -1087,6 +1087,26 @@ def _brow_regions(landmarks: np.ndarray, shape: tuple[int, int]) -> tuple[np.nda
     return on, above
 
 
+def _build_expression_detail():
+    """scripts/build_expression_detail.py as a module."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_expression_detail.py"
+    spec = importlib.util.spec_from_file_location("build_expression_detail", script)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return build
+
+
+def _template_face(size: int) -> np.ndarray:
+    """(478, 2) facecue's template face laid on a ``size`` px square image, eyes 0.36 of it apart."""
+    from facecue.cues import default_template
+
+    landmarks = np.asarray(default_template().points, np.float64)[:, :2].copy()
+    eyes = landmarks[[33, 263]]
+    return (landmarks - eyes.mean(0)) * (0.36 * size / np.linalg.norm(eyes[1] - eyes[0])) + [size / 2, 0.45 * size]
+
+
 def test_surprise_and_fear_maps_draw_no_second_brow():
     """Surprise's and fear's detail maps are built with the MEAD actors' brow hair registered and
     then the brows cleared (scripts/build_expression_detail.py): they neither light the brows nor
@@ -1095,7 +1115,7 @@ def test_surprise_and_fear_maps_draw_no_second_brow():
     |log-ratio| on the brows was 0.161 (surprise) and 0.165 (fear), and the band above averaged
     -0.038 and -0.042; registered only, 0.063 and 0.109, -0.013 and -0.021; cleared too, 0 and 0,
     -0.009 and -0.007. The glabella (fear's knit) and the forehead lines stay: mean |log-ratio|
-    within 0.08 eye units of MediaPipe 9 and 151 is 0.026-0.041. Anger keeps its bands (0.217 on
+    within 0.08 eye units of MediaPipe 9 and 151 is 0.026-0.042. Anger keeps its bands (0.217 on
     the brows)."""
     from facecue.constants import EMOTIONS
     from facecue.render import expression_detail_maps
@@ -1123,18 +1143,9 @@ def test_surprise_and_fear_maps_draw_no_second_brow():
 def test_brow_hair_mask_covers_the_brows_not_the_glabella_or_forehead(margin):
     """``brow_hair_mask`` (the detail maps' build) on facecue's template face: 1 on the brows and
     on a band half the margin above them, 0 on the glabella between them and on the forehead."""
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "build_expression_detail.py"
-    spec = importlib.util.spec_from_file_location("build_expression_detail", script)
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    from facecue.cues import default_template
-
+    build = _build_expression_detail()
     size = 256
-    landmarks = np.asarray(default_template().points, np.float64)[:, :2].copy()
-    eyes = landmarks[[33, 263]]
-    landmarks = (landmarks - eyes.mean(0)) * (0.36 * size / np.linalg.norm(eyes[1] - eyes[0])) + [size / 2, 0.45 * size]
+    landmarks = _template_face(size)
     mask = build.brow_hair_mask(landmarks, (size, size), margin)
     on, above = _brow_regions(landmarks, (size, size))
     unit = np.linalg.norm(landmarks[33] - landmarks[263])
@@ -1153,18 +1164,10 @@ def test_brow_registration_moves_raised_brows_back_and_keeps_forehead_lines():
     higher than the neutral's and a new forehead line lies well above them. Registered, the ratio
     on and above the brows is flat; the forehead line (outside the flow's reach) stays."""
     import cv2
-    import importlib.util
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "build_expression_detail.py"
-    spec = importlib.util.spec_from_file_location("build_expression_detail", script)
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    from facecue.cues import default_template
-
+    build = _build_expression_detail()
     size = 256
-    landmarks = np.asarray(default_template().points, np.float64)[:, :2].copy()
-    eyes = landmarks[[33, 263]]
-    landmarks = (landmarks - eyes.mean(0)) * (0.36 * size / np.linalg.norm(eyes[1] - eyes[0])) + [size / 2, 0.45 * size]
+    landmarks = _template_face(size)
     unit = np.linalg.norm(landmarks[33] - landmarks[263])
     rng = np.random.default_rng(0)
     skin = 150 + cv2.GaussianBlur(rng.normal(0, 12, (size, size)).astype(np.float32), (0, 0), 1.5)
