@@ -104,42 +104,44 @@ def aligned_luminance(frames, landmarks, reference_landmarks) -> list[np.ndarray
     return out
 
 
-def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks: np.ndarray) -> np.ndarray:
-    """``aligned`` (H, W) float32 luminance with its brows moved onto ``neutral``'s: a dense
-    Farneback flow from the neutral to the emotion median, kept only around the brows
-    (each brow's ``BROW_POINTS`` hull widened by ``BROW_REACH``, feathered) and smoothed there, then the
-    emotion median resampled along it."""
-    pts = np.asarray(reference_landmarks, np.float64)[:, :2]
-    unit = float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0]] - pts[LEFT_EYE_CORNERS[0]]))
-    as_bytes = [np.clip(image, 0, 255).astype(np.uint8) for image in (neutral, aligned)]
-    flow = cv2.calcOpticalFlowFarneback(*as_bytes, None, 0.5, 3, int(BROW_FLOW_WINDOW * unit) | 1, 5, 7, 1.5,
-                                        cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
-    weight = np.zeros(neutral.shape, np.float32)
-    for brow in BROW_POINTS:  # each brow's own hull: the glabella between them has no hair to register
-        hull = cv2.convexHull(pts[list(brow)].astype(np.float32))
-        cv2.fillConvexPoly(weight, np.round(hull).astype(np.int32), 1.0)
-    reach, sigma = int(2 * BROW_REACH * unit) | 1, 0.5 * BROW_REACH * unit
-    weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
-    weight = cv2.GaussianBlur(weight, (0, 0), sigma)
-    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
-    flow = np.stack([cv2.GaussianBlur(flow[..., k] * weight, (0, 0), sigma) / norm * weight for k in (0, 1)], -1)
-    yy, xx = np.mgrid[: neutral.shape[0], : neutral.shape[1]].astype(np.float32)
-    return cv2.remap(aligned.astype(np.float32), xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+def eye_distance(landmarks: np.ndarray) -> float:
+    """Outer eye-corner distance of (478, 2+) landmarks, pixels."""
+    return float(np.linalg.norm(landmarks[RIGHT_EYE_CORNERS[0], :2] - landmarks[LEFT_EYE_CORNERS[0], :2]))
 
 
-def brow_hair_mask(reference_landmarks: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray:
+def brow_hair_mask(reference_landmarks: np.ndarray, shape: tuple[int, int], margin: float,
+                   feather: float = 0.25) -> np.ndarray:
     """(H, W) float32, 1 on each brow's ``BROW_POINTS`` hull widened by ``margin`` eye distances,
-    fading to 0 over half of that (not across the glabella between the two hulls)."""
+    blurred by ``feather`` x ``margin`` (sigma; 0.25: fading out over about half the margin), each
+    brow on its own (the glabella between the hulls is left out)."""
     pts = np.asarray(reference_landmarks, np.float64)[:, :2]
-    unit = float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0]] - pts[LEFT_EYE_CORNERS[0]]))
+    unit = eye_distance(pts)
     mask = np.zeros(shape, np.float32)
     for brow in BROW_POINTS:
         hull = cv2.convexHull(pts[list(brow)].astype(np.float32))
         cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1.0)
     reach = int(2 * margin * unit) | 1
     mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
-    return cv2.GaussianBlur(mask, (0, 0), 0.25 * margin * unit)
+    return cv2.GaussianBlur(mask, (0, 0), feather * margin * unit)
+
+
+def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks: np.ndarray) -> np.ndarray:
+    """``aligned`` (H, W) float32 luminance with its brows moved onto ``neutral``'s: a dense
+    Farneback flow from the neutral to the emotion median, kept only around the brows
+    (:func:`brow_hair_mask` with ``BROW_REACH``: the glabella between them has no hair to
+    register) and smoothed there, then the emotion median resampled along it."""
+    unit = eye_distance(np.asarray(reference_landmarks, np.float64))
+    as_bytes = [np.clip(image, 0, 255).astype(np.uint8) for image in (neutral, aligned)]
+    flow = cv2.calcOpticalFlowFarneback(*as_bytes, None, 0.5, 3, int(BROW_FLOW_WINDOW * unit) | 1, 5, 7, 1.5,
+                                        cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
+    feather = 0.5
+    weight = brow_hair_mask(reference_landmarks, neutral.shape, BROW_REACH, feather)
+    sigma = feather * BROW_REACH * unit
+    norm = np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
+    flow = np.stack([cv2.GaussianBlur(flow[..., k] * weight, (0, 0), sigma) / norm * weight for k in (0, 1)], -1)
+    yy, xx = np.mgrid[: neutral.shape[0], : neutral.shape[1]].astype(np.float32)
+    return cv2.remap(aligned.astype(np.float32), xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
 
 
 def clip_landmarks(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
