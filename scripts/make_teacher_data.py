@@ -292,8 +292,8 @@ def main() -> None:
 
 def write_teacher_settings(out: Path) -> None:
     """Record the teacher's emotion settings in the cache (``stage1.TEACHER_FILE``): the trainer
-    stores them in its checkpoints, and the network path adds only the action shapes the network
-    did not learn (``stage1.add_emotion_actions``)."""
+    stores them in its checkpoints, and the network path adds only what the expression set at
+    inference draws unlike the one the network learnt (``stage1.add_expression_changes``)."""
     import json
 
     from facecue.phonetic import PRIORS_VERSION, emotion_settings

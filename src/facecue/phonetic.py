@@ -414,7 +414,16 @@ MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate 
 # the corners in with a negative lip stretch instead (-0.06, which also lifts them by 0.05, about
 # a full smile) read 0.425 and 5 of 9; eyes 1.6 alone 0.369, 4; the stretch alone 0.367, 4; both
 # with the jaw at 2.5, 0.391, 5; a stretch of -0.10 with eyes 2.0, 0.388 and 6 of 9 but a pout.
-EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 3.5, "eyes": 1.6}, "disgusted": {"jaw": 3.0}}
+# Sadness raises its brows 2x: its detail map drew the MEAD actors' raised inner brows as dark
+# blotches over the portrait's own brows (a bruised look on the faint-browed NASA and andrew
+# portraits), and without them (the brows cleared from the map, scripts/build_expression_detail.py)
+# the raise is the warp's. Re-read from the rendered MEAD actors (scripts/calibrate_expressiveness.py,
+# mean of 3) the brows reach 0.35 of the real level-3 raise at 1, 0.43 at 1.5, 0.47 at 2 and 0.50
+# at 2.5 (the brows saturate, MAX_BROW_TRAVEL); the old map's band read 0.46 at 1 (MediaPipe took
+# it for a raised brow). Calibration set: sad 8 / 8 / 9 / 9 of 9 (mean p 0.526 / 0.564 / 0.591 /
+# 0.615; old map at 1: 9, 0.617). 2 takes most of what the warp can add.
+EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 3.5, "eyes": 1.6}, "disgusted": {"jaw": 3.0},
+                                                 "sad": {"brows": 2.0}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # Per emotion, FACS action shapes added to its measured offsets, in canonical units at intensity 1
 # (:func:`action_shape`): ``lip_stretch`` (AU20: the mouth corners pulled sideways and down, the
@@ -492,20 +501,27 @@ def _region_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lower, brow, 1.0 - lower - brow
 
 
-def emphasis_factors(factor: str) -> np.ndarray:
-    """(8,) ``EMOTION_EMPHASIS``'s ``factor`` for each emotion (in ``EMOTIONS`` order), 1 where unset."""
-    return np.array([EMOTION_EMPHASIS.get(name, {}).get(factor, 1.0) for name in EMOTIONS], np.float64)
+def emphasis_factors(factor: str, emphasis: dict[str, dict[str, float]] | None = None) -> np.ndarray:
+    """(8,) ``factor`` of ``emphasis`` (``EMOTION_EMPHASIS``' layout; default: it) for each
+    emotion (in ``EMOTIONS`` order), 1 where unset."""
+    table = EMOTION_EMPHASIS if emphasis is None else emphasis
+    return np.array([table.get(name, {}).get(factor, 1.0) for name in EMOTIONS], np.float64)
+
+
+def _gain_map(gains: dict[str, float], emphasis: dict[str, dict[str, float]]) -> np.ndarray:
+    """(8, 478, 1) float32 :func:`emotion_gain_map` for these region gains and emphasis factors."""
+    lower, brow, eyes = _region_weights()
+    regions = {"lower": lower, "brows": brow, "eyes": eyes}
+    total = sum(gains[name] * emphasis_factors(name, emphasis)[:, None] * weight[None]
+                for name, weight in regions.items())
+    return total[..., None].astype(np.float32)
 
 
 @lru_cache(maxsize=1)
 def emotion_gain_map() -> np.ndarray:
     """(8, 478, 1) per-emotion, per-landmark gain of the emotion offsets: ``EMOTION_REGION_GAINS``
     times the emotion's ``EMOTION_EMPHASIS`` per region."""
-    lower, brow, eyes = _region_weights()
-    gains = EMOTION_REGION_GAINS
-    regions = {"lower": lower, "brows": brow, "eyes": eyes}
-    total = sum(gains[name] * emphasis_factors(name)[:, None] * weight[None] for name, weight in regions.items())
-    return total[..., None].astype(np.float32)
+    return _gain_map(EMOTION_REGION_GAINS, EMOTION_EMPHASIS)
 
 
 @lru_cache(maxsize=None)
@@ -551,13 +567,30 @@ def emotion_offsets_applied() -> np.ndarray:
     """(8, 478, 3) the emotions' offsets at intensity 1 with the region gains; a brow moved
     further than ``MAX_BROW_TRAVEL`` saturates softly (tanh) toward it, so that emotions whose
     real brows already move far (contempt, surprise) are not stretched into caricature. Then
-    each emotion's ``EMOTION_ACTIONS`` are added."""
-    gained = load_priors().emotion_offsets.astype(np.float64) * emotion_gain_map()
+    each emotion's ``EMOTION_ACTIONS`` are added. :func:`expression_offsets` with the settings
+    set now, float32."""
+    return expression_offsets().astype(np.float32)
+
+
+def expression_offsets(settings: dict | None = None) -> np.ndarray:
+    """(8, 478, 3) float64 canonical units: :func:`emotion_offsets_applied` as another set of
+    emotion settings draws it (``gains``, ``emphasis``, ``actions``: :func:`emotion_settings`'
+    layout, e.g. those a network's teacher had); a setting missing or None is the one set now."""
+    settings = settings or {}
+
+    def chosen(name: str, current):
+        value = settings.get(name)
+        return current if value is None else value
+
+    gains = chosen("gains", EMOTION_REGION_GAINS)
+    emphasis = chosen("emphasis", EMOTION_EMPHASIS)
+    gained = load_priors().emotion_offsets.astype(np.float64) * _gain_map(gains, emphasis)
     _, brow, _ = _region_weights()
     travel = np.linalg.norm(gained, axis=-1, keepdims=True)
     saturated = MAX_BROW_TRAVEL * np.tanh(travel / MAX_BROW_TRAVEL) / np.maximum(travel, 1e-9)
     factor = 1.0 + brow[None, :, None] * (saturated - 1.0)
-    return (gained * factor + emotion_action_offsets()).astype(np.float32)
+    actions = chosen("actions", None)
+    return gained * factor + (emotion_action_offsets() if actions is None else action_offsets(actions))
 
 
 @lru_cache(maxsize=1)

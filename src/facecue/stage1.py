@@ -998,7 +998,7 @@ def load_stage1(checkpoint: str | Path) -> Stage1Model:
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(path, f"weights do not match the stage-1 model ({str(exc).splitlines()[0]})") from None
     model.checkpoint_step = int(data["step"])
-    model.teacher_actions = teacher_actions(data)
+    model.teacher_expression = teacher_expression(data)
     return model.eval()
 
 
@@ -1028,6 +1028,20 @@ def teacher_actions(checkpoint_data: dict) -> dict[str, dict[str, float]]:
     record (the first bundled networks' teacher had no action shapes)."""
     actions = (checkpoint_data.get("extra") or {}).get("teacher", {}).get("actions", {})
     return {str(e): {str(k): float(v) for k, v in a.items()} for e, a in actions.items()}
+
+
+def teacher_expression(checkpoint_data: dict) -> dict:
+    """The emotion settings a stage-1 checkpoint's teacher drew its expressions with
+    (``phonetic.emotion_settings()``' ``gains``, ``emphasis`` and ``actions``), for
+    ``phonetic.expression_offsets``: the recorded ones, the action shapes as :func:`teacher_actions`;
+    gains or emphasis not recorded are None (taken as those set now)."""
+    teacher = (checkpoint_data.get("extra") or {}).get("teacher", {})
+    gains = teacher.get("gains")
+    emphasis = teacher.get("emphasis")
+    return {"gains": None if gains is None else {str(k): float(v) for k, v in gains.items()},
+            "emphasis": None if emphasis is None else {str(e): {str(k): float(v) for k, v in f.items()}
+                                                        for e, f in emphasis.items()},
+            "actions": teacher_actions(checkpoint_data)}
 
 
 def stage1_checkpoint(checkpoint: str | Path | None = None) -> Path:
@@ -1164,41 +1178,40 @@ def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> 
 
 
 def emotion_rest(identity: np.ndarray, weights: np.ndarray, intensity: float, *,
-                 actions: dict[str, dict[str, float]] | None = None) -> np.ndarray:
+                 settings: dict | None = None) -> np.ndarray:
     """(T, 478, 3) the closed-lip rest shape of each frame: ``identity`` with the emotions'
-    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it,
-    with this table of action amounts (``phonetic.EMOTION_ACTIONS``' layout; default: those set
-    now). Distinct weight rows are computed once (memory and time stay small for long audio)."""
-    from . import phonetic
-    from .phonetic import action_offsets, closed_mouth, emotion_expression, expression_scale
+    expression (per-frame ``weights`` (T, 8), ``intensity``) as the phonetic teacher builds it
+    with these emotion ``settings`` (``phonetic.expression_offsets``; default: those set now).
+    Distinct weight rows are computed once (memory and time stay small for long audio)."""
+    from .phonetic import closed_mouth, expression_offsets, expression_scale
 
     identity = np.asarray(identity, np.float64)
     ratio = expression_scale(identity)
     rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
-    table = action_offsets(phonetic.EMOTION_ACTIONS if actions is None else actions)
-    expression = emotion_expression(rows, intensity, actions=False) + intensity * np.einsum("te,ekd->tkd", rows, table)
+    expression = intensity * np.einsum("te,ekd->tkd", rows, expression_offsets(settings))
     shapes = np.stack([closed_mouth(identity + offsets * ratio) for offsets in expression])
     return shapes[np.asarray(inverse).ravel()].astype(np.float32)
 
 
-def add_emotion_actions(cues: FaceCues, weights: np.ndarray, intensity: float,
-                        learnt: dict[str, dict[str, float]] | None = None) -> FaceCues:
-    """``cues`` with the emotions' ``phonetic.EMOTION_ACTIONS`` (per-frame ``weights`` (T, 8),
-    ``intensity``) added, less the ``learnt`` ones (the action amounts the network's teacher
-    had, :func:`teacher_actions`: the network draws those already), scaled to the face like the
-    rest of its expression. Distinct weight rows are computed once. The actions move no eye
-    point, so gaze and aperture are kept."""
+def add_expression_changes(cues: FaceCues, weights: np.ndarray, intensity: float, teacher: dict | None = None
+                           ) -> FaceCues:
+    """``cues`` with what the emotions' expression set now (per-frame ``weights`` (T, 8),
+    ``intensity``) draws unlike the ``teacher``'s (the settings the network's teacher had,
+    :func:`teacher_expression`: the network draws those already): a changed action shape
+    (fear's stretched lips), region gain or brow/eye emphasis, scaled to the face like the rest
+    of its expression. Distinct weight rows are computed once. Aperture is re-measured where an
+    eye moved; gaze is kept (the irises move with their eyes' points)."""
     from dataclasses import replace
 
-    from .phonetic import action_offsets, emotion_action_offsets, expression_scale
+    from .phonetic import expression_offsets, expression_scale
 
-    offsets = emotion_action_offsets() - action_offsets(learnt or {})
+    offsets = expression_offsets() - expression_offsets(teacher)
     if not offsets.any():
         return cues
     rows, inverse = np.unique(np.round(weights, 4), axis=0, return_inverse=True)
     table = intensity * np.einsum("te,ekd->tkd", rows, offsets) * expression_scale(cues.identity)
     normalized = cues.normalized + table[np.asarray(inverse).ravel()].astype(np.float32)
-    return replace(cues, normalized=normalized)
+    return replace(cues, normalized=normalized, aperture=eye_aperture(normalized))
 
 
 def _blend_runs(runs: dict[str, FaceCues], weights: np.ndarray, emotion: str) -> FaceCues:
@@ -1310,13 +1323,13 @@ def network_cues(
     cues = runs if runs is not None else network_runs(audio, portrait_cues, schedule, intensity, checkpoint=checkpoint,
                                                        seed=seed, temperature=temperature, fps=fps, progress=progress)
     # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
-    # as the network learnt it; the action shapes (fear's stretched lips, knitted brows) its
-    # teacher did not have, or had at other amounts, are added
-    learnt = _cached(stage1_checkpoint(checkpoint), load_stage1).teacher_actions
+    # as the network learnt it; what the expression set now draws unlike its teacher's (action
+    # shapes such as fear's stretched lips, region gains, brow and eye emphasis) is added
+    teacher = _cached(stage1_checkpoint(checkpoint), load_stage1).teacher_expression
     frame_weights = emotion_weights(schedule, cues.n_frames, cues.fps)
-    rest = emotion_rest(cues.identity, frame_weights, intensity, actions=learnt)
+    rest = emotion_rest(cues.identity, frame_weights, intensity, settings=teacher)
     cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
-    cues = add_emotion_actions(cues, frame_weights, intensity, learnt)
+    cues = add_expression_changes(cues, frame_weights, intensity, teacher)
     # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING
     cues = replace(cues, normalized=limit_eye_narrowing(cues.identity, cues.normalized).astype(np.float32))
     if controls.blink_rate is None:
