@@ -22,8 +22,7 @@ disgust). Following the expression-ratio-image idea (Liu, Shan & Zhang 2001), fo
    so without it the ratio carries the brow hair's leftover movement (a dark band above the brow,
    a pale one on it), which the renderer drew as a second, painted brow over the portrait's own;
    the forehead lines above are outside the flow's reach and stay; after step 3 what is left on
-   the brows themselves is zeroed (:func:`brow_hair_mask`), the glabella between them kept (for
-   sadness too, ``BROW_CLEAR_MARGIN``, without the registration);
+   the brows themselves is zeroed (:func:`brow_hair_mask`), the glabella between them kept;
 3. the ratio of luminances (emotion / neutral median), median over the frames (speech and
    blinks average out), is band-passed (shading changes larger than ~1/20 of the face are
    removed: pose and lighting, not wrinkles) and masked to the skin (eyes, mouth, outside the
@@ -84,14 +83,7 @@ BROW_REACH = 0.15  # x eye distance: how far around the brows' hull the flow app
 # fear 3 -> 2 of 9 at 0.06 and at 0.03 (andrew's and feifeili's lost, reagan's gained; mean p
 # 0.24 -> 0.22), and 0.03 left a pale outline under the brows, so 0.06; surprise 8 of 9 at 0.03
 # (p 0.55), 7 at 0.06 (reagan's, on the edge of angry, lost), the two alike to the eye, so 0.03.
-# Sadness (not registered) is cleared too: its inner brows rise and the map drew the MEAD
-# actors' moved brow hair as dark blotches over the portrait's own inner brows, bruise-like on the
-# faint-browed NASA and andrew portraits. 0.03 left a pale outline of the brows (andrew, 512 px),
-# 0.06 a fainter one; the glabella's vertical lines stay. Calibration set, sad with its detail
-# emphasis x 2.2: 9 of 9 (mean p 0.617) before, 9 (0.561) at 0.03, 8 (0.526) at 0.06, 7 at 0.09
-# and 0.12 (0.496, 0.472); registering the brows first read 7 (0.517). The warp now raises the brows
-# further instead (phonetic.EMOTION_EMPHASIS: 9 of 9, 0.591).
-BROW_CLEAR_MARGIN = {"fear": 0.06, "surprised": 0.03, "sad": 0.06}
+BROW_CLEAR_MARGIN = {"fear": 0.06, "surprised": 0.03}
 
 
 def luminance(image: np.ndarray) -> np.ndarray:

@@ -1107,18 +1107,16 @@ def _template_face(size: int) -> np.ndarray:
     return (landmarks - eyes.mean(0)) * (0.36 * size / np.linalg.norm(eyes[1] - eyes[0])) + [size / 2, 0.45 * size]
 
 
-def test_surprise_fear_and_sad_maps_draw_no_second_brow():
+def test_surprise_and_fear_maps_draw_no_second_brow():
     """Surprise's and fear's detail maps are built with the MEAD actors' brow hair registered and
-    then the brows cleared, sadness' with the brows cleared (scripts/build_expression_detail.py):
-    they neither light the brows nor darken a band above them, which drew a painted brow over the
-    portrait's own (for fear, a pale brow-shaped band with a dark rim; for sadness, dark blotches
-    over the inner brows). Built without either, the 95th percentile of |log-ratio| on the brows
-    was 0.161 (surprise) and 0.165 (fear), and the band above averaged -0.038 and -0.042;
-    registered only, 0.063 and 0.109, -0.013 and -0.021; cleared too, 0 and 0, -0.009 and -0.007.
-    Sadness: 0.142 on the brows before, 0 cleared. The glabella (fear's knit, sadness' vertical
-    lines) and surprise's and fear's forehead lines stay: mean |log-ratio| within 0.08 eye units
-    of MediaPipe 9 and 151 is 0.026-0.047 (sadness has next to none at 151: 0.009 before and
-    after). Anger keeps its bands (0.217 on the brows)."""
+    then the brows cleared (scripts/build_expression_detail.py): they neither light the brows nor
+    darken a band above them, which drew a painted brow over the portrait's own (and, for fear,
+    a pale brow-shaped band with a dark rim). Built without either, the 95th percentile of
+    |log-ratio| on the brows was 0.161 (surprise) and 0.165 (fear), and the band above averaged
+    -0.038 and -0.042; registered only, 0.063 and 0.109, -0.013 and -0.021; cleared too, 0 and 0,
+    -0.009 and -0.007. The glabella (fear's knit) and the forehead lines stay: mean |log-ratio|
+    within 0.08 eye units of MediaPipe 9 and 151 is 0.026-0.042. Anger keeps its bands (0.217 on
+    the brows)."""
     from facecue.constants import EMOTIONS
     from facecue.render import expression_detail_maps
 
@@ -1131,11 +1129,11 @@ def test_surprise_fear_and_sad_maps_draw_no_second_brow():
     on, above = _brow_regions(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS))
     unit = np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])
     yy, xx = np.mgrid[:DETAIL_CANVAS, :DETAIL_CANVAS]
-    for emotion, kept in (("surprised", (9, 151)), ("fear", (9, 151)), ("sad", (9,))):  # glabella, forehead
+    for emotion in ("surprised", "fear"):
         cleared = maps[EMOTIONS.index(emotion)]
         assert np.percentile(np.abs(cleared[on]), 95) < 0.02, emotion
         assert cleared[above].mean() > -0.012, emotion
-        for point in kept:
+        for point in (9, 151):  # glabella, forehead
             near = np.hypot(xx - landmarks[point, 0], yy - landmarks[point, 1]) < 0.08 * unit
             assert np.abs(cleared[near]).mean() > 0.02, (emotion, point)
     assert np.percentile(np.abs(maps[EMOTIONS.index("angry")][on]), 95) > 0.15
@@ -1397,9 +1395,9 @@ def test_teeth_do_not_glow_in_an_underexposed_portrait(portrait, portrait_landma
 
 
 def test_the_bundled_detail_maps_are_what_the_build_script_makes(shared_data, tmp_path):
-    """``scripts/build_expression_detail.py --emotions fear surprised sad`` on a copy of the bundled
-    maps rebuilds those three maps (brows registered and cleared; sadness' cleared) as bundled, to
-    one quantization step, and keeps every other emotion's map bit for bit."""
+    """``scripts/build_expression_detail.py --emotions fear surprised`` on a copy of the bundled
+    maps rebuilds those two maps (brows registered and cleared) as bundled, to one quantization step, and
+    keeps every other emotion's map bit for bit."""
     import shutil
     import subprocess
     import sys
@@ -1409,13 +1407,13 @@ def test_the_bundled_detail_maps_are_what_the_build_script_makes(shared_data, tm
     copy = tmp_path / "maps.npz"
     shutil.copy(bundled, copy)
     subprocess.run([sys.executable, str(repo / "scripts" / "build_expression_detail.py"), "--data", str(shared_data),
-                    "--out", str(copy), "--emotions", "fear", "surprised", "sad"], check=True, capture_output=True)
+                    "--out", str(copy), "--emotions", "fear", "surprised"], check=True, capture_output=True)
     with np.load(bundled) as before, np.load(copy) as after:
         assert float(after["scale"]) == float(before["scale"])
         names = list(before["emotion_names"])
         for e, name in enumerate(names):
             old, new = before["log_ratio_q"][e].astype(int), after["log_ratio_q"][e].astype(int)
-            if name in ("fear", "surprised", "sad"):
+            if name in ("fear", "surprised"):
                 assert np.abs(new - old).max() <= 1
             else:
                 np.testing.assert_array_equal(new, old)

@@ -414,16 +414,7 @@ MAX_BROW_TRAVEL = 0.08  # canonical units (~7 mm): brows moved further saturate 
 # the corners in with a negative lip stretch instead (-0.06, which also lifts them by 0.05, about
 # a full smile) read 0.425 and 5 of 9; eyes 1.6 alone 0.369, 4; the stretch alone 0.367, 4; both
 # with the jaw at 2.5, 0.391, 5; a stretch of -0.10 with eyes 2.0, 0.388 and 6 of 9 but a pout.
-# Sadness raises its brows 2x: its detail map drew the MEAD actors' raised inner brows as dark
-# blotches over the portrait's own brows (a bruised look on the faint-browed NASA and andrew
-# portraits), and without them (the brows cleared from the map, scripts/build_expression_detail.py)
-# the raise is the warp's. Re-read from the rendered MEAD actors (scripts/calibrate_expressiveness.py,
-# mean of 3) the brows reach 0.35 of the real level-3 raise at 1, 0.43 at 1.5, 0.47 at 2 and 0.50
-# at 2.5 (the brows saturate, MAX_BROW_TRAVEL); the old map's band read 0.46 at 1 (MediaPipe took
-# it for a raised brow). Calibration set: sad 8 / 8 / 9 / 9 of 9 (mean p 0.526 / 0.564 / 0.591 /
-# 0.615; old map at 1: 9, 0.617). 2 takes most of what the warp can add.
-EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 3.5, "eyes": 1.6}, "disgusted": {"jaw": 3.0},
-                                                 "sad": {"brows": 2.0}}
+EMOTION_EMPHASIS: dict[str, dict[str, float]] = {"surprised": {"jaw": 3.5, "eyes": 1.6}, "disgusted": {"jaw": 3.0}}
 EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # Per emotion, FACS action shapes added to its measured offsets, in canonical units at intensity 1
 # (:func:`action_shape`): ``lip_stretch`` (AU20: the mouth corners pulled sideways and down, the
