@@ -1,6 +1,7 @@
 """Build the expression-detail maps of the mesh renderer (src/facecue/assets/expression_detail.npz).
 
 Usage: python scripts/build_expression_detail.py [--data ../shared/data] [--emotions surprised ...]
+       python scripts/build_expression_detail.py --crease-colour   (render.DETAIL_CHANNEL_EXPONENTS)
 
 ``--emotions`` rebuilds only those maps and keeps the others of ``--out`` bit for bit (their
 quantization scale is kept when the new maps fit in it): a change to one emotion's recipe then
@@ -104,6 +105,61 @@ def aligned_luminance(frames, landmarks, reference_landmarks) -> list[np.ndarray
     return out
 
 
+def aligned_colour(frames, landmarks, reference_landmarks) -> np.ndarray:
+    """Median of the frames warped onto the reference geometry, (H, W, 3) float32 RGB (+ 4, as
+    :func:`luminance`, so that log-ratios stay finite)."""
+    out = []
+    for frame, pts in zip(frames, landmarks):
+        warp = MeshRenderer(redraw_eyes=False, mouth="warp")
+        warp.prepare(frame, pts)
+        map_x, map_y, (x0, y0, x1, y1) = warp.warp_maps(reference_landmarks)
+        image = frame.astype(np.float32) + 4.0
+        aligned = image.copy()
+        aligned[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out.append(aligned)
+    return np.median(out, axis=0)
+
+
+CREASE_COLOUR_EMOTIONS = ("angry", "disgusted", "fear", "happy", "sad", "surprised")
+CREASE_MIN_LOG_RATIO = 0.03  # skin pixels whose luminance changes at least this much (log) are measured
+
+
+def crease_colour(clips: Path) -> np.ndarray:
+    """(3,) how much each of R, G, B changes with the skin's shading in real expressions:
+    per MEAD actor and emotion (``CREASE_COLOUR_EMOTIONS``), the band-passed log-ratio of each
+    colour channel (emotion median over neutral median, aligned as the maps are) regressed
+    through the origin on the luminance's, over the skin pixels whose luminance changes at least
+    ``CREASE_MIN_LOG_RATIO``; the mean over the 18 clips (``render.DETAIL_CHANNEL_EXPONENTS``).
+    Printed per clip, with the darkening and lightening pixels apart."""
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    rows = []
+    for actor in ("M030", "W009", "W011"):
+        frames_n, lm_n = clip_landmarks(next(clips.glob(f"{actor}_neutral_level*_001.mp4")))
+        ref_lm = lm_n[0]
+        neutral = aligned_colour(frames_n[::FRAME_STEP], lm_n[::FRAME_STEP], ref_lm)
+        mask = skin_detail_mask(ref_lm, neutral.shape[:2])
+        sigma = BAND_SIGMA * neutral.shape[0]
+        norm = np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
+        for emotion in CREASE_COLOUR_EMOTIONS:
+            frames, lm = clip_landmarks(next(clips.glob(f"{actor}_{emotion}_level*_001.mp4")))
+            log_ratio = np.log(aligned_colour(frames[::FRAME_STEP], lm[::FRAME_STEP], ref_lm) / neutral)
+            band = np.stack([log_ratio[..., c] - cv2.GaussianBlur(log_ratio[..., c] * mask, (0, 0), sigma) / norm
+                             for c in range(3)], axis=-1)
+            lum = band @ luma
+            fits = []
+            for chosen in (np.abs(lum) >= CREASE_MIN_LOG_RATIO, lum <= -CREASE_MIN_LOG_RATIO, lum >= CREASE_MIN_LOG_RATIO):
+                chosen &= mask > 0.5
+                x = lum[chosen]
+                fits.append([float(x @ band[..., c][chosen] / (x @ x)) for c in range(3)])
+            rows.append(fits[0])
+            print(f"{actor} {emotion}: R, G, B per unit of luminance {np.round(fits[0], 3)} (darker "
+                  f"{np.round(fits[1], 3)}, lighter {np.round(fits[2], 3)}; {int((np.abs(lum) >= CREASE_MIN_LOG_RATIO).sum())} px)",
+                  flush=True)
+    mean = np.mean(rows, axis=0)
+    print(f"mean over {len(rows)} clips: {np.round(mean, 3)}; luma of it {float(mean @ luma):.3f}")
+    return mean
+
+
 def eye_distance(landmarks: np.ndarray) -> float:
     """Outer eye-corner distance of (478, 2+) landmarks, pixels."""
     return float(np.linalg.norm(landmarks[RIGHT_EYE_CORNERS[0], :2] - landmarks[LEFT_EYE_CORNERS[0], :2]))
@@ -172,7 +228,12 @@ def main() -> None:
     parser.add_argument("--preview", type=Path, default=None, help="also write a PNG of the maps")
     parser.add_argument("--emotions", nargs="+", choices=EMOTIONS[1:], default=None,
                         help="rebuild only these emotions' maps; the others are kept from --out (default: all)")
+    parser.add_argument("--crease-colour", action="store_true",
+                        help="measure how skin colour changes with shading instead (render.DETAIL_CHANNEL_EXPONENTS)")
     args = parser.parse_args()
+    if args.crease_colour:
+        crease_colour(args.data / "mead_clips")
+        return
     rebuilt = tuple(args.emotions or EMOTIONS[1:])
     if args.emotions and not args.out.is_file():
         raise SystemExit(f"{args.out}: --emotions keeps the other maps of this file, and it does not exist")

@@ -771,6 +771,50 @@ def test_expression_detail_darkens_the_brow_furrow_for_angry(portrait, portrait_
     assert np.array_equal(angry[outside], base[outside])  # nothing changes off the face
 
 
+def test_detail_shades_skin_in_its_own_colour():
+    """The detail's log-luminance change moves R, G and B by ``DETAIL_CHANNEL_EXPONENTS`` (real
+    MEAD creases: blue and green darken more than red, ridges lighten the other way), keeping
+    the luminance change: on skin-coloured pixels the luma ratio is exp(change) to 1.5 %."""
+    from facecue.render import DETAIL_CHANNEL_EXPONENTS, LUMA_WEIGHTS, _detail_gain_rgb
+
+    exponents = np.array(DETAIL_CHANNEL_EXPONENTS)
+    assert exponents @ LUMA_WEIGHTS == pytest.approx(1.0, abs=0.005)
+    assert exponents[0] < exponents[1] < exponents[2]
+    skin = np.array([200.0, 150.0, 120.0])
+    for change in (-0.3, -0.1, 0.1):
+        gain = _detail_gain_rgb(np.full((2, 3), change, np.float32))
+        assert gain.shape == (2, 3, 3) and gain.dtype == np.float32
+        ratios = gain[0, 0]
+        np.testing.assert_allclose(ratios, np.exp(change * exponents), rtol=1e-6)
+        assert (skin * ratios) @ LUMA_WEIGHTS / (skin @ LUMA_WEIGHTS) == pytest.approx(np.exp(change), rel=0.015)
+        if change < 0:
+            assert ratios[2] < ratios[1] < ratios[0] < 1.0  # a crease: warmer and darker
+        else:
+            assert 1.0 < ratios[0] < ratios[1] < ratios[2]
+
+
+def test_an_angry_furrow_darkens_blue_more_than_red(portrait, portrait_landmarks):
+    """Rendered with and without anger's detail (the same landmarks): the pixels the furrows darken
+    lose a larger share of their blue than of their red, and their luminance as the map says."""
+    from facecue.constants import EMOTIONS
+    from facecue.render import expression_detail_maps
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps")
+    engine = MeshRenderer()
+    engine.prepare(portrait, portrait_landmarks)
+    base = engine.render_frame(portrait_landmarks).astype(np.float64)
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[EMOTIONS.index("angry")] = 1.0
+    engine.set_expression(weights)
+    angry = engine.render_frame(portrait_landmarks).astype(np.float64)
+    lit = base.min(axis=2) > 40  # away from clipping and the quantization of dark pixels
+    ratio = np.where(lit[..., None], (angry + 0.5) / (base + 0.5), 1.0)
+    darkened = lit & (luminance(angry) < 0.88 * luminance(base))
+    assert darkened.sum() > 50
+    assert np.median(ratio[darkened][:, 2]) < np.median(ratio[darkened][:, 0]) - 0.01
+
+
 def test_mesh_coordinate_maps_are_the_identity_between_the_same_face(portrait_landmarks):
     from facecue.render import mesh_coordinate_maps
 

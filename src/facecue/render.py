@@ -1644,6 +1644,27 @@ DETAIL_HOLE_MARGIN = (0.07, 0.05)  # (eyes, mouth)
 DETAIL_FOREHEAD = 0.3
 
 
+# How far each of R, G, B moves per unit of the detail's log-luminance change: skin darkens in a
+# crease by losing blue and green more than red (light that enters it scatters out reddened), and
+# lightens on a ridge the other way. Measured on the real MEAD expressions the maps come from
+# (`scripts/build_expression_detail.py --crease-colour`: each channel's band-passed log-ratio
+# regressed on the luminance's, mean of 3 actors x 6 emotions; the darker and lighter pixels
+# alike; luma-weighted mean 1.000, so the luminance change, all the recogniser sees, stays).
+# Changing the three channels alike drew creases grey, and a dark patch on pink skin bluish-grey
+# (sadness' inner brows on the NASA portrait, 512 px).
+DETAIL_CHANNEL_EXPONENTS = (0.906, 1.026, 1.114)
+
+
+def _detail_gain_rgb(log_gain: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float32 multipliers of R, G, B for a (h, w) float32 log-luminance change:
+    ``exp(log_gain * DETAIL_CHANNEL_EXPONENTS[c])`` (channel by channel into one array, then one
+    exp: cv2.transform or merge into three channels cost 2-4x as much)."""
+    out = np.empty((*log_gain.shape, 3), np.float32)
+    for channel, exponent in enumerate(DETAIL_CHANNEL_EXPONENTS):
+        np.multiply(log_gain, np.float32(exponent), out=out[..., channel])
+    return np.exp(out, out=out)
+
+
 def _brow_weight(pts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(h, w) float32, 0..1: where ``EMOTION_DETAIL_EMPHASIS`` applies, for landmarks ``pts``
     (478, 3) in the same pixels. Heights are taken along the face's up direction (across the line
@@ -2358,7 +2379,7 @@ class MeshRenderer(Renderer):
                 patch = region[fy0:fy1, fx0:fx1]
                 # cv2 multiplies the uint8 pixels by the float gain and rounds and saturates the
                 # products itself (numpy: a float copy of the patch, then three more passes)
-                patch[...] = cv2.multiply(patch, _per_channel(np.exp(log_gain)), dtype=cv2.CV_8U)
+                patch[...] = cv2.multiply(patch, _detail_gain_rgb(log_gain), dtype=cv2.CV_8U)
         _soften_folds(region, map_x, map_y, coarse)
         if self._lids:
             for lid in self._lids:
