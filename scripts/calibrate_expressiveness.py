@@ -237,7 +237,7 @@ def dated(results: dict) -> str:
 def write(out: Path, results: dict) -> None:
     import facecue.phonetic as phonetic
     import facecue.render as render
-    from build_expression_detail import BROW_CLEAR_MARGIN, BROW_REGISTERED
+    from build_expression_detail import BROW_CLEAR_MARGIN, BROW_REGISTERED, BROW_SOFTEN
 
     lines = ["# Calibration of expressiveness (calibration material only)", "",
              f"Made by `python scripts/calibrate_expressiveness.py` ({dated(results)}). The reported figures, on "
@@ -270,7 +270,8 @@ def write(out: Path, results: dict) -> None:
                   "Renderer per emotion: *detail x* multiplies the detail gain on the brows "
                   "(`render.EMOTION_DETAIL_EMPHASIS`; maps built with the MEAD actors' brow hair registered: "
                   f"{', '.join(BROW_REGISTERED)}, and the brows then cleared: "
-                  f"{', '.join(f'{e} {m:g}' for e, m in BROW_CLEAR_MARGIN.items())} eye units, "
+                  f"{', '.join(f'{e} {m:g}' for e, m in BROW_CLEAR_MARGIN.items())} eye units; the brows "
+                  f"softened: {', '.join(f'{e} {m:g}' for e, m in BROW_SOFTEN.items())} eye units, "
                   "`scripts/build_expression_detail.py`), "
                   "*teeth bared* is how far the emotion bares "
                   "the synthesized teeth (`render.EMOTION_TEETH_BARED`); emotions not named: 1 and 0. The lip "

@@ -1183,6 +1183,50 @@ def test_surprise_and_fear_maps_draw_no_second_brow():
     assert np.percentile(np.abs(maps[EMOTIONS.index("angry")][on]), 95) > 0.15
 
 
+def test_sad_map_darkens_the_brows_softly():
+    """Sadness' detail map is softened on the brows (scripts/build_expression_detail.py,
+    BROW_SOFTEN): the actors' moved brow hair drew hair-shaped dark arcs over the portrait's own
+    brows. Its fine structure there (the map less itself blurred by 0.02 eye units, 95th
+    percentile) is 0.023 (0.060 unsoftened, anger's 0.067), and the brows still darken on
+    average (-0.015)."""
+    import cv2
+
+    from facecue.constants import EMOTIONS
+    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks, expression_detail_maps
+
+    maps = expression_detail_maps()
+    if maps is None:
+        pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
+    landmarks = canonical_detail_landmarks()
+    on, _ = _brow_regions(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS))
+    unit = np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])
+
+    def fine(emotion: str) -> float:
+        detail = maps[EMOTIONS.index(emotion)]
+        return float(np.percentile(np.abs(detail - cv2.GaussianBlur(detail, (0, 0), 0.02 * unit))[on], 95))
+
+    assert fine("sad") < 0.035 < 0.05 < fine("angry")
+    assert maps[EMOTIONS.index("sad")][on].mean() < -0.01
+
+
+def test_soften_brows_blurs_the_brows_only():
+    """``soften_brows`` (the detail maps' build) on facecue's canonical canvas: a sharp stripe
+    across a brow comes out blurred there, and the map is bit for bit itself away from the brows."""
+    build = _build_expression_detail()
+    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks
+
+    landmarks = canonical_detail_landmarks()
+    canvas = np.zeros((DETAIL_CANVAS, DETAIL_CANVAS), np.float32)
+    brow = landmarks[105, :2].round().astype(int)  # a point on the subject's right brow
+    chin = landmarks[152, :2].round().astype(int)
+    canvas[brow[1] - 1 : brow[1] + 2, :] = -0.2  # a 3-pixel dark stripe across the face
+    canvas[chin[1] - 1 : chin[1] + 2, :] = -0.2
+    softened = build.soften_brows(canvas, 0.02)
+    assert softened[brow[1], brow[0]] > -0.15  # spread out on the brow
+    assert softened[brow[1] - 3, brow[0]] < -0.005
+    np.testing.assert_array_equal(softened[chin[1] - 1 : chin[1] + 2], canvas[chin[1] - 1 : chin[1] + 2])
+
+
 @pytest.mark.parametrize("margin", [0.03, 0.06])
 def test_brow_hair_mask_covers_the_brows_not_the_glabella_or_forehead(margin):
     """``brow_hair_mask`` (the detail maps' build) on facecue's template face: 1 on the brows and
@@ -1439,9 +1483,9 @@ def test_teeth_do_not_glow_in_an_underexposed_portrait(portrait, portrait_landma
 
 
 def test_the_bundled_detail_maps_are_what_the_build_script_makes(shared_data, tmp_path):
-    """``scripts/build_expression_detail.py --emotions fear surprised`` on a copy of the bundled
-    maps rebuilds those two maps (brows registered and cleared) as bundled, to one quantization step, and
-    keeps every other emotion's map bit for bit."""
+    """``scripts/build_expression_detail.py --emotions fear surprised sad`` on a copy of the bundled
+    maps rebuilds those three maps (fear's and surprise's brows registered and cleared, sadness'
+    softened) as bundled, to one quantization step, and keeps every other emotion's map bit for bit."""
     import shutil
     import subprocess
     import sys
@@ -1451,13 +1495,13 @@ def test_the_bundled_detail_maps_are_what_the_build_script_makes(shared_data, tm
     copy = tmp_path / "maps.npz"
     shutil.copy(bundled, copy)
     subprocess.run([sys.executable, str(repo / "scripts" / "build_expression_detail.py"), "--data", str(shared_data),
-                    "--out", str(copy), "--emotions", "fear", "surprised"], check=True, capture_output=True)
+                    "--out", str(copy), "--emotions", "fear", "surprised", "sad"], check=True, capture_output=True)
     with np.load(bundled) as before, np.load(copy) as after:
         assert float(after["scale"]) == float(before["scale"])
         names = list(before["emotion_names"])
         for e, name in enumerate(names):
             old, new = before["log_ratio_q"][e].astype(int), after["log_ratio_q"][e].astype(int)
-            if name in ("fear", "surprised"):
+            if name in ("fear", "surprised", "sad"):
                 assert np.abs(new - old).max() <= 1
             else:
                 np.testing.assert_array_equal(new, old)
