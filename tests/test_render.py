@@ -1151,6 +1151,20 @@ def _template_face(size: int) -> np.ndarray:
     return (landmarks - eyes.mean(0)) * (0.36 * size / np.linalg.norm(eyes[1] - eyes[0])) + [size / 2, 0.45 * size]
 
 
+def _bundled_maps_and_brows():
+    """The bundled detail maps (8, C, C) on the canonical canvas (the test skips without them),
+    the canvas' landmarks, its brows and the band above them (``_brow_regions``), and its eye
+    distance in canvas pixels."""
+    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks, expression_detail_maps
+
+    maps = expression_detail_maps()
+    if maps is None:
+        pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
+    landmarks = canonical_detail_landmarks()
+    on, above = _brow_regions(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS))
+    return maps, landmarks, on, above, float(np.linalg.norm(landmarks[33, :2] - landmarks[263, :2]))
+
+
 def test_surprise_and_fear_maps_draw_no_second_brow():
     """Surprise's and fear's detail maps are built with the MEAD actors' brow hair registered and
     then the brows cleared (scripts/build_expression_detail.py): they neither light the brows nor
@@ -1162,16 +1176,9 @@ def test_surprise_and_fear_maps_draw_no_second_brow():
     within 0.08 eye units of MediaPipe 9 and 151 is 0.026-0.042. Anger keeps its bands (0.217 on
     the brows)."""
     from facecue.constants import EMOTIONS
-    from facecue.render import expression_detail_maps
+    from facecue.render import DETAIL_CANVAS
 
-    maps = expression_detail_maps()
-    if maps is None:
-        pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
-    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks
-
-    landmarks = canonical_detail_landmarks()
-    on, above = _brow_regions(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS))
-    unit = np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])
+    maps, landmarks, on, above, unit = _bundled_maps_and_brows()
     yy, xx = np.mgrid[:DETAIL_CANVAS, :DETAIL_CANVAS]
     for emotion in ("surprised", "fear"):
         cleared = maps[EMOTIONS.index(emotion)]
@@ -1192,14 +1199,8 @@ def test_sad_map_darkens_the_brows_softly():
     import cv2
 
     from facecue.constants import EMOTIONS
-    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks, expression_detail_maps
 
-    maps = expression_detail_maps()
-    if maps is None:
-        pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
-    landmarks = canonical_detail_landmarks()
-    on, _ = _brow_regions(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS))
-    unit = np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])
+    maps, _, on, _, unit = _bundled_maps_and_brows()
 
     def fine(emotion: str) -> float:
         detail = maps[EMOTIONS.index(emotion)]
