@@ -56,6 +56,7 @@ from facecue.landmarks import track_landmarks  # noqa: E402
 from facecue.render import (  # noqa: E402
     DETAIL_CANVAS,
     DETAIL_KIND,
+    LUMA_WEIGHTS,
     MeshRenderer,
     canonical_detail_landmarks,
     mesh_coordinate_maps,
@@ -103,33 +104,28 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) + 4.0
 
 
+def warped_onto(frame: np.ndarray, landmarks: np.ndarray, reference_landmarks: np.ndarray,
+                image: np.ndarray) -> np.ndarray:
+    """``image`` (float32, of ``frame``'s size: its luminance or colours) warped along the mesh
+    from ``frame``'s geometry (``landmarks``) onto the reference's; unchanged outside the warp."""
+    warp = MeshRenderer(redraw_eyes=False, mouth="warp")
+    warp.prepare(frame, landmarks)
+    map_x, map_y, (x0, y0, x1, y1) = warp.warp_maps(reference_landmarks)
+    aligned = image.copy()
+    aligned[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return aligned
+
+
 def aligned_luminance(frames, landmarks, reference_landmarks) -> list[np.ndarray]:
     """Each frame warped onto the reference geometry (luminance, float32)."""
-    out = []
-    for frame, pts in zip(frames, landmarks):
-        warp = MeshRenderer(redraw_eyes=False, mouth="warp")
-        warp.prepare(frame, pts)
-        map_x, map_y, (x0, y0, x1, y1) = warp.warp_maps(reference_landmarks)
-        lum = luminance(frame)
-        aligned = lum.copy()
-        aligned[y0:y1, x0:x1] = cv2.remap(lum, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out.append(aligned)
-    return out
+    return [warped_onto(frame, pts, reference_landmarks, luminance(frame)) for frame, pts in zip(frames, landmarks)]
 
 
 def aligned_colour(frames, landmarks, reference_landmarks) -> np.ndarray:
     """Median of the frames warped onto the reference geometry, (H, W, 3) float32 RGB (+ 4, as
     :func:`luminance`, so that log-ratios stay finite)."""
-    out = []
-    for frame, pts in zip(frames, landmarks):
-        warp = MeshRenderer(redraw_eyes=False, mouth="warp")
-        warp.prepare(frame, pts)
-        map_x, map_y, (x0, y0, x1, y1) = warp.warp_maps(reference_landmarks)
-        image = frame.astype(np.float32) + 4.0
-        aligned = image.copy()
-        aligned[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out.append(aligned)
-    return np.median(out, axis=0)
+    return np.median([warped_onto(frame, pts, reference_landmarks, frame.astype(np.float32) + 4.0)
+                      for frame, pts in zip(frames, landmarks)], axis=0)
 
 
 CREASE_COLOUR_EMOTIONS = ("angry", "disgusted", "fear", "happy", "sad", "surprised")
@@ -143,7 +139,7 @@ def crease_colour(clips: Path) -> np.ndarray:
     through the origin on the luminance's, over the skin pixels whose luminance changes at least
     ``CREASE_MIN_LOG_RATIO``; the mean over the 18 clips (``render.DETAIL_CHANNEL_EXPONENTS``).
     Printed per clip, with the darkening and lightening pixels apart."""
-    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    luma = LUMA_WEIGHTS
     rows = []
     for actor in ("M030", "W009", "W011"):
         frames_n, lm_n = clip_landmarks(next(clips.glob(f"{actor}_neutral_level*_001.mp4")))
