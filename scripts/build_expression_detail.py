@@ -104,6 +104,14 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) + 4.0
 
 
+def skin_band_pass(log_ratio: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) ``log_ratio`` less its low frequencies (Gaussian ``sigma`` pixels), estimated inside
+    the skin ``mask`` only (a normalized blur): the eyes, mouth and background do not leak into
+    the skin's low-frequency estimate."""
+    low = cv2.GaussianBlur(log_ratio * mask, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
+    return log_ratio - low
+
+
 def warped_onto(frame: np.ndarray, landmarks: np.ndarray, reference_landmarks: np.ndarray,
                 image: np.ndarray) -> np.ndarray:
     """``image`` (float32, of ``frame``'s size: its luminance or colours) warped along the mesh
@@ -139,7 +147,6 @@ def crease_colour(clips: Path) -> np.ndarray:
     through the origin on the luminance's, over the skin pixels whose luminance changes at least
     ``CREASE_MIN_LOG_RATIO``; the mean over the 18 clips (``render.DETAIL_CHANNEL_EXPONENTS``).
     Printed per clip, with the darkening and lightening pixels apart."""
-    luma = LUMA_WEIGHTS
     rows = []
     for actor in ("M030", "W009", "W011"):
         frames_n, lm_n = clip_landmarks(next(clips.glob(f"{actor}_neutral_level*_001.mp4")))
@@ -147,24 +154,21 @@ def crease_colour(clips: Path) -> np.ndarray:
         neutral = aligned_colour(frames_n[::FRAME_STEP], lm_n[::FRAME_STEP], ref_lm)
         mask = skin_detail_mask(ref_lm, neutral.shape[:2])
         sigma = BAND_SIGMA * neutral.shape[0]
-        norm = np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
         for emotion in CREASE_COLOUR_EMOTIONS:
             frames, lm = clip_landmarks(next(clips.glob(f"{actor}_{emotion}_level*_001.mp4")))
             log_ratio = np.log(aligned_colour(frames[::FRAME_STEP], lm[::FRAME_STEP], ref_lm) / neutral)
-            band = np.stack([log_ratio[..., c] - cv2.GaussianBlur(log_ratio[..., c] * mask, (0, 0), sigma) / norm
-                             for c in range(3)], axis=-1)
-            lum = band @ luma
-            fits = []
-            for chosen in (np.abs(lum) >= CREASE_MIN_LOG_RATIO, lum <= -CREASE_MIN_LOG_RATIO, lum >= CREASE_MIN_LOG_RATIO):
-                chosen &= mask > 0.5
-                x = lum[chosen]
-                fits.append([float(x @ band[..., c][chosen] / (x @ x)) for c in range(3)])
+            band = np.stack([skin_band_pass(log_ratio[..., c], mask, sigma) for c in range(3)], axis=-1)
+            lum = band @ LUMA_WEIGHTS
+            skin = mask > 0.5
+            selections = [skin & (np.abs(lum) >= CREASE_MIN_LOG_RATIO), skin & (lum <= -CREASE_MIN_LOG_RATIO),
+                          skin & (lum >= CREASE_MIN_LOG_RATIO)]
+            fits = [[float(lum[chosen] @ band[..., c][chosen] / (lum[chosen] @ lum[chosen])) for c in range(3)]
+                    for chosen in selections]
             rows.append(fits[0])
             print(f"{actor} {emotion}: R, G, B per unit of luminance {np.round(fits[0], 3)} (darker "
-                  f"{np.round(fits[1], 3)}, lighter {np.round(fits[2], 3)}; {int((np.abs(lum) >= CREASE_MIN_LOG_RATIO).sum())} px)",
-                  flush=True)
+                  f"{np.round(fits[1], 3)}, lighter {np.round(fits[2], 3)}; {int(selections[0].sum())} px)", flush=True)
     mean = np.mean(rows, axis=0)
-    print(f"mean over {len(rows)} clips: {np.round(mean, 3)}; luma of it {float(mean @ luma):.3f}")
+    print(f"mean over {len(rows)} clips: {np.round(mean, 3)}; luma of it {float(mean @ LUMA_WEIGHTS):.3f}")
     return mean
 
 
@@ -274,10 +278,7 @@ def main() -> None:
                 aligned = register_brows(aligned, neutral, ref_lm)
             log_ratio = np.log(aligned / neutral)
             sigma = BAND_SIGMA * size
-            # band-pass inside the skin mask only (normalized blur): the eyes, mouth and
-            # background do not leak into the skin's low-frequency estimate
-            low = cv2.GaussianBlur(log_ratio * mask, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(mask, (0, 0), sigma), 1e-3)
-            detail = np.clip((log_ratio - low) * mask, *MAX_LOG_RATIO)
+            detail = np.clip(skin_band_pass(log_ratio, mask, sigma) * mask, *MAX_LOG_RATIO)
             if emotion in BROW_CLEAR_MARGIN:
                 detail *= 1.0 - brow_hair_mask(ref_lm, detail.shape, BROW_CLEAR_MARGIN[emotion])
             canvas = to_canvas(detail, ref_lm)

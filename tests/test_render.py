@@ -795,7 +795,7 @@ def test_detail_shades_skin_in_its_own_colour():
 
 def test_an_angry_furrow_darkens_blue_more_than_red(portrait, portrait_landmarks):
     """Rendered with and without anger's detail (the same landmarks): the pixels the furrows darken
-    lose a larger share of their blue than of their red, and their luminance as the map says."""
+    lose a larger share of their blue than of their red."""
     from facecue.constants import EMOTIONS
     from facecue.render import expression_detail_maps
 

@@ -1199,8 +1199,9 @@ def add_expression_changes(cues: FaceCues, weights: np.ndarray, intensity: float
     ``intensity``) draws unlike the ``teacher``'s (the settings the network's teacher had,
     :func:`teacher_expression`: the network draws those already): a changed action shape
     (fear's stretched lips), region gain or brow/eye emphasis, scaled to the face like the rest
-    of its expression. Distinct weight rows are computed once. Aperture is re-measured where an
-    eye moved; gaze is kept (the irises move with their eyes' points)."""
+    of its expression. Distinct weight rows are computed once. When anything is added the
+    aperture is re-measured (an eye may have moved); gaze is kept (the irises move with their
+    eyes' points)."""
     from dataclasses import replace
 
     from .phonetic import expression_offsets, expression_scale
