@@ -720,9 +720,10 @@ def detail_at_half(portrait, landmarks, emotion: str):
 def test_detail_emphasis_deepens_an_emotions_brow_wrinkles_only(portrait, portrait_landmarks):
     """Sadness' wrinkles are drawn EMOTION_DETAIL_EMPHASIS x as deep as its maps at DETAIL_GAIN on
     the brows and forehead, and at DETAIL_GAIN from the eyes down (lids and cheeks); no pixel is
-    lightened more than DETAIL_MAX_LIGHTEN."""
+    lightened more than DETAIL_MAX_LIGHTEN, and less on the portrait's highlights
+    (``_spare_highlights``)."""
     from facecue.constants import EMOTIONS
-    from facecue.render import DETAIL_MAX_LIGHTEN, EMOTION_DETAIL_EMPHASIS
+    from facecue.render import DETAIL_MAX_LIGHTEN, EMOTION_DETAIL_EMPHASIS, _spare_highlights
 
     engine, factor, base = detail_at_half(portrait, portrait_landmarks, "sad")
     _, origin = engine._detail
@@ -732,8 +733,12 @@ def test_detail_emphasis_deepens_an_emotions_brow_wrinkles_only(portrait, portra
     brows = engine._detail_brows
     assert brows.max() == 1.0 and brows.min() == 0.0
     lighten = DETAIL_MAX_LIGHTEN
-    np.testing.assert_allclose(factor[brows == 1], np.minimum(deep, lighten)[brows == 1], atol=1e-4)
-    np.testing.assert_allclose(factor[brows == 0], np.minimum(base, lighten)[brows == 0], atol=1e-5)
+    capped = np.where(brows == 1, np.minimum(deep, lighten), np.minimum(base, lighten)).astype(np.float32)
+    spared = capped.copy()
+    _spare_highlights(spared, engine._detail_texture)
+    assert (spared < capped - 0.01).sum() > 50  # this portrait's highlights are lit less
+    np.testing.assert_allclose(factor[brows == 1], spared[brows == 1], atol=1e-4)
+    np.testing.assert_allclose(factor[brows == 0], spared[brows == 0], atol=1e-5)
     # lightening capped where the maps ask for more, creases kept
     assert deep.max() > lighten and factor.max() <= lighten + 1e-6 and factor.min() < 0
     # the glabella (between the inner brow ends) is deepened, the nose tip (MediaPipe 1) is not
@@ -791,6 +796,55 @@ def test_detail_shades_skin_in_its_own_colour():
             assert ratios[2] < ratios[1] < ratios[0] < 1.0  # a crease: warmer and darker
         else:
             assert 1.0 < ratios[0] < ratios[1] < ratios[2]
+
+
+def test_lightening_is_compressed_below_full_scale_on_highlights():
+    """The detail's lightening of a pixel whose brightest channel would pass DETAIL_LIGHTEN_KNEE is
+    compressed toward full scale (it stays lit, never darker than it was, and below full scale
+    even at the strongest lightening); darker pixels and darkening keep their gain."""
+    from facecue.render import DETAIL_CHANNEL_EXPONENTS, DETAIL_LIGHTEN_KNEE, DETAIL_MAX_LIGHTEN, _spare_highlights
+
+    levels = np.arange(0, 256, dtype=np.uint8)
+    patch = np.repeat(np.stack([levels, levels // 2, levels // 3], axis=-1)[None], 3, axis=0)  # (3, 256, 3), R brightest
+    gains = np.array([DETAIL_MAX_LIGHTEN, 0.05, -0.2], np.float32)[:, None] * np.ones(256, np.float32)
+    spared = gains.copy()
+    _spare_highlights(spared, patch)
+    exponent = max(DETAIL_CHANNEL_EXPONENTS)
+    lit = levels / 255.0 * np.exp(gains[0] * exponent)
+    below = lit <= DETAIL_LIGHTEN_KNEE
+    assert below.sum() > 150 and (~below).sum() > 20
+    np.testing.assert_array_equal(spared[0, below], gains[0, below])  # lit below the knee: unchanged
+    np.testing.assert_array_equal(spared[2], gains[2])  # darkening: unchanged
+    assert (spared[0, ~below] < gains[0, ~below]).all() and (spared[:2] >= 0).all()
+    after = levels[1:] / 255.0 * np.exp(spared[0, 1:] * exponent)
+    assert after[:-1].max() < 1.0 and np.all(np.diff(after) > 0)  # unclipped pixels stay below full scale, in order
+    assert spared[0, 255] == 0.0  # a clipped pixel is not lit further
+
+
+def test_a_bright_portrait_is_not_blown_out_by_the_detail(portrait, portrait_landmarks, monkeypatch):
+    """On a portrait brightened until its skin nears full scale, anger's detail (which lights the
+    cheeks) clips far fewer pixels at 255 with the highlight shoulder than without it."""
+    from facecue import render
+    from facecue.constants import EMOTIONS
+
+    if render.expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps")
+    bright = np.clip(portrait.astype(np.float32) * (245.0 / np.percentile(portrait, 99)), 0, 255).astype(np.uint8)
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[EMOTIONS.index("angry")] = 1.0
+
+    def clipped(knee: float) -> int:
+        monkeypatch.setattr(render, "DETAIL_LIGHTEN_KNEE", knee)
+        engine = MeshRenderer()
+        engine.prepare(bright, portrait_landmarks)
+        base = engine.render_frame(portrait_landmarks)
+        engine.set_expression(weights)
+        frame = engine.render_frame(portrait_landmarks)
+        return int(((frame.max(axis=2) == 255) & (base.max(axis=2) < 255)).sum())
+
+    knee = render.DETAIL_LIGHTEN_KNEE
+    without, spared = clipped(1.0), clipped(knee)
+    assert without > 100 and spared < 0.2 * without
 
 
 def test_an_angry_furrow_darkens_blue_more_than_red(portrait, portrait_landmarks):
