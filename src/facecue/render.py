@@ -1663,11 +1663,11 @@ DETAIL_CHANNEL_EXPONENTS = (0.906, 1.026, 1.114)
 # curve does) instead of clipping; darkening and pixels lit below the knee are unchanged. It is
 # applied once per set of emotion weights, to the factor on the portrait's own pixels. On the 4
 # brightest report portraits (512 px crops), face-skin pixels at 250 or more went 9.8 -> 3.0 % for
-# angry and 6.5 -> 2.3 % for happy (neutral, the portraits' own: 1.9 %). On the calibration set sad read 9 ->
-# 8 of 9 (W009's smiling frame, p(sad) 0.36 -> 0.29, now angry: it read sadness partly from blown
-# patches), the other readings the same, every mean p within 0.01; scaling the lightening by the
-# headroom above 0.75 or 0.85 instead, or a shoulder at 0.9, lost the same reading. The report set
-# reads 16/30 as before (docs/MODEL_CARD.md).
+# angry and 6.5 -> 2.3 % for happy (neutral, the portraits' own: 1.9 %). On the calibration set sad
+# read 9 -> 8 of 9 (W009's smiling frame, whose skin is near full scale: p(sad) 0.36 -> 0.29, now
+# angry; the blown patches had counted toward sadness), the other readings the same, every mean p
+# within 0.01; scaling the lightening by the headroom above 0.75 or 0.85 instead, or a shoulder at
+# 0.9, lost the same reading. The report set reads 16/30 as before (docs/MODEL_CARD.md).
 DETAIL_LIGHTEN_KNEE = 0.85
 
 
