@@ -322,6 +322,76 @@ def test_expressions_never_narrow_the_eyes_below_the_limit(portrait_cues):
     assert blinking.aperture.min() < 0.3 * own.min()
 
 
+def _lip_heights(shapes: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 9) upper and lower lip heights (outer to inner edge, canonical y) at the outer edges'
+    points (corners left out), the inner edge interpolated there along ``base``'s x (as
+    ``limit_lip_thinning`` measures)."""
+    from facecue.phonetic import LOWER_LIP_INNER, LOWER_LIP_OUTER, UPPER_LIP_INNER, UPPER_LIP_OUTER
+
+    shapes = np.asarray(shapes, np.float64)
+    heights = []
+    for outer, inner, outward in ((UPPER_LIP_OUTER, UPPER_LIP_INNER, -1), (LOWER_LIP_OUTER, LOWER_LIP_INNER, 1)):
+        inner = np.array(inner)[np.argsort(base[list(inner), 0])]
+        at = base[list(outer[1:-1]), 0]
+        inner_y = np.apply_along_axis(lambda ys: np.interp(at, base[inner, 0], ys), -1, shapes[..., inner, 1])
+        heights.append(outward * (shapes[..., list(outer[1:-1]), 1] - inner_y))
+    return heights[0], heights[1]
+
+
+def test_a_lip_is_never_thinned_below_the_limit(portrait_cues):
+    """An offset that pushes the upper lip's outer edge down through its inner edge (the lip
+    inside out) is undone down to MIN_LIP_HEIGHT of the rest shape's lip, by moving the outer edge
+    back up; the inner edges (the mouth's opening) and the face away from the lips do not move, and
+    lips as thick as the rest shape's or thicker are left exactly as they are."""
+    from facecue.phonetic import MIN_LIP_HEIGHT, UPPER_LIP_OUTER, limit_lip_thinning, portrait_rest_shape
+
+    base = portrait_rest_shape(portrait_cues.normalized[0]).astype(np.float64)
+    rest_upper, rest_lower = _lip_heights(base, base)
+    assert (rest_upper > 0.005).all() and (rest_lower > 0.005).all()
+    shapes = np.repeat(base[None], 3, axis=0)
+    shapes[1, list(UPPER_LIP_OUTER[1:-1]), 1] += 1.5 * rest_upper.max()  # inside out
+    shapes[2, :, 1] += 0.05  # moved, not thinned
+    shapes[2, list(UPPER_LIP_OUTER[1:-1]), 1] -= 0.01  # and a thicker upper lip
+    limited = limit_lip_thinning(base, shapes)
+    np.testing.assert_array_equal(limited[[0, 2]], shapes[[0, 2]])
+    upper, lower = _lip_heights(limited[1], base)
+    assert _lip_heights(shapes[1], base)[0].max() < 0
+    np.testing.assert_allclose(upper, MIN_LIP_HEIGHT * rest_upper, atol=0.002)
+    np.testing.assert_allclose(lower, rest_lower, atol=1e-9)
+    from facecue.phonetic import LOWER_LIP_INNER, UPPER_LIP_INNER
+
+    kept = list(UPPER_LIP_INNER) + list(LOWER_LIP_INNER) + [1, 4, 152, 33, 263]  # nose, chin, eye corners
+    np.testing.assert_array_equal(limited[1, kept], shapes[1, kept])
+
+
+def test_speech_keeps_a_thin_upper_lip(portrait_cues, monkeypatch):
+    """Sad and happy speech thin the upper lip by fixed amounts; on a portrait whose upper lip is half
+    as high, the phonetic cues keep it at MIN_LIP_HEIGHT of the portrait's at least, and the mouth
+    opens exactly as it would without the limit."""
+    import facecue.phonetic as phonetic
+    from facecue.phonetic import MIN_LIP_HEIGHT, UPPER_LIP_OUTER, portrait_rest_shape
+
+    normalized = portrait_cues.normalized.copy()
+    rest = portrait_rest_shape(normalized[0])
+    upper, _ = _lip_heights(rest, rest)
+    normalized[:, list(UPPER_LIP_OUTER[1:-1]), 1] += 0.5 * upper  # a thin upper lip
+    thin = dataclasses.replace(portrait_cues, normalized=normalized)
+    audio = (0.1 * np.sin(np.arange(16000 * 2) * 2 * np.pi * 150 / 16000)).astype(np.float32)
+    phones = [Phone("AA", 0.0, 0.5), Phone("M", 0.5, 0.6), Phone("AE", 0.6, 1.2), Phone("SIL", 1.2, 2.0)]
+    for emotion in ("sad", "happy"):
+        cues = phonetic_cues(audio, thin, emotion, 1.0, phones=phones, controls=CueControls(blink_rate=0))
+        own, _ = _lip_heights(cues.identity, cues.identity)
+        heights, _ = _lip_heights(cues.normalized, cues.identity)
+        assert (heights >= MIN_LIP_HEIGHT * own - 0.002).all(), emotion
+        monkeypatch.setattr(phonetic, "limit_lip_thinning", lambda base, shapes: shapes)
+        unlimited = phonetic_cues(audio, thin, emotion, 1.0, phones=phones, controls=CueControls(blink_rate=0))
+        monkeypatch.undo()
+        assert (_lip_heights(unlimited.normalized, cues.identity)[0] < MIN_LIP_HEIGHT * own - 0.01).any(), emotion
+        gap = cues.normalized[:, INNER_LIP_MID[1], 1] - cues.normalized[:, INNER_LIP_MID[0], 1]
+        np.testing.assert_allclose(gap, unlimited.normalized[:, INNER_LIP_MID[1], 1]
+                                   - unlimited.normalized[:, INNER_LIP_MID[0], 1], atol=1e-6)
+
+
 def test_emotion_emphasis_scales_one_emotions_region_and_jaw_only():
     import facecue.phonetic as phonetic
     from facecue.constants import EMOTIONS

@@ -24,6 +24,7 @@ from .constants import (
     LEFT_UPPER_LID,
     MOUTH_CORNERS,
     N_LANDMARKS,
+    N_MESH_POINTS,
     RIGHT_UPPER_LID,
     SAMPLE_RATE,
 )
@@ -48,7 +49,7 @@ from .inputs import (
     parse_emotion_schedule,
     parse_gaze,
 )
-from .motion import close_eyes, drop_lower_lip, lower_upper_lip, open_mouth
+from .motion import LOWER_LIP, UPPER_LIP, close_eyes, drop_lower_lip, lower_upper_lip, open_mouth
 
 PRIORS_KIND = "facecue.cue_priors"
 PRIORS_VERSION = 3
@@ -659,6 +660,68 @@ def limit_eye_narrowing(base: np.ndarray, shapes: np.ndarray, min_fraction: floa
     return shapes
 
 
+# Lip contours (MediaPipe indices), corner to corner: the vermilion's outer and inner edges
+# (motion.UPPER_LIP is the upper lip's two, corners included; motion.LOWER_LIP the lower's, without)
+UPPER_LIP_OUTER, UPPER_LIP_INNER = UPPER_LIP[:11], UPPER_LIP[11:]
+LOWER_LIP_OUTER = UPPER_LIP_OUTER[:1] + LOWER_LIP[:9] + UPPER_LIP_OUTER[-1:]
+LOWER_LIP_INNER = UPPER_LIP_INNER[:1] + LOWER_LIP[9:] + UPPER_LIP_INNER[-1:]
+# ... and every point of each lip: the edges and the two rows of the mesh between them
+UPPER_LIP_POINTS = UPPER_LIP_OUTER + UPPER_LIP_INNER + (76, 184, 74, 73, 72, 11, 302, 303, 304, 408, 306,
+                                                       62, 183, 42, 41, 38, 12, 268, 271, 272, 407, 292)
+LOWER_LIP_POINTS = LOWER_LIP_OUTER + LOWER_LIP_INNER + (96, 89, 179, 86, 15, 316, 403, 319, 325,
+                                                       77, 90, 180, 85, 16, 315, 404, 320, 307)
+# A lip keeps at least this fraction of the portrait's height (outer to inner edge, at every point
+# along the mouth). The expression offsets and speech shapes move the lips' edges by fixed amounts,
+# measured on the MEAD actors' lips (an upper lip ~0.09 canonical units high): happiness, sadness
+# and disgust thin the upper lip by 0.024-0.032 and wide vowels by ~0.1 of their gap, so on a
+# thin-lipped portrait the upper lip went to nothing or turned inside out: at its 5th percentile,
+# -0.14 / -0.19 of the portrait's (the Obama portrait's 0.051, happy / sad speech; inside out in
+# 20 / 38 % of frames) and 0.23 / 0.20 (NASA's 0.066). Real level-3 speech thins it to 0.35-0.8
+# of the same clip's closed frames at the 1st percentile (the 24 MEAD clips, MediaPipe; W011's
+# fear the thinnest). The inner edges are not moved: the mouth opens as before.
+MIN_LIP_HEIGHT = 0.4
+LIP_SKIN_FOLLOW = 0.06  # canonical units: how far beyond a moved outer edge the skin follows it
+
+
+@lru_cache(maxsize=4)
+def _contour_interpolation(contour_x: tuple[float, ...], x: tuple[float, ...]) -> np.ndarray:
+    """(len(x), len(contour_x)) weights: linear interpolation of values given at ``contour_x``
+    (ascending) at ``x`` (held constant beyond the ends), as a matrix."""
+    return np.stack([np.interp(x, contour_x, unit) for unit in np.eye(len(contour_x))], axis=1)
+
+
+def limit_lip_thinning(base: np.ndarray, shapes: np.ndarray, min_fraction: float = MIN_LIP_HEIGHT) -> np.ndarray:
+    """(T, 478, 3) ``shapes`` whose upper or lower lip is thinner (outer to inner edge, vertically,
+    at any point between the mouth corners) than ``min_fraction`` of the lip of ``base`` (478, 3),
+    with that lip's outer edge moved outward until it is that thick there; the lip between its
+    edges follows in proportion, the skin beyond the outer edge fading over ``LIP_SKIN_FOLLOW``.
+    The inner edges, and so the mouth's opening, stay where they are."""
+    shapes = np.array(shapes, dtype=np.float64)
+    base = np.asarray(base, np.float64)
+    x, y = base[:N_MESH_POINTS, 0], base[:N_MESH_POINTS, 1]
+    for outer, inner, outward, other in ((UPPER_LIP_OUTER, UPPER_LIP_INNER, -1.0, LOWER_LIP_POINTS),
+                                         (LOWER_LIP_OUTER, LOWER_LIP_INNER, 1.0, UPPER_LIP_POINTS)):
+        lines = []
+        for contour in (outer, inner):
+            order = np.argsort(base[list(contour), 0], kind="stable")
+            ids = np.array(contour)[order]
+            matrix = _contour_interpolation(tuple(base[ids, 0]), tuple(x))  # (468, 11)
+            lines.append((ids, matrix))
+        (outer_ids, outer_m), (inner_ids, inner_m) = lines
+        line_o, line_i = outer_m @ base[outer_ids, 1], inner_m @ base[inner_ids, 1]
+        height = outward * (line_o - line_i)  # (468,) the portrait's lip height above/below each x
+        between = (x > base[list(outer), 0].min()) & (x < base[list(outer), 0].max()) & (height > 1e-6)
+        fraction = np.where(between, (y - line_i) / np.where(between, line_o - line_i, 1.0), -1.0)
+        beyond = outward * (y - line_o)
+        weight = np.where((fraction >= 0) & (fraction <= 1), fraction,
+                          np.where(beyond > 0, np.clip(1.0 - beyond / LIP_SKIN_FOLLOW, 0.0, 1.0), 0.0)) * between
+        weight[list(other)] = 0.0  # closed lips touch: the other lip's inner edge can sit on this one's
+        now = outward * (shapes[:, outer_ids, 1] @ outer_m.T - shapes[:, inner_ids, 1] @ inner_m.T)  # (T, 468)
+        lacking = np.clip(min_fraction * height[None] - now, 0.0, None)
+        shapes[:, :N_MESH_POINTS, 1] += outward * lacking * weight[None]
+    return shapes
+
+
 def set_emotion_region_gains(**gains: float) -> None:
     """Change ``EMOTION_REGION_GAINS`` (``brows``, ``eyes``, ``lower``) for this process, e.g. to
     try settings while calibrating (scripts/calibrate_expressiveness.py)."""
@@ -855,6 +918,7 @@ def assemble_cues(
     if opening is not None:
         gap = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1] - REST_LIP_GAP
         normalized = normalized + np.clip(gap, 0.0, None)[:, None, None] * opening
+    normalized = limit_lip_thinning(base, normalized)
     normalized = close_eyes(normalized, closure, reference=base)
     head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]
     if len(head) < n_frames:  # a shorter reference pose holds its last value

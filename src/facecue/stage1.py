@@ -1314,7 +1314,8 @@ def network_cues(
     """
     from dataclasses import replace
 
-    from .phonetic import CueControls, apply_controls, default_blink_rate, emotion_weights, limit_eye_narrowing
+    from .phonetic import (CueControls, apply_controls, default_blink_rate, emotion_weights, limit_eye_narrowing,
+                           limit_lip_thinning)
 
     schedule = parse_emotion_schedule(emotion)
     controls = controls or CueControls()
@@ -1331,8 +1332,10 @@ def network_cues(
     rest = emotion_rest(cues.identity, frame_weights, intensity, settings=teacher)
     cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
     cues = add_expression_changes(cues, frame_weights, intensity, teacher)
-    # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING
-    cues = replace(cues, normalized=limit_eye_narrowing(cues.identity, cues.normalized).astype(np.float32))
+    # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING nor thins
+    # a lip below MIN_LIP_HEIGHT
+    shapes = limit_lip_thinning(cues.identity, limit_eye_narrowing(cues.identity, cues.normalized))
+    cues = replace(cues, normalized=shapes.astype(np.float32))
     if controls.blink_rate is None:
         rate = default_blink_rate(emotion_weights(schedule, cues.n_frames, cues.fps))
         controls = replace(controls, blink_rate=rate)
