@@ -338,7 +338,7 @@ def _lip_heights(shapes: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.n
     return heights[0], heights[1]
 
 
-def test_a_lip_is_never_thinned_below_the_limit(portrait_cues):
+def test_a_lip_is_never_thinned_below_the_limit(portrait_cues, monkeypatch):
     """An offset that pushes the upper lip's outer edge down through its inner edge (the lip
     inside out) is undone down to MIN_LIP_HEIGHT of the rest shape's lip, by moving the outer edge
     back up; the inner edges (the mouth's opening) and the face away from the lips do not move, and
@@ -362,6 +362,10 @@ def test_a_lip_is_never_thinned_below_the_limit(portrait_cues):
 
     kept = list(UPPER_LIP_INNER) + list(LOWER_LIP_INNER) + [1, 4, 152, 33, 263]  # nose, chin, eye corners
     np.testing.assert_array_equal(limited[1, kept], shapes[1, kept])
+    import facecue.phonetic as phonetic
+
+    monkeypatch.setattr(phonetic, "LIP_LIMIT_CHUNK", 2)  # long speech is measured a chunk of frames at a time
+    np.testing.assert_array_equal(limit_lip_thinning(base, shapes), limited)
 
 
 def test_speech_keeps_a_thin_upper_lip(portrait_cues, monkeypatch):
@@ -383,7 +387,7 @@ def test_speech_keeps_a_thin_upper_lip(portrait_cues, monkeypatch):
         own, _ = _lip_heights(cues.identity, cues.identity)
         heights, _ = _lip_heights(cues.normalized, cues.identity)
         assert (heights >= MIN_LIP_HEIGHT * own - 0.002).all(), emotion
-        monkeypatch.setattr(phonetic, "limit_lip_thinning", lambda base, shapes: shapes)
+        monkeypatch.setattr(phonetic, "lift_thin_lips", lambda base, shapes: None)
         unlimited = phonetic_cues(audio, thin, emotion, 1.0, phones=phones, controls=CueControls(blink_rate=0))
         monkeypatch.undo()
         assert (_lip_heights(unlimited.normalized, cues.identity)[0] < MIN_LIP_HEIGHT * own - 0.01).any(), emotion

@@ -695,8 +695,18 @@ def limit_lip_thinning(base: np.ndarray, shapes: np.ndarray, min_fraction: float
     at any point between the mouth corners) than ``min_fraction`` of the lip of ``base`` (478, 3),
     with that lip's outer edge moved outward until it is that thick there; the lip between its
     edges follows in proportion, the skin beyond the outer edge fading over ``LIP_SKIN_FOLLOW``.
-    The inner edges, and so the mouth's opening, stay where they are."""
+    The inner edges, and so the mouth's opening, stay where they are. A new float64 array; see
+    :func:`lift_thin_lips` to change one in place."""
     shapes = np.array(shapes, dtype=np.float64)
+    lift_thin_lips(base, shapes, min_fraction)
+    return shapes
+
+
+LIP_LIMIT_CHUNK = 1024  # frames measured at a time (long speech: bounded temporary memory)
+
+
+def lift_thin_lips(base: np.ndarray, shapes: np.ndarray, min_fraction: float = MIN_LIP_HEIGHT) -> None:
+    """:func:`limit_lip_thinning` in place on ``shapes`` ((T, 478, 3) float64)."""
     base = np.asarray(base, np.float64)
     x, y = base[:N_MESH_POINTS, 0], base[:N_MESH_POINTS, 1]
     for outer, inner, outward, other in ((UPPER_LIP_OUTER, UPPER_LIP_INNER, -1.0, LOWER_LIP_POINTS),
@@ -716,10 +726,15 @@ def limit_lip_thinning(base: np.ndarray, shapes: np.ndarray, min_fraction: float
         weight = np.where((fraction >= 0) & (fraction <= 1), fraction,
                           np.where(beyond > 0, np.clip(1.0 - beyond / LIP_SKIN_FOLLOW, 0.0, 1.0), 0.0)) * between
         weight[list(other)] = 0.0  # closed lips touch: the other lip's inner edge can sit on this one's
-        now = outward * (shapes[:, outer_ids, 1] @ outer_m.T - shapes[:, inner_ids, 1] @ inner_m.T)  # (T, 468)
-        lacking = np.clip(min_fraction * height[None] - now, 0.0, None)
-        shapes[:, :N_MESH_POINTS, 1] += outward * lacking * weight[None]
-    return shapes
+        moved = np.flatnonzero(weight)
+        floor = min_fraction * height[moved]
+        outer_m, inner_m = outer_m[moved], inner_m[moved]
+        for start in range(0, len(shapes), LIP_LIMIT_CHUNK):
+            part = shapes[start : start + LIP_LIMIT_CHUNK]
+            now = outward * (part[:, outer_ids, 1] @ outer_m.T - part[:, inner_ids, 1] @ inner_m.T)  # (t, moved)
+            lacking = np.clip(floor[None] - now, 0.0, None)
+            if lacking.any():
+                part[:, moved, 1] += outward * lacking * weight[moved][None]
 
 
 def set_emotion_region_gains(**gains: float) -> None:
@@ -918,7 +933,7 @@ def assemble_cues(
     if opening is not None:
         gap = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1] - REST_LIP_GAP
         normalized = normalized + np.clip(gap, 0.0, None)[:, None, None] * opening
-    normalized = limit_lip_thinning(base, normalized)
+    lift_thin_lips(base, normalized)  # normalized is this function's own float64 array
     normalized = close_eyes(normalized, closure, reference=base)
     head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]
     if len(head) < n_frames:  # a shorter reference pose holds its last value

@@ -1314,8 +1314,8 @@ def network_cues(
     """
     from dataclasses import replace
 
-    from .phonetic import (CueControls, apply_controls, default_blink_rate, emotion_weights, limit_eye_narrowing,
-                           limit_lip_thinning)
+    from .phonetic import (CueControls, apply_controls, default_blink_rate, emotion_weights, lift_thin_lips,
+                           limit_eye_narrowing)
 
     schedule = parse_emotion_schedule(emotion)
     controls = controls or CueControls()
@@ -1334,7 +1334,8 @@ def network_cues(
     cues = add_expression_changes(cues, frame_weights, intensity, teacher)
     # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING nor thins
     # a lip below MIN_LIP_HEIGHT
-    shapes = limit_lip_thinning(cues.identity, limit_eye_narrowing(cues.identity, cues.normalized))
+    shapes = limit_eye_narrowing(cues.identity, cues.normalized)  # a new float64 array
+    lift_thin_lips(cues.identity, shapes)
     cues = replace(cues, normalized=shapes.astype(np.float32))
     if controls.blink_rate is None:
         rate = default_blink_rate(emotion_weights(schedule, cues.n_frames, cues.fps))
