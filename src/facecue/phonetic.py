@@ -683,30 +683,22 @@ MIN_LIP_HEIGHT = 0.4
 LIP_SKIN_FOLLOW = 0.06  # canonical units: how far beyond a moved outer edge the skin follows it
 
 
-@lru_cache(maxsize=4)
-def _contour_interpolation(contour_x: tuple[float, ...], x: tuple[float, ...]) -> np.ndarray:
+def _contour_interpolation(contour_x: np.ndarray, x: np.ndarray) -> np.ndarray:
     """(len(x), len(contour_x)) weights: linear interpolation of values given at ``contour_x``
     (ascending) at ``x`` (held constant beyond the ends), as a matrix."""
     return np.stack([np.interp(x, contour_x, unit) for unit in np.eye(len(contour_x))], axis=1)
-
-
-def limit_lip_thinning(base: np.ndarray, shapes: np.ndarray, min_fraction: float = MIN_LIP_HEIGHT) -> np.ndarray:
-    """(T, 478, 3) ``shapes`` whose upper or lower lip is thinner (outer to inner edge, vertically,
-    at any point between the mouth corners) than ``min_fraction`` of the lip of ``base`` (478, 3),
-    with that lip's outer edge moved outward until it is that thick there; the lip between its
-    edges follows in proportion, the skin beyond the outer edge fading over ``LIP_SKIN_FOLLOW``.
-    The inner edges, and so the mouth's opening, stay where they are. A new float64 array; see
-    :func:`lift_thin_lips` to change one in place."""
-    shapes = np.array(shapes, dtype=np.float64)
-    lift_thin_lips(base, shapes, min_fraction)
-    return shapes
 
 
 LIP_LIMIT_CHUNK = 1024  # frames measured at a time (long speech: bounded temporary memory)
 
 
 def lift_thin_lips(base: np.ndarray, shapes: np.ndarray, min_fraction: float = MIN_LIP_HEIGHT) -> None:
-    """:func:`limit_lip_thinning` in place on ``shapes`` ((T, 478, 3) float64)."""
+    """Change ``shapes`` ((T, 478, 3) float64) in place where its upper or lower lip is thinner
+    (outer to inner edge, vertically, at any point between the mouth corners) than
+    ``min_fraction`` of the lip of ``base`` (478, 3): that lip's outer edge is moved outward until
+    it is that thick there; the lip between its edges follows in proportion, the skin beyond the
+    outer edge fading over ``LIP_SKIN_FOLLOW``. The inner edges, and so the mouth's opening, stay
+    where they are."""
     base = np.asarray(base, np.float64)
     x, y = base[:N_MESH_POINTS, 0], base[:N_MESH_POINTS, 1]
     for outer, inner, outward, other in ((UPPER_LIP_OUTER, UPPER_LIP_INNER, -1.0, LOWER_LIP_POINTS),
@@ -715,7 +707,7 @@ def lift_thin_lips(base: np.ndarray, shapes: np.ndarray, min_fraction: float = M
         for contour in (outer, inner):
             order = np.argsort(base[list(contour), 0], kind="stable")
             ids = np.array(contour)[order]
-            matrix = _contour_interpolation(tuple(base[ids, 0]), tuple(x))  # (468, 11)
+            matrix = _contour_interpolation(base[ids, 0], x)  # (468, 11)
             lines.append((ids, matrix))
         (outer_ids, outer_m), (inner_ids, inner_m) = lines
         line_o, line_i = outer_m @ base[outer_ids, 1], inner_m @ base[inner_ids, 1]
@@ -727,14 +719,14 @@ def lift_thin_lips(base: np.ndarray, shapes: np.ndarray, min_fraction: float = M
                           np.where(beyond > 0, np.clip(1.0 - beyond / LIP_SKIN_FOLLOW, 0.0, 1.0), 0.0)) * between
         weight[list(other)] = 0.0  # closed lips touch: the other lip's inner edge can sit on this one's
         moved = np.flatnonzero(weight)
-        floor = min_fraction * height[moved]
+        floor, weight = min_fraction * height[moved], weight[moved]
         outer_m, inner_m = outer_m[moved], inner_m[moved]
         for start in range(0, len(shapes), LIP_LIMIT_CHUNK):
             part = shapes[start : start + LIP_LIMIT_CHUNK]
             now = outward * (part[:, outer_ids, 1] @ outer_m.T - part[:, inner_ids, 1] @ inner_m.T)  # (t, moved)
             lacking = np.clip(floor[None] - now, 0.0, None)
             if lacking.any():
-                part[:, moved, 1] += outward * lacking * weight[moved][None]
+                part[:, moved, 1] += outward * lacking * weight[None]
 
 
 def set_emotion_region_gains(**gains: float) -> None:

@@ -2300,7 +2300,7 @@ class MeshRenderer(Renderer):
                         maps[e] = np.minimum(maps[e], 0.0) * (1.0 - lids)
                 self._detail = (maps, np.array([fx0, fy0], np.float32))
                 self._detail_brows = _brow_weight(local, maps.shape[1:])
-                self._detail_texture = np.ascontiguousarray(texture[fy0:fy1, fx0:fx1])  # the skin the maps light
+                self._detail_texture = texture[fy0:fy1, fx0:fx1]  # the skin the maps light (a view)
         self._prepared = True
 
     def set_expression(self, weights: np.ndarray | None) -> None:
