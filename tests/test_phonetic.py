@@ -208,6 +208,25 @@ def test_contempt_is_one_sided():
     assert lift > 0.01
 
 
+def test_two_sided_expressions_are_symmetric():
+    """Every emotion but contempt moves both sides alike: its offsets equal their mirror image,
+    so the lips' middle (and the teeth drawn on it) stays on the face's midline. (The mirror map
+    pairs 10 of the template's crowded inner-lip points with a neighbour of their partner, which
+    leaves under 2 % of the norm there; the lips' middle points are their own partners.)"""
+    from facecue.cues import mirror_shape
+
+    priors = load_priors()
+    for shapes in (priors.emotion_offsets, priors.emotion_opening):
+        for index, emotion in enumerate(EMOTIONS):
+            offsets = shapes[index].astype(np.float64)
+            asymmetric = offsets - mirror_shape(offsets)
+            if emotion == "contempt":
+                assert np.abs(asymmetric).max() > 0.01
+            elif emotion != "neutral":
+                assert np.linalg.norm(asymmetric) < 0.03 * np.linalg.norm(offsets), emotion  # was 0.22-1.05
+                assert np.abs(offsets[[*INNER_LIP_MID, 0, 17], 0]).max() < 1e-6, emotion
+
+
 def test_emotional_speech_opens_the_mouth_wider(portrait_cues, bob_speech):
     """Level-3 angry, fear and surprised speech moves the jaw more than neutral speech (MEAD), sad does not."""
     audio, text = bob_speech

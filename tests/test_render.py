@@ -1560,3 +1560,24 @@ def test_the_bundled_detail_maps_are_what_the_build_script_makes(shared_data, tm
                 assert np.abs(new - old).max() <= 1
             else:
                 np.testing.assert_array_equal(new, old)
+
+
+def test_upper_teeth_hang_below_the_rest_faces_upper_lip(portrait, portrait_landmarks, portrait_cues):
+    """The bundled portrait smiles with parted lips; the cues' rest shape lets its upper lip down
+    (phonetic.portrait_rest_shape). The synthesized upper teeth hang below that resting lip
+    (``rest_landmarks``), so a speaking mouth shows them; hung from the portrait's raised lip they
+    stayed hidden behind the lowered one. Without ``rest_landmarks`` nothing changes."""
+    from facecue.phonetic import open_mouth, portrait_rest_shape
+
+    rest_shape = portrait_rest_shape(portrait_cues.normalized[0])
+    rest = edited(portrait_cues, rest_shape)
+    unit = np.linalg.norm(portrait_landmarks[33, :2] - portrait_landmarks[263, :2])
+    assert rest[13, 1] - portrait_landmarks[13, 1] > 0.04 * unit  # the resting upper lip is lower
+    target = edited(portrait_cues, open_mouth(rest_shape, 0.15))
+    hung, raised = (next(render(portrait, portrait_landmarks, [target], mouth="synthesize", rest_landmarks=r))
+                    for r in (rest, None))
+    x, y = (int(round(c)) for c in target[13, :2])
+    below_lip = (slice(y + 1, y + 1 + max(2, int(0.02 * unit))), slice(x - 1, x + 2))
+    assert luminance(hung)[below_lip].mean() > luminance(raised)[below_lip].mean() + 40
+    same = next(render(portrait, portrait_landmarks, [target], mouth="synthesize", rest_landmarks=portrait_landmarks))
+    np.testing.assert_array_equal(same, raised)

@@ -165,7 +165,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .constants import SAMPLE_RATE
     from .cues import FaceCues
     from .errors import InputError
-    from .render import detect_portrait_landmarks, driving_landmarks, render, renderer_options
+    from .render import (detect_portrait_landmarks, drives_as_is, driving_landmarks, render, renderer_options,
+                         rest_face_landmarks)
 
     portrait = Path(args.portrait)
     if io.media_kind(portrait) != "image":
@@ -191,8 +192,10 @@ def cmd_render(args: argparse.Namespace) -> int:
                     len(audio) / SAMPLE_RATE, cues.duration_s)
     from .progress import progress_bar
 
+    # cues made on this portrait rest as they say (a smiling portrait's lips closed): the teeth hang there
+    rest = rest_face_landmarks(portrait_cues, cues) if drives_as_is(portrait_cues, cues, args.retarget) else None
     frames = progress_bar(render(image, points, landmarks, renderer=args.renderer, output_size=args.size,
-                                 full=args.full, progress=False, **options),
+                                 full=args.full, progress=False, rest_landmarks=rest, **options),
                           enabled=not args.quiet, total=cues.n_frames, desc="render", unit="frame", leave=False)
     with io.VideoWriter(args.output, cues.fps, audio=audio) as writer:
         for frame in frames:

@@ -270,14 +270,15 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
     def read_probes(scale: float, rest: float, picks: np.ndarray) -> np.ndarray:
         from .inputs import parse_emotion_schedule
         from .phonetic import emotion_weights
-        from .render import render, renderer_options
+        from .render import render, renderer_options, rest_face_landmarks
 
         cues = cues_with(scale, rest)
         points = relocate(cues.normalized[picks], cues.scale[picks], cues.rotation[picks], cues.translation[picks])
         expression = emotion_weights(parse_emotion_schedule(config.emotion), cues.n_frames, config.fps)[picks]
         options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize")
         frames = render(image, portrait_cues.landmarks()[0], points, renderer=config.renderer,
-                        output_size=output_size, full=config.full, expression=expression * config.intensity, **options)
+                        output_size=output_size, full=config.full, expression=expression * config.intensity,
+                        rest_landmarks=rest_face_landmarks(portrait_cues, cues), **options)
         return read_gaps(np.stack(list(frames)))
 
     probes = read_probes if config.renderer == "mesh" else None
@@ -453,7 +454,7 @@ def generate(
         # started now, not earlier: they would compete with the landmarks and the cues for the cores
         # and add to the memory peak of the cues; their start-up overlaps the portrait's preparation
         render_workers = start_render_workers(config, n_frames / config.fps, workers, stack)
-        from .render import render, renderer_options
+        from .render import render, renderer_options, rest_face_landmarks
 
         # the mouth starts closed here: an open portrait's own teeth would be stretched between lip
         # positions they were never seen at (render's module doc)
@@ -465,7 +466,7 @@ def generate(
         expression = emotion_weights(parse_emotion_schedule(config.emotion), n_frames, config.fps) * config.intensity
         frames = render(image, portrait_cues.landmarks()[0], landmark_frames(cues), renderer=config.renderer,
                         output_size=output_size, full=config.full, progress=False, expression=expression,
-                        workers=render_workers, **options)
+                        workers=render_workers, rest_landmarks=rest_face_landmarks(portrait_cues, cues), **options)
         frames = progress_bar(frames, enabled=progress, total=n_frames, desc="render", unit="frame", leave=False)
         with io.VideoWriter(output, config.fps, audio=samples, audio_sample_rate=SAMPLE_RATE) as writer:
             for frame in frames:

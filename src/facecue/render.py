@@ -1280,10 +1280,16 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     tint = photo_tint(image, skin_rgb)
     if tint is not None:
         chroma = 0.0
-    nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
-    skull_offset = (float(frame.upper(frame.midline_u)) - nose_v) / unit
-    return _MouthModel(is_open, frame, skull_offset, unit, split, brightness, chroma,
+    return _MouthModel(is_open, frame, _skull_offset(pts, topo), unit, split, brightness, chroma,
                        tuple(float(c) for c in tint) if tint is not None else (1.0, 1.0, 1.0))
+
+
+def _skull_offset(pts: np.ndarray, topo: MeshTopology) -> float:
+    """How far the upper inner lip's middle sits below the nose base (landmark 2) in the face
+    ``pts`` (478, 3) pixels, along the mouth's v axis, eye units: where the upper teeth hang from."""
+    frame = _MouthFrame.of(pts, topo)
+    nose_v = float(frame.uv(*pts[NOSE_BASE, :2])[1])
+    return (float(frame.upper(frame.midline_u)) - nose_v) / _eye_unit(pts)
 
 
 def photo_tint(image: np.ndarray, skin_rgb: np.ndarray | None = None) -> np.ndarray | None:
@@ -2308,6 +2314,19 @@ class MeshRenderer(Renderer):
         strength of each emotion's wrinkles and folds. None or zeros: none."""
         self._expression = np.zeros(0, np.float32) if weights is None else np.asarray(weights, np.float32).ravel()
 
+    def set_rest_face(self, landmarks: np.ndarray) -> None:
+        """The face at rest as the cues start from it, ``(478, 3)`` pixels in the prepared image
+        (lips closed, a smiling portrait's smile taken off): the synthesized upper teeth hang
+        ``TEETH_HEIGHT`` below its upper lip. Without it they hang below the portrait's own upper
+        lip, which a smile with parted lips raises: the Obama and NASA portraits' upper lips
+        rest 0.076 and 0.057 eye units lower in the cues, and neutral speech showed no upper
+        teeth. Call after :meth:`prepare`."""
+        if not self._prepared:
+            raise RuntimeError("prepare() the renderer first")
+        if self._mouth is not None:
+            points = check_landmarks(landmarks, "rest landmarks").astype(np.float64)
+            self._mouth.skull_offset = _skull_offset(points, self.topo)
+
     def _teeth_bared(self) -> float:
         """0..1: how far the current emotion weights bare the teeth (``EMOTION_TEETH_BARED``)."""
         weights = self._expression[: len(EMOTION_TEETH_BARED)]
@@ -2506,6 +2525,7 @@ def render(
     progress: bool = False,
     expression: np.ndarray | None = None,
     workers=None,
+    rest_landmarks: np.ndarray | None = None,
     **options,
 ) -> Iterator[np.ndarray]:
     """Render the portrait driven by relocated landmarks, frame by frame.
@@ -2521,6 +2541,9 @@ def render(
     progress : report progress (:func:`facecue.progress.progress_bar`)
     expression : optional (T, 8) per-frame emotion weights, intensity included (``EMOTIONS``
         order): how strongly each emotion's wrinkles and folds show, for renderers that draw them
+    rest_landmarks : optional (478, 3) float pixels of the portrait's face at rest as the cues
+        start from it (lips closed, its own smile taken off): where renderers that draw a mouth
+        interior hang the upper teeth (default: ``portrait_landmarks``)
     workers : render in that many worker processes (an int), or in running
         :class:`facecue.parallel.RenderWorkers`, while the caller consumes the frames (same
         frames, same order); only for renderers with ``parallel = True``. None or 0: here.
@@ -2541,7 +2564,10 @@ def render(
     if not identity:
         image = warp_portrait(image, matrix, size)
         points = _transform_points(points, matrix)
+    rest = None if rest_landmarks is None else check_landmarks(rest_landmarks, "rest landmarks")
     engine.prepare(image, points)
+    if rest is not None and hasattr(engine, "set_rest_face"):
+        engine.set_rest_face(rest if identity else _transform_points(rest, matrix))
     total = len(landmark_sequence) if hasattr(landmark_sequence, "__len__") else None
 
     draws_expression = expression is not None and hasattr(engine, "set_expression")
@@ -2682,12 +2708,28 @@ def same_face(portrait_cues, driving_cues, tolerance: float = 0.08) -> bool:
     return bool(np.median(distance) < tolerance * face_size(own))
 
 
+def rest_face_landmarks(portrait_cues, cues) -> np.ndarray:
+    """(478, 3) float32 pixels: the rest shape ``cues`` start from (``cues.identity``; facecue's
+    cue models: lips closed, the portrait's own smile taken off), placed where the face of
+    ``portrait_cues`` (its first frame) is; :func:`render`'s ``rest_landmarks``."""
+    from .cues import relocate
+
+    return relocate(cues.identity[None], portrait_cues.scale[:1], portrait_cues.rotation[:1],
+                    portrait_cues.translation[:1])[0]
+
+
 def driving_landmarks(portrait_cues, driving_cues, retarget: str = "auto") -> np.ndarray:
     """The (T, 478, 3) landmarks that drive the portrait: the cues' own landmarks when they were
     made on this portrait (``retarget="auto"`` and :func:`same_face`, or ``"never"``), else
     :func:`retarget_cues` (``"always"``)."""
-    if retarget not in ("auto", "always", "never"):
-        raise InputError(None, f"retarget must be 'auto', 'always' or 'never', got {retarget!r}")
-    if retarget == "never" or (retarget == "auto" and same_face(portrait_cues, driving_cues)):
+    if drives_as_is(portrait_cues, driving_cues, retarget):
         return driving_cues.landmarks().astype(np.float32)
     return retarget_cues(portrait_cues, driving_cues)
+
+
+def drives_as_is(portrait_cues, driving_cues, retarget: str = "auto") -> bool:
+    """Whether :func:`driving_landmarks` uses the cues' own landmarks (made on this portrait, or
+    ``retarget="never"``) rather than retargeting them."""
+    if retarget not in ("auto", "always", "never"):
+        raise InputError(None, f"retarget must be 'auto', 'always' or 'never', got {retarget!r}")
+    return retarget == "never" or (retarget == "auto" and same_face(portrait_cues, driving_cues))
