@@ -272,3 +272,23 @@ def test_face_cues_rejects_wrong_shapes(portrait_landmarks):
     with pytest.raises(InputError, match="gaze"):
         FaceCues(cues.normalized, cues.scale, cues.rotation, cues.translation, cues.gaze[:-1], cues.aperture,
                  cues.valid, cues.identity, 25.0, (512, 512))
+
+
+def test_mirror_indices_pair_each_point_with_its_mirror_partner():
+    """Its own inverse, the midline fixed, and MediaPipe's named contours (FACEMESH_LIPS, eyes)
+    mapped onto their mirror contours point for point: the inner lips' crowded corners included,
+    which the nearest mirrored point paired with the next ring (78 -> 292, 80 -> 272, ...)."""
+    from facecue.cues import mirror_indices, mirror_shape
+
+    mirror = mirror_indices()
+    assert np.array_equal(mirror[mirror], np.arange(N_LANDMARKS))
+    for midline in (0, 1, 2, 13, 14, 17, 152, 10, 168):
+        assert mirror[midline] == midline
+    upper_inner = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]  # MediaPipe's lipsUpperInner
+    lower_inner = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
+    upper_outer = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291]
+    for contour in (upper_inner, lower_inner, upper_outer):
+        assert list(mirror[contour]) == contour[::-1]
+    assert mirror[33] == 263 and mirror[133] == 362 and mirror[LEFT_IRIS[0]] == RIGHT_IRIS[0]
+    shape = np.random.default_rng(0).normal(size=(N_LANDMARKS, 3))
+    np.testing.assert_allclose(mirror_shape(mirror_shape(shape)), shape)

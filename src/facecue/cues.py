@@ -125,15 +125,38 @@ def default_template() -> FaceTemplate:
 # --- similarity fit ------------------------------------------------------------------------
 
 
+# Weight of mesh agreement against distance (canonical units) when pairing mirror points: one
+# neighbour that maps onto a neighbour outweighs 0.01 of distance.
+MIRROR_MESH_WEIGHT = 0.01
+
+
 @lru_cache(maxsize=1)
 def mirror_indices() -> np.ndarray:
-    """(478,) index of each landmark's left-right counterpart (the template is symmetric: the
-    nearest point to its mirror image; the irises swap as wholes)."""
-    from scipy.spatial import cKDTree
+    """(478,) index of each landmark's left-right counterpart, its own inverse (the irises swap as
+    wholes). Each point is paired with the point nearest its mirror image on the template, except
+    where the mesh disagrees: the template's inner-lip corners are crowded, and nearest points
+    paired the left inner lip (78, 80, 88, 95, 191) with the right lip's next ring (292, 272, 319,
+    325, 407), which is not its own inverse. Pairs are chosen by one assignment that also counts
+    how many of a point's mesh neighbours map onto its partner's, repeated until it settles."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+    from scipy.optimize import linear_sum_assignment
 
     points = default_template().points[:N_MESH_POINTS].astype(np.float64)
     mirrored = points * np.array([-1.0, 1.0, 1.0])
-    _, index = cKDTree(points).query(mirrored)
+    distance = np.linalg.norm(mirrored[:, None] - points[None], axis=-1)  # (468, 468)
+    adjacency = np.zeros((N_MESH_POINTS, N_MESH_POINTS))
+    for a, b in FACEMESH_TESSELATION:
+        adjacency[a, b] = adjacency[b, a] = 1.0
+    index = distance.argmin(axis=1)
+    for _ in range(10):
+        mapping = np.zeros_like(adjacency)
+        mapping[np.arange(N_MESH_POINTS), index] = 1.0
+        agreement = adjacency @ mapping @ adjacency  # [i, j]: neighbours of i mapped onto neighbours of j
+        rows, columns = linear_sum_assignment(distance - MIRROR_MESH_WEIGHT * agreement)
+        settled = np.array_equal(columns[np.argsort(rows)], index)
+        index = columns[np.argsort(rows)]
+        if settled:
+            break
     return np.r_[index, np.arange(N_MESH_POINTS + 5, N_LANDMARKS), np.arange(N_MESH_POINTS, N_MESH_POINTS + 5)]
 
 
