@@ -138,7 +138,8 @@ WIDENED_EYE = (1.05, 1.35)
 MOUTH_OPEN_RATIO = 0.06  # portrait's inner-lip gap / mouth width above which its interior is reused
 MOUTH_OPEN_MIN_PX = 2.0  # ... and at least this many pixels of gap
 # Synthesized mouth interior, sizes in units of the outer-eye-corner distance (about 9 cm).
-# Upper incisors' edge below the portrait's resting upper-lip line (fixed to the skull): ~2.2 mm,
+# Upper incisors' edge below the resting upper-lip line (fixed to the skull; the cues' rest face,
+# MeshRenderer.set_rest_face, else the portrait's own): ~2.2 mm,
 # the average adult's incisor display at rest (Vig & Brundo 1978: men 1.9 mm, women 3.4 mm). At
 # 0.05 (~4.5 mm) the renderer showed more teeth than the real talking videos (teeth-like pixels
 # inside the inner lips 0.08 too many on average, the recogniser read surprise's open mouth as
@@ -1234,7 +1235,7 @@ class _MouthFrame:
 class _MouthModel:
     open: bool
     frame: _MouthFrame
-    skull_offset: float  # portrait's upper inner lip middle below the nose base (landmark 2), along v, eye units
+    skull_offset: float  # resting upper inner lip middle below the nose base (landmark 2), along v, eye units
     unit: float  # source outer-eye-corner distance, pixels
     split: float  # fraction of the gap where the source's upper part ends
     brightness: float  # portrait's skin lightness relative to a well-lit face (shades the teeth)
@@ -1403,7 +1404,7 @@ def _synth_teeth(x_mid: np.ndarray, below_mid: np.ndarray, below_lip: np.ndarray
     """Upper-teeth layer, fixed to the skull: shade (...) (x ``TEETH_RGB`` is its colour) and coverage (...).
 
     x_mid : pixels from the teeth's midline along the mouth; below_mid : pixels below the
-    portrait's resting upper-lip line carried with the nose base (the incisal edge is an arch at
+    resting upper-lip line carried with the nose base (the incisal edge is an arch at
     a fixed depth below it, so a rising upper lip bares more teeth); below_lip :
     pixels below the upper inner lip at that column (for the lip's shadow); gap_mid : the lip gap
     at the midline, pixels (barely parted lips show a dark line, not teeth; a baring emotion's row
