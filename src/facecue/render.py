@@ -2542,12 +2542,12 @@ def render(
     progress : report progress (:func:`facecue.progress.progress_bar`)
     expression : optional (T, 8) per-frame emotion weights, intensity included (``EMOTIONS``
         order): how strongly each emotion's wrinkles and folds show, for renderers that draw them
-    rest_landmarks : optional (478, 3) float pixels of the portrait's face at rest as the cues
-        start from it (lips closed, its own smile taken off): where renderers that draw a mouth
-        interior hang the upper teeth (default: ``portrait_landmarks``)
     workers : render in that many worker processes (an int), or in running
         :class:`facecue.parallel.RenderWorkers`, while the caller consumes the frames (same
         frames, same order); only for renderers with ``parallel = True``. None or 0: here.
+    rest_landmarks : optional (478, 3) float pixels of the portrait's face at rest as the cues
+        start from it (lips closed, its own smile taken off): where renderers that draw a mouth
+        interior hang the upper teeth (default: ``portrait_landmarks``)
     options : passed to the renderer's constructor when ``renderer`` is a name
 
     Returns
