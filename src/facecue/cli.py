@@ -186,14 +186,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     points = detect_portrait_landmarks(image, source=portrait)
     height, width = image.shape[:2]
     portrait_cues = FaceCues.from_landmarks(points[None], cues.fps, (width, height), meta={"source": str(portrait)})
-    landmarks = driving_landmarks(portrait_cues, cues, retarget=args.retarget)
+    as_is = drives_as_is(portrait_cues, cues, args.retarget)  # decided once: the rest face follows it
+    landmarks = driving_landmarks(portrait_cues, cues, retarget="never" if as_is else "always")
     if audio is not None and abs(len(audio) / SAMPLE_RATE - cues.duration_s) > 0.1:
         log.warning("audio lasts %.2f s, the cues %.2f s: the audio is cut or padded with silence",
                     len(audio) / SAMPLE_RATE, cues.duration_s)
     from .progress import progress_bar
 
     # cues made on this portrait rest as they say (a smiling portrait's lips closed): the teeth hang there
-    rest = rest_face_landmarks(portrait_cues, cues) if drives_as_is(portrait_cues, cues, args.retarget) else None
+    rest = rest_face_landmarks(portrait_cues, cues) if as_is else None
     frames = progress_bar(render(image, points, landmarks, renderer=args.renderer, output_size=args.size,
                                  full=args.full, progress=False, rest_landmarks=rest, **options),
                           enabled=not args.quiet, total=cues.n_frames, desc="render", unit="frame", leave=False)

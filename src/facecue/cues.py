@@ -149,14 +149,11 @@ def mirror_indices() -> np.ndarray:
         adjacency[a, b] = adjacency[b, a] = 1.0
     index = distance.argmin(axis=1)
     for _ in range(10):
-        mapping = np.zeros_like(adjacency)
-        mapping[np.arange(N_MESH_POINTS), index] = 1.0
-        agreement = adjacency @ mapping @ adjacency  # [i, j]: neighbours of i mapped onto neighbours of j
-        rows, columns = linear_sum_assignment(distance - MIRROR_MESH_WEIGHT * agreement)
-        settled = np.array_equal(columns[np.argsort(rows)], index)
-        index = columns[np.argsort(rows)]
-        if settled:
+        agreement = adjacency @ adjacency[index]  # [i, j]: neighbours of i mapped onto neighbours of j
+        _, partner = linear_sum_assignment(distance - MIRROR_MESH_WEIGHT * agreement)  # rows in order
+        if np.array_equal(partner, index):
             break
+        index = partner
     return np.r_[index, np.arange(N_MESH_POINTS + 5, N_LANDMARKS), np.arange(N_MESH_POINTS, N_MESH_POINTS + 5)]
 
 
