@@ -289,14 +289,25 @@ def test_intensity_scales_the_expression_linearly():
     assert gain[0] == 1.0 and jaw[0] == 0.0
 
 
-def test_smile_removal_keeps_the_portraits_brows_and_eyes(portrait_cues):
-    from facecue.phonetic import closed_mouth, neutralize_smile, smile_amount
+def test_smile_removal_keeps_the_brows_and_opens_the_smiles_eyes(portrait_cues):
+    from facecue.constants import EMOTIONS
+    from facecue.cues import default_template, eye_aperture
+    from facecue.phonetic import closed_mouth, expression_scale, load_priors, neutralize_smile, smile_amount
 
     shape = closed_mouth(portrait_cues.normalized[0])
     assert smile_amount(shape) > 0.5  # the bundled portrait smiles
     neutral = neutralize_smile(shape)
-    brows_and_eyes = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300, 159, 145, 386, 374]
-    np.testing.assert_allclose(neutral[brows_and_eyes], shape[brows_and_eyes], atol=1e-6)
+    brows = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]
+    np.testing.assert_allclose(neutral[brows], shape[brows], atol=1e-6)
+    # the lower lids come down by one MEAD happy smile's lift (a full smile here), upper lids stay
+    lift = -load_priors().emotion_offsets[EMOTIONS.index("happy"), [145, 374], 1] * expression_scale(neutral)
+    assert (lift > 0.005).all()
+    np.testing.assert_allclose(neutral[[145, 374], 1] - shape[[145, 374], 1], lift, rtol=1e-6)
+    assert (eye_aperture(neutral) > eye_aperture(shape) + 0.01).all()
+    # a face that does not smile (the template) is left as it is
+    plain = closed_mouth(default_template().points)
+    assert smile_amount(plain) == 0.0
+    np.testing.assert_array_equal(neutralize_smile(plain), plain)
     # its corners come down to the template's height and its mouth in to a neutral width, but for
     # at most MAX_SMILE_REMOVED smiles: this very broad smile keeps a trace of its width
     assert smile_amount(neutral) < 0.15
