@@ -487,7 +487,7 @@ SMILE_UPPER_LIP_SHARE = 0.5  # of a smiling portrait's parted lips, the share cl
 # are opened by this many full smiles' worth of MEAD's level-3 happy offsets around the eyes, so
 # that its angry or sad eyes start from un-smiling eyes (its happy eyes get them back from the
 # happy offsets). The Obama portrait (a broad smile, eye opening 0.21 of the eye's width against
-# 0.28-0.38 for the other portraits) read 0.56 of its opening in angry speech at the median
+# 0.23-0.38 for the other portraits) read 0.56 of its opening in angry speech at the median
 # without it (MediaPipe on the rendered 256 px video; 2.6 % of frames under half) and 0.76 with
 # it (none under half): eyes that look shut in a scowl against a glare. On the 9 calibration
 # portraits (2 of them MEAD happy frames) every reading of 7 emotions stayed what it was (35/54;
