@@ -299,7 +299,7 @@ def test_smile_removal_keeps_the_brows_and_opens_the_smiles_eyes(portrait_cues):
     neutral = neutralize_smile(shape)
     brows = [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]
     np.testing.assert_allclose(neutral[brows], shape[brows], atol=1e-6)
-    # the lower lids come down by one MEAD happy smile's lift (a full smile here), upper lids stay
+    # the lower lids come down by one MEAD happy smile's lift (a full smile or more here)
     lift = -load_priors().emotion_offsets[EMOTIONS.index("happy"), [145, 374], 1] * expression_scale(neutral)
     assert (lift > 0.005).all()
     np.testing.assert_allclose(neutral[[145, 374], 1] - shape[[145, 374], 1], lift, rtol=1e-6)

@@ -901,7 +901,8 @@ def _smile_eye_weights() -> np.ndarray:
     from .cues import default_template
 
     points = default_template().points.astype(np.float64)
-    lids = list(RIGHT_UPPER_LID + RIGHT_LOWER_LID + LEFT_UPPER_LID + LEFT_LOWER_LID + RIGHT_EYE_CORNERS + LEFT_EYE_CORNERS)
+    lids = list(RIGHT_UPPER_LID + RIGHT_LOWER_LID + RIGHT_EYE_CORNERS + LEFT_UPPER_LID + LEFT_LOWER_LID
+                + LEFT_EYE_CORNERS)
     distance = np.sqrt(((points[:, None, :2] - points[None, lids, :2]) ** 2).sum(-1)).min(axis=1)
     _, _, eyes = _region_weights()
     return eyes * np.exp(-(distance**2) / (2 * SMILE_EYES_SPREAD**2))
@@ -1062,7 +1063,6 @@ def apply_controls(cues: FaceCues, portrait: FaceCues, controls: CueControls, *,
     "auto"; with an explicit blink rate the model's blinks are removed (lids held at their median
     opening) and blinks at that rate are drawn instead.
     """
-
     n_frames = cues.n_frames
     angles0 = rotation_to_angles(portrait.rotation[0])
     head = rotation_to_angles(cues.rotation) - angles0[None]
