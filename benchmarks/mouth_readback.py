@@ -28,7 +28,9 @@ The same frames also measure the mouth *interior* (the second table): inside the
 polygon, the share of teeth-like pixels (HSV saturation < TEETH_MAX_SATURATION and value >
 TEETH_MIN_VALUE x the cheeks' value) and of dark pixels (value < DARK_MAX_VALUE x the cheeks'), real
 frame vs rendered frame, by tercile of the drawn gap (t0 = the most closed third). The summary is the
-mean absolute real - rendered difference over clips and terciles. Needs the shared data.
+mean absolute real - rendered difference over clips and terciles. The third table compares the
+teeth's colour (colour / luma ratio of the teeth-like pixels, real vs rendered, over the frames where
+both show teeth). Needs the shared data.
 
 A MEAD clip is rendered with its own emotion at its level (weight level / 3, as ``facecue generate``
 passes an emotion and intensity to the renderer: the emotion's teeth and wrinkles); ``--no-emotion``
@@ -53,28 +55,63 @@ CHEEK_POINTS = (50, 280)  # MediaPipe cheek points: the skin brightness the inte
 TEETH_MAX_SATURATION = 0.3
 TEETH_MIN_VALUE = 0.6
 DARK_MAX_VALUE = 0.4
+TEETH_MIN_PIXELS = 10  # teeth-like pixels a frame needs for its teeth colour to count
+# Teeth in warm light are more saturated than TEETH_MAX_SATURATION allows (the talking videos' real
+# teeth: colour / luma 1.26-1.33 / 0.86-0.90 / 0.81-0.93), so the colour is read over this looser bound
+TEETH_COLOUR_MAX_SATURATION = 0.45
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601
 # name -> (folder under --data, file pattern)
 VIDEO_SETS = {"talking": ("talking", "*.mp4"), "mead": ("mead_clips", "*_level*_001.mp4")}
 
 
-def interior_fractions(frame: np.ndarray, points: np.ndarray, loop: np.ndarray) -> tuple[float, float]:
-    """(teeth, dark) shares of the pixels inside the inner-lip polygon ``points[loop]`` of one (H, W, 3)
-    uint8 RGB frame (points: (478, 2+) pixels); NaN when the polygon holds fewer than 6 pixels."""
+def _interior(frame: np.ndarray, points: np.ndarray, loop: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """The pixels inside the inner-lip polygon ``points[loop]`` of one (H, W, 3) uint8 RGB frame
+    (points: (478, 2+) pixels): their RGB (n, 3) and HSV value and saturation (n,) (0..255, 0..1) and
+    the cheeks' median HSV value; None when the polygon holds fewer than 6 pixels."""
     import cv2
 
     mask = np.zeros(frame.shape[:2], np.uint8)
     cv2.fillPoly(mask, [np.round(points[loop, :2]).astype(np.int32)], 1)
     inside = mask.astype(bool)
     if inside.sum() < 6:
-        return float("nan"), float("nan")
+        return None
     hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV).astype(np.float32)
     h, w = frame.shape[:2]
     probes = [hsv[max(int(y) - 3, 0) : min(int(y) + 4, h), max(int(x) - 3, 0) : min(int(x) + 4, w), 2].ravel()
               for x, y in points[list(CHEEK_POINTS), :2]]
     skin = float(np.median(np.concatenate(probes)))
-    value, saturation = hsv[..., 2][inside], hsv[..., 1][inside] / 255.0
-    teeth = (saturation < TEETH_MAX_SATURATION) & (value > TEETH_MIN_VALUE * skin)
-    return float(teeth.mean()), float((value < DARK_MAX_VALUE * skin).mean())
+    return frame[inside].astype(np.float32), hsv[..., 2][inside], hsv[..., 1][inside] / 255.0, skin
+
+
+def _teeth_like(value: np.ndarray, saturation: np.ndarray, skin: float, max_saturation: float = TEETH_MAX_SATURATION
+                ) -> np.ndarray:
+    return (saturation < max_saturation) & (value > TEETH_MIN_VALUE * skin)
+
+
+def interior_fractions(frame: np.ndarray, points: np.ndarray, loop: np.ndarray) -> tuple[float, float]:
+    """(teeth, dark) shares of the pixels inside the inner-lip polygon ``points[loop]`` of one (H, W, 3)
+    uint8 RGB frame (points: (478, 2+) pixels); NaN when the polygon holds fewer than 6 pixels."""
+    interior = _interior(frame, points, loop)
+    if interior is None:
+        return float("nan"), float("nan")
+    _, value, saturation, skin = interior
+    return float(_teeth_like(value, saturation, skin).mean()), float((value < DARK_MAX_VALUE * skin).mean())
+
+
+def teeth_chroma(frame: np.ndarray, points: np.ndarray, loop: np.ndarray) -> np.ndarray | None:
+    """(3,) colour / luma ratio (Rec. 601 luma) of the mean teeth-like pixel inside the inner-lip
+    polygon (as :func:`interior_fractions` counts them, up to ``TEETH_COLOUR_MAX_SATURATION``): the
+    colour of the teeth, whatever their lightness; None when fewer than ``TEETH_MIN_PIXELS`` show."""
+    interior = _interior(frame, points, loop)
+    if interior is None:
+        return None
+    rgb, value, saturation, skin = interior
+    teeth = rgb[_teeth_like(value, saturation, skin, TEETH_COLOUR_MAX_SATURATION)]
+    if len(teeth) < TEETH_MIN_PIXELS:
+        return None
+    mean = teeth.mean(axis=0)
+    return mean / max(float(mean @ LUMA), 1e-6)
 
 
 def clip_expression(stem: str, n_frames: int) -> np.ndarray | None:
@@ -120,6 +157,13 @@ def readback(video: Path, frames: int, mouth: str, emotion: bool = True) -> dict
     real = np.array([interior_fractions(f, p, loop) for f, p in zip(real_frames, drawn)])
     synthetic = np.array([interior_fractions(f, p, loop) for f, p in zip(rendered, drawn)])
     tercile = np.searchsorted(np.quantile(gap_drawn, [1 / 3, 2 / 3]), gap_drawn)
+    # teeth colour: over the frames where both the real and the rendered mouth show teeth
+    pairs = [(teeth_chroma(f, p, loop), teeth_chroma(g, p, loop)) for f, g, p in zip(real_frames, rendered, drawn)]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    row["teeth_colour_frames"] = len(pairs)
+    if pairs:
+        row["real_teeth_colour"] = np.median([a for a, _ in pairs], axis=0).tolist()
+        row["rendered_teeth_colour"] = np.median([b for _, b in pairs], axis=0).tolist()
     for t in range(3):
         for k, name in enumerate(("teeth", "dark")):
             row[f"real_{name}_t{t}"] = float(np.nanmean(real[tercile == t, k]))
@@ -189,7 +233,24 @@ def main(argv: list[str] | None = None) -> int:
              for name in ("teeth", "dark")}
     lines += ["", "Mean |real - rendered| over clips and terciles (signed mean; > 0 = the real mouth shows more): "
               + ", ".join(f"{name} **{np.mean(np.abs(d)):.3f}** ({np.mean(d):+.3f})" for name, d in error.items())
-              + ".", "", f"Measured in {(time.perf_counter() - started) / 60:.1f} minutes."]
+              + ".", "", "## Teeth colour: real vs rendered", "",
+              "Colour / luma ratio (R, G, B; Rec. 601 luma) of the mean teeth-like pixel (saturation < "
+              f"{TEETH_COLOUR_MAX_SATURATION}: teeth in warm light), median over the frames "
+              f"where both the real and the rendered mouth show at least {TEETH_MIN_PIXELS} teeth-like pixels; "
+              "error = the largest channel difference.", "",
+              "| clip | frames | real | rendered | error |", "|---|--:|---|---|--:|"]
+    errors = []
+    for r in rows:
+        if "real_teeth_colour" not in r:
+            lines.append(f"| {r['clip']} | 0 | - | - | - |")
+            continue
+        real_c, rendered_c = np.array(r["real_teeth_colour"]), np.array(r["rendered_teeth_colour"])
+        errors.append(float(np.abs(real_c - rendered_c).max()))
+        lines.append(f"| {r['clip']} | {r['teeth_colour_frames']} | {' / '.join(f'{c:.3f}' for c in real_c)} | "
+                     f"{' / '.join(f'{c:.3f}' for c in rendered_c)} | {errors[-1]:.3f} |")
+    if errors:
+        lines += ["", f"Mean error over {len(errors)} clips: **{np.mean(errors):.3f}**."]
+    lines += ["", f"Measured in {(time.perf_counter() - started) / 60:.1f} minutes."]
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -120,6 +120,27 @@ def test_mouth_interior_fractions_known_answer():
     assert all(np.isnan(readback.interior_fractions(frame, points, loop)))
 
 
+def test_mouth_readback_teeth_colour_known_answer():
+    """`benchmarks/mouth_readback.py`'s teeth colour: the colour / luma ratio of the teeth-like pixels
+    inside the inner-lip polygon, whatever their lightness; None where too few show."""
+    import numpy as np
+
+    readback = load_mouth_readback()
+    frame = np.full((100, 120, 3), (200, 160, 140), np.uint8)
+    points = np.zeros((478, 2))
+    points[list(readback.CHEEK_POINTS)] = [[10, 10], [110, 10]]
+    loop = np.array([0, 1, 2, 3])
+    points[loop] = [[40, 40], [80, 40], [80, 60], [40, 60]]
+    frame[40:61, 40:60] = (240, 200, 150)  # teeth in warm light (saturation 0.375)
+    frame[40:61, 60:81] = (20, 8, 10)  # cavity
+    luma = 0.299 * 240 + 0.587 * 200 + 0.114 * 150
+    np.testing.assert_allclose(readback.teeth_chroma(frame, points, loop), np.array([240, 200, 150]) / luma, atol=1e-3)
+    frame[40:61, 40:60] = (120, 100, 75)  # the same colour in shadow: too dark to count as teeth
+    assert readback.teeth_chroma(frame, points, loop) is None
+    frame[40:42, 40:45] = (240, 200, 150)  # 10 px of teeth: enough
+    np.testing.assert_allclose(readback.teeth_chroma(frame, points, loop), np.array([240, 200, 150]) / luma, atol=1e-3)
+
+
 def test_mouth_readback_renders_a_mead_clip_with_its_own_emotion_and_level():
     """`benchmarks/mouth_readback.py` drives the renderer with a MEAD clip's emotion at level / 3;
     videos whose names carry no emotion (the talking videos) get none."""

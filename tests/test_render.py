@@ -1581,3 +1581,68 @@ def test_upper_teeth_hang_below_the_rest_faces_upper_lip(portrait, portrait_land
     assert luminance(hung)[below_lip].mean() > luminance(raised)[below_lip].mean() + 40
     same = next(render(portrait, portrait_landmarks, [target], mouth="synthesize", rest_landmarks=portrait_landmarks))
     np.testing.assert_array_equal(same, raised)
+
+
+def test_synthesized_teeth_take_the_light_of_the_portrait(portrait, portrait_landmarks, portrait_cues):
+    """The synthesized teeth are coloured by the light on the portrait (a fixed ivory drew them cold
+    grey-blue in warm photographs): the bundled portrait smiles with its teeth, and the teeth drawn
+    in its open mouth (bared by anger, a 400 px crop) take its own teeth's colour, also in the same
+    photo given a warm cast (red up, blue down)."""
+    import cv2
+
+    from facecue.constants import EMOTIONS
+    from facecue.render import LUMA_WEIGHTS, SKIN_PROBES, output_transform, own_teeth_rgb
+
+    topo = mesh_topology()
+    target = edited(portrait_cues, open_mouth(portrait_cues.normalized[0], 0.3))
+    angry = np.zeros((1, len(EMOTIONS)), np.float32)
+    angry[0, EMOTIONS.index("angry")] = 1.0
+    matrix, _ = output_transform((portrait.shape[1], portrait.shape[0]), portrait_landmarks, 400, full=False)
+    inner = np.zeros((400, 400), np.uint8)
+    cv2.fillPoly(inner, [np.round(target[topo.mouth_loop, :2] @ matrix[:, :2].T + matrix[:, 2]).astype(np.int32)], 1)
+    warm = np.clip(portrait.astype(np.float32) * np.array([1.1, 1.0, 0.8], np.float32), 0, 255).astype(np.uint8)
+    drawn = []
+    for image in (portrait, warm):
+        skin = np.concatenate([image[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].reshape(-1, 3)
+                               for x, y in portrait_landmarks[list(SKIN_PROBES), :2]]).astype(np.float32).mean(axis=0)
+        own = own_teeth_rgb(image, portrait_landmarks, topo, float(skin.max()))
+        assert own is not None
+        frame = next(render(image, portrait_landmarks, [target], mouth="synthesize", output_size=400, full=False,
+                            expression=angry)).astype(np.float32)[inner.astype(bool)]
+        luma = frame @ LUMA_WEIGHTS
+        teeth = frame[luma > 0.75 * np.percentile(luma, 99)]  # the lit teeth, not the cavity or the lips
+        assert len(teeth) > 200
+        drawn.append(np.median(teeth / (teeth @ LUMA_WEIGHTS)[:, None], axis=0))
+        np.testing.assert_allclose(drawn[-1], own / float(own @ LUMA_WEIGHTS), atol=0.03)
+    assert drawn[1][2] < drawn[0][2] - 0.08  # the warm photo's teeth are less blue
+
+
+def test_teeth_colour_follows_the_eye_whites_where_no_teeth_show(portrait, portrait_landmarks):
+    """With no teeth of its own to go by (the mouth's interior painted dark), a portrait's synthesized
+    teeth take TEETH_RGB shifted by how its eye whites differ from DEFAULT_SCLERA_RGB: TEETH_RGB
+    itself for eye whites of that colour, warmer for warmer whites, always at TEETH_RGB's luma and
+    within TEETH_CHROMA_LIMIT of grey."""
+    import cv2
+
+    from facecue.render import (DEFAULT_SCLERA_RGB, LUMA_WEIGHTS, TEETH_CHROMA_LIMIT, TEETH_RGB, own_teeth_rgb,
+                                teeth_colour)
+
+    topo = mesh_topology()
+    closed = portrait.copy()
+    cv2.fillPoly(closed, [np.round(portrait_landmarks[topo.mouth_loop, :2]).astype(np.int32)], (40, 20, 20))
+    assert own_teeth_rgb(closed, portrait_landmarks, topo, 200.0) is None
+    luma = float(np.asarray(TEETH_RGB, np.float32) @ LUMA_WEIGHTS)
+    np.testing.assert_allclose(teeth_colour(closed, portrait_landmarks, topo, 200.0, None), TEETH_RGB, atol=1e-3)
+    np.testing.assert_allclose(teeth_colour(closed, portrait_landmarks, topo, 200.0, np.array(DEFAULT_SCLERA_RGB)),
+                               TEETH_RGB, atol=1e-3)
+    warm_whites = np.array([200.0, 160.0, 120.0])
+    warm = teeth_colour(closed, portrait_landmarks, topo, 200.0, warm_whites)
+    reference = np.asarray(DEFAULT_SCLERA_RGB, np.float64)
+    expected = (np.asarray(TEETH_RGB) / luma + warm_whites / (warm_whites @ LUMA_WEIGHTS)
+                - reference / (reference @ LUMA_WEIGHTS))
+    np.testing.assert_allclose(warm / luma, expected / (expected @ LUMA_WEIGHTS), atol=1e-4)
+    assert warm[0] > TEETH_RGB[0] and warm[2] < TEETH_RGB[2] - 20
+    for whites in (warm_whites, np.array([250.0, 40.0, 10.0]), np.array([10.0, 40.0, 250.0])):
+        colour = teeth_colour(closed, portrait_landmarks, topo, 200.0, whites)
+        assert abs(float(colour @ LUMA_WEIGHTS) - luma) < 1e-2
+        assert np.all(np.abs(colour / luma - 1.0) <= TEETH_CHROMA_LIMIT + 1e-5)

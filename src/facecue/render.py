@@ -171,6 +171,18 @@ TEETH_RGB = (236, 226, 206)  # in a well-lit portrait; scaled by the portrait's 
 # that show their teeth measure 1.1-1.4 (andrew, M030, NASA, Obama); the cap binds only below a
 # skin lightness of 61, darker than any portrait or video in the shared data (reagan's 91).
 TEETH_MAX_OVER_SKIN = 2.0
+# The teeth take the colour of the light on the portrait: a fixed ivory drew them cold grey-blue in
+# warm-lit photographs and paintings (teeth_colour). Predicted from a clip's first frame (the
+# renderer's own samplers) against the real teeth over the clip's first 100 frames (pixels inside
+# the inner lips brighter than 0.75 x the cheeks' value, saturation < 0.3; the largest channel
+# error of the colour / luma ratio, mean over clips): on the 24 MEAD clips TEETH_RGB 0.089; the
+# first frame's own teeth where they show (23 clips), else the eye whites' shift, 0.018; the eye
+# whites' shift alone 0.063 (x 0.7 of it 0.069, x 0.5 0.074, so all of it). On the 7 talking
+# videos, not used to choose (only andrew's first frame shows teeth): TEETH_RGB 0.162, this 0.076.
+TEETH_CHROMA_LIMIT = 0.35  # each channel of the teeth's colour / luma ratio stays within 1 +- this
+TEETH_SAMPLE_MIN_PX = 10  # a portrait's own teeth colour the synthesized ones where this many pixels show
+TEETH_SAMPLE_MIN_VALUE = 0.75  # x the skin's HSV value: a tooth pixel is at least this bright
+TEETH_SAMPLE_MAX_SATURATION = 0.3
 # Lip gap at the midline (eye units) over which the upper teeth come into view and into the light:
 # in barely parted lips real teeth are covered or in shadow (a white band there reads as bared teeth
 # and MediaPipe reads such a mouth as opened far wider than its landmarks say).
@@ -731,6 +743,7 @@ class _EyeModel:
     patch_open: np.ndarray | None = None
     lash_shadow_px: float = 0.0
     lash_shadow: float = 0.0
+    sclera: np.ndarray | None = None  # (3,) float32 the sclera's colour where clear sclera was measured, else None
 
 
 def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: MeshTopology, side: int) -> _EyeModel:
@@ -777,6 +790,7 @@ def _prepare_eye(image: np.ndarray, texture: np.ndarray, pts: np.ndarray, topo: 
     brightest = lighter(pool, 90) if pool.sum() >= 10 else bright  # the lit sclera
     if bright.sum() >= 4:
         sclera = crop[bright].mean(axis=0)
+        model.sclera = sclera.astype(np.float32)
     elif inside.any():  # a tiny eye (a few pixels): its opening's lighter pixels, in the portrait's light
         sclera = crop[lighter(inside, SCLERA_PERCENTILE)].mean(axis=0)
     else:
@@ -1243,13 +1257,18 @@ class _MouthModel:
     # (3,) the colour / luma ratio the interior takes where it is not colourful: (1, 1, 1) grey,
     # a toned photograph's tint (photo_tint)
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    teeth_rgb: tuple[float, float, float] = TEETH_RGB  # the synthesized teeth's colour (teeth_colour)
 
 
 def _eye_unit(pts: np.ndarray) -> float:
     return max(float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0], :2] - pts[LEFT_EYE_CORNERS[0], :2])), 1e-3)
 
 
-def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _MouthModel:
+def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology,
+                   sclera_rgb: np.ndarray | None = None) -> _MouthModel:
+    """The mouth of the portrait ``image`` with landmarks ``pts`` (478, 3) pixels: whether it is
+    open, where its own interior splits, and how the synthesized interior is lit and coloured;
+    ``sclera_rgb`` (3,): the colour of its eye whites, where measured (:func:`teeth_colour`)."""
     frame = _MouthFrame.of(pts, topo)
     unit = _eye_unit(pts)
     inner_u = np.linspace(0.25, 0.75, 11)
@@ -1281,8 +1300,57 @@ def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology) -> _M
     tint = photo_tint(image, skin_rgb)
     if tint is not None:
         chroma = 0.0
+    teeth = teeth_colour(image, pts, topo, float(skin_rgb.max()), sclera_rgb)
     return _MouthModel(is_open, frame, _skull_offset(pts, topo), unit, split, brightness, chroma,
-                       tuple(float(c) for c in tint) if tint is not None else (1.0, 1.0, 1.0))
+                       tuple(float(c) for c in tint) if tint is not None else (1.0, 1.0, 1.0),
+                       tuple(float(c) for c in teeth))
+
+
+def own_teeth_rgb(image: np.ndarray, pts: np.ndarray, topo: MeshTopology, skin_value: float) -> np.ndarray | None:
+    """(3,) float32 mean colour of the portrait's own teeth: the pixels inside its inner lips
+    (``pts`` (478, 3) pixels) brighter than ``TEETH_SAMPLE_MIN_VALUE`` x ``skin_value`` (the skin's
+    HSV value, 0..255) and less saturated than ``TEETH_SAMPLE_MAX_SATURATION``; None where fewer
+    than ``TEETH_SAMPLE_MIN_PX`` show."""
+    polygon, box = _inner_lip_box(pts, topo, image.shape)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    inside = _polygon_mask((y1 - y0, x1 - x0), polygon, np.array([x0, y0], np.float64), 0.0) > 0.5
+    pixels = image[y0:y1, x0:x1][inside].astype(np.float32)
+    if len(pixels) < TEETH_SAMPLE_MIN_PX:
+        return None
+    value = pixels.max(axis=1)
+    saturation = (value - pixels.min(axis=1)) / np.maximum(value, 1.0)
+    teeth = (value > TEETH_SAMPLE_MIN_VALUE * skin_value) & (saturation < TEETH_SAMPLE_MAX_SATURATION)
+    if teeth.sum() < TEETH_SAMPLE_MIN_PX:
+        return None
+    return pixels[teeth].mean(axis=0)
+
+
+def teeth_colour(image: np.ndarray, pts: np.ndarray, topo: MeshTopology, skin_value: float,
+                 sclera_rgb: np.ndarray | None = None) -> np.ndarray:
+    """(3,) float32 RGB of the synthesized teeth in a well-lit face (the renderer shades it): the
+    lightness of ``TEETH_RGB`` and the colour of the light on this portrait. That colour is the
+    portrait's own teeth' (:func:`own_teeth_rgb`) where they show, else ``TEETH_RGB``'s shifted
+    by how the eye whites ``sclera_rgb`` (3,) differ from ``DEFAULT_SCLERA_RGB`` (colour / luma
+    ratios), else ``TEETH_RGB``'s."""
+    base = np.asarray(TEETH_RGB, np.float32)
+    luma = float(base @ LUMA_WEIGHTS)
+    ratio = base / luma
+    own = own_teeth_rgb(image, pts, topo, skin_value)
+    if own is not None and float(own @ LUMA_WEIGHTS) > 0:
+        ratio = own / float(own @ LUMA_WEIGHTS)
+    elif sclera_rgb is not None and float(np.asarray(sclera_rgb, np.float32) @ LUMA_WEIGHTS) > 0:
+        sclera = np.asarray(sclera_rgb, np.float32)
+        reference = np.asarray(DEFAULT_SCLERA_RGB, np.float32)
+        ratio = ratio + sclera / float(sclera @ LUMA_WEIGHTS) - reference / float(reference @ LUMA_WEIGHTS)
+    if float(ratio @ LUMA_WEIGHTS) <= 0:
+        return base
+    deviation = ratio / float(ratio @ LUMA_WEIGHTS) - 1.0  # from grey, at luma 1
+    largest = float(np.abs(deviation).max())
+    if largest > TEETH_CHROMA_LIMIT:  # toward grey, same hue and luma
+        deviation *= TEETH_CHROMA_LIMIT / largest
+    return (luma * (1.0 + deviation)).astype(np.float32)
 
 
 def _skull_offset(pts: np.ndarray, topo: MeshTopology) -> float:
@@ -1538,7 +1606,7 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
         tongue_base -= lower_part * unit / model.unit
     t_shade, t_cover = _synth_tongue(x_mid, tongue_base - v, unit, model.brightness)
     _cover_layer(weights, 2, t_shade, t_cover)
-    palette = np.array([CAVITY_DARK_RGB, np.subtract(CAVITY_LIGHT_RGB, CAVITY_DARK_RGB), TONGUE_RGB, TEETH_RGB],
+    palette = np.array([CAVITY_DARK_RGB, np.subtract(CAVITY_LIGHT_RGB, CAVITY_DARK_RGB), TONGUE_RGB, model.teeth_rgb],
                        np.float32).T  # (3, 4)
     if model.chroma < 1.0:  # toward each colour's grey, or tone (a linear map: the difference column too)
         toned = np.asarray(model.tint, np.float32)[:, None] * (LUMA_WEIGHTS @ palette)[None, :]
@@ -2271,7 +2339,8 @@ class MeshRenderer(Renderer):
                 if lid is not None:
                     self._lids.append(lid)
                     self._eyes[side].lash = lid.lash
-        mouth = _prepare_mouth(image, pts, topo)
+        whites = [eye.sclera for eye in self._eyes if eye.sclera is not None]
+        mouth = _prepare_mouth(image, pts, topo, np.mean(whites, axis=0) if whites else None)
         if self.mouth_mode == "synthesize":
             if mouth.open:
                 _fill_mouth_with_lips(texture, mouth.frame, pts, topo)
