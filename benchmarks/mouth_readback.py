@@ -57,7 +57,8 @@ TEETH_MIN_VALUE = 0.6
 DARK_MAX_VALUE = 0.4
 TEETH_MIN_PIXELS = 10  # teeth-like pixels a frame needs for its teeth colour to count
 # Teeth in warm light are more saturated than TEETH_MAX_SATURATION allows (the talking videos' real
-# teeth: colour / luma 1.26-1.33 / 0.86-0.90 / 0.81-0.93), so the colour is read over this looser bound
+# teeth read this way: colour / luma 1.14-1.33 / 0.86-0.92 / 0.81-1.05), so their colour is read
+# over this looser bound
 TEETH_COLOUR_MAX_SATURATION = 0.45
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601
 # name -> (folder under --data, file pattern)

@@ -180,7 +180,7 @@ TEETH_MAX_OVER_SKIN = 2.0
 # whites' shift alone 0.063 (x 0.7 of it 0.069, x 0.5 0.074, so all of it). On the 7 talking
 # videos, not used to choose (only andrew's first frame shows teeth): TEETH_RGB 0.162, this 0.076.
 TEETH_CHROMA_LIMIT = 0.35  # each channel of the teeth's colour / luma ratio stays within 1 +- this
-TEETH_SAMPLE_MIN_PX = 10  # a portrait's own teeth colour the synthesized ones where this many pixels show
+TEETH_SAMPLE_MIN_PX = 10  # a portrait's own teeth give the synthesized ones their colour where this many show
 TEETH_SAMPLE_MIN_VALUE = 0.75  # x the skin's HSV value: a tooth pixel is at least this bright
 TEETH_SAMPLE_MAX_SATURATION = 0.3
 # Lip gap at the midline (eye units) over which the upper teeth come into view and into the light:
