@@ -1337,15 +1337,14 @@ def teeth_colour(image: np.ndarray, pts: np.ndarray, topo: MeshTopology, skin_va
     base = np.asarray(TEETH_RGB, np.float32)
     luma = float(base @ LUMA_WEIGHTS)
     ratio = base / luma
-    own = own_teeth_rgb(image, pts, topo, skin_value)
-    if own is not None and float(own @ LUMA_WEIGHTS) > 0:
+    own = own_teeth_rgb(image, pts, topo, skin_value)  # lit pixels: a luma above 0
+    if own is not None:
         ratio = own / float(own @ LUMA_WEIGHTS)
     elif sclera_rgb is not None and float(np.asarray(sclera_rgb, np.float32) @ LUMA_WEIGHTS) > 0:
         sclera = np.asarray(sclera_rgb, np.float32)
         reference = np.asarray(DEFAULT_SCLERA_RGB, np.float32)
         ratio = ratio + sclera / float(sclera @ LUMA_WEIGHTS) - reference / float(reference @ LUMA_WEIGHTS)
-    if float(ratio @ LUMA_WEIGHTS) <= 0:
-        return base
+    # every ratio above has a luma of 1 (the sum of three of them too); divided again for rounding
     deviation = ratio / float(ratio @ LUMA_WEIGHTS) - 1.0  # from grey, at luma 1
     largest = float(np.abs(deviation).max())
     if largest > TEETH_CHROMA_LIMIT:  # toward grey, same hue and luma
