@@ -93,18 +93,26 @@ def _teeth_like(value: np.ndarray, saturation: np.ndarray, skin: float, max_satu
 def interior_fractions(frame: np.ndarray, points: np.ndarray, loop: np.ndarray) -> tuple[float, float]:
     """(teeth, dark) shares of the pixels inside the inner-lip polygon ``points[loop]`` of one (H, W, 3)
     uint8 RGB frame (points: (478, 2+) pixels); NaN when the polygon holds fewer than 6 pixels."""
-    interior = _interior(frame, points, loop)
-    if interior is None:
-        return float("nan"), float("nan")
-    _, value, saturation, skin = interior
-    return float(_teeth_like(value, saturation, skin).mean()), float((value < DARK_MAX_VALUE * skin).mean())
+    return _fractions(_interior(frame, points, loop))
 
 
 def teeth_chroma(frame: np.ndarray, points: np.ndarray, loop: np.ndarray) -> np.ndarray | None:
     """(3,) colour / luma ratio (Rec. 601 luma) of the mean teeth-like pixel inside the inner-lip
     polygon (as :func:`interior_fractions` counts them, up to ``TEETH_COLOUR_MAX_SATURATION``): the
     colour of the teeth, whatever their lightness; None when fewer than ``TEETH_MIN_PIXELS`` show."""
-    interior = _interior(frame, points, loop)
+    return _chroma(_interior(frame, points, loop))
+
+
+def _fractions(interior) -> tuple[float, float]:
+    """:func:`interior_fractions` of an :func:`_interior`."""
+    if interior is None:
+        return float("nan"), float("nan")
+    _, value, saturation, skin = interior
+    return float(_teeth_like(value, saturation, skin).mean()), float((value < DARK_MAX_VALUE * skin).mean())
+
+
+def _chroma(interior) -> np.ndarray | None:
+    """:func:`teeth_chroma` of an :func:`_interior`."""
     if interior is None:
         return None
     rgb, value, saturation, skin = interior
@@ -155,11 +163,14 @@ def readback(video: Path, frames: int, mouth: str, emotion: bool = True) -> dict
     row["upper_shift"] = float(shift[:, INNER_UPPER].mean())
     row["lower_shift"] = float(shift[:, INNER_LOWER].mean())
     loop = mesh_topology().mouth_loop
-    real = np.array([interior_fractions(f, p, loop) for f, p in zip(real_frames, drawn)])
-    synthetic = np.array([interior_fractions(f, p, loop) for f, p in zip(rendered, drawn)])
+    # each frame's interior read once, for its shares and its teeth colour
+    real_inside = [_interior(f, p, loop) for f, p in zip(real_frames, drawn)]
+    rendered_inside = [_interior(f, p, loop) for f, p in zip(rendered, drawn)]
+    real = np.array([_fractions(i) for i in real_inside])
+    synthetic = np.array([_fractions(i) for i in rendered_inside])
     tercile = np.searchsorted(np.quantile(gap_drawn, [1 / 3, 2 / 3]), gap_drawn)
     # teeth colour: over the frames where both the real and the rendered mouth show teeth
-    pairs = [(teeth_chroma(f, p, loop), teeth_chroma(g, p, loop)) for f, g, p in zip(real_frames, rendered, drawn)]
+    pairs = [(_chroma(a), _chroma(b)) for a, b in zip(real_inside, rendered_inside)]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     row["teeth_colour_frames"] = len(pairs)
     if pairs:
