@@ -920,6 +920,29 @@ def test_crop_past_the_portrait_edge_is_not_a_mirror_image():
     assert out[:, :30].std() < image.std()  # a smooth continuation
 
 
+def test_crop_past_the_portrait_edge_continues_it_without_streaks():
+    """Past the portrait's edge the fill is the edge's colour spread smoothly: a striped edge is not
+    repeated outward as streaks (what BORDER_REPLICATE drew: each row's edge pixel along the row)."""
+    from facecue.render import warp_portrait
+
+    image = np.full((120, 120, 3), 90, np.uint8)
+    image[::4] = 210  # horizontal stripes reaching the left edge, 4 px period
+    image[1::4] = 210
+    matrix = np.array([[1.0, 0.0, 40.0], [0.0, 1.0, 0.0]])  # 40 px beyond the left edge show
+    out = warp_portrait(image, matrix, (120, 120)).astype(np.float64)
+    assert np.array_equal(out[:, 40:], image[:, :80])  # the portrait itself is untouched
+    across = np.abs(np.diff(out[:, 40:60], axis=0)).mean()  # row to row inside: the stripes, 60 levels
+    beside = out[10:-10, 30:39]  # the 9 px next to the edge, where repeated edge pixels were least blurred
+    assert np.abs(np.diff(beside, axis=0)).mean() < 0.05 * across  # 0.20 x with the edge repeated and blurred
+    fill = out[10:-10, :39]
+    assert np.abs(np.diff(fill, axis=0)).mean() < 0.02 * across
+    assert abs(fill.mean() - image.mean()) < 5  # the stripes' average colour
+
+    plain = np.full((60, 60, 3), (30, 140, 220), np.uint8)
+    shifted = warp_portrait(plain, np.array([[1.0, 0.0, -15.0], [0.0, 1.0, 12.0]]), (60, 60))
+    assert np.abs(shifted.astype(int) - plain).max() <= 1  # a plain colour continues as itself
+
+
 def test_affines_recover_a_known_map_and_send_degenerate_triangles_to_the_centroid():
     from facecue.render import _affines
 

@@ -2563,25 +2563,52 @@ def output_transform(image_size: tuple[int, int], landmarks: np.ndarray, output_
     return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]]), out
 
 
+# How sure the filled continuation is of a pyramid level's own colour, per unit of the share of
+# portrait pixels under it: at 2 a pixel (or coarser cell) half inside the portrait keeps its own.
+FILL_CONFIDENCE = 2.0
+
+
+def fill_outside(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32: ``image`` (H, W, 3) where ``known`` (H, W) float32 (0..1, the share of each
+    pixel that is portrait) is 1, and a smooth continuation of the known pixels elsewhere.
+
+    Push-pull: the known pixels are averaged down a Gaussian pyramid (weighted by ``known``), then
+    each level, from the coarsest, keeps its own average where enough of it is known
+    (``FILL_CONFIDENCE``) and takes the coarser level's elsewhere. The fill's colours come from the
+    nearest known pixels, spread further the further they are: no streaks (an edge pixel repeated
+    outward) and no mirror image."""
+    colours = [image.astype(np.float32) * known[..., None]]
+    weights = [known.astype(np.float32)]
+    while min(weights[-1].shape) > 4:
+        colours.append(cv2.pyrDown(colours[-1]))
+        weights.append(cv2.pyrDown(weights[-1]))
+    total = float(weights[-1].sum())
+    mean = colours[-1].reshape(-1, 3).sum(axis=0) / max(total, 1e-6)
+    coarse = weights[-1][..., None]
+    filled = np.where(coarse > 1e-6, colours[-1] / np.maximum(coarse, 1e-6), mean).astype(np.float32)
+    for colour, weight in zip(colours[-2::-1], weights[-2::-1]):
+        finer = cv2.pyrUp(filled, dstsize=(weight.shape[1], weight.shape[0]))
+        confidence = np.clip(weight * FILL_CONFIDENCE, 0.0, 1.0)[..., None]
+        own = colour / np.maximum(weight, 1e-6)[..., None]
+        filled = confidence * own + (1.0 - confidence) * finer
+    return filled
+
+
 def warp_portrait(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The portrait under a similarity ``matrix`` (2x3) into an image of ``size`` (W, H).
 
-    Where the output reaches past the portrait's edges (a face crop near the border), the edge
-    pixels are extended outward and blurred more with the distance: a plain, out-of-focus
-    continuation instead of a mirror image (mirroring duplicates shoulders and objects)."""
+    Where the output reaches past the portrait's edges (a face crop near the border), the portrait
+    is continued by :func:`fill_outside`: smooth colours from the nearest edge, not a mirror image
+    (mirroring duplicates shoulders and objects) nor the edge pixels repeated outward (streaks)."""
     interpolation = cv2.INTER_AREA if abs(matrix[0, 0]) + abs(matrix[0, 1]) < 1 else cv2.INTER_LINEAR
     warped = cv2.warpAffine(image, matrix, size, flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpAffine(np.full(image.shape[:2], 255, np.uint8), matrix, size, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if inside.min() == 255:
         return warped
-    outside = (inside < 255).astype(np.uint8)
-    distance = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
-    sigma = max(size) / 40.0
-    blurred = cv2.GaussianBlur(warped, (0, 0), sigma)
-    blurred = cv2.GaussianBlur(blurred, (0, 0), 2 * sigma)
-    weight = np.clip(distance / (2 * sigma), 0.0, 1.0)[..., None] * (1 - inside[..., None] / 255.0)
-    return np.clip(warped * (1 - weight) + blurred * weight + 0.5, 0, 255).astype(np.uint8)
+    known = inside.astype(np.float32) * (1.0 / 255.0)
+    filled = fill_outside(warped, known)
+    return np.clip(warped * known[..., None] + filled * (1.0 - known[..., None]) + 0.5, 0, 255).astype(np.uint8)
 
 
 def render(
