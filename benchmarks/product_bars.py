@@ -56,7 +56,7 @@ def lip_sync(args, out: Path) -> list[dict]:
                          "yaw_std": round(float(result.cues.pose_angles[:, 0].std()), 2)})
             print(rows[-1], flush=True)
             if name == "whisper_jfk":
-                plot_mouth(result.cues, rendered, audio, args, out / "lipsync_jfk.png")
+                plot_mouth(result.cues, rendered, audio, args, out / f"lipsync_jfk_{args.cue_model}.png")
     return rows
 
 

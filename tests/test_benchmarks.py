@@ -120,6 +120,30 @@ def test_mouth_interior_fractions_known_answer():
     assert all(np.isnan(readback.interior_fractions(frame, points, loop)))
 
 
+def test_crop_fill_streak_measure_known_answer():
+    """`benchmarks/crop_fill.py`'s streak measure reads colour changing along the portrait's edge
+    (stripes repeated outward) and not colour changing away from it (a smooth fade)."""
+    import numpy as np
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("facecue_crop_fill", REPO / "benchmarks" / "crop_fill.py")
+    crop_fill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(crop_fill)
+    along_edge_gradient = crop_fill.along_edge_gradient
+
+    inside = np.zeros((80, 80), np.uint8)
+    inside[:, 40:] = 255  # the portrait is the right half; its edge is vertical
+    streaks = np.full((80, 80, 3), 128, np.uint8)
+    streaks[::4, :40] = 200  # stripes of 2 rows outside: each row's edge pixel repeated leftward
+    streaks[1::4, :40] = 200
+    fade = np.repeat(np.linspace(60, 200, 80).astype(np.uint8)[None, :, None], 80, axis=0).repeat(3, axis=2)
+    near, whole = along_edge_gradient(streaks, inside, 80)
+    assert near > 100 and whole > 100  # Sobel across 72-level stripes: 4 x 72 on every row
+    near, whole = along_edge_gradient(fade, inside, 80)
+    assert near < 1 and whole < 1
+
+
 def test_mouth_readback_teeth_colour_known_answer():
     """`benchmarks/mouth_readback.py`'s teeth colour: the colour / luma ratio of the teeth-like pixels
     inside the inner-lip polygon, whatever their lightness; None where too few show."""
