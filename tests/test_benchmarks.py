@@ -123,9 +123,9 @@ def test_mouth_interior_fractions_known_answer():
 def test_crop_fill_streak_measure_known_answer():
     """`benchmarks/crop_fill.py`'s streak measure reads colour changing along the portrait's edge
     (stripes repeated outward) and not colour changing away from it (a smooth fade)."""
-    import numpy as np
-
     import importlib.util
+
+    import numpy as np
 
     spec = importlib.util.spec_from_file_location("facecue_crop_fill", REPO / "benchmarks" / "crop_fill.py")
     crop_fill = importlib.util.module_from_spec(spec)
