@@ -60,7 +60,6 @@ TEETH_MIN_PIXELS = 10  # teeth-like pixels a frame needs for its teeth colour to
 # teeth read this way: colour / luma 1.14-1.33 / 0.86-0.92 / 0.81-1.05), so their colour is read
 # over this looser bound
 TEETH_COLOUR_MAX_SATURATION = 0.45
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601
 # name -> (folder under --data, file pattern)
 VIDEO_SETS = {"talking": ("talking", "*.mp4"), "mead": ("mead_clips", "*_level*_001.mp4")}
 
@@ -119,8 +118,10 @@ def _chroma(interior) -> np.ndarray | None:
     teeth = rgb[_teeth_like(value, saturation, skin, TEETH_COLOUR_MAX_SATURATION)]
     if len(teeth) < TEETH_MIN_PIXELS:
         return None
+    from facecue.render import LUMA_WEIGHTS
+
     mean = teeth.mean(axis=0)
-    return mean / max(float(mean @ LUMA), 1e-6)
+    return mean / max(float(mean @ LUMA_WEIGHTS), 1e-6)
 
 
 def clip_expression(stem: str, n_frames: int) -> np.ndarray | None:

@@ -71,31 +71,28 @@ def test_unknown_stage_is_refused():
     assert proc.returncode == 2 and "warp" in proc.stderr
 
 
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package), registered as
+    ``facecue_bench_<name>`` (dataclasses look their module up)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"facecue_bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("compute_s", [0.006, 0.0149, 0.4, 3.3333, 250.4])
 def test_printed_columns_agree_with_each_other(compute_s):
     """frames/s and the real-time factor are derived from the unrounded time: the printed time
     must be precise enough for a reader (and the test above) to check them, however fast the stage."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("facecue_benchmarks_run", SCRIPT)
-    run = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = run  # its dataclasses look their module up
-    spec.loader.exec_module(run)
+    run = load_benchmark("run")
     table = run.format_table([run.Measurement("audio", "CPU", 5.0, frames=125, compute_s=compute_s)])
     (cells,) = table_rows(table).values()
     _, _, _, _, printed_s, fps, rtf, _, _ = cells
     assert float(fps) == pytest.approx(125 / float(printed_s), rel=0.015), table
     assert float(rtf) == pytest.approx(float(printed_s) / 5, rel=0.015), table
-
-
-def load_mouth_readback():
-    """``benchmarks/mouth_readback.py`` as a module (benchmarks are scripts, not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("facecue_mouth_readback", REPO / "benchmarks" / "mouth_readback.py")
-    readback = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readback)
-    return readback
 
 
 def test_mouth_interior_fractions_known_answer():
@@ -104,7 +101,7 @@ def test_mouth_interior_fractions_known_answer():
     lip-coloured mouth reads neither; a polygon of a few pixels reads NaN."""
     import numpy as np
 
-    readback = load_mouth_readback()
+    readback = load_benchmark("mouth_readback")
     frame = np.full((100, 120, 3), (200, 160, 140), np.uint8)  # skin: HSV value 200
     points = np.zeros((478, 2))
     points[list(readback.CHEEK_POINTS)] = [[10, 10], [110, 10]]
@@ -123,14 +120,9 @@ def test_mouth_interior_fractions_known_answer():
 def test_crop_fill_streak_measure_known_answer():
     """`benchmarks/crop_fill.py`'s streak measure reads colour changing along the portrait's edge
     (stripes repeated outward) and not colour changing away from it (a smooth fade)."""
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("facecue_crop_fill", REPO / "benchmarks" / "crop_fill.py")
-    crop_fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(crop_fill)
-    along_edge_gradient = crop_fill.along_edge_gradient
+    along_edge_gradient = load_benchmark("crop_fill").along_edge_gradient
 
     inside = np.zeros((80, 80), np.uint8)
     inside[:, 40:] = 255  # the portrait is the right half; its edge is vertical
@@ -149,7 +141,7 @@ def test_mouth_readback_teeth_colour_known_answer():
     inside the inner-lip polygon, whatever their lightness; None where too few show."""
     import numpy as np
 
-    readback = load_mouth_readback()
+    readback = load_benchmark("mouth_readback")
     frame = np.full((100, 120, 3), (200, 160, 140), np.uint8)
     points = np.zeros((478, 2))
     points[list(readback.CHEEK_POINTS)] = [[10, 10], [110, 10]]
@@ -170,7 +162,7 @@ def test_mouth_readback_renders_a_mead_clip_with_its_own_emotion_and_level():
     videos whose names carry no emotion (the talking videos) get none."""
     from facecue.constants import EMOTIONS
 
-    readback = load_mouth_readback()
+    readback = load_benchmark("mouth_readback")
     weights = readback.clip_expression("W009_disgusted_level3_001", 4)
     assert weights.shape == (4, len(EMOTIONS))
     assert weights[:, EMOTIONS.index("disgusted")].tolist() == [1.0] * 4 and weights.sum() == 4.0
@@ -179,22 +171,12 @@ def test_mouth_readback_renders_a_mead_clip_with_its_own_emotion_and_level():
     assert readback.clip_expression("styletalk_Obama_clip1", 3) is None
 
 
-def _mouth_from_module():
-    """``benchmarks/mouth_from.py`` as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mouth_from_bench", REPO / "benchmarks" / "mouth_from.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_mouth_from_bar_known_answers_and_references_never_the_judged_clip(tmp_path):
     """`benchmarks/mouth_from.py`: the bar's ratios (p90 within 20 %, p50 within 30 %) and its
     cases: every judged clip has a reference that is another clip or the other half, never itself."""
     import numpy as np
 
-    bench = _mouth_from_module()
+    bench = load_benchmark("mouth_from")
     real = np.linspace(0.0, 0.2, 101)  # p50 0.1, p90 0.18
     assert bench.ratio_row(real, real * 1.15)["met"] and not bench.ratio_row(real, real * 1.25)["met"]
     row = bench.ratio_row(real, real * 0.75)
