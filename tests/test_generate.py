@@ -46,6 +46,7 @@ def test_duration_matches_audio_and_tracks_agree(tmp_path, short_speech):
     assert cues.n_frames == info.n_frames and cues.meta["config"]["emotion"] == "happy"
     assert (tmp_path / "talk.json").exists(), "the config is saved next to the output"
     assert result.real_time_factor > 0
+    assert not any("smiles broadly" in note for note in result.notes)  # happy on a smiling portrait: no note
 
 
 def test_controls_reach_the_cues(tmp_path, short_speech):
@@ -55,6 +56,9 @@ def test_controls_reach_the_cues(tmp_path, short_speech):
     lip_gap = lambda cues: cues.normalized[:, 14, 1] - cues.normalized[:, 13, 1]  # noqa: E731
     assert np.ptp(lip_gap(still.cues)) < 1e-4  # mouth scale 0: the lips stay where they rest
     assert still.cues.meta["config"]["mouth_scale"] == 0  # saved with the output
+    # neutral on the bundled portrait (a broad smile): the user is told, on screen and in the settings file
+    assert "the portrait smiles broadly" in still.summary() and "so neutral may still look" in still.summary()
+    assert json.loads((tmp_path / "still.json").read_text())["notes"] == still.notes
     moving = generate(asset_path("portrait.png"), short_speech, tmp_path / "moving.mp4", size=128, full=False,
                       emotion="neutral@0,sad@1.5", seed=2, cue_model="phonetic")
     assert moving.cues.pose_angles[:, 0].std() > 0.3

@@ -315,6 +315,27 @@ def test_smile_removal_keeps_the_brows_and_opens_the_smiles_eyes(portrait_cues):
     assert width(neutral) < width(shape) - 0.1
 
 
+def test_a_broad_smile_is_told_and_parted_lips_alone_are_not_one(portrait_cues):
+    """`portrait_smile` (what `generate`'s note on smiling portraits reads) finds the bundled
+    portrait's broad smile, not a smile in a face that only parts its lips, and not in the
+    bundled portrait once its smile is taken off."""
+    from facecue.cues import default_template
+    from facecue.generate import smiling_portrait_note
+    from facecue.motion import open_mouth
+    from facecue.phonetic import BROAD_SMILE, closed_mouth, neutralize_smile, portrait_smile
+
+    shape = portrait_cues.normalized[0]
+    assert portrait_smile(shape) >= BROAD_SMILE
+    assert portrait_smile(neutralize_smile(closed_mouth(shape))) < 0.2 * BROAD_SMILE
+    plain = default_template().points
+    assert portrait_smile(plain) == 0.0 and portrait_smile(open_mouth(closed_mouth(plain), 0.15)) == 0.0
+
+    note = smiling_portrait_note(shape, "happy@0,sad@1,angry@2,sad@3")
+    assert "sad, angry may still look partly happy" in note  # each other emotion once, in order
+    assert smiling_portrait_note(shape, "happy") is None
+    assert smiling_portrait_note(plain, "angry") is None
+
+
 def test_a_broad_smile_with_parted_lips_is_closed_partly_by_the_upper_lip(portrait_cues):
     """A smiling portrait's raised upper lip comes down over the teeth (the chin rises less than
     when the jaw alone closes the lips); a portrait that does not smile is closed by the jaw."""

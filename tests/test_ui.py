@@ -304,7 +304,8 @@ def test_page_records_the_microphone(server, browser):
     size = page.evaluate("(() => { const v = document.querySelector('#result video'); "
                          "return [v.videoWidth, v.videoHeight]; })()")
     assert size == [128, 128]
-    assert "sad" in page.inner_text("#status")
+    status = page.inner_text("#status")
+    assert "sad" in status and "the portrait smiles broadly" in status  # the job's notes are shown
     page.context.close()
 
 

@@ -212,6 +212,22 @@ def working_portrait(image: np.ndarray, config: GenerateConfig) -> tuple[np.ndar
     return image, size, notes
 
 
+def smiling_portrait_note(normalized: np.ndarray, emotion: str) -> str | None:
+    """What to tell the user when a broadly smiling portrait (``normalized`` (478, 3) canonical
+    units; :data:`facecue.phonetic.BROAD_SMILE`) is asked for another emotion than happiness
+    (``emotion``: a name or a schedule); None otherwise. Its smile comes off the mouth and eyes,
+    but the creases and raised cheeks in its pixels stay."""
+    from .inputs import parse_emotion_schedule
+    from .phonetic import BROAD_SMILE, portrait_smile
+
+    others = list(dict.fromkeys(name for _, name in parse_emotion_schedule(emotion) if name != "happy"))
+    if not others or portrait_smile(normalized) < BROAD_SMILE:
+        return None
+    return (f"the portrait smiles broadly: its smile comes off the mouth and eyes, but its creases and raised cheeks "
+            f"stay, so {', '.join(others)} may still look partly happy (a portrait with a neutral expression shows "
+            f"other emotions more clearly)")
+
+
 def cue_audio(samples: np.ndarray) -> np.ndarray:
     """The audio the cue models listen to: silent or near-silent audio (nothing louder than
     -50 dBFS, :func:`facecue.audio.is_silent`) is digital silence, so that the face listens
@@ -393,6 +409,9 @@ def generate(
                 listened, config.text, progress=progress, helpers=0 if workers == 0 else None))
         portrait_cues = FaceCues.from_landmarks(detect_landmarks(image, source=portrait)[None], config.fps,
                                                 (image.shape[1], image.shape[0]), meta={"source": str(portrait)})
+        smiling = smiling_portrait_note(portrait_cues.normalized[0], config.emotion)
+        if smiling:
+            notes.append(smiling)
         pose_angles = None
         if config.pose_from is not None:
             reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
@@ -482,7 +501,8 @@ def generate(
     with io.atomic_path(check_sidecar(output)) as tmp:
         tmp.write_text(json.dumps({"facecue_config": config.to_dict(), "cue_model": cue_model,
                                    "checkpoint": None if checkpoint is None else str(checkpoint),
-                                   "video": output.name, **({"mouth_match": mouth_match} if mouth_match else {})},
+                                   "video": output.name, **({"mouth_match": mouth_match} if mouth_match else {}),
+                                   **({"notes": notes} if notes else {})},
                                   indent=2))
     return GenerateResult(path=output, cues=cues, n_frames=n_frames, seconds=n_frames / config.fps, timings=timings,
                           notes=notes)

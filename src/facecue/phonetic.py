@@ -483,6 +483,13 @@ SMILE_NARROWING = 0.04  # canonical units per side: a full smile's widening (MEA
 # neutral mouths of the MEAD actors and calibration speakers measure 0.91-1.05 x the reference.
 SMILE_FREE_WIDTH = 1.05
 SMILE_UPPER_LIP_SHARE = 0.5  # of a smiling portrait's parted lips, the share closed by letting the upper lip down
+# A portrait that smiles at least this much (full smiles, its lips closed: portrait_smile) keeps
+# its smile's creases and raised cheeks in every emotion, as the rest shape takes the smile off the
+# mouth and eyes only. The FER2013 recogniser read 10 of the 18 non-happy renderings (neutral,
+# angry, disgusted, fear, sad, surprised; docs/expressiveness and docs/calibration, 2026-12-05) of
+# the 3 test portraits that smile this broadly (0.93-1.6: NASA, Obama, M030's happy frame) as
+# happy, and 4 of the 66 of the 11 others (0-0.46).
+BROAD_SMILE = 0.7
 # A smile narrows the eyes too: the cheeks push the lower lids up (AU6). A smiling portrait's eyes
 # are opened by this many full smiles' worth of MEAD's level-3 happy offsets around the eyes, so
 # that its angry or sad eyes start from un-smiling eyes (its happy eyes get them back from the
@@ -865,6 +872,13 @@ def smile_amount(shape: np.ndarray) -> float:
     shape = np.asarray(shape, np.float64)
     amount = max(_smile_excess(shape) / SMILE_UNIT, _width_excess(shape) / (2 * SMILE_NARROWING))
     return float(min(amount, MAX_SMILE_REMOVED))
+
+
+def portrait_smile(normalized: np.ndarray) -> float:
+    """How broadly a portrait smiles, in full smiles (:func:`smile_amount`), measured on its
+    normalized shape (478, 3) canonical units with the lips closed (:func:`closed_mouth`) as
+    :func:`portrait_rest_shape` measures it: parted lips alone are not a smile."""
+    return smile_amount(closed_mouth(np.asarray(normalized, np.float64)))
 
 
 def neutralize_smile(shape: np.ndarray) -> np.ndarray:

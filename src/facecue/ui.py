@@ -297,7 +297,8 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
             raise gr.Error("internal error while generating (details are in the server log)") from None
         compute = sum(result.timings.values())
         status = (f"**Done:** {result.n_frames} frames, {result.seconds:.1f} s of video in {compute:.1f} s "
-                  f"(emotion `{config.emotion}`, cue model `{result.cues.meta.get('cue_model', '?')}`).")
+                  f"(emotion `{config.emotion}`, cue model `{result.cues.meta.get('cue_model', '?')}`)."
+                  + "".join(f"\n\n**Note:** {note}." for note in result.notes))
         return str(result.path), str(preview), status
 
     with gr.Blocks(title="facecue", delete_cache=(JOB_MAX_AGE_S // 2, JOB_MAX_AGE_S)) as demo:
