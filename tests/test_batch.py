@@ -58,6 +58,8 @@ def test_batch_runs_good_rows_reports_bad_ones_and_reruns_safely(inputs, capsys)
     out, err = capsys.readouterr()
     assert "2 done, 0 skipped, 1 failed" in out
     assert "row 3" in err and "missing.png" in err
+    # what generate tells about a row is passed on: neutral and sad on a broadly smiling portrait, not happy
+    assert "row 4 (out/sad.mp4): the portrait smiles broadly" in out and "row 2 " not in out
     for name in ("happy", "sad"):
         info = probe_video(inputs / "out" / f"{name}.mp4")
         assert (info.width, info.height) == (128, 128) and info.has_audio

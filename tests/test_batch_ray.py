@@ -185,6 +185,8 @@ def test_ship_inputs_writes_the_results_on_the_driver(ray_instance, inputs):
     shipped = run_batch_ray(write_csv(inputs / "ship.csv", rows[:1]), ship_inputs=True, progress=False)
     shared = run_batch_ray(write_csv(inputs / "shared.csv", rows[1:]), progress=False)
     assert shipped.done == [2] and shared.done == [2] and shipped.exit_code == 0
+    # generate's notes come back from the workers (sad on a broadly smiling portrait)
+    assert [(row, "smiles broadly" in note) for row, _, note in shipped.notes + shared.notes] == [(2, True)] * 2
     assert sorted(p.name for p in (inputs / "shipped").iterdir()) == ["sad.json", "sad.mp4"], "atomic: no temp left"
     assert (inputs / "shipped" / "sad.json").read_text() == (inputs / "shared" / "sad.json").read_text()
     assert_same_rendering(inputs / "shipped" / "sad.mp4", inputs / "shared" / "sad.mp4")

@@ -62,6 +62,7 @@ class BatchReport:
     done: list[int] = field(default_factory=list)  # row numbers
     skipped: list[int] = field(default_factory=list)
     failed: list[tuple[int, str, str]] = field(default_factory=list)  # (row, output, reason)
+    notes: list[tuple[int, str, str]] = field(default_factory=list)  # (row, output, note): what generate said
     failures_path: Path | None = None
     seconds: float = 0.0
     checked_only: bool = False  # --check: validated, nothing run
@@ -245,13 +246,13 @@ def run_job(job: BatchJob) -> dict:
 
     started = time.perf_counter()
     try:
-        generate(job.portrait, job.audio, job.output, job.config, progress=False)
+        result = generate(job.portrait, job.audio, job.output, job.config, progress=False)
     except FacecueError as exc:
         return failure(job, str(exc))
     except Exception as exc:  # a crash on one row must not end the batch
         log.debug("row %d crashed", job.row, exc_info=True)
         return failure(job, f"{exc.__class__.__name__}: {exc}")
-    return {"row": job.row, "status": "done", "seconds": time.perf_counter() - started}
+    return {"row": job.row, "status": "done", "seconds": time.perf_counter() - started, "notes": list(result.notes)}
 
 
 def failure(job: BatchJob, reason: str) -> dict:
@@ -293,6 +294,7 @@ def run_rows(csv_path: str | Path, execute: Executor, *, force: bool = False, pr
         job = by_row[result["row"]]
         if result["status"] == "done":
             report.done.append(job.row)
+            report.notes.extend((job.row, job.output_cell, note) for note in result.get("notes", ()))
         else:
             report.failed.append((job.row, job.output_cell, result["reason"]))
         # the row has ended: a temp file of its outputs is what a killed attempt left half written
@@ -310,6 +312,7 @@ def run_rows(csv_path: str | Path, execute: Executor, *, force: bool = False, pr
             bar.close()
         report.done.sort()
         report.failed.sort()
+        report.notes.sort()
         report.seconds = time.perf_counter() - started
         report.failures_path = write_failures(csv_path.with_name(f"{csv_path.stem}.failures.csv"), report.failed)
     return report

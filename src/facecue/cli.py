@@ -558,6 +558,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from .batch import run_batch
 
         report = run_batch(args.csv, jobs=args.jobs or 1, **common)
+    for row, output, note in report.notes:
+        print(f"row {row}{f' ({output})' if output else ''}: {note}")
     for row, output, reason in report.failed:
         print(f"facecue: row {row}{f' ({output})' if output else ''}: {reason}", file=sys.stderr)
     print(f"{args.csv}: {report.summary()} ({report.seconds:.1f} s)")
