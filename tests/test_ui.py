@@ -93,8 +93,11 @@ def test_audio_over_the_servers_limit_is_refused(tmp_path):
 
 def test_landmark_png_of_an_upload(tmp_path):
     jobs = Jobs(tmp_path / "jobs")
-    png = portrait_landmarks_png(asset_path("portrait.png"), jobs)
+    png, note = portrait_landmarks_png(asset_path("portrait.png"), jobs, emotion="sad")
     image = read_image(png)
+    assert note is not None and "smiles broadly" in note and "so sad may" in note  # the bundled portrait smiles
+    assert portrait_landmarks_png(asset_path("portrait.png"), jobs, emotion="happy")[1] is None
+    assert portrait_landmarks_png(asset_path("portrait.png"), jobs, emotion="sad@0,happy@")[1] is None  # being typed
     assert image.shape == (384, 384, 3) and png.parent.parent == jobs.root
     r, g, b = image.astype(int).transpose(2, 0, 1)
     assert ((g > 200) & (r < 140) & (b < 170)).sum() > 300, "green landmark dots drawn on the face crop"
@@ -292,6 +295,10 @@ def test_page_records_the_microphone(server, browser):
     page, _ = _open(browser, server)
     page.set_input_files("#portrait input[type=file]", str(asset_path("portrait.png")))
     _pick(page, "emotion", "sad")
+    # the upload's check says the portrait smiles broadly (neutral or sad, whichever the check saw)
+    info = page.locator(".toast-body.info")
+    info.wait_for(timeout=30_000)
+    assert "smiles broadly" in info.inner_text()
     _pick(page, "size", "128")
     page.get_by_label(FRAMINGS[1], exact=True).check()
     page.click("#audio button[aria-label='Record audio']")

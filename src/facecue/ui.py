@@ -188,9 +188,11 @@ class Jobs:
                     self._created.discard(folder)
 
 
-def portrait_landmarks_png(portrait: str | Path, jobs: Jobs, size: int = 384) -> Path:
+def portrait_landmarks_png(portrait: str | Path, jobs: Jobs, size: int = 384,
+                           emotion: str = "neutral") -> tuple[Path, str | None]:
     """The portrait's face, cropped and scaled to ``size`` px, with its detected landmarks, iris,
-    gaze arrows and pose axes drawn on it (a PNG in a new job folder)."""
+    gaze arrows and pose axes drawn on it (a PNG in a new job folder), and what the user should
+    know about the portrait for ``emotion`` (a broad smile: :func:`facecue.generate.smiling_portrait_note`)."""
     import cv2
     import numpy as np
 
@@ -219,7 +221,13 @@ def portrait_landmarks_png(portrait: str | Path, jobs: Jobs, size: int = 384) ->
     frame = draw_cues(crop, moved, cues.rotation[0], cues.scale[0] * factor, cues.gaze[0])
     out = jobs.new("landmarks") / "landmarks.png"
     io.write_image(out, frame)
-    return out
+    from .generate import smiling_portrait_note
+
+    try:
+        note = smiling_portrait_note(cues.normalized[0], emotion)
+    except FacecueError:  # an emotion schedule being typed: the job checks it on Generate
+        note = None
+    return out, note
 
 
 def check_audio_length(audio: str | Path, max_seconds: float) -> float:
@@ -268,14 +276,17 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
 
     jobs = jobs or Jobs()
 
-    def show_landmarks(portrait):
+    def show_landmarks(portrait, emotion, schedule):
         if not portrait:
             return None
         try:
-            return str(portrait_landmarks_png(portrait, jobs))
+            png, note = portrait_landmarks_png(portrait, jobs, emotion=(schedule or "").strip() or emotion)
         except FacecueError as exc:  # the same problem is reported again (as an error) on Generate
             gr.Warning(user_message(exc))
             return None
+        if note:
+            gr.Info(note[0].upper() + note[1:] + ".")
+        return str(png)
 
     def toggle_gaze(mode):
         custom = mode == "custom"
@@ -355,7 +366,8 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
                 gr.Markdown(f"Limits of this server: uploads up to {max_upload_mb:g} MB, speech up to "
                             f"{max_seconds:g} s, one job at a time (others wait in a queue).", elem_id="limits")
 
-        portrait.upload(show_landmarks, portrait, landmarks_png, concurrency_limit=1, concurrency_id="landmarks")
+        portrait.upload(show_landmarks, [portrait, emotion, schedule], landmarks_png, concurrency_limit=1,
+                        concurrency_id="landmarks")
         portrait.clear(lambda: None, None, landmarks_png, queue=False)
         gaze_mode.change(toggle_gaze, gaze_mode, [gaze_yaw, gaze_pitch], queue=False)
         generate_button.click(
