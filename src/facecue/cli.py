@@ -29,6 +29,10 @@ EPILOG = """examples:
 
 run 'facecue COMMAND --help' for the options of one command."""
 
+# generate and render take the same portrait
+PORTRAIT_HELP = ("image with one face (the largest is used if several); a neutral expression shows every emotion best "
+                 "(a broad smile's creases stay)")
+
 
 # --- subcommands ---------------------------------------------------------------------------
 
@@ -106,8 +110,7 @@ def _add_generate_parser(sub) -> None:
         "      --pose-scale 0.5 --gaze camera --blink-rate 15 --crop --size 256 -o talk.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--portrait", required=True, help="image with one face (the largest is used if several); a "
-                   "neutral expression shows every emotion best (a broad smile's creases stay)")
+    p.add_argument("--portrait", required=True, help=PORTRAIT_HELP)
     p.add_argument("--audio", required=True, help="speech: wav/mp3/m4a/flac/ogg, or a video with sound")
     p.add_argument("-o", "--output", required=True, help="video to write (.mp4), atomically; its settings are saved "
                    "beside it as the same name with .json (also atomically; an existing .json that facecue did not "
@@ -220,8 +223,7 @@ def _add_render_parser(sub) -> None:
         "  facecue render --portrait me.jpg --cues talk.npz --crop --size 256 -o me_256.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--portrait", required=True, help="image with one face (the largest is used if several); a "
-                   "neutral expression shows every emotion best (a broad smile's creases stay)")
+    p.add_argument("--portrait", required=True, help=PORTRAIT_HELP)
     p.add_argument("--cues", required=True, help="cue file (.npz) to drive the portrait")
     p.add_argument("--audio", help="audio to mux in (wav/mp3/m4a/..., or a video with sound); default none")
     p.add_argument("-o", "--output", required=True, help="video to write (.mp4)")
