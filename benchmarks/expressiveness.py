@@ -38,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from facecue.constants import MOUTH_CORNERS  # noqa: E402
+
 CALIBRATION_TALKING = ("styletalk_KristiNoem", "styletalk_Obama_clip3", "styletalk_andrew_clip_1",
                        "styletalk_feifeili_clip2_short")
 REPORT_PORTRAITS = ("portraits/nasa_eileen_collins_astronaut_512.png", "portraits/whitehouse_obama_official_2012_910x1137.jpg",
@@ -53,6 +55,17 @@ CONTOUR_NOSE = tuple(range(0, 0))  # filled in main() from the mesh topology
 
 def lip_gap(cues) -> np.ndarray:
     return cues.normalized[:, 14, 1] - cues.normalized[:, 13, 1]
+
+
+def mouth_width(cues) -> np.ndarray:
+    """(T,) mouth-corner distance over the outer eye corners' (as :func:`lip_gap`)."""
+    return np.linalg.norm(cues.normalized[:, MOUTH_CORNERS[0], :2] - cues.normalized[:, MOUTH_CORNERS[1], :2], axis=-1)
+
+
+def widening_with_gap(cues) -> float:
+    """How much wider the mouth is per unit of inner-lip gap: the least-squares slope of
+    :func:`mouth_width` on :func:`lip_gap` over the frames (both in eye-corner distances)."""
+    return float(np.polyfit(lip_gap(cues), mouth_width(cues), 1)[0])
 
 
 def redriven_cases(data: Path) -> list[tuple[str, Path, Path, Path, str]]:
@@ -96,6 +109,7 @@ def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
         row["sync_real"] = float(lip_sync_score(real_opening, loudness)[0])
         row["sync_facecue"] = float(lip_sync_score(fake_opening, loudness)[0])
         row["sync_facecue_vs_real"] = float(lip_sync_score(fake_opening, real_opening)[0])
+        row["widening_real"], row["widening_facecue"] = widening_with_gap(real_cues), widening_with_gap(fake_cues)
         rows.append(row)
         print(f"mouth {name}: p50 {row['ratio_p50']:.2f} p90 {row['ratio_p90']:.2f}", flush=True)
     return rows
@@ -263,6 +277,13 @@ def write_report(out: Path, results: dict) -> None:
             for r in results["mouth"]:
                 lines.append(f"| {r['clip']} | {r['sync_real']:.2f} | {r['sync_facecue']:.2f} | "
                              f"{r['sync_facecue_vs_real']:.2f} |")
+            lines.append("")
+        if all("widening_real" in r for r in results["mouth"]):
+            lines += ["How much the mouth widens as it opens: the least-squares slope of mouth width (corner to "
+                      "corner) on the inner-lip gap, both over the outer-eye-corner distance, frame by frame "
+                      "(`phonetic.SPEECH_WIDENING`).", "", "| clip | widening, real | widening, facecue |", "|---|--:|--:|"]
+            for r in results["mouth"]:
+                lines.append(f"| {r['clip']} | {r['widening_real']:+.2f} | {r['widening_facecue']:+.2f} |")
             lines.append("")
     if "emotion" in results:
         all_rows = results["emotion"]

@@ -237,6 +237,64 @@ def test_emotional_speech_opens_the_mouth_wider(portrait_cues, bob_speech):
     assert abs(p90["sad"] - p90["neutral"]) < 0.25 * p90["neutral"]
 
 
+def test_the_mouth_widens_as_it_opens():
+    """Real mouths widen as they open (width over gap, regression slope: 0.20-0.47 eye units per unit
+    on the calibration talking videos); ``widen_with_opening`` adds SPEECH_WIDENING x the gap
+    beyond the rest gap to the width, the corners level, closed lips untouched."""
+    from facecue.cues import default_template
+    from facecue.phonetic import REST_LIP_GAP, closed_mouth, jaw_shape, widen_with_opening
+
+    closed = closed_mouth(default_template().points)  # lips at REST_LIP_GAP
+    shapes = closed[None] + np.array([0.0, 0.05, 0.2])[:, None, None] * jaw_shape()[None]
+    widened = widen_with_opening(shapes, 0.3)
+
+    def mouth_width(x):
+        return np.linalg.norm(x[:, MOUTH_CORNERS[0], :2] - x[:, MOUTH_CORNERS[1], :2], axis=-1)
+
+    gap = shapes[:, INNER_LIP_MID[1], 1] - shapes[:, INNER_LIP_MID[0], 1]
+    extra = mouth_width(widened) - mouth_width(shapes)
+    np.testing.assert_allclose(extra, 0.3 * np.clip(gap - REST_LIP_GAP, 0, None), atol=1e-3)
+    assert extra[0] == 0.0 and extra[2] > 0.05
+    corners = list(MOUTH_CORNERS)
+    np.testing.assert_allclose(widened[:, corners, 1], shapes[:, corners, 1], atol=1e-9)  # level
+    np.testing.assert_array_equal(widened[:, 1], shapes[:, 1])  # the nose tip stays
+    assert widen_with_opening(shapes, 0.0) is shapes
+
+
+def test_speech_widens_the_mouth_with_its_opening(portrait_cues, bob_speech, monkeypatch):
+    """In neutral phonetic cues the mouth's width grows with its gap by about SPEECH_WIDENING more
+    than without it (the visemes alone widen it little: their real targets are averages)."""
+    import facecue.phonetic as phonetic
+
+    audio, text = bob_speech
+    from facecue.audio import recognize_phones
+
+    phones = recognize_phones(audio, text=text)
+
+    def slope():
+        cues = phonetic_cues(audio, portrait_cues, "neutral", 1.0, phones=phones, seed=0)
+        return np.polyfit(opening(cues), width(cues), 1)[0]
+
+    amount, widened = phonetic.SPEECH_WIDENING, slope()
+    assert amount > 0
+    angry = phonetic_cues(audio, portrait_cues, "angry", 1.0, phones=phones, seed=0)
+    monkeypatch.setattr(phonetic, "SPEECH_WIDENING", 0.0)
+    assert widened - slope() == pytest.approx(amount, rel=0.15)
+    # an emotion keeps the mouth widths measured for it (MEAD's opening shapes)
+    np.testing.assert_array_equal(angry.normalized,
+                                  phonetic_cues(audio, portrait_cues, "angry", 1.0, phones=phones, seed=0).normalized)
+
+
+def test_speech_widening_follows_the_neutral_share():
+    from facecue.phonetic import speech_widening
+
+    weights = emotion_weights("neutral@0,angry@2", 100, 25.0)
+    widening = speech_widening(weights, 1.0, 0.4)
+    assert widening[0] == pytest.approx(0.4) and widening[-1] == pytest.approx(0.0)
+    assert speech_widening(weights, 0.25, 0.4)[-1] == pytest.approx(0.3)  # a weak emotion keeps most of it
+    assert np.all(np.diff(widening) <= 1e-12)  # blended across the change
+
+
 def test_lip_operators_move_one_lip_and_leave_the_jaw():
     from facecue.cues import default_template
     from facecue.motion import drop_lower_lip, lower_upper_lip

@@ -355,6 +355,31 @@ def test_network_path_follows_the_action_shapes_set_now(portrait_cues):
     np.testing.assert_allclose(width(with_actions["fear"]) - width(without["fear"]), 2 * stretch * ratio, rtol=0.03)
 
 
+def test_network_path_widens_the_mouth_by_what_its_teacher_did_not(portrait_cues):
+    """The bundled network's teacher had no speech widening (its record has none); the network path
+    adds ``SPEECH_WIDENING`` x each frame's gap to its mouth width, and nothing when it is 0."""
+    import facecue.phonetic as phonetic
+    from facecue.cli import asset_path
+    from facecue.phonetic import REST_LIP_GAP
+    from facecue.stage1 import load_stage1, network_cues, stage1_checkpoint
+
+    assert load_stage1(stage1_checkpoint()).teacher_expression["speech_widening"] == 0.0
+    audio = io.read_audio(asset_path("speech.wav"))[: SAMPLE_RATE * 2]
+    width = lambda cues: cues.normalized[:, 291, 0] - cues.normalized[:, 61, 0]  # noqa: E731
+    saved = phonetic.emotion_settings()
+    widened = network_cues(audio, portrait_cues, "neutral", 1.0, seed=3)
+    try:
+        phonetic.restore_emotion_settings({**saved, "speech_widening": 0.0})
+        plain = network_cues(audio, portrait_cues, "neutral", 1.0, seed=3)
+    finally:
+        phonetic.restore_emotion_settings(saved)
+    assert phonetic.emotion_settings() == saved
+    gap = plain.normalized[:, 14, 1] - plain.normalized[:, 13, 1] - REST_LIP_GAP
+    assert gap.max() > 0.05
+    np.testing.assert_allclose(width(widened) - width(plain), saved["speech_widening"] * np.clip(gap, 0, None),
+                               atol=2e-3)
+
+
 def test_action_shapes_the_network_learnt_are_not_added_twice(portrait_cues):
     """``add_expression_changes`` adds the action shapes set now less those the network's
     teacher had: none when it learnt them all, all when it learnt none, the difference when an

@@ -542,6 +542,28 @@ def emotion_gain_map() -> np.ndarray:
     return _gain_map(EMOTION_REGION_GAINS, EMOTION_EMPHASIS)
 
 
+def _lip_sideways_shape(outward: float, drop: float) -> np.ndarray:
+    """(478, 3) float64 canonical units: the mouth corners moved ``outward`` sideways (negative:
+    inward) and ``drop`` x their sideways travel down, on the template; the lips between move in
+    proportion to their distance from the midline, the lower face around them fading over
+    ``LIP_STRETCH_SPREAD``."""
+    from .cues import default_template
+
+    points = default_template().points.astype(np.float64)
+    lower, _, _ = _region_weights()
+    x, y = points[:, 0], points[:, 1]
+    corners = points[list(MOUTH_CORNERS), :2]
+    centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
+    dx = np.abs(x - centre[0])
+    outside = dx - np.minimum(dx, half_width)  # 0 between the corners
+    fall_off = np.exp(-(outside**2 + (y - centre[1]) ** 2) / (2 * LIP_STRETCH_SPREAD**2)) * lower
+    reach = np.clip((x - centre[0]) / half_width, -1.3, 1.3)  # the cheeks beyond the corners move no faster
+    shape = np.zeros_like(points)
+    shape[:, 0] = outward * reach * fall_off
+    shape[:, 1] = drop * abs(outward) * np.abs(reach) * fall_off
+    return shape
+
+
 @lru_cache(maxsize=None)
 def action_shape(name: str) -> np.ndarray:
     """(478, 3) float64 canonical units: one unit of a FACS action shape (``ACTION_NAMES``) on the
@@ -557,21 +579,12 @@ def action_shape(name: str) -> np.ndarray:
     from .cues import default_template
 
     points = default_template().points.astype(np.float64)
-    lower, brow, _ = _region_weights()
+    _, brow, _ = _region_weights()
     shape = np.zeros_like(points)
-    x, y = points[:, 0], points[:, 1]
+    x = points[:, 0]
     if name in ("lip_stretch", "lip_pucker"):
-        corners = points[list(MOUTH_CORNERS), :2]
-        centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
-        dx = np.abs(x - centre[0])
-        outside = dx - np.minimum(dx, half_width)  # 0 between the corners
-        fall_off = np.exp(-(outside**2 + (y - centre[1]) ** 2) / (2 * LIP_STRETCH_SPREAD**2)) * lower
-        reach = np.clip((x - centre[0]) / half_width, -1.3, 1.3)  # the cheeks beyond the corners move no faster
-        if name == "lip_stretch":
-            shape[:, 0] = reach * fall_off
-            shape[:, 1] = LIP_STRETCH_DROP * np.abs(reach) * fall_off
-        else:
-            shape[:, 0] = -reach * fall_off
+        shape = _lip_sideways_shape(1.0 if name == "lip_stretch" else -1.0,
+                                    LIP_STRETCH_DROP if name == "lip_stretch" else 0.0)
     elif name == "brow_knit":
         toward_midline = -np.tanh(x / 0.03)  # -1 / +1 on either side, 0 on the midline (no tear there)
         shape[:, 0] = toward_midline * np.exp(-(((np.abs(x) - BROW_KNIT_CENTRE) / BROW_KNIT_SPREAD) ** 2)) * brow
@@ -796,15 +809,18 @@ def set_emotion_actions(emotion: str, **amounts: float) -> None:
 
 
 def emotion_settings() -> dict:
-    """A copy of this process's ``EMOTION_REGION_GAINS``, ``EMOTION_EMPHASIS`` and
-    ``EMOTION_ACTIONS`` (``gains``, ``emphasis``, ``actions``), for
-    :func:`restore_emotion_settings` after trying others."""
+    """A copy of this process's ``EMOTION_REGION_GAINS``, ``EMOTION_EMPHASIS``,
+    ``EMOTION_ACTIONS`` and ``SPEECH_WIDENING`` (``gains``, ``emphasis``, ``actions``,
+    ``speech_widening``), for :func:`restore_emotion_settings` after trying others (and recorded
+    as a network's teacher's settings)."""
     return {"gains": dict(EMOTION_REGION_GAINS), "emphasis": {k: dict(v) for k, v in EMOTION_EMPHASIS.items()},
-            "actions": {k: dict(v) for k, v in EMOTION_ACTIONS.items()}}
+            "actions": {k: dict(v) for k, v in EMOTION_ACTIONS.items()}, "speech_widening": SPEECH_WIDENING}
 
 
 def restore_emotion_settings(settings: dict) -> None:
     """Put back what :func:`emotion_settings` returned (and clear the caches built from them)."""
+    global SPEECH_WIDENING
+    SPEECH_WIDENING = float(settings.get("speech_widening", SPEECH_WIDENING))
     EMOTION_REGION_GAINS.update(settings["gains"])
     EMOTION_EMPHASIS.clear()
     EMOTION_EMPHASIS.update({k: dict(v) for k, v in settings["emphasis"].items()})
@@ -947,6 +963,51 @@ def closed_mouth(normalized: np.ndarray) -> np.ndarray:
     return open_mouth(base, -(gap - REST_LIP_GAP))
 
 
+# Real mouths widen as they open. The least-squares slope of mouth width on inner-lip gap (both
+# over the outer-eye-corner distance, MediaPipe, frame by frame) is +0.20 / +0.47 / +0.21 / +0.32
+# on the 4 calibration talking videos (KristiNoem, Obama clip 3, andrew, feifeili clip 2) and
+# +0.00 / +0.30 / +0.53 on the MEAD actors' neutral clips (M030 / W009 / W011), where facecue's
+# re-drives of the 4 videos widened +0.01 / +0.16 / +0.14 / +0.11: their open mouths were round,
+# which the recogniser read less neutral the wider they opened while the real ones read the same
+# (docs/expressiveness/by_opening.md). Each unit of gap beyond REST_LIP_GAP now widens neutral
+# speech's mouth by this many units (corners level): the re-drives widen +0.20 / +0.32 / +0.28 /
+# +0.30 (0.25: +0.17 / +0.29 / +0.27 / +0.27; 0.5: +0.35 / +0.43 / +0.40 / +0.42). Neutral
+# speech only, in proportion to its share (:func:`speech_widening`): the real MEAD level-3 clips
+# widen too (angry +0.33, disgusted +0.37, happy +0.35, fear +0.21, contempt +0.20, sad +0.05,
+# surprised +0.08, mean of the 3 actors), but widening every emotion's speech cost the recogniser
+# 2 of the calibration set's 54 readings (35 -> 33: W011's sad and surprised read happy; mean
+# p(angry) 0.428 -> 0.394, p(surprised) 0.554 -> 0.514; to it a wider mouth is nearer a smile),
+# so emotional speech keeps its narrower mouth.
+SPEECH_WIDENING = 0.3
+
+
+@lru_cache(maxsize=1)
+def speech_widening_shape() -> np.ndarray:
+    """(478, 3) float32 canonical units: the mouth one unit wider (each corner half a unit out,
+    level), the lips between and the skin around following (:func:`_lip_sideways_shape`)."""
+    return _lip_sideways_shape(0.5, 0.0).astype(np.float32)
+
+
+def speech_widening(weights: np.ndarray, intensity: float, amount: float | None = None) -> np.ndarray:
+    """(T,) how much the mouth widens per unit of lip gap in each frame: ``amount`` (default
+    ``SPEECH_WIDENING``) x the frame's neutral share, emotion ``weights`` (T, 8) at ``intensity``
+    (an emotion at intensity 0.25 keeps three quarters of it)."""
+    amount = SPEECH_WIDENING if amount is None else amount
+    emotional = intensity * (1.0 - np.asarray(weights, np.float64)[:, EMOTIONS.index("neutral")])
+    return amount * (1.0 - emotional)
+
+
+def widen_with_opening(normalized: np.ndarray, amount: np.ndarray | float) -> np.ndarray:
+    """(T, 478, 3) ``normalized`` (canonical units) with each frame's mouth widened by ``amount``
+    (scalar or (T,), :func:`speech_widening`) x its inner-lip gap beyond ``REST_LIP_GAP``: real
+    mouths widen as they open."""
+    amount = np.broadcast_to(np.asarray(amount, np.float64), (len(normalized),))
+    if not amount.any():
+        return normalized
+    gap = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1] - REST_LIP_GAP
+    return normalized + (amount * np.clip(gap, 0.0, None))[:, None, None] * speech_widening_shape()
+
+
 def assemble_cues(
     portrait: FaceCues,
     expression: np.ndarray,
@@ -958,6 +1019,7 @@ def assemble_cues(
     controls: CueControls,
     meta: dict,
     opening: np.ndarray | None = None,
+    widening: np.ndarray | None = None,
 ) -> FaceCues:
     """Build a FaceCues sequence anchored on the portrait.
 
@@ -969,6 +1031,7 @@ def assemble_cues(
     closure : (T,) blink lid closure 0..1
     opening : (T, 478, 3) the emotion's opening shapes (:func:`emotion_opening`), added in
         proportion to each frame's lip gap (closed lips stay closed)
+    widening : (T,) how much wider the mouth gets per unit of lip gap (:func:`speech_widening`)
     """
     n_frames = len(expression)
     base = portrait_rest_shape(portrait.normalized[0])
@@ -978,6 +1041,8 @@ def assemble_cues(
     if opening is not None:
         gap = normalized[:, INNER_LIP_MID[1], 1] - normalized[:, INNER_LIP_MID[0], 1] - REST_LIP_GAP
         normalized = normalized + np.clip(gap, 0.0, None)[:, None, None] * opening
+    if widening is not None:
+        normalized = widen_with_opening(normalized, widening)
     lift_thin_lips(base, normalized)  # normalized is this function's own float64 array
     normalized = close_eyes(normalized, closure, reference=base)
     head = head_offsets if controls.pose_angles is None else np.asarray(controls.pose_angles, np.float64)[:n_frames]
@@ -1067,7 +1132,7 @@ def phonetic_cues(
         "sample_rate": SAMPLE_RATE,
     }
     return assemble_cues(portrait, mouth, emotion_offsets, head, gaze, closure, fps, controls, meta,
-                         opening=emotion_opening(weights, intensity))
+                         opening=emotion_opening(weights, intensity), widening=speech_widening(weights, intensity))
 
 
 def apply_controls(cues: FaceCues, portrait: FaceCues, controls: CueControls, *, seed: int = 0) -> FaceCues:

@@ -1032,16 +1032,18 @@ def teacher_actions(checkpoint_data: dict) -> dict[str, dict[str, float]]:
 
 def teacher_expression(checkpoint_data: dict) -> dict:
     """The emotion settings a stage-1 checkpoint's teacher drew its expressions with
-    (``phonetic.emotion_settings()``' ``gains``, ``emphasis`` and ``actions``), for
-    ``phonetic.expression_offsets``: the recorded ones, the action shapes as :func:`teacher_actions`;
-    gains or emphasis not recorded are None (taken as those set now)."""
+    (``phonetic.emotion_settings()``' ``gains``, ``emphasis``, ``actions`` and ``speech_widening``),
+    for ``phonetic.expression_offsets``: the recorded ones, the action shapes as
+    :func:`teacher_actions`; gains or emphasis not recorded are None (taken as those set now); a
+    speech widening not recorded is 0 (teachers before ``phonetic.SPEECH_WIDENING`` had none)."""
     teacher = (checkpoint_data.get("extra") or {}).get("teacher", {})
     gains = teacher.get("gains")
     emphasis = teacher.get("emphasis")
     return {"gains": None if gains is None else {str(k): float(v) for k, v in gains.items()},
             "emphasis": None if emphasis is None else {str(e): {str(k): float(v) for k, v in f.items()}
                                                         for e, f in emphasis.items()},
-            "actions": teacher_actions(checkpoint_data)}
+            "actions": teacher_actions(checkpoint_data),
+            "speech_widening": float(teacher.get("speech_widening", 0.0))}
 
 
 def stage1_checkpoint(checkpoint: str | Path | None = None) -> Path:
@@ -1314,8 +1316,8 @@ def network_cues(
     """
     from dataclasses import replace
 
-    from .phonetic import (CueControls, apply_controls, default_blink_rate, emotion_weights, lift_thin_lips,
-                           limit_eye_narrowing)
+    from .phonetic import (SPEECH_WIDENING, CueControls, apply_controls, default_blink_rate, emotion_weights,
+                           lift_thin_lips, limit_eye_narrowing, speech_widening, widen_with_opening)
 
     schedule = parse_emotion_schedule(emotion)
     controls = controls or CueControls()
@@ -1332,9 +1334,13 @@ def network_cues(
     rest = emotion_rest(cues.identity, frame_weights, intensity, settings=teacher)
     cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
     cues = add_expression_changes(cues, frame_weights, intensity, teacher)
+    # the mouth widens as it opens by what the teacher set now adds over the network's (whose
+    # mouth moves like its teacher's did)
+    widening = speech_widening(frame_weights, intensity, SPEECH_WIDENING - teacher["speech_widening"])
+    widened = widen_with_opening(cues.normalized.astype(np.float64), widening)
     # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING nor thins
     # a lip below MIN_LIP_HEIGHT
-    shapes = limit_eye_narrowing(cues.identity, cues.normalized)  # a new float64 array
+    shapes = limit_eye_narrowing(cues.identity, widened)  # a new float64 array
     lift_thin_lips(cues.identity, shapes)
     cues = replace(cues, normalized=shapes.astype(np.float32))
     if controls.blink_rate is None:
