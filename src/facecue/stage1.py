@@ -1334,8 +1334,8 @@ def network_cues(
     rest = emotion_rest(cues.identity, frame_weights, intensity, settings=teacher)
     cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
     cues = add_expression_changes(cues, frame_weights, intensity, teacher)
-    # the mouth widens as it opens by what the teacher set now adds over the network's (whose
-    # mouth moves like its teacher's did)
+    # neutral speech's mouth widens as it opens: by the widening set now less its teacher's (the
+    # network's mouth already widens as its teacher's did)
     widening = speech_widening(frame_weights, intensity, SPEECH_WIDENING - teacher["speech_widening"])
     widened = widen_with_opening(cues.normalized.astype(np.float64), widening)
     # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING nor thins
