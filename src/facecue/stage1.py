@@ -1337,6 +1337,7 @@ def network_cues(
     # neutral speech's mouth widens as it opens: by the widening set now less its teacher's (the
     # network's mouth already widens as its teacher's did)
     widening = speech_widening(frame_weights, intensity, SPEECH_WIDENING - teacher["speech_widening"])
+    # float64 first: the gap is then measured at the phonetic path's precision (float32 gaps differ in the last bits)
     widened = widen_with_opening(cues.normalized.astype(np.float64), widening)
     # as in the phonetic model, an expression never narrows the eyes below MIN_EYE_OPENING nor thins
     # a lip below MIN_LIP_HEIGHT
