@@ -226,3 +226,31 @@ def test_an_older_tree_imported_under_another_name_reads_its_own_assets(tmp_path
     finally:
         for name in [name for name in sys.modules if name.split(".")[0] == "facecue_copy"]:
             del sys.modules[name]
+
+
+def test_recogniser_region_masks_cover_their_own_landmarks_and_no_other_region():
+    """`benchmarks/recogniser_regions.py`'s occlusion regions on facecue's template face: each mask
+    is full at the centre of each of its own point groups (a brow, an eye, a cheek...) and empty
+    there for every other region; the widening is a fraction of the eye-corner distance (the same
+    face twice as large gives a mask twice as wide)."""
+    import numpy as np
+
+    from facecue.cues import default_template
+
+    regions = load_benchmark("recogniser_regions")
+    template = default_template().points[:, :2].astype(np.float64)
+    template = (template - template.min(axis=0)) / (template - template.min(axis=0)).max()
+    widths = {}
+    for size in (400, 800):
+        points = template * size * 0.8 + size * 0.1
+        masks = regions.region_masks(points, (size, size))
+        assert set(masks) == set(regions.REGIONS)
+        for name, groups in regions.REGIONS.items():
+            for group in groups:
+                x, y = np.round(points[list(group)].mean(axis=0)).astype(int)
+                for other, mask in masks.items():
+                    assert mask.shape == (size, size) and mask.dtype == np.float32
+                    assert (mask[y, x] > 0.99) if other == name else (mask[y, x] < 0.01), (name, other)
+        mouth = points[[i for group in regions.REGIONS["mouth+chin"] for i in group], 0]
+        widths[size] = int((masks["mouth+chin"] > 0.5).any(axis=0).sum()) - (mouth.max() - mouth.min())  # the margins
+    assert widths[400] > 4 and widths[800] == pytest.approx(2 * widths[400], rel=0.2)
