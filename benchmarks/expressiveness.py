@@ -110,6 +110,9 @@ def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
         row["sync_facecue"] = float(lip_sync_score(fake_opening, loudness)[0])
         row["sync_facecue_vs_real"] = float(lip_sync_score(fake_opening, real_opening)[0])
         row["widening_real"], row["widening_facecue"] = widening_with_gap(real_cues), widening_with_gap(fake_cues)
+        row["width_real_p50"] = float(np.median(mouth_width(real_cues)))
+        row["width_facecue_p50"] = float(np.median(mouth_width(fake_cues)))
+        row["portrait_gap"] = float(lip_gap(extract_cues(portrait))[0])  # the first frame's own opening
         rows.append(row)
         print(f"mouth {name}: p50 {row['ratio_p50']:.2f} p90 {row['ratio_p90']:.2f}", flush=True)
     return rows
@@ -253,7 +256,9 @@ def write_report(out: Path, results: dict) -> None:
              f"`{results['cue_model']}`, mesh renderer). Every figure is re-measured from the rendered pixels; "
              "parts not run keep their stored results (`--parts`). What the recogniser reads as the mouth opens, "
              "real videos beside facecue's re-drives: [by_opening.md](by_opening.md) "
-             "(`benchmarks/recogniser_by_opening.py`).", ""]
+             "(`benchmarks/recogniser_by_opening.py`). Which face regions carry the recogniser's reading, real MEAD "
+             "beside facecue rendering the same actors: [regions.md](regions.md) (`benchmarks/recogniser_regions.py`).",
+             ""]
     if "mouth" in results:
         lines += ["## Mouth opening (MediaPipe on the rendered video)", "",
                   "Inner-lip gap / outer-eye-corner distance, facecue over the real video of the same person "
@@ -278,13 +283,19 @@ def write_report(out: Path, results: dict) -> None:
                 lines.append(f"| {r['clip']} | {r['sync_real']:.2f} | {r['sync_facecue']:.2f} | "
                              f"{r['sync_facecue_vs_real']:.2f} |")
             lines.append("")
-        if all("widening_real" in r for r in results["mouth"]):
+        if all("width_real_p50" in r for r in results["mouth"]):
             lines += ["How much the mouth widens as it opens: the least-squares slope of mouth width (corner to "
                       "corner) on the inner-lip gap, both over the outer-eye-corner distance, frame by frame "
-                      "(`phonetic.SPEECH_WIDENING`).", "", "| clip | widening, real | widening, facecue |", "|---|--:|--:|"]
+                      "(`phonetic.SPEECH_WIDENING`); and the median width itself, beside the inner-lip gap of the "
+                      "first frame the portrait is taken from (a portrait caught mid-word is wider than its closed "
+                      "mouth: `phonetic.portrait_rest_shape`).", "",
+                      "| clip | widening, real | widening, facecue | median width, real | median width, facecue "
+                      "| portrait's lip gap |", "|---|--:|--:|--:|--:|--:|"]
             for r in results["mouth"]:
-                lines.append(f"| {r['clip']} | {r['widening_real']:+.2f} | {r['widening_facecue']:+.2f} |")
-            lines.append("")
+                lines.append(f"| {r['clip']} | {r['widening_real']:+.2f} | {r['widening_facecue']:+.2f} | "
+                             f"{r['width_real_p50']:.3f} | {r['width_facecue_p50']:.3f} | {r['portrait_gap']:.3f} |")
+            errors = [abs(r["width_facecue_p50"] - r["width_real_p50"]) for r in results["mouth"]]
+            lines += ["", f"Median width, mean |facecue - real| over the {len(errors)} clips: {np.mean(errors):.3f}.", ""]
     if "emotion" in results:
         all_rows = results["emotion"]
         rows = [r for r in all_rows if r["emotion"] in JUDGED]  # the recogniser's classes

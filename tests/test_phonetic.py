@@ -411,6 +411,35 @@ def test_a_broad_smile_with_parted_lips_is_closed_partly_by_the_upper_lip(portra
     assert chin_rise < jaw_only_chin_rise - 0.02
 
 
+def test_a_portrait_caught_mid_word_is_narrowed_by_its_opening_widening(portrait_cues, monkeypatch):
+    """A portrait that does not smile, photographed with parted lips, rests with the mouth its
+    opening had widened narrowed again (SPEECH_WIDENING x the gap beyond rest, corners level);
+    closed lips rest as they are, and a full smile's width is left to the smile rule."""
+    from facecue.cues import default_template
+    from facecue.motion import open_mouth
+    from facecue.phonetic import (REST_LIP_GAP, SPEECH_WIDENING, closed_mouth, neutralize_smile, portrait_rest_shape,
+                                  smile_amount)
+
+    def width(shape: np.ndarray) -> float:
+        return float(np.linalg.norm(shape[61, :2] - shape[291, :2]))
+
+    closed = closed_mouth(default_template().points.astype(np.float64))
+    assert smile_amount(closed) == 0
+    np.testing.assert_allclose(portrait_rest_shape(closed), neutralize_smile(closed), atol=1e-12)
+    for gap in (0.05, 0.1):
+        parted = open_mouth(closed, gap)
+        opening = parted[14, 1] - parted[13, 1] - REST_LIP_GAP
+        rest = portrait_rest_shape(parted)
+        assert width(rest) == pytest.approx(width(closed_mouth(parted)) - SPEECH_WIDENING * opening, abs=2e-4)
+        assert abs(rest[61, 1] - closed_mouth(parted)[61, 1]) < 1e-9 and abs(rest[291, 1] - closed_mouth(parted)[291, 1]) < 1e-9
+        assert abs(rest[1, 0] - parted[1, 0]) < 1e-9  # the nose stays
+    smiling = open_mouth(closed_mouth(portrait_cues.normalized[0]), 0.1)  # the bundled portrait: a broad smile
+    assert smile_amount(closed_mouth(smiling)) >= 1.0
+    smiling_rest = portrait_rest_shape(smiling)
+    monkeypatch.setattr("facecue.phonetic.SPEECH_WIDENING", 0.0)
+    np.testing.assert_array_equal(smiling_rest, portrait_rest_shape(smiling))
+
+
 def test_expressions_never_narrow_the_eyes_below_the_limit(portrait_cues):
     """Angry and sad narrow the eyes, but a narrow-eyed portrait keeps them open (MIN_EYE_OPENING
     of its own opening); blinks still close them."""

@@ -938,20 +938,33 @@ def _smile_eye_weights() -> np.ndarray:
     return eyes * np.exp(-(distance**2) / (2 * SMILE_EYES_SPREAD**2))
 
 
+# A portrait is often a frame caught mid-word (the MEAD actors' neutral first frames part the
+# lips 0.15-0.16 canonical units, andrew's 0.18), its mouth wider by that opening; speech then
+# widened it again from there, and neutral speech came out wider than the same people's real
+# speech (MEAD actors from their neutral frame with M030's sad speech, median width in canonical
+# units, real / before: M030 0.556 / 0.584, W009 0.547 / 0.566, W011 0.547 / 0.587; now 0.555,
+# 0.532, 0.557; docs/MODEL_CARD.md, *A portrait caught mid-word*).
 def portrait_rest_shape(normalized: np.ndarray) -> np.ndarray:
     """(478, 3) the rest shape speech and emotions start from, for a portrait's normalized shape
     (478, 3): lips closed and its own smile taken off (:func:`neutralize_smile`).
 
     A smiling portrait's parted lips are closed partly by letting the raised upper lip down over
     the teeth (``SMILE_UPPER_LIP_SHARE`` of the gap for a full smile) and the rest by raising the
-    jaw, so the chin keeps its place better than with the jaw alone."""
+    jaw, so the chin keeps its place better than with the jaw alone. A portrait caught with its
+    lips parted and not smiling is also narrowed by the widening that opening brought
+    (``SPEECH_WIDENING`` per unit of gap, :func:`speech_widening_shape`; in proportion to how
+    little it smiles, as a smile's width is :func:`neutralize_smile`'s to take off)."""
     normalized = np.asarray(normalized, np.float64)
     closed = closed_mouth(normalized)
-    share = SMILE_UPPER_LIP_SHARE * min(smile_amount(closed), 1.0)
+    smile = min(smile_amount(closed), 1.0)
+    share = SMILE_UPPER_LIP_SHARE * smile
     gap = normalized[INNER_LIP_MID[1], 1] - normalized[INNER_LIP_MID[0], 1] - REST_LIP_GAP
     if share > 0 and gap > 0:
         closed = closed_mouth(lower_upper_lip(normalized, share * gap))
-    return neutralize_smile(closed)
+    rest = neutralize_smile(closed)
+    if gap > 0 and smile < 1.0:
+        rest = rest - (SPEECH_WIDENING * gap * (1.0 - smile)) * speech_widening_shape()
+    return rest
 
 
 def closed_mouth(normalized: np.ndarray) -> np.ndarray:
