@@ -295,7 +295,8 @@ def write_report(out: Path, results: dict) -> None:
                 lines.append(f"| {r['clip']} | {r['widening_real']:+.2f} | {r['widening_facecue']:+.2f} | "
                              f"{r['width_real_p50']:.3f} | {r['width_facecue_p50']:.3f} | {r['portrait_gap']:.3f} |")
             errors = [abs(r["width_facecue_p50"] - r["width_real_p50"]) for r in results["mouth"]]
-            lines += ["", f"Median width, mean |facecue - real| over the {len(errors)} clips: {np.mean(errors):.3f}.", ""]
+            lines += ["", f"Median width, mean |facecue - real| over the {len(errors)} clips: "
+                      f"{np.mean(errors):.3f}.", ""]
     if "emotion" in results:
         all_rows = results["emotion"]
         rows = [r for r in all_rows if r["emotion"] in JUDGED]  # the recogniser's classes

@@ -2,7 +2,7 @@
 rendering the same actor.
 
 Usage: python benchmarks/recogniser_regions.py [--data ../shared/data]
-                                               [--out docs/expressiveness/regions.md] [--step 2]
+                                               [--out docs/expressiveness/regions.md] [--step 1]
 
 For each MEAD actor (M030, W009, W011) and each of neutral + the 6 judged emotions, the real clip
 (level 3; neutral level 1) and facecue rendering the same actor from the first frame of their
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "expressiveness" / "regions.md")
-    parser.add_argument("--step", type=int, default=2, help="read every STEP-th frame (default 2)")
+    parser.add_argument("--step", type=int, default=1, help="read every STEP-th frame (default 1: all)")
     args = parser.parse_args(argv)
     clips = args.data / "mead_clips"
     if not (clips / SPEECH).is_file():
@@ -175,7 +175,8 @@ def write_report(out: Path, results: dict[str, dict], emotions: list[str], sourc
             cells = " | ".join(f"{100 * np.mean([r['evidence'][g][emotion] for r in rows]):+.1f}" for g in regions)
             lines.append(f"| {emotion} | {s} | {p:.2f} | {cells} |")
     lines += ["", "## Each video: what it reads as, and the evidence for that reading", "",
-              "When facecue's reading is wrong, the regions that carry the wrong class are what misleads the recogniser.",
+              "When facecue's reading is wrong, the regions that carry the wrong class are what misleads the "
+              "recogniser.",
               "", f"| actor | emotion | video | read as (p) | p(target) | {head} |",
               "|---|---|---|---|--:|" + "--:|" * len(regions)]
     for actor in ACTORS:
@@ -187,8 +188,8 @@ def write_report(out: Path, results: dict[str, dict], emotions: list[str], sourc
                 cells = " | ".join(f"{100 * r['evidence'][g][label]:+.1f}" for g in regions)
                 lines.append(f"| {actor} | {emotion} | {s} | {label} ({r['p'][label]:.2f}){mark} | "
                              f"{r['p'][emotion]:.2f} | {cells} |")
-    lines += ["", f"![real | facecue, the middle frame of each video; caption: the whole video's reading]({out.stem}_sheet.png)",
-              "", f"Measured in {seconds / 60:.1f} minutes."]
+    lines += ["", "![real | facecue, the middle frame of each video; caption: the whole video's reading]"
+              f"({out.stem}_sheet.png)", "", f"Measured in {seconds / 60:.1f} minutes."]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({k: {f: v for f, v in r.items() if f != "still"}
@@ -212,7 +213,8 @@ def write_sheet(path: Path, results: dict[str, dict], emotions: list[str]) -> No
         for actor in ACTORS:
             for s in ("real", "facecue"):
                 r = results[f"{actor} {emotion} {s}"]
-                tile = cv2.resize(np.ascontiguousarray(r["still"]), (SHEET_TILE, SHEET_TILE), interpolation=cv2.INTER_AREA)
+                tile = cv2.resize(np.ascontiguousarray(r["still"]), (SHEET_TILE, SHEET_TILE),
+                                  interpolation=cv2.INTER_AREA)
                 mark = "" if r["label"] == emotion else " x"
                 for text, y, colour in ((f"{s} {actor} {emotion}", 12, (255, 255, 255)),
                                         (f"{r['label']} {r['p'][r['label']]:.2f}{mark}", SHEET_TILE - 5,

@@ -357,11 +357,15 @@ def test_network_path_follows_the_action_shapes_set_now(portrait_cues):
 
 def test_network_path_widens_the_mouth_by_what_its_teacher_did_not(portrait_cues):
     """The bundled network's teacher had no speech widening (its record has none); the network path
-    adds ``SPEECH_WIDENING`` x each frame's gap to its mouth width, and nothing when it is 0."""
+    adds ``SPEECH_WIDENING`` x each frame's gap to its mouth width, and nothing when it is 0. (The
+    portrait's lips are closed first: parted, its rest shape is narrowed by the same amount.)"""
     import facecue.phonetic as phonetic
     from facecue.cli import asset_path
-    from facecue.phonetic import REST_LIP_GAP
+    from facecue.phonetic import REST_LIP_GAP, closed_mouth
     from facecue.stage1 import load_stage1, network_cues, stage1_checkpoint
+
+    closed = closed_mouth(portrait_cues.normalized).astype(np.float32)
+    portrait_cues = dataclasses.replace(portrait_cues, normalized=closed)
 
     assert load_stage1(stage1_checkpoint()).teacher_expression["speech_widening"] == 0.0
     audio = io.read_audio(asset_path("speech.wav"))[: SAMPLE_RATE * 2]
