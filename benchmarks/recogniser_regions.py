@@ -36,6 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from facecue.constants import GLABELLA_NOSE  # noqa: E402
+
 ACTORS = ("M030", "W009", "W011")
 SPEECH = "M030_sad_level3_001.wav"
 # MediaPipe face-mesh points outlining each region (their convex hull, widened by
@@ -45,7 +47,7 @@ REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
               (300, 293, 334, 296, 336, 285, 295, 282, 283, 276, 333, 299, 337, 297, 332)),
     "eyes": ((33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
              (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)),
-    "glabella+nose": ((9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 327, 48, 278, 122, 351, 193, 417),),
+    "glabella+nose": (GLABELLA_NOSE,),
     "cheeks": ((50, 101, 36, 205, 187, 123, 116, 117, 118, 119, 100, 206, 216, 207),
                (280, 330, 266, 425, 411, 352, 345, 346, 347, 348, 329, 426, 436, 427)),
     "mouth+chin": ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,

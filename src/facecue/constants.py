@@ -45,6 +45,10 @@ LEFT_LOWER_LID = (249, 390, 373, 374, 380, 381, 382)
 INNER_LIP_MID = (13, 14)
 MOUTH_CORNERS = (61, 291)
 
+# The glabella between the brows and the nose down to its wings (its hull): where anger's and
+# disgust's creases are (glabellar lines, nose wrinkle).
+GLABELLA_NOSE = (9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 327, 48, 278, 122, 351, 193, 417)
+
 CUES_FORMAT_VERSION = 1  # bump when FaceCues' .npz layout changes
 
 # --- emotions ------------------------------------------------------------------------------
