@@ -107,7 +107,7 @@ BROW_SOFTEN_REACH = 0.06
 # (benchmarks/recogniser_regions.py). Of every PEAK_FRAME_STEP-th frame, the 1 / PEAK_KEEP_ONE_IN whose
 # band-passed log-ratio over the glabella and nose (GLABELLA_NOSE's hull) has the darkest
 # PEAK_CREASE_PERCENTILE-th percentile is kept. Measured on the calibration set (angry of 9, mean
-# p; disgusted of 9, mean p): all frames 7 (0.442), 0 (0.095); strongest third 7 (0.473), 0 (0.101);
+# p; disgusted of 9, mean p): every 3rd frame 7 (0.442), 0 (0.095); strongest third 7 (0.473), 0 (0.101);
 # per pixel the actor with the strongest change instead of their mean 6 (0.443), 0 (0.025); M030's
 # map alone (the deepest furrows) 7 (0.414), 0 (0.062).
 PEAK_EMOTIONS = ("angry", "disgusted")

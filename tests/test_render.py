@@ -1360,6 +1360,41 @@ def test_brow_registration_moves_raised_brows_back_and_keeps_forehead_lines():
     assert np.log(registered / neutral)[y, x].mean() < -0.1  # the forehead line is still there
 
 
+def test_strongest_frames_keep_the_deepest_glabella_creases():
+    """``strongest_frames`` (anger's and disgust's maps): of a clip whose frames furrow the glabella
+    to different depths, the median of the third with the deepest furrow is kept, not of all
+    frames (a line 40 levels deep at most, the frames' depths shuffled). The same geometry in
+    every frame, so the mesh warp onto the reference leaves the pixels where they are."""
+    import cv2
+
+    build = _build_expression_detail()
+    size = 256
+    landmarks = _template_face(size)
+    rng = np.random.default_rng(1)
+    skin = 150 + cv2.GaussianBlur(rng.normal(0, 6, (size, size)).astype(np.float32), (0, 0), 1.5)
+    top, bottom = np.round(landmarks[[9, 6]]).astype(int)  # glabella to the nose's bridge
+    depths = rng.permutation(np.linspace(0.0, 40.0, 12))
+
+    def frame(depth: float) -> np.ndarray:
+        image = skin.copy()
+        image[top[1] : bottom[1], top[0] - 4 : top[0] + 5] -= depth  # a furrow over >10 % of the hull
+        return np.repeat(np.clip(image, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+    frames = [frame(depth) for depth in depths]
+    neutral = build.luminance(frame(0.0))
+    mask = build.skin_detail_mask(landmarks, (size, size))
+    points = np.column_stack([landmarks, np.zeros(len(landmarks))])  # (478, 3): the warp's landmarks
+    kept = build.strongest_frames(frames, np.repeat(points[None], len(frames), 0), points, neutral, mask)
+    sampled = depths[:: build.PEAK_FRAME_STEP]
+    deepest = np.sort(sampled)[::-1][: max(3, len(sampled) // build.PEAK_KEEP_ONE_IN)]
+    line = (slice(top[1] + 3, bottom[1] - 3), top[0])
+    furrow = float(np.median(neutral[line] - kept[line]))
+    assert abs(furrow - np.median(deepest)) < 3.0, (furrow, np.median(deepest))
+    assert furrow > np.median(sampled) + 8.0
+    away = (slice(top[1] + 3, bottom[1] - 3), top[0] + 15)
+    assert abs(float(np.median(neutral[away] - kept[away]))) < 2.0
+
+
 def test_a_smiling_portraits_teeth_do_not_show_between_closed_lips(portrait, portrait_landmarks, portrait_cues):
     """The bundled portrait smiles with its upper teeth showing. Its lips closed (as every talking
     head starts) and the interior synthesized, the lips meet in a line clearly darker than the
