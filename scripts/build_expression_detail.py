@@ -241,9 +241,9 @@ def soften_brows(canvas_map: np.ndarray, sigma: float) -> np.ndarray:
 def strongest_frames(frames, landmarks, reference_landmarks, neutral: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(H, W) float32 median luminance of the clip's frames with the deepest creases over the
     glabella and nose, warped onto the reference geometry: of every ``PEAK_FRAME_STEP``-th frame,
-    the strongest ``1 / PEAK_KEEP_ONE_IN`` (at least 3) with the darkest ``PEAK_CREASE_PERCENTILE``-th percentile of the
-    band-passed log-ratio to ``neutral`` (the neutral median) inside ``GLABELLA_NOSE``'s hull and
-    the skin ``mask``."""
+    the ``1 / PEAK_KEEP_ONE_IN`` (at least 3) whose band-passed log-ratio to ``neutral`` (the
+    neutral median) has the darkest ``PEAK_CREASE_PERCENTILE``-th percentile inside
+    ``GLABELLA_NOSE``'s hull and the skin ``mask``."""
     aligned = aligned_luminance(frames[::PEAK_FRAME_STEP], landmarks[::PEAK_FRAME_STEP], reference_landmarks)
     region = np.zeros(neutral.shape, np.uint8)
     hull = cv2.convexHull(np.round(np.asarray(reference_landmarks)[list(GLABELLA_NOSE), :2]).astype(np.int32))
