@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from facecue.constants import GLABELLA_NOSE  # noqa: E402
+from facecue.landmarks import eye_corner_distance  # noqa: E402
 
 ACTORS = ("M030", "W009", "W011")
 SPEECH = "M030_sad_level3_001.wav"
@@ -55,13 +56,6 @@ REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 REGION_MARGIN_EYE_UNITS = 0.04
 BLUR_EYE_UNITS = 0.08
-OUTER_EYE_CORNERS = (33, 263)
-
-
-def eye_distance(points: np.ndarray) -> float:
-    """The outer eye corners' distance of one frame's ``points`` (478, 2+), pixels: the unit of the
-    regions' margin and of the blur."""
-    return float(np.linalg.norm(points[OUTER_EYE_CORNERS[0], :2] - points[OUTER_EYE_CORNERS[1], :2]))
 
 
 def region_masks(points: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -69,7 +63,7 @@ def region_masks(points: np.ndarray, shape: tuple[int, int]) -> dict[str, np.nda
     (478, 2+) pixels, widened by ``REGION_MARGIN_EYE_UNITS`` and feathered by half of it."""
     import cv2
 
-    eye = eye_distance(points)
+    eye = eye_corner_distance(points)
     margin = max(1, int(round(REGION_MARGIN_EYE_UNITS * eye)))
     masks = {}
     for name, groups in REGIONS.items():
@@ -105,7 +99,7 @@ def read_regions(path: Path, model, step: int) -> dict:
     evidence = {}
     blurred = []
     for frame, points in zip(frames, landmarks):
-        eye = eye_distance(points)
+        eye = eye_corner_distance(points)
         blurred.append(cv2.GaussianBlur(frame.astype(np.float32), (0, 0), BLUR_EYE_UNITS * eye))
     masks = [region_masks(points, frame.shape[:2]) for frame, points in zip(frames, landmarks)]
     for region in REGIONS:

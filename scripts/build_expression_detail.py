@@ -53,9 +53,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from facecue.constants import EMOTIONS, GLABELLA_NOSE, LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS  # noqa: E402
+from facecue.constants import EMOTIONS, GLABELLA_NOSE  # noqa: E402
 from facecue.io import iter_video_frames  # noqa: E402
-from facecue.landmarks import track_landmarks  # noqa: E402
+from facecue.landmarks import eye_corner_distance, track_landmarks  # noqa: E402
 from facecue.render import (  # noqa: E402
     DETAIL_CANVAS,
     DETAIL_KIND,
@@ -188,18 +188,13 @@ def crease_colour(clips: Path) -> np.ndarray:
     return mean
 
 
-def eye_distance(landmarks: np.ndarray) -> float:
-    """Outer eye-corner distance of (478, 2+) landmarks, pixels."""
-    return float(np.linalg.norm(landmarks[RIGHT_EYE_CORNERS[0], :2] - landmarks[LEFT_EYE_CORNERS[0], :2]))
-
-
 def brow_hair_mask(reference_landmarks: np.ndarray, shape: tuple[int, int], margin: float,
                    feather: float = 0.25) -> np.ndarray:
     """(H, W) float32, 1 on each brow's ``BROW_POINTS`` hull widened by ``margin`` eye distances,
     blurred by ``feather`` x ``margin`` (sigma; 0.25: fading out over about half the margin), each
     brow on its own (the glabella between the hulls is left out)."""
     pts = np.asarray(reference_landmarks, np.float64)[:, :2]
-    unit = eye_distance(pts)
+    unit = eye_corner_distance(pts)
     mask = np.zeros(shape, np.float32)
     for brow in BROW_POINTS:
         hull = cv2.convexHull(pts[list(brow)].astype(np.float32))
@@ -214,7 +209,7 @@ def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks
     Farneback flow from the neutral to the emotion median, kept only around the brows
     (:func:`brow_hair_mask` with ``BROW_REACH``: the glabella between them has no hair to
     register) and smoothed there, then the emotion median resampled along it."""
-    unit = eye_distance(np.asarray(reference_landmarks, np.float64))
+    unit = eye_corner_distance(np.asarray(reference_landmarks, np.float64))
     as_bytes = [np.clip(image, 0, 255).astype(np.uint8) for image in (neutral, aligned)]
     flow = cv2.calcOpticalFlowFarneback(*as_bytes, None, 0.5, 3, int(BROW_FLOW_WINDOW * unit) | 1, 5, 7, 1.5,
                                         cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
@@ -234,7 +229,7 @@ def soften_brows(canvas_map: np.ndarray, sigma: float) -> np.ndarray:
     elsewhere."""
     landmarks = canonical_detail_landmarks()
     weight = brow_hair_mask(landmarks, canvas_map.shape, BROW_SOFTEN_REACH, feather=0.5)
-    blurred = cv2.GaussianBlur(canvas_map, (0, 0), sigma * eye_distance(landmarks))
+    blurred = cv2.GaussianBlur(canvas_map, (0, 0), sigma * eye_corner_distance(landmarks))
     return canvas_map * (1.0 - weight) + blurred * weight
 
 

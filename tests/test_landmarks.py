@@ -16,6 +16,7 @@ from facecue.landmarks import (
     alignment_matrix,
     crop_face,
     detect_landmarks,
+    eye_corner_distance,
     face_bbox,
     face_size,
     track_landmarks,
@@ -120,3 +121,13 @@ def mediapipe_version() -> str:
     from importlib.metadata import version
 
     return version("mediapipe")
+
+
+def test_eye_corner_distance_is_the_outer_corners_distance_for_one_frame_or_many():
+    """``eye_corner_distance``: MediaPipe 33 to 263 in the image plane (depth ignored), a float for
+    one (478, 3) frame and a (T,) array for (T, 478, 3)."""
+    frame = np.zeros((478, 3))
+    frame[263] = (3.0, 4.0, 7.0)
+    assert eye_corner_distance(frame) == 5.0 and isinstance(eye_corner_distance(frame), float)
+    frames = np.stack([frame, 2 * frame])
+    np.testing.assert_allclose(eye_corner_distance(frames), [5.0, 10.0])

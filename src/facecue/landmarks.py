@@ -133,6 +133,14 @@ def face_bbox(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate([mesh.min(axis=-2), mesh.max(axis=-2)], axis=-1)
 
 
+def eye_corner_distance(landmarks: np.ndarray) -> np.ndarray | float:
+    """Distance between the outer eye corners (MediaPipe 33 and 263), pixels: the face's unit of
+    length for margins and blurs. ``(..., 478, 2+)`` -> ``(...)``."""
+    pts = np.asarray(landmarks)
+    distance = np.linalg.norm(pts[..., RIGHT_EYE_CORNERS[0], :2] - pts[..., LEFT_EYE_CORNERS[0], :2], axis=-1)
+    return float(distance) if np.ndim(distance) == 0 else distance
+
+
 def face_size(landmarks: np.ndarray) -> np.ndarray | float:
     """Face size: diagonal of the mesh bounding box, pixels. ``(..., 478, 3)`` -> ``(...)``."""
     box = face_bbox(landmarks)

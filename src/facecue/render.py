@@ -88,6 +88,7 @@ from .constants import (
     RIGHT_UPPER_LID,
 )
 from .errors import InputError
+from .landmarks import eye_corner_distance
 
 # --- tunables of the mesh renderer ---------------------------------------------------------
 
@@ -1261,7 +1262,7 @@ class _MouthModel:
 
 
 def _eye_unit(pts: np.ndarray) -> float:
-    return max(float(np.linalg.norm(pts[RIGHT_EYE_CORNERS[0], :2] - pts[LEFT_EYE_CORNERS[0], :2])), 1e-3)
+    return max(eye_corner_distance(pts), 1e-3)
 
 
 def _prepare_mouth(image: np.ndarray, pts: np.ndarray, topo: MeshTopology,
