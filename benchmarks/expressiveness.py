@@ -1,7 +1,8 @@
 """Expressiveness bars of facecue against real footage and an independent recogniser.
 
 Usage: python benchmarks/expressiveness.py [--data ../shared/data] [--out docs/expressiveness]
-                                           [--parts mouth emotion eyes identity] [--cue-model phonetic]
+                                           [--parts mouth emotion mead closeup second] [--cue-model phonetic]
+                                           [--second-set DREAMTALK/data/src_img]
 
 Every number comes from facecue's own videos re-read from the pixels (MediaPipe landmarks, the
 FER2013 recogniser of ``facecue.expression``), never from the cues that drove them:
@@ -18,6 +19,10 @@ FER2013 recogniser of ``facecue.expression``), never from the cues that drove th
   Obama official portrait, the DreamTalk male and zp1 portraits, the EDTalk portrait) x real speech never
   used for calibration (LibriSpeech, LJSpeech, JFK): the recogniser's top-1, a confusion matrix,
   and for scale the same recogniser on the real MEAD level-3 clips.
+* **second** — the same for a second set of unseen portraits, fixed before any was rendered
+  (``SECOND_SET``: DreamTalk's other source portraits, 4 photographs, a painting, a sculpture and
+  a 3D cartoon; not in the shared data: ``--second-set`` takes the folder of a checkout, and the
+  files are checked by their git blob ids), with what the recogniser reads in each still portrait.
 * **eyes** — for the same videos and for contempt (which the recogniser has no class for), the
   rendered eye aperture outside blinks over the portrait's.
 * **identity** — neutral renderings: face-contour and nose landmarks (MediaPipe on the video,
@@ -46,10 +51,25 @@ REPORT_PORTRAITS = ("portraits/nasa_eileen_collins_astronaut_512.png", "portrait
                     "peers/dreamtalk_male_portrait.png", "peers/edtalk_portrait.jpg", "peers/dreamtalk_zp1_portrait.png")
 REPORT_SPEECH = ("speech/librispeech_198-209-0000.wav", "speech/ljspeech_LJ050-0131.wav", "speech/whisper_jfk.wav",
                  "speech/librispeech_3436-172162-0000.wav")
+# A second set of unseen portraits, fixed on 2026-12-06 before any of them was rendered: every
+# source portrait DreamTalk ships that the report set above does not hold already (its zp1.png and
+# male_face.png are the report set's; uncut_src_img.jpg is cut_img.png's photograph uncropped).
+# (path under the DreamTalk checkout's data/src_img/, what it is, git blob id of the file)
+SECOND_SET_SOURCE = "ali-vilab/dreamtalk"
+SECOND_SET_COMMIT = "ba798b0e586d96a63f61050f7e8e17287ff3c859"
+SECOND_SET_TERMS = "MIT (repository); the images' own rights are not stated"
+SECOND_SET = (("cropped/cut_img.png", "photograph", "327972e6cc3c431ac8774453c9d06ffc9dda6830"),
+              ("cropped/f30.png", "photograph", "5c5118ef14e28d290a72ed4aaea25a7f19c6c16b"),
+              ("uncropped/face3.png", "photograph", "f9962172854227c47b7d572db0290eb9b3b5b974"),
+              ("cropped/menglu2.png", "photograph", "7c869aaac7a7f5e5aeded9dd8c248c61bc1eb9b6"),
+              ("cropped/chpa5.png", "painting", "28d920861833df3281bb657da39991cd72ab7178"),
+              ("cropped/nscu2.png", "sculpture", "4b16dc9c89286b7a5a116a25c696cd3280ad2187"),
+              ("cropped/zt12.png", "3D cartoon", "998551d51e497862518d8b7bf2c6636a93cc98d8"))
 JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
 # contempt is rendered too, for the eyes bar and the sheet; the recogniser has no class for it
 RENDERED = JUDGED + ("contempt",)
-PART_KEYS = {"mouth": "mouth", "emotion": "emotion", "closeup": "closeup", "mead": "mead_real"}  # part -> results key
+PART_KEYS = {"mouth": "mouth", "emotion": "emotion", "closeup": "closeup", "mead": "mead_real",
+             "second": "emotion_second"}  # part -> results key
 CONTOUR_NOSE = tuple(range(0, 0))  # filled in main() from the mesh topology
 
 
@@ -119,6 +139,45 @@ def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
 
 
 def emotion_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
+    """The report set: each of ``REPORT_PORTRAITS`` speaking each emotion (:func:`emotion_rows`)."""
+    return emotion_rows([(data / rel, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {})
+                         for k, rel in enumerate(REPORT_PORTRAITS)], tmp, cue_model)
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git gives the file's content (``git hash-object``): sha1 of ``blob <size>\\0`` + content."""
+    import hashlib
+
+    content = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def second_set_part(data: Path, folder: Path, tmp: Path, cue_model: str) -> list[dict]:
+    """The second unseen set (``SECOND_SET``, from ``folder`` = a DreamTalk checkout's
+    data/src_img), with the report set's speech in turn; each row also says what the recogniser
+    reads in the still portrait (``at_rest``, ``p_neutral_at_rest``)."""
+    from facecue.expression import load_recogniser, recognise_faces, summarize_reading
+    from facecue.io import read_image
+
+    cases = []
+    for k, (rel, kind, blob) in enumerate(SECOND_SET):
+        portrait = folder / rel
+        if not portrait.is_file():
+            raise SystemExit(f"{portrait}: not found; --second-set takes the data/src_img folder of "
+                             f"{SECOND_SET_SOURCE} at commit {SECOND_SET_COMMIT[:7]}")
+        if git_blob_id(portrait) != blob:
+            raise SystemExit(f"{portrait}: not the file of {SECOND_SET_SOURCE} at {SECOND_SET_COMMIT[:7]} "
+                             f"(git blob {git_blob_id(portrait)[:12]}, expected {blob[:12]})")
+        still = summarize_reading(portrait, recognise_faces([read_image(portrait)], model=load_recogniser()))
+        cases.append((portrait, data / REPORT_SPEECH[k % len(REPORT_SPEECH)],
+                      {"kind": kind, "at_rest": still.label, "p_neutral_at_rest": still.mean_probability("neutral")}))
+    return emotion_rows(cases, tmp, cue_model)
+
+
+def emotion_rows(cases: list[tuple[Path, Path, dict]], tmp: Path, cue_model: str) -> list[dict]:
+    """Each ``(portrait, speech, extra fields)`` of ``cases`` speaking each of ``RENDERED`` (256
+    px crops): what the recogniser reads, the eyes' opening outside blinks, and for neutral the
+    identity error; one row a video."""
     from facecue.cues import FaceCues, extract_cues
     from facecue.expression import load_recogniser, read_video_emotion
     from facecue.generate import generate
@@ -127,11 +186,9 @@ def emotion_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
 
     model = load_recogniser()
     rows = []
-    for p_index, portrait_rel in enumerate(REPORT_PORTRAITS):
-        portrait = data / portrait_rel
+    for portrait, speech, extra in cases:
         image = read_image(portrait)
         reference = FaceCues.from_landmarks(detect_landmarks(image)[None], 25.0, (image.shape[1], image.shape[0]))
-        speech = data / REPORT_SPEECH[p_index % len(REPORT_SPEECH)]
         for emotion in RENDERED:
             out = tmp / f"{portrait.stem}_{emotion}.mp4"
             generate(portrait, speech, out, emotion=emotion, cue_model=cue_model, full=False, size=256)
@@ -144,7 +201,7 @@ def emotion_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
                 blink_frames[max(start - 2, 0) : stop + 3] = True
             ratio = cues.aperture.mean(axis=1) / float(reference.aperture[0].mean())
             open_ratio = ratio[~blink_frames] if (~blink_frames).any() else ratio
-            row = {"portrait": portrait.stem, "speech": speech.stem, "emotion": emotion,
+            row = {"portrait": portrait.stem, "speech": speech.stem, "emotion": emotion, **extra,
                    "recognised": reading.label, "majority": reading.majority,
                    "p_target": reading.mean_probability(emotion) if judged else None,
                    "face_fraction": reading.face_fraction,
@@ -180,14 +237,15 @@ def closeup(data: Path, tmp: Path, out: Path, cue_model: str) -> str:
     return name
 
 
-def emotion_sheet(tmp: Path, out: Path) -> str:
-    """The report portraits (rows) x emotions (columns), one frame each, from the emotion run."""
+def emotion_sheet(tmp: Path, out: Path, portraits=REPORT_PORTRAITS, name: str = "emotions_sheet.png") -> str:
+    """``portraits`` (rows; paths whose stems name the emotion run's videos in ``tmp``) x
+    emotions (columns), one frame each, written to ``out / name``."""
     import cv2
 
     from facecue.io import iter_video_frames, write_image
 
     rows = []
-    for portrait_rel in REPORT_PORTRAITS:
+    for portrait_rel in portraits:
         tiles = []
         for emotion in RENDERED:
             frames = list(iter_video_frames(tmp / f"{Path(portrait_rel).stem}_{emotion}.mp4"))
@@ -195,7 +253,6 @@ def emotion_sheet(tmp: Path, out: Path) -> str:
             cv2.putText(tile, emotion, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
             tiles.append(tile)
         rows.append(np.concatenate(tiles, axis=1))
-    name = "emotions_sheet.png"
     write_image(out / name, np.concatenate(rows, axis=0))
     return name
 
@@ -331,6 +388,8 @@ def write_report(out: Path, results: dict) -> None:
             pt = f"{r['p_target']:.2f}" if r["p_target"] is not None else "-"
             lines.append(f"| {r['portrait']} | {r['emotion']} | {r['recognised']} | {pt} | {r['eyes_open_fraction']:.0%} | {ident} |")
         lines += ["", f"![report portraits x emotions, one frame each]({results['emotion_sheet']})", ""]
+    if "emotion_second" in results:
+        lines += second_set_lines(results)
     if "closeup" in results:
         lines += ["## Up close (512 px crop): teeth and eyes", "",
                   "Rows: happy, angry, surprised; left: a typical opening, right: the widest (97th percentile).", "",
@@ -339,16 +398,90 @@ def write_report(out: Path, results: dict) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
+REPORT_SET_KINDS = {"nasa_eileen_collins_astronaut_512": "photograph",
+                    "whitehouse_obama_official_2012_910x1137": "photograph", "dreamtalk_male_portrait": "photograph",
+                    "edtalk_portrait": "photograph", "dreamtalk_zp1_portrait": "painting"}
+
+
+def recogniser_hits(rows: list[dict]) -> tuple[int, int, int, int]:
+    """(emotions read right, emotion videos, neutral read as neutral, neutral videos) of emotion rows."""
+    judged = [r for r in rows if r["emotion"] in JUDGED]
+    emo = [r for r in judged if r["emotion"] != "neutral"]
+    neutral = [r for r in judged if r["emotion"] == "neutral"]
+    return (sum(r["recognised"] == r["emotion"] for r in emo), len(emo),
+            sum(r["recognised"] == "neutral" for r in neutral), len(neutral))
+
+
+def second_set_lines(results: dict) -> list[str]:
+    """The report's section on the second unseen set (``results["emotion_second"]``)."""
+    from facecue.expression import confusion_markdown, confusion_matrix
+
+    rows = results["emotion_second"]
+
+    def summary(label: str, subset: list[dict]) -> str:
+        hits, n, neutral_hits, n_neutral = recogniser_hits(subset)
+        return (f"* {label}: **{hits}/{n} = {hits / max(n, 1):.0%}** top-1; neutral read as neutral "
+                f"{neutral_hits}/{n_neutral}")
+
+    photos = [r for r in rows if r["kind"] == "photograph"]
+    others = [r for r in rows if r["kind"] != "photograph"]
+    both = rows + [dict(r, kind=REPORT_SET_KINDS.get(r["portrait"], "?")) for r in results.get("emotion", [])]
+    lines = ["## A second unseen set: DreamTalk's other source portraits", "",
+             f"Fixed on 2026-12-06 before any of them was rendered: every source portrait of {SECOND_SET_SOURCE} "
+             f"(commit {SECOND_SET_COMMIT[:7]}, `data/src_img/`; {SECOND_SET_TERMS}) that the report set above does "
+             "not hold already (its zp1 and male portraits are DreamTalk's; `uncut_src_img.jpg` is `cut_img.png`'s "
+             "photograph uncropped), whatever it shows; never used for calibration or any choice. The same speech "
+             "(in turn), settings and recogniser as above (`--parts second --second-set DIR`, DIR = that commit's "
+             "`data/src_img`; the files are checked by their git blob ids). *At rest*: what the recogniser reads in "
+             "the still portrait.", "",
+             summary(f"photographs ({len(photos) // len(RENDERED)} portraits)", photos),
+             summary(f"painting, sculpture, 3D cartoon ({len(others) // len(RENDERED)})", others),
+             summary(f"all {len(rows) // len(RENDERED)}", rows),
+             summary(f"both sets, {len(both) // len(RENDERED)} portraits", both),
+             summary("both sets, photographs only ("
+                     f"{sum(r['kind'] == 'photograph' for r in both) // len(RENDERED)})",
+                     [r for r in both if r["kind"] == "photograph"])]
+    worst_eyes = min(rows, key=lambda r: r["eyes_open_fraction"])
+    identity = [r["identity_error_pct"] for r in rows if "identity_error_pct" in r]
+    lines += [f"* eyes open (all 8 emotions, as above): lowest {worst_eyes['eyes_open_fraction']:.1%} of frames "
+              f"({worst_eyes['portrait']}, {worst_eyes['emotion']}); identity (neutral): "
+              f"{', '.join(f'{v:.2f}' for v in identity)} %", ""]
+    header = "| portrait | kind | at rest | " + " | ".join(JUDGED) + " |"
+    lines += [header, "|---|---|---|" + "---|" * len(JUDGED)]
+    for name in dict.fromkeys(r["portrait"] for r in rows):
+        mine = {r["emotion"]: r for r in rows if r["portrait"] == name}
+        first = next(iter(mine.values()))
+        rest = f"{first['at_rest']} (p neutral {first['p_neutral_at_rest']:.2f})" if first["at_rest"] else "no face"
+        cells = []
+        for emotion in JUDGED:
+            r = mine[emotion]
+            p = f" {r['p_target']:.2f}" if r["p_target"] is not None else ""
+            cells.append(f"**{r['recognised']}**{p}" if r["recognised"] == emotion else f"{r['recognised']}{p}")
+        lines.append(f"| {name} | {first['kind']} | {rest} | " + " | ".join(cells) + " |")
+    judged = [r for r in rows if r["emotion"] in JUDGED]
+    matrix = confusion_matrix([r["recognised"] for r in judged], [r["emotion"] for r in judged])
+    lines += ["", "Cells: what the recogniser reads (bold: the emotion asked for) and p(emotion asked for).", "",
+              confusion_markdown(matrix), "",
+              f"![second set x emotions, one frame each]({results['second_sheet']})", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "expressiveness")
     parser.add_argument("--parts", nargs="+", default=["mouth", "emotion", "mead", "closeup"],
-                        choices=["mouth", "emotion", "mead", "closeup"])
+                        choices=["mouth", "emotion", "mead", "closeup", "second"],
+                        help="what to measure (default: all but second); the others keep their stored results")
+    parser.add_argument("--second-set", type=Path, metavar="DIR",
+                        help=f"for --parts second: the data/src_img folder of {SECOND_SET_SOURCE} at commit "
+                             f"{SECOND_SET_COMMIT[:7]} (git clone https://github.com/{SECOND_SET_SOURCE})")
     parser.add_argument("--cue-model", default="phonetic", choices=["phonetic", "network"])
     args = parser.parse_args()
     if not (args.data / "talking").is_dir():
         raise SystemExit(f"{args.data}: the shared real data is needed")
+    if "second" in args.parts and args.second_set is None:
+        raise SystemExit(f"--parts second needs --second-set DIR (the data/src_img folder of {SECOND_SET_SOURCE})")
     args.out.mkdir(parents=True, exist_ok=True)
     results = previous_results(args.out / "results.json", args.cue_model)
     today = time.strftime("%Y-%m-%d")
@@ -363,6 +496,10 @@ def main() -> None:
             results["closeup"] = closeup(args.data, Path(tmp), args.out, args.cue_model)
         if "mead" in args.parts:
             results["mead_real"] = mead_real_rate(args.data)
+        if "second" in args.parts:
+            results["emotion_second"] = second_set_part(args.data, args.second_set, Path(tmp), args.cue_model)
+            results["second_sheet"] = emotion_sheet(Path(tmp), args.out, [r for r, _, _ in SECOND_SET],
+                                                    "second_set_sheet.jpg")
     results["part_dates"].update({part: today for part in args.parts})
     write_report(args.out, results)
     print(f"wrote {args.out / 'README.md'}")

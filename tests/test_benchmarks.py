@@ -254,3 +254,30 @@ def test_recogniser_region_masks_cover_their_own_landmarks_and_no_other_region()
         mouth = points[[i for group in regions.REGIONS["mouth+chin"] for i in group], 0]
         widths[size] = int((masks["mouth+chin"] > 0.5).any(axis=0).sum()) - (mouth.max() - mouth.min())  # the margins
     assert widths[400] > 4 and widths[800] == pytest.approx(2 * widths[400], rel=0.2)
+
+
+def test_second_set_files_are_checked_by_their_git_blob_ids(tmp_path):
+    """`benchmarks/expressiveness.py`'s second unseen set is fixed file by file: the blob id is
+    git's (``git hash-object``: a known answer), and a folder holding another file under a listed
+    name is refused, naming it, before anything is rendered."""
+    expressiveness = load_benchmark("expressiveness")
+    sample = tmp_path / "hello.txt"
+    sample.write_bytes(b"hello\n")
+    assert expressiveness.git_blob_id(sample) == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert len({blob for _, _, blob in expressiveness.SECOND_SET}) == len(expressiveness.SECOND_SET)
+    first = tmp_path / expressiveness.SECOND_SET[0][0]
+    first.parent.mkdir(parents=True)
+    first.write_bytes(b"not the portrait")
+    with pytest.raises(SystemExit, match="not the file of ali-vilab/dreamtalk") as refused:
+        expressiveness.second_set_part(tmp_path, tmp_path, tmp_path, "phonetic")
+    assert str(first) in str(refused.value)
+
+
+def test_recogniser_hits_count_emotions_and_neutral_apart():
+    """`benchmarks/expressiveness.py`'s top-1 counts: the 6 emotions' hits over their videos and
+    neutral read as neutral over the neutral videos; contempt (no recogniser class) is left out."""
+    expressiveness = load_benchmark("expressiveness")
+    rows = [{"emotion": "neutral", "recognised": "neutral"}, {"emotion": "neutral", "recognised": "happy"},
+            {"emotion": "angry", "recognised": "angry"}, {"emotion": "fear", "recognised": "surprised"},
+            {"emotion": "sad", "recognised": "sad"}, {"emotion": "contempt", "recognised": "neutral"}]
+    assert expressiveness.recogniser_hits(rows) == (2, 3, 1, 2)
