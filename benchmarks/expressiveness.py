@@ -436,11 +436,12 @@ def second_set_lines(results: dict) -> list[str]:
              "the still portrait.", "",
              summary(f"photographs ({len(photos) // len(RENDERED)} portraits)", photos),
              summary(f"painting, sculpture, 3D cartoon ({len(others) // len(RENDERED)})", others),
-             summary(f"all {len(rows) // len(RENDERED)}", rows),
-             summary(f"both sets, {len(both) // len(RENDERED)} portraits", both),
-             summary("both sets, photographs only ("
-                     f"{sum(r['kind'] == 'photograph' for r in both) // len(RENDERED)})",
-                     [r for r in both if r["kind"] == "photograph"])]
+             summary(f"all {len(rows) // len(RENDERED)}", rows)]
+    if "emotion" in results:  # the report set measured too
+        lines += [summary(f"both sets, {len(both) // len(RENDERED)} portraits", both),
+                  summary("both sets, photographs only ("
+                          f"{sum(r['kind'] == 'photograph' for r in both) // len(RENDERED)})",
+                          [r for r in both if r["kind"] == "photograph"])]
     worst_eyes = min(rows, key=lambda r: r["eyes_open_fraction"])
     identity = [r["identity_error_pct"] for r in rows if "identity_error_pct" in r]
     lines += [f"* eyes open (all 8 emotions, as above): lowest {worst_eyes['eyes_open_fraction']:.1%} of frames "

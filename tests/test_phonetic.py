@@ -575,7 +575,7 @@ def test_action_shapes_stretch_fears_lips_and_knit_its_brows_only():
     from facecue.cues import default_template
 
     assert phonetic.EMOTION_ACTIONS == {"fear": {"lip_stretch": 0.04, "brow_knit": 0.06},
-                                        "angry": {"brow_knit": 0.08},
+                                        "angry": {"lip_stretch": 0.03, "brow_knit": 0.08},
                                         "surprised": {"lip_pucker": 0.03}}  # the shipped setting
     saved = phonetic.emotion_settings()
     fear, sad = EMOTIONS.index("fear"), EMOTIONS.index("sad")
@@ -611,6 +611,23 @@ def test_action_shapes_stretch_fears_lips_and_knit_its_brows_only():
     stretch = saved["actions"]["fear"]["lip_stretch"]
     assert (with_actions[fear, left, 0] - with_actions[fear, right, 0]) - (before[fear, left, 0] - before[fear, right, 0]) \
         == pytest.approx(2 * stretch, rel=0.02)
+
+
+def test_anger_holds_its_mouth_wider_than_neutral_not_pursed():
+    """Real MEAD level-3 anger talks with a wider mouth than neutral speech (+0.002 to +0.056 eye
+    units); its closed-lip offsets alone, with the lower face's gain, press the mouth narrower
+    (-0.04 canonical units): anger's lip stretch must leave the held angry mouth wider than
+    neutral's, and surprise's round "oh" still narrower."""
+    import facecue.phonetic as phonetic
+
+    offsets = phonetic.emotion_offsets_applied()
+    right, left = MOUTH_CORNERS
+
+    def widening(emotion: str) -> float:
+        return float(offsets[EMOTIONS.index(emotion), left, 0] - offsets[EMOTIONS.index(emotion), right, 0])
+
+    assert widening("angry") > 0.0
+    assert widening("surprised") < 0.0
 
 
 def test_surprise_opens_the_jaw_further_than_its_mead_average():

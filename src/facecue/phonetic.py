@@ -459,11 +459,19 @@ EMPHASIS_FACTORS = ("brows", "eyes", "lower", "jaw")
 # Anger knits its brows too (AU4);
 # MEAD's average lowers them without drawing them together: p(angry) 0.403 -> 0.437 and top-1
 # 6 -> 7 of 9 with 0.08 (0.03: 0.411, 6; 0.05: 0.414, 7).
+# Anger's mouth is stretched (0.03, since 2026-12-06): real anger presses the lips when they close
+# and widens them as they part, and with the lower face's gain the rendered angry mouth came out
+# narrower than neutral speech's (-0.040 / -0.021 / -0.029 eye units for M030 / W009 / W011)
+# where the real level-3 clips are wider (+0.056 / +0.002 / +0.040): a pursed, pouting mouth, the
+# look the issue's EDTalk comparison named. With 0.03 the rendered widths are +0.009 / +0.013 /
+# +0.014 (mean |error| 0.062 -> 0.028; corners 0.025 -> 0.020); 0.05: +0.031 / +0.038 / +0.037
+# (0.022). The calibration set reads anger 7 of 9 with either, as without (mean p(angry) 0.480 ->
+# 0.456 / 0.444: to the recogniser a wider angry mouth is a little nearer a smile).
 # Disgust: an upper-lip raise (AU10 with the nose wings' lift) of 0.04 or 0.08 left p(disgusted)
 # at 0.101 and 0.091 (0.088 without) and 0 of 9 (all read angry); MEAD's disgust offsets already
 # raise the rendered upper lip as far as the real one (see EMOTION_EMPHASIS), so none is added.
 EMOTION_ACTIONS: dict[str, dict[str, float]] = {"fear": {"lip_stretch": 0.04, "brow_knit": 0.06},
-                                                "angry": {"brow_knit": 0.08},
+                                                "angry": {"lip_stretch": 0.03, "brow_knit": 0.08},
                                                 "surprised": {"lip_pucker": 0.03}}
 ACTION_NAMES = ("lip_stretch", "brow_knit", "lip_pucker")
 LIP_STRETCH_DROP = 0.4  # the corners move down this fraction of their sideways travel
