@@ -82,7 +82,9 @@ def mouth_shape(normalized: np.ndarray) -> tuple[float, float]:
     """Medians over frames of the mouth's width (corner to corner) and of its corners' height
     below the midpoint of the inner lips' centres (< 0: corners higher), both over the outer eye
     corners' distance; ``normalized`` (T, 478, 3) cue landmarks."""
-    eyes = np.linalg.norm(normalized[:, 33, :2] - normalized[:, 263, :2], axis=1)
+    from facecue.landmarks import eye_corner_distance
+
+    eyes = eye_corner_distance(normalized)
     width = np.linalg.norm(normalized[:, 61, :2] - normalized[:, 291, :2], axis=1) / eyes
     middle = (normalized[:, 13, 1] + normalized[:, 14, 1]) / 2
     corners = ((normalized[:, 61, 1] + normalized[:, 291, 1]) / 2 - middle) / eyes

@@ -7,6 +7,7 @@ import numpy as np
 
 from .constants import LEFT_IRIS, N_MESH_POINTS, RIGHT_IRIS
 from .cues import rotation_to_angles
+from .landmarks import eye_corner_distance
 
 MESH_COLOUR = (80, 255, 120)  # RGB
 IRIS_COLOUR = (255, 220, 0)
@@ -45,7 +46,7 @@ def draw_cues(
     dot = max(1, round(min(height, width) / 500))
     for x, y in landmarks[:N_MESH_POINTS, :2].astype(int):
         cv2.circle(out, (int(x), int(y)), dot, MESH_COLOUR, -1, lineType=cv2.LINE_AA)
-    length = (scale or np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])) * 0.8
+    length = (scale or eye_corner_distance(landmarks)) * 0.8
     for eye, iris in enumerate((RIGHT_IRIS, LEFT_IRIS)):
         centre = landmarks[iris[0], :2]
         radius = np.linalg.norm(landmarks[list(iris[1:]), :2] - centre, axis=1).mean()

@@ -1809,8 +1809,7 @@ def canonical_detail_landmarks() -> np.ndarray:
 
     pts = default_template().points.astype(np.float64)
     eye_mid = 0.5 * (pts[RIGHT_EYE_CORNERS[0]] + pts[LEFT_EYE_CORNERS[0]])
-    unit = np.linalg.norm(pts[RIGHT_EYE_CORNERS[0], :2] - pts[LEFT_EYE_CORNERS[0], :2])
-    scale = 0.36 * DETAIL_CANVAS / unit
+    scale = 0.36 * DETAIL_CANVAS / eye_corner_distance(pts)
     out = (pts - eye_mid) * scale
     out[:, 0] += DETAIL_CANVAS / 2
     out[:, 1] += 0.40 * DETAIL_CANVAS
@@ -1825,7 +1824,7 @@ def _forehead_arc() -> np.ndarray:
     pts = canonical_detail_landmarks()
     corners = pts[[RIGHT_EYE_CORNERS[0], LEFT_EYE_CORNERS[0]], :2]
     # above the brows: lower down, the band would lie on the temples' hair and the ears
-    upper = pts[topo.oval, 1] < corners[:, 1].mean() - 0.3 * np.linalg.norm(corners[1] - corners[0])
+    upper = pts[topo.oval, 1] < corners[:, 1].mean() - 0.3 * eye_corner_distance(pts)
     # the arc as one run along the (closed) oval loop
     start = int(np.flatnonzero(upper & ~np.roll(upper, 1))[0])
     order = np.roll(np.arange(len(upper)), -start)
