@@ -425,7 +425,6 @@ def second_set_lines(results: dict) -> list[str]:
 
     photos = [r for r in rows if r["kind"] == "photograph"]
     others = [r for r in rows if r["kind"] != "photograph"]
-    both = rows + [dict(r, kind=REPORT_SET_KINDS.get(r["portrait"], "?")) for r in results.get("emotion", [])]
     lines = ["## A second unseen set: DreamTalk's other source portraits", "",
              f"Fixed on 2026-12-06 before any of them was rendered: every source portrait of {SECOND_SET_SOURCE} "
              f"(commit {SECOND_SET_COMMIT[:7]}, `data/src_img/`; {SECOND_SET_TERMS}) that the report set above does "
@@ -438,6 +437,7 @@ def second_set_lines(results: dict) -> list[str]:
              summary(f"painting, sculpture, 3D cartoon ({len(others) // len(RENDERED)})", others),
              summary(f"all {len(rows) // len(RENDERED)}", rows)]
     if "emotion" in results:  # the report set measured too
+        both = rows + [dict(r, kind=REPORT_SET_KINDS.get(r["portrait"], "?")) for r in results["emotion"]]
         lines += [summary(f"both sets, {len(both) // len(RENDERED)} portraits", both),
                   summary("both sets, photographs only ("
                           f"{sum(r['kind'] == 'photograph' for r in both) // len(RENDERED)})",
