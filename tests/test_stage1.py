@@ -477,3 +477,52 @@ def test_the_bundled_network_learnt_the_current_teacher():
                 if any(k in ("lower", "jaw") for k in f)}
 
     assert speaking(teacher.get("emphasis", {})) == speaking(current["emphasis"]), how
+
+
+def test_network_head_and_gaze_are_moved_onto_the_teachers_means():
+    """Known answers: a head parked 5 degrees rolled and 6 pitched is brought to the teacher's mean
+    for each emotion of a schedule, its motion around the mean kept exactly; the eyes' target goes
+    to the portrait's gaze plus the teacher's gaze offset."""
+    from facecue.phonetic import emotion_weights, load_priors
+    from facecue.stage1 import teacher_head_and_gaze
+
+    priors = load_priors()
+    n, fps = 200, 25.0
+    t = np.arange(n) / fps
+    wave = np.sin(2 * np.pi * 0.3 * t)
+    head = np.stack([0.1 * wave, 6.0 + 0.2 * wave, 5.0 + 3.0 * wave], axis=1)
+    target = np.stack([-7.0 + 0.5 * wave, 9.0 + 0.0 * wave], axis=1)
+    portrait_gaze = np.array([2.0, -1.0])
+    weights = emotion_weights("neutral", n, fps)
+    new_head, new_target = teacher_head_and_gaze(head, target, weights, 0.5, portrait_gaze)
+    neutral, happy = EMOTIONS.index("neutral"), EMOTIONS.index("happy")
+    np.testing.assert_allclose(new_head.mean(axis=0), priors.pose_mean[neutral] * 0.5, atol=1e-6)
+    np.testing.assert_allclose(new_head - new_head.mean(axis=0), head - head.mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose(new_target.mean(axis=0), portrait_gaze + priors.gaze_mean[neutral] * 0.5, atol=1e-6)
+    np.testing.assert_allclose(new_target - new_target.mean(axis=0), target - target.mean(axis=0), atol=1e-9)
+
+    schedule = emotion_weights([(0.0, "neutral"), (4.0, "happy")], n, fps)
+    assert schedule[:80, neutral].min() > 0.99 and schedule[-80:, happy].min() > 0.99
+    new_head, _ = teacher_head_and_gaze(head, target, schedule, 1.0, portrait_gaze)
+    np.testing.assert_allclose(new_head[:80].mean(axis=0), priors.pose_mean[neutral], atol=0.6)
+    np.testing.assert_allclose(new_head[-80:].mean(axis=0), priors.pose_mean[happy], atol=0.6)
+
+
+def test_network_path_holds_the_head_where_its_teacher_does(portrait_cues):
+    """With the bundled network, the head's mean offset from the portrait is the teacher's for the
+    emotion (not the network's drift); a head copied from a reference (``pose_angles``) is left as
+    given."""
+    from facecue.cli import asset_path
+    from facecue.phonetic import CueControls, load_priors
+    from facecue.stage1 import network_cues
+
+    priors = load_priors()
+    audio = io.read_audio(asset_path("speech.wav"))[: SAMPLE_RATE * 4]
+    angles0 = rotation_to_angles(portrait_cues.rotation[0])
+    for emotion in ("neutral", "happy"):
+        cues = network_cues(audio, portrait_cues, emotion, 1.0, seed=3)
+        head = rotation_to_angles(cues.rotation) - angles0[None]
+        np.testing.assert_allclose(head.mean(axis=0), priors.pose_mean[EMOTIONS.index(emotion)], atol=0.05)
+    copied = np.tile([[4.0, -3.0, 2.0]], (len(cues.rotation), 1))
+    cues = network_cues(audio, portrait_cues, "happy", 1.0, seed=3, controls=CueControls(pose_angles=copied))
+    np.testing.assert_allclose(rotation_to_angles(cues.rotation) - angles0[None], copied, atol=1e-3)

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .constants import DEFAULT_FPS, EMOTIONS, MEL_SUBFRAMES, N_LANDMARKS, N_MELS, N_MESH_POINTS, SAMPLE_RATE
-from .cues import FaceCues, GazeBins, eye_aperture, place_iris
+from .cues import FaceCues, GazeBins, combined_gaze, eye_aperture, place_iris, rotation_to_angles
 from .data import (
     SILENCE_LOG_MEL,
     ClipData,
@@ -1159,6 +1159,47 @@ def network_portrait(portrait_cues: FaceCues) -> FaceCues:
     return replace(portrait_cues, normalized=rest[None], identity=rest)
 
 
+def teacher_head_and_gaze(head: np.ndarray, gaze_target: np.ndarray, frame_weights: np.ndarray, intensity: float,
+                          portrait_gaze: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The network's head pose and gaze brought back to where its teacher (facecue.phonetic) holds them.
+
+    The network drifts away from the portrait's pose and stays there: measured on the bundled
+    network (a smiling portrait, two speech clips), neutral settled 5 degrees rolled and 4-6
+    degrees pitched where its teacher's mean is 0, happy 10-12 degrees pitched (teacher -0.9),
+    angry looked 16 degrees off the camera (teacher 5). So each emotion's mean head offset and mean
+    gaze target (weighted by how much of the clip the emotion holds) are replaced by the teacher's.
+    The motion around them (nods, turns, tilts, saccades) stays the network's own.
+
+    Parameters
+    ----------
+    head : (T, 3) head angle offsets (yaw, pitch, roll) degrees from the portrait's pose
+    gaze_target : (T, 2) where the eyes look, (yaw, pitch) degrees in camera space (eye-in-head
+        gaze plus the head offset's yaw and pitch)
+    frame_weights : (T, len(EMOTIONS)) emotion weights per frame (rows sum to 1)
+    intensity : 0..1, as the emotion's
+    portrait_gaze : (2,) the portrait's own gaze, degrees (the teacher's gaze targets are offsets from it)
+
+    Returns
+    -------
+    (head, gaze_target): (T, 3) and (T, 2) float64, degrees, as the inputs.
+    """
+    from .phonetic import load_priors
+
+    priors = load_priors()
+    weights = np.asarray(frame_weights, np.float64)
+    share = np.maximum(weights.sum(axis=0), 1e-9)[:, None]
+
+    def own_mean(x: np.ndarray) -> np.ndarray:  # (T, k): each emotion's weighted mean, back per frame
+        return weights @ ((weights.T @ x) / share)
+
+    head = np.asarray(head, np.float64)
+    gaze_target = np.asarray(gaze_target, np.float64)
+    teacher_head = weights @ priors.pose_mean.astype(np.float64) * intensity
+    teacher_target = (np.asarray(portrait_gaze, np.float64)[None]
+                      + weights @ priors.gaze_mean.astype(np.float64) * intensity)
+    return head - own_mean(head) + teacher_head, gaze_target - own_mean(gaze_target) + teacher_target
+
+
 def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> FaceCues:
     """Scale the lower face's movement away from its rest by ``gain``.
 
@@ -1296,8 +1337,9 @@ def network_cues(
     (:func:`network_portrait`); the network runs with one torch thread (frame-by-frame decoding of
     a small model: more threads only add overhead), once per emotion of a schedule, the runs
     blended frame by frame; the cues are resampled to ``fps``, the mouth movement scaled by
-    :data:`NETWORK_MOUTH_GAIN` (times ``controls.mouth_scale``), and the per-cue ``controls``
-    (:class:`facecue.phonetic.CueControls`) applied. The network averages blinks away, so unless
+    :data:`NETWORK_MOUTH_GAIN` (times ``controls.mouth_scale``), the head pose and gaze, which the
+    network lets drift, brought back to its teacher's means (:func:`teacher_head_and_gaze`), and the
+    per-cue ``controls`` (:class:`facecue.phonetic.CueControls`) applied. The network averages blinks away, so unless
     ``controls.blink_rate`` says otherwise blinks are drawn at the emotion's typical rate.
 
     Parameters
@@ -1345,8 +1387,16 @@ def network_cues(
     lift_thin_lips(cues.identity, shapes)
     cues = replace(cues, normalized=shapes.astype(np.float32))
     if controls.blink_rate is None:
-        rate = default_blink_rate(emotion_weights(schedule, cues.n_frames, cues.fps))
-        controls = replace(controls, blink_rate=rate)
+        controls = replace(controls, blink_rate=default_blink_rate(frame_weights))
+    # the network's drift in head pose and gaze (see teacher_head_and_gaze); apply_controls then
+    # turns the eyes to keep the new targets as the head moves
+    head = rotation_to_angles(cues.rotation) - rotation_to_angles(portrait_cues.rotation[0])[None]
+    target = combined_gaze(cues.gaze, cues.aperture) + head[:, :2]
+    portrait_gaze = combined_gaze(portrait_cues.gaze[0], portrait_cues.aperture[0])
+    head, new_target = teacher_head_and_gaze(head, target, frame_weights, intensity, portrait_gaze)
+    cues = replace(cues, gaze=(cues.gaze + (new_target - target)[:, None]).astype(np.float32))
+    if controls.pose_angles is None:
+        controls = replace(controls, pose_angles=head)
     return apply_controls(cues, portrait_cues, controls, seed=seed)
 
 
@@ -1385,5 +1435,5 @@ __all__ = [
     "ClassifierConfig", "ClassifierTask", "EmotionClassifier", "LossConfig", "Stage1Config", "Stage1Model", "Stage1ModelConfig",
     "Stage1Task", "NETWORK_MOUTH_GAIN", "assemble_cues", "check_intensity", "classify_emotion", "evaluate_teacher_forced",
     "emotion_rest", "load_classifier", "load_stage1", "network_cues", "network_portrait", "scale_mouth", "speech_to_cues",
-    "stage1_checkpoint",
+    "stage1_checkpoint", "teacher_head_and_gaze",
 ]
