@@ -1084,6 +1084,11 @@ def speech_to_cues(
 ) -> FaceCues:
     """Facial cues (expression, blinks, gaze, head pose) that speak ``audio`` with ``emotion``.
 
+    The network's own output. ``facecue generate --cue-model network`` and ``facecue
+    cues-from-speech`` go through :func:`network_cues`, which also anchors the portrait without its
+    smile, scales the mouth, adds what the expression set draws unlike the network's teacher,
+    brings the drifting head pose and gaze back to the teacher's means and applies the controls.
+
     Parameters
     ----------
     audio : an audio/video file, or (N,) float32 samples at 16 kHz in [-1, 1]
