@@ -493,12 +493,13 @@ def test_network_head_and_gaze_are_moved_onto_the_teachers_means():
     head = np.stack([0.1 * wave, 6.0 + 0.2 * wave, 5.0 + 3.0 * wave], axis=1)
     target = np.stack([-7.0 + 0.5 * wave, 9.0 + 0.0 * wave], axis=1)
     portrait_gaze = np.array([2.0, -1.0])
-    weights = emotion_weights("neutral", n, fps)
+    weights = emotion_weights("happy", n, fps)  # happy: the teacher's pose and gaze offsets are not zero
     new_head, new_target = teacher_head_and_gaze(head, target, weights, 0.5, portrait_gaze)
     neutral, happy = EMOTIONS.index("neutral"), EMOTIONS.index("happy")
-    np.testing.assert_allclose(new_head.mean(axis=0), priors.pose_mean[neutral] * 0.5, atol=1e-6)
+    assert np.abs(priors.pose_mean[happy]).max() > 1.0 and np.abs(priors.gaze_mean[happy]).max() > 1.0
+    np.testing.assert_allclose(new_head.mean(axis=0), priors.pose_mean[happy] * 0.5, atol=1e-6)
     np.testing.assert_allclose(new_head - new_head.mean(axis=0), head - head.mean(axis=0), atol=1e-9)
-    np.testing.assert_allclose(new_target.mean(axis=0), portrait_gaze + priors.gaze_mean[neutral] * 0.5, atol=1e-6)
+    np.testing.assert_allclose(new_target.mean(axis=0), portrait_gaze + priors.gaze_mean[happy] * 0.5, atol=1e-6)
     np.testing.assert_allclose(new_target - new_target.mean(axis=0), target - target.mean(axis=0), atol=1e-9)
 
     schedule = emotion_weights([(0.0, "neutral"), (4.0, "happy")], n, fps)
