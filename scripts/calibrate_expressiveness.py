@@ -4,7 +4,7 @@ Usage: python scripts/calibrate_expressiveness.py [--data ../shared/data] [--out
            [--parts mouth geometry recogniser]
            [--try '{"gains": {...}, "detail": 1.6, "emphasis": {"fear": {"jaw": 1.5}},
                     "actions": {"fear": {"lip_stretch": 0.05}}, "detail_emphasis": {"sad": 2.0},
-                    "teeth_bared": {"happy": 0.5}}' ...]
+                    "teeth_bared": {"happy": 0.5}, "detail_shrink": 0.03}' ...]
 
 Render, re-extract with facecue's own extractor (MediaPipe + cue geometry) or read with the
 FER2013 recogniser, compare with the real statistics. Only **calibration** material is used here;
@@ -21,7 +21,9 @@ FER2013 recogniser, compare with the real statistics. Only **calibration** mater
   (``CALIBRATION_MEAD_FRAMES``, two of them smiling) with 6 s of StyleTalk speech: top-1 of the
   FER2013 recogniser. Sets ``phonetic.EMOTION_REGION_GAINS``, ``render.DETAIL_GAIN``,
   ``phonetic.EMOTION_EMPHASIS``, ``phonetic.EMOTION_ACTIONS``, ``render.EMOTION_DETAIL_EMPHASIS``
-  and ``render.EMOTION_TEETH_BARED``; ``--try`` evaluates other settings in the same run.
+  and ``render.EMOTION_TEETH_BARED``; ``--try`` evaluates other settings in the same run
+  (``detail_shrink``: the detail maps' log-ratios shrunk toward 0 by this much, a soft threshold
+  that keeps the deep creases and drops the faint mottling, :func:`shrunk_detail_maps`).
 
 Parts not run keep their previous results in ``--out`` (each part's date is shown).
 """
@@ -168,11 +170,12 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
         write_wav(path, read_audio(data / "speech" / f"{name}.wav")[: int(16000 * SPEECH_SECONDS)])
         speech.append(path)
     saved = (phonetic.emotion_settings(), render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS,
-             render.EMOTION_TEETH_BARED)
+             render.EMOTION_TEETH_BARED, render.expression_detail_maps)
 
     def restore() -> None:
         phonetic.restore_emotion_settings(saved[0])
-        render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS, render.EMOTION_TEETH_BARED = saved[1:]
+        (render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS, render.EMOTION_TEETH_BARED,
+         render.expression_detail_maps) = saved[1:]
 
     def per_emotion_tuple(current: tuple, changes: dict) -> tuple:  # {"sad": 2.0} over an EMOTIONS-ordered tuple
         return tuple(float(changes.get(name, value)) for name, value in zip(EMOTIONS, current))
@@ -185,6 +188,10 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
             render.EMOTION_DETAIL_EMPHASIS = per_emotion_tuple(render.EMOTION_DETAIL_EMPHASIS,
                                                                setting.get("detail_emphasis", {}))
             render.EMOTION_TEETH_BARED = per_emotion_tuple(render.EMOTION_TEETH_BARED, setting.get("teeth_bared", {}))
+            shrink = float(setting.get("detail_shrink", 0.0))
+            if shrink > 0:  # the maps are laid onto the portrait in this process (prepare), workers get them so
+                shrunk = shrunk_detail_maps(saved[4](), shrink)
+                render.expression_detail_maps = lambda: shrunk
             for emotion, factors in setting.get("emphasis", {}).items():
                 phonetic.set_emotion_emphasis(emotion, **factors)
             for emotion, amounts in setting.get("actions", {}).items():
@@ -201,7 +208,7 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
                       "emphasis": {k: dict(v) for k, v in phonetic.EMOTION_EMPHASIS.items()},
                       "actions": {k: dict(v) for k, v in phonetic.EMOTION_ACTIONS.items()},
                       "detail_emphasis": dict(zip(EMOTIONS, render.EMOTION_DETAIL_EMPHASIS)),
-                      "teeth_bared": dict(zip(EMOTIONS, render.EMOTION_TEETH_BARED)),
+                      "teeth_bared": dict(zip(EMOTIONS, render.EMOTION_TEETH_BARED)), "detail_shrink": shrink,
                       "top1_6_emotions": sum(r[1] == r[2] for r in emo) / len(emo),
                       "neutral_as_neutral": sum(r[2] == "neutral" for r in reads if r[1] == "neutral"),
                       "portraits": list(portraits), "reads": reads}
@@ -213,6 +220,13 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
     finally:
         restore()
     return results
+
+
+def shrunk_detail_maps(maps: np.ndarray, amount: float) -> np.ndarray:
+    """``maps`` (8, C, C) float32 log-luminance ratios, each value moved ``amount`` toward 0 and
+    those within ``amount`` of it set to 0 (a soft threshold): the deep creases stay, less deep by
+    ``amount``, and the faint mottling of the averaged maps goes."""
+    return (np.sign(maps) * np.maximum(np.abs(maps) - np.float32(amount), 0.0)).astype(np.float32)
 
 
 def emotion_hits(reads: list, emotion: str) -> int:
@@ -294,10 +308,12 @@ def write(out: Path, results: dict) -> None:
         for r in results["recogniser"]:
             g = r["gains"]
             emphasis, actions = per_emotion(r.get("emphasis", {})), per_emotion(r.get("actions", {}))
+            shrunk = f" (maps shrunk {r['detail_shrink']:g})" if r.get("detail_shrink") else ""
             judged = list(dict.fromkeys(x[1] for x in r["reads"] if x[1] != "neutral"))
             hits = ", ".join(f"{e} {emotion_hits(r['reads'], e)}" + (
                 f" (p {p:.2f})" if (p := mean_target_probability(r["reads"], e)) is not None else "") for e in judged)
-            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f} | {emphasis} | {actions} | "
+            lines.append(f"| {g['brows']:.1f} | {g['eyes']:.1f} | {g['lower']:.1f} | {r['detail']:.1f}{shrunk} | "
+                         f"{emphasis} | {actions} | "
                          f"{named(r.get('detail_emphasis', {}), 1.0)} | {named(r.get('teeth_bared', {}), 0.0)} | "
                          f"{r['top1_6_emotions']:.0%} ({hits}) | {r['neutral_as_neutral']}/{len(r['portraits'])} |")
     (out / "README.md").write_text("\n".join(lines) + "\n")

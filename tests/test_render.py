@@ -1242,6 +1242,28 @@ def _bundled_maps_and_brows():
     return maps, landmarks, on, above, float(np.linalg.norm(landmarks[33, :2] - landmarks[263, :2]))
 
 
+def test_calibration_detail_shrink_is_a_soft_threshold_that_keeps_the_deep_creases():
+    """``scripts/calibrate_expressiveness.py``'s ``detail_shrink`` (measured, not taken: the
+    MODEL_CARD): values within the amount of 0 become 0, the others move toward 0 by it, signs
+    kept; on the bundled maps disgust's deepest crease stays and most of its faint mottling goes."""
+    import importlib.util
+
+    from facecue.constants import EMOTIONS
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_expressiveness.py"
+    spec = importlib.util.spec_from_file_location("calibrate_expressiveness", script)
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    values = np.array([-0.05, -0.02, 0.0, 0.01, 0.03, 0.04], np.float32)
+    np.testing.assert_allclose(calibrate.shrunk_detail_maps(values, 0.03), [-0.02, 0, 0, 0, 0, 0.01], atol=1e-7)
+    maps = _bundled_maps_and_brows()[0]
+    disgust = maps[EMOTIONS.index("disgusted")]
+    shrunk = calibrate.shrunk_detail_maps(maps, 0.03)[EMOTIONS.index("disgusted")]
+    assert shrunk.dtype == np.float32
+    assert shrunk.min() == pytest.approx(disgust.min() + 0.03, abs=1e-6)
+    assert np.count_nonzero(shrunk) < 0.5 * np.count_nonzero(disgust)
+
+
 def test_surprise_and_fear_maps_draw_no_second_brow():
     """Surprise's and fear's detail maps are built with the MEAD actors' brow hair registered and
     then the brows cleared (scripts/build_expression_detail.py): they neither light the brows nor

@@ -1660,6 +1660,8 @@ def _draw_mouth(frame: np.ndarray, image: np.ndarray, model: _MouthModel, pts: n
 # the cheek beside the nose (the DreamTalk male's 512 px close-up). Its map at half strength read
 # 9 of 9 on the calibration set (mean p 0.789 -> 0.743) but the smudge only faded; without it 7 of
 # 9 (0.667). Left as measured: the fix is placing the folds by the face, not weakening them.
+# Dropping the maps' faint mottling (a soft threshold, 0.02-0.03) cleared such grey patches on smooth skin
+# but read 28-29 of 54 instead of 34 on the calibration set (sad 8 -> 4-5; MODEL_CARD, 2026-12-06).
 DETAIL_GAIN = 1.6  # x the real MEAD level-3 shading change at intensity 1 (calibrated, see EMOTION_REGION_GAINS)
 # Per emotion (EMOTIONS order), a further factor on DETAIL_GAIN for the brows and forehead only
 # (above the upper lids, see _brow_weight; the lids and below keep DETAIL_GAIN), chosen
