@@ -1208,15 +1208,20 @@ def _brow_regions(landmarks: np.ndarray, shape: tuple[int, int]) -> tuple[np.nda
     return on, above
 
 
-def _build_expression_detail():
-    """scripts/build_expression_detail.py as a module."""
+def _script_module(name: str):
+    """``scripts/<name>.py`` as a module."""
     import importlib.util
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "build_expression_detail.py"
-    spec = importlib.util.spec_from_file_location("build_expression_detail", script)
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    return build
+    script = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build_expression_detail():
+    """scripts/build_expression_detail.py as a module."""
+    return _script_module("build_expression_detail")
 
 
 def _template_face(size: int) -> np.ndarray:
@@ -1246,14 +1251,9 @@ def test_calibration_detail_shrink_is_a_soft_threshold_that_keeps_the_deep_creas
     """``scripts/calibrate_expressiveness.py``'s ``detail_shrink`` (measured, not taken: the
     MODEL_CARD): values within the amount of 0 become 0, the others move toward 0 by it, signs
     kept; on the bundled maps disgust's deepest crease stays and most of its faint mottling goes."""
-    import importlib.util
-
     from facecue.constants import EMOTIONS
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_expressiveness.py"
-    spec = importlib.util.spec_from_file_location("calibrate_expressiveness", script)
-    calibrate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calibrate)
+    calibrate = _script_module("calibrate_expressiveness")
     values = np.array([-0.05, -0.02, 0.0, 0.01, 0.03, 0.04], np.float32)
     np.testing.assert_allclose(calibrate.shrunk_detail_maps(values, 0.03), [-0.02, 0, 0, 0, 0, 0.01], atol=1e-7)
     maps = _bundled_maps_and_brows()[0]
