@@ -18,7 +18,9 @@ FER2013 recogniser of ``facecue.expression``), never from the cues that drove th
 * **emotion** — 6 emotions + neutral x 5 portraits never used for calibration (NASA astronaut,
   Obama official portrait, the DreamTalk male and zp1 portraits, the EDTalk portrait) x real speech never
   used for calibration (LibriSpeech, LJSpeech, JFK): the recogniser's top-1, a confusion matrix,
-  and for scale the same recogniser on the real MEAD level-3 clips.
+  and for scale the same recogniser on the real MEAD level-3 clips (``--parts mead``: per emotion,
+  beside facecue's, with 95 % Wilson intervals on the totals; EAMM's MEAD clips of unstated actor
+  and level apart).
 * **second** — the same for a second set of unseen portraits, fixed before any was rendered
   (``SECOND_SET``: DreamTalk's other source portraits, 4 photographs, a painting, a sculpture and
   a 3D cartoon; not in the shared data: ``--second-set`` takes the folder of a checkout, and the
@@ -271,16 +273,27 @@ def identity_error(reference, cues) -> float:
 
 
 def mead_real_rate(data: Path) -> dict:
+    """The recogniser on real MEAD footage: the level-3 clips (neutral: level 1) of the 3 actors,
+    with counts per emotion, and apart from them the EAMM clips whose actor and level the source
+    does not state (``mead_clips/eamm_unknown_id/``, one per emotion; those it has a class for)."""
     from facecue.expression import load_recogniser, read_video_emotion
 
     model = load_recogniser()
-    hits, total = 0, 0
+    per_emotion = {}
     for emotion in JUDGED:
-        for clip in sorted((data / "mead_clips").glob(f"*_{emotion}_level*_001.mp4")):
+        clips = sorted((data / "mead_clips").glob(f"*_{emotion}_level*_001.mp4"))
+        read_right = sum(read_video_emotion(clip, model=model).label == emotion for clip in clips)
+        per_emotion[emotion] = [int(read_right), len(clips)]
+    hits, total = (sum(counts[i] for counts in per_emotion.values()) for i in (0, 1))
+    unknown_actor = []
+    for clip in sorted((data / "mead_clips" / "eamm_unknown_id").glob("*.mp4")):
+        emotion = clip.stem.split("_")[1]  # MEADunkB_disgusted_eamm
+        if emotion in JUDGED:
             reading = read_video_emotion(clip, model=model)
-            hits += int(reading.label == emotion)
-            total += 1
-    return {"hits": hits, "total": total, "top1": hits / total}
+            unknown_actor.append({"clip": clip.name, "emotion": emotion, "recognised": reading.label,
+                                  "p_target": reading.mean_probability(emotion)})
+    return {"hits": hits, "total": total, "top1": hits / total, "per_emotion": per_emotion,
+            "unknown_actor": unknown_actor}
 
 
 def previous_results(path: Path, cue_model: str) -> dict:
@@ -363,12 +376,13 @@ def write_report(out: Path, results: dict) -> None:
         lines += ["## Emotion read by an independent recogniser", "", f"Recogniser: {RECOGNISER_SOURCE}.", "",
                   f"Portraits (never used for calibration): {', '.join(Path(p).stem for p in REPORT_PORTRAITS)}; "
                   f"speech (never used for calibration): {', '.join(Path(s).stem for s in REPORT_SPEECH)}; 256 px crops.", "",
-                  f"* facecue, 6 emotions x {len(neutral)} portraits: **{hits}/{len(emo)} = {hits / max(len(emo), 1):.0%}** top-1",
+                  f"* facecue, 6 emotions x {len(neutral)} portraits: **{hits}/{len(emo)} = {hits / max(len(emo), 1):.0%}** top-1"
+                  f"{interval_text(hits, len(emo))}",
                   f"* neutral read as neutral: {sum(r['recognised'] == 'neutral' for r in neutral)}/{len(neutral)}"]
         if "mead_real" in results:
             m = results["mead_real"]
             lines.append(f"* the same recogniser on the real MEAD clips (level 3, neutral level 1; 6 emotions + neutral): "
-                         f"{m['hits']}/{m['total']} = {m['top1']:.0%}")
+                         f"{m['hits']}/{m['total']} = {m['top1']:.0%}{interval_text(m['hits'], m['total'])}")
         worst_eyes = min(all_rows, key=lambda r: r["eyes_open_fraction"])
         eye_emotions = sorted({r["emotion"] for r in all_rows}, key=RENDERED.index)
         lines.append(f"* eyes open ({', '.join(eye_emotions)}; aperture >= 50 % of the portrait's, outside blinks): lowest "
@@ -388,6 +402,7 @@ def write_report(out: Path, results: dict) -> None:
             pt = f"{r['p_target']:.2f}" if r["p_target"] is not None else "-"
             lines.append(f"| {r['portrait']} | {r['emotion']} | {r['recognised']} | {pt} | {r['eyes_open_fraction']:.0%} | {ident} |")
         lines += ["", f"![report portraits x emotions, one frame each]({results['emotion_sheet']})", ""]
+        lines += by_emotion_lines(results)
     if "emotion_second" in results:
         lines += second_set_lines(results)
     if "closeup" in results:
@@ -396,6 +411,61 @@ def write_report(out: Path, results: dict) -> None:
                   f"![512 px close-up]({results['closeup']})", ""]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def interval_text(hits: int, n: int) -> str:
+    """' (95 % interval 39-73 %)': the Wilson interval of a top-1 rate, '' for no videos."""
+    from facecue.expression import wilson_interval
+
+    if n == 0:
+        return ""
+    low, high = wilson_interval(hits, n)
+    return f" (95 % interval {low:.0%}-{high:.0%})"
+
+
+def by_emotion_lines(results: dict) -> list[str]:
+    """The report's table of top-1 per emotion: facecue's report set (and both sets, when the
+    second was measured) beside the real MEAD clips (``results["mead_real"]``, when measured with
+    its counts per emotion), with the totals' 95 % intervals."""
+    m = results.get("mead_real", {})
+    if "per_emotion" not in m:
+        return []
+
+    def counts(rows: list[dict], emotion: str) -> tuple[int, int]:
+        mine = [r for r in rows if r["emotion"] == emotion]
+        return sum(r["recognised"] == emotion for r in mine), len(mine)
+
+    columns = [("facecue, report set", results["emotion"])]
+    if "emotion_second" in results:
+        columns.append(("facecue, both sets", results["emotion"] + results["emotion_second"]))
+    unknown = {r["emotion"]: r for r in m.get("unknown_actor", [])}
+    header = [name for name, _ in columns] + ["real MEAD level 3"] + (["real, with the clips of unknown actors"]
+                                                                        if unknown else [])
+    lines = ["### By emotion, beside real footage", "",
+             "Top-1 per emotion asked for (neutral apart). Real MEAD: M030, W009, W011 at level 3; *unknown actors*: "
+             "EAMM's MEAD clips whose actor and level the source does not state (`mead_clips/eamm_unknown_id/`: "
+             + (", ".join(f"{e} read {unknown[e]['recognised']}" for e in JUDGED if e in unknown) or "none")
+             + ")."]
+    table = ["| emotion | " + " | ".join(header) + " |", "|---|" + "--:|" * len(header)]
+    totals = [[0, 0] for _ in header]
+    sizes = set()
+    for emotion in JUDGED[1:]:
+        real = m["per_emotion"][emotion]
+        cells = [counts(rows, emotion) for _, rows in columns] + [tuple(real)]
+        if unknown:
+            extra = unknown.get(emotion)
+            cells.append((real[0] + int(extra is not None and extra["recognised"] == emotion),
+                          real[1] + int(extra is not None)))
+        for total, (h, n) in zip(totals, cells):
+            total[0] += h
+            total[1] += n
+            sizes.add(n)
+        table.append(f"| {emotion} | " + " | ".join(f"{h}/{n}" for h, n in cells) + " |")
+    table.append("| **6 emotions** | " + " | ".join(f"**{h}/{n} = {h / n:.0%}**{interval_text(h, n)}"
+                                                    for h, n in totals) + " |")
+    lines[-1] += (f" With {min(sizes)}-{max(sizes)} videos per cell one reading moves a rate by "
+                  f"{100 / max(sizes):.0f}-{100 / min(sizes):.0f} points; the totals carry 95 % Wilson intervals.")
+    return lines + [""] + table + [""]
 
 
 REPORT_SET_KINDS = {"nasa_eileen_collins_astronaut_512": "photograph",

@@ -281,3 +281,29 @@ def test_recogniser_hits_count_emotions_and_neutral_apart():
             {"emotion": "angry", "recognised": "angry"}, {"emotion": "fear", "recognised": "surprised"},
             {"emotion": "sad", "recognised": "sad"}, {"emotion": "contempt", "recognised": "neutral"}]
     assert expressiveness.recogniser_hits(rows) == (2, 3, 1, 2)
+
+
+def test_by_emotion_table_counts_each_source_and_adds_the_unknown_actors_clips():
+    """`benchmarks/expressiveness.py`'s per-emotion table: facecue's report set and both sets beside
+    the real clips, the unknown actors' clips added to their emotion only; totals with intervals;
+    nothing without per-emotion real counts (results stored before they were kept)."""
+    expressiveness = load_benchmark("expressiveness")
+    emotions = expressiveness.JUDGED[1:]
+    report = [{"emotion": e, "recognised": e if e in ("happy", "sad") else "neutral"} for e in emotions]
+    second = [{"emotion": e, "recognised": e} for e in emotions] + [{"emotion": "neutral", "recognised": "happy"}]
+    real = {"hits": 8, "total": 14, "per_emotion": {e: [1, 2] for e in expressiveness.JUDGED},
+            "unknown_actor": [{"emotion": "fear", "recognised": "fear"},
+                              {"emotion": "disgusted", "recognised": "angry"}]}
+    lines = expressiveness.by_emotion_lines({"emotion": report, "emotion_second": second, "mead_real": real})
+    rows = {line.split(" | ")[0].strip("| *"): line for line in lines if line.startswith("| ")}
+    assert rows["fear"] == "| fear | 0/1 | 1/2 | 1/2 | 2/3 |"
+    assert rows["disgusted"] == "| disgusted | 0/1 | 1/2 | 1/2 | 1/3 |"
+    assert rows["happy"] == "| happy | 1/1 | 2/2 | 1/2 | 1/2 |"
+    assert rows["6 emotions"] == ("| **6 emotions** | **2/6 = 33%** (95 % interval 10%-70%) | **8/12 = 67%** (95 % "
+                                  "interval 39%-86%) | **6/12 = 50%** (95 % interval 25%-75%) | **7/14 = 50%** (95 % "
+                                  "interval 27%-73%) |")
+    assert "disgusted read angry, fear read fear" in "\n".join(lines)
+    assert expressiveness.by_emotion_lines({"emotion": report, "mead_real": {"hits": 8, "total": 14}}) == []
+    single = expressiveness.by_emotion_lines({"emotion": report, "mead_real": dict(real, unknown_actor=[])})
+    assert single[-2] == ("| **6 emotions** | **2/6 = 33%** (95 % interval 10%-70%) | **6/12 = 50%** (95 % "
+                          "interval 25%-75%) |")

@@ -252,6 +252,19 @@ def test_confusion_matrix_counts_and_writers(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_wilson_interval_known_answers_and_symmetry():
+    """Wilson score intervals (z 1.96): 17 of 30 and the ends, worked by hand; k of n mirrors n - k."""
+    assert E.wilson_interval(17, 30) == pytest.approx((0.3920, 0.7262), abs=1e-4)
+    assert E.wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)  # not empty at 0 hits
+    assert E.wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    low, high = E.wilson_interval(3, 7)
+    assert E.wilson_interval(4, 7) == pytest.approx((1 - high, 1 - low))
+    assert E.wilson_interval(30, 60)[1] - E.wilson_interval(30, 60)[0] < high - low  # more videos, narrower
+    for hits, n in ((1, 0), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError, match="hits"):
+            E.wilson_interval(hits, n)
+
+
 def test_evaluate_reports_the_judge_and_its_accuracy(tmp_path, shared_data, monkeypatch):
     import facecue.evaluate as ev
     from facecue import io
