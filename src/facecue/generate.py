@@ -228,6 +228,31 @@ def smiling_portrait_note(normalized: np.ndarray, emotion: str) -> str | None:
             f"other emotions more clearly)")
 
 
+# The output enlarges the portrait's pixels more than this: it looks soft, and the user is told.
+# The 512 px close-ups of 256 px portraits (1.7-1.9x, docs/expressiveness/closeup_512.png) still
+# look sharp enough; a 64 px portrait's 256 px crop (11.5x) is a blur.
+SOFT_ENLARGEMENT = 3.0
+
+
+def enlargement_note(image_size: tuple[int, int], landmarks: np.ndarray, output_size, full: bool) -> str | None:
+    """What to tell the user when the output enlarges the portrait's pixels more than
+    :data:`SOFT_ENLARGEMENT` times (a small face crop, or ``--size`` beyond a small portrait);
+    None otherwise. ``image_size`` (W, H) and ``landmarks`` (478, 3) pixels of the working
+    portrait, ``output_size`` and ``full`` as :func:`facecue.render.output_transform` takes them."""
+    from .landmarks import eye_corner_distance
+    from .render import output_transform
+
+    matrix, out = output_transform(image_size, landmarks, output_size, full=full)
+    enlargement = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if enlargement <= SOFT_ENLARGEMENT:
+        return None
+    what = (f"the {out[0]} px face crop enlarges the portrait's face ({eye_corner_distance(landmarks):.0f} px "
+            "between the outer eye corners)" if not full
+            else f"the {out[0]}x{out[1]} output enlarges the {image_size[0]}x{image_size[1]} portrait")
+    return (f"{what} {enlargement:.1f}x, so it will look soft (a larger portrait or a smaller --size keeps it "
+            f"sharp)")
+
+
 def cue_audio(samples: np.ndarray) -> np.ndarray:
     """The audio the cue models listen to: silent or near-silent audio (nothing louder than
     -50 dBFS, :func:`facecue.audio.is_silent`) is digital silence, so that the face listens
@@ -412,6 +437,10 @@ def generate(
         smiling = smiling_portrait_note(portrait_cues.normalized[0], config.emotion)
         if smiling:
             notes.append(smiling)
+        enlarged = enlargement_note((image.shape[1], image.shape[0]), portrait_cues.landmarks()[0], output_size,
+                                    config.full)
+        if enlarged:
+            notes.append(enlarged)
         pose_angles = None
         if config.pose_from is not None:
             reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
