@@ -16,11 +16,13 @@ from facecue.landmarks import (
     alignment_matrix,
     crop_face,
     detect_landmarks,
+    distinct_faces,
     eye_corner_distance,
     face_bbox,
     face_size,
     track_landmarks,
     transform_landmarks,
+    window_starts,
 )
 
 
@@ -56,6 +58,35 @@ def test_several_faces_picks_the_largest_with_a_warning(portrait):
         points = detect_landmarks(canvas, source="two.png")
     assert any("2 faces found" in str(w.message) for w in caught)
     assert face_bbox(points)[0] < 250, "the larger face on the left was chosen"
+
+
+@pytest.mark.parametrize("side, corner", [(1536, (1024, 0)), (3072, (1280, 2304))])
+def test_a_face_too_small_for_the_detector_is_found_in_windows_and_fitted_as_in_a_portrait(
+        portrait, portrait_landmarks, side, corner):
+    """The portrait (its face 93 px wide) on a grey canvas 3x and 6x its size, where MediaPipe's
+    detector alone finds no face: found, and the landmarks within 1 % of the eye-corner distance of
+    the portrait's own, moved by where it was pasted."""
+    canvas = np.full((side, side, 3), 128, np.uint8)
+    x, y = corner
+    canvas[y:y + portrait.shape[0], x:x + portrait.shape[1]] = portrait
+    with pytest.raises(NoFaceError):
+        detect_landmarks(canvas, search=False)
+    points = detect_landmarks(canvas, source="wide.png")
+    error = np.linalg.norm(points[:, :2] - (portrait_landmarks[:, :2] + corner), axis=1)
+    assert np.median(error) < 0.01 * eye_corner_distance(portrait_landmarks)
+
+
+def test_search_windows_cover_the_image_half_a_window_apart_and_count_each_face_once(portrait_landmarks):
+    assert window_starts(1000, 1000) == [0] and window_starts(600, 1000) == [0]
+    assert window_starts(1000, 500) == [0, 250, 500]
+    starts = window_starts(1100, 500)  # 600 px beyond the first window: 3 steps of 200 px
+    assert starts == [0, 200, 400, 600] and starts[-1] + 500 == 1100
+    moved = portrait_landmarks.copy()
+    moved[:, :2] += 5  # the same face found from another window
+    elsewhere = portrait_landmarks.copy()
+    elsewhere[:, :2] = elsewhere[:, :2] * 0.5 + 600  # a smaller face beside it
+    kept = distinct_faces([elsewhere, moved, portrait_landmarks])
+    assert len(kept) == 2 and kept[1] is elsewhere
 
 
 def test_tracking_follows_a_moving_face(portrait, portrait_landmarks):

@@ -29,10 +29,19 @@ log = logging.getLogger(__name__)
 
 MIN_DETECTION_CONFIDENCE = 0.5
 MIN_TRACKING_CONFIDENCE = 0.5
-MAX_FACES_SEARCHED = 5
+MAX_FACES_SEARCHED = 5  # faces looked for in a still image before picking the largest
 REFINE_PASSES = 2  # extra tracking passes over a still image (see detect_landmarks)
 FIRST_FRAME_PASSES = 3  # a video's first frame is tracked this many times (same reason)
-_NOISY_FIRST_FRAMES = 3  # frames whose native log output is silenced  # faces looked for in a still image before picking the largest
+_NOISY_FIRST_FRAMES = 3  # frames whose native log output is silenced
+# MediaPipe's face detector misses faces narrower than about a ninth of the image's longer side
+# (the NASA portrait's face, 93 px wide, pasted on grey canvases: found on 768 px, missed on 896 px
+# and larger): half-body, full-length and group photographs. A still image where it finds none is
+# searched again in overlapping square windows of these fractions of its longer side, coarse to
+# fine (each window the detector's own size range), and the face found is fitted again in a window
+# FACE_WINDOW_SIZES times its size around it, where it is as large as in a usual portrait.
+SEARCH_WINDOW_FRACTIONS = (0.5, 0.25, 0.125)
+MIN_SEARCH_WINDOW = 128  # px: smaller windows would hold faces too small to animate
+FACE_WINDOW_SIZES = 3.0
 
 
 @contextlib.contextmanager
@@ -149,7 +158,7 @@ def face_size(landmarks: np.ndarray) -> np.ndarray | float:
 
 
 def detect_landmarks(
-    image: np.ndarray, *, source: str | Path | None = None, refine_passes: int = REFINE_PASSES
+    image: np.ndarray, *, source: str | Path | None = None, refine_passes: int = REFINE_PASSES, search: bool = True
 ) -> np.ndarray:
     """Landmarks of the face in a still image.
 
@@ -163,6 +172,8 @@ def detect_landmarks(
     image : (H, W, 3) uint8 RGB
     source : file name used in error messages
     refine_passes : tracking passes over the same image after detection (0 = detection only)
+    search : where the whole image shows no face, look for a smaller one in windows
+        (:data:`SEARCH_WINDOW_FRACTIONS`) and fit it in a window around it
 
     Returns
     -------
@@ -173,7 +184,6 @@ def detect_landmarks(
     NoFaceError when no face is found.
     """
     image = _check_image(image)
-    height, width = image.shape[:2]
     face_mesh = _face_mesh_module()
     with _native_stderr_silenced(), face_mesh.FaceMesh(
         static_image_mode=True,
@@ -181,11 +191,14 @@ def detect_landmarks(
         refine_landmarks=True,
         min_detection_confidence=MIN_DETECTION_CONFIDENCE,
     ) as mesh:
-        result = mesh.process(image)
-    faces = result.multi_face_landmarks or []
-    if not faces:
+        all_points = _faces_in(image, mesh)
+        searched = not all_points and search
+        if searched:
+            all_points = _faces_in_windows(image, mesh)
+    if not all_points:
         raise NoFaceError(source, "no face found in the image (a frontal, unoccluded face is needed)")
-    all_points = [_to_pixels(f, width, height) for f in faces]
+    if searched:
+        return _fitted_in_window(image, max(all_points, key=face_size), all_points, source, refine_passes)
     if len(all_points) > 1:
         warnings.warn(
             f"{source or 'image'}: {len(all_points)} faces found; using the largest", stacklevel=2
@@ -201,6 +214,72 @@ def detect_landmarks(
         return points
     drift = np.median(np.linalg.norm(tracked[:N_MESH_POINTS, :2] - points[:N_MESH_POINTS, :2], axis=1))
     return tracked if drift < 0.1 * face_size(points) else points
+
+
+def _faces_in(image: np.ndarray, mesh) -> list[np.ndarray]:
+    """(478, 3) float32 pixel landmarks of each face a static-image FaceMesh finds in ``image``."""
+    result = mesh.process(np.ascontiguousarray(image))
+    return [_to_pixels(f, image.shape[1], image.shape[0]) for f in result.multi_face_landmarks or []]
+
+
+def window_starts(length: int, side: int) -> list[int]:
+    """Offsets (px) of windows ``side`` px long that cover ``length`` px, half a window apart
+    (the last one ends at ``length``)."""
+    if side >= length:
+        return [0]
+    steps = int(np.ceil((length - side) / (side / 2)))
+    return sorted({int(round(v)) for v in np.linspace(0, length - side, steps + 1)})
+
+
+def _faces_in_windows(image: np.ndarray, mesh) -> list[np.ndarray]:
+    """Faces found in overlapping square windows (:data:`SEARCH_WINDOW_FRACTIONS`), landmarks in
+    the image's pixels; the first window size that finds any wins, each face once."""
+    height, width = image.shape[:2]
+    for fraction in SEARCH_WINDOW_FRACTIONS:
+        side = int(round(fraction * max(height, width)))
+        if side < MIN_SEARCH_WINDOW:
+            break
+        found = []
+        for y0 in window_starts(height, side):
+            for x0 in window_starts(width, side):
+                for points in _faces_in(image[y0:y0 + side, x0:x0 + side], mesh):
+                    points[:, :2] += (x0, y0)
+                    found.append(points)
+        if found:
+            return distinct_faces(found)
+    return []
+
+
+def distinct_faces(faces: list[np.ndarray]) -> list[np.ndarray]:
+    """The faces of ``faces`` ((478, 3) pixels each) once each: overlapping windows find one face
+    several times, so a face whose centre lies in a larger one's mesh box is the same face."""
+    kept: list[np.ndarray] = []
+    for points in sorted(faces, key=face_size, reverse=True):
+        centre = points[:N_MESH_POINTS, :2].mean(axis=0)
+        if not any(np.all((face_bbox(k)[:2] <= centre) & (centre <= face_bbox(k)[2:])) for k in kept):
+            kept.append(points)
+    return kept
+
+
+def _fitted_in_window(image: np.ndarray, points: np.ndarray, faces: list[np.ndarray], source, refine_passes: int
+                      ) -> np.ndarray:
+    """``points`` (a face found by the window search) fitted again, as a usual portrait's face is,
+    in a square window :data:`FACE_WINDOW_SIZES` times its mesh box around it (kept inside the
+    image); ``points`` themselves where that fit finds no face."""
+    if len(faces) > 1:
+        warnings.warn(f"{source or 'image'}: {len(faces)} faces found; using the largest", stacklevel=3)
+    height, width = image.shape[:2]
+    box = face_bbox(points)
+    side = int(min(max(height, width), round(FACE_WINDOW_SIZES * float(np.max(box[2:] - box[:2])))))
+    x0, y0 = ((box[:2] + box[2:]) / 2 - side / 2).round().astype(int)
+    x0, y0 = int(np.clip(x0, 0, max(width - side, 0))), int(np.clip(y0, 0, max(height - side, 0)))
+    try:
+        fitted = detect_landmarks(image[y0:y0 + side, x0:x0 + side], source=source, refine_passes=refine_passes,
+                                  search=False)
+    except NoFaceError:
+        return points
+    fitted[:, :2] += (x0, y0)
+    return fitted
 
 
 class FaceTracker:
