@@ -76,6 +76,27 @@ def test_a_face_too_small_for_the_detector_is_found_in_windows_and_fitted_as_in_
     assert np.median(error) < 0.01 * eye_corner_distance(portrait_landmarks)
 
 
+def test_a_video_s_face_too_small_for_the_detector_is_tracked_in_a_window(portrait, portrait_landmarks, monkeypatch):
+    """A wide shot: the portrait moving across a 1920x1080 grey frame (its face 93 px wide), where
+    the tracker alone finds no face. Tracked in a window around it: every frame, within 2 % of the
+    eye-corner distance of the portrait's own landmarks, moved with it."""
+    import facecue.landmarks as landmarks
+
+    shifts = [(1200 + 6 * t, 400 + 3 * t) for t in range(8)]
+    frames = []
+    for x, y in shifts:
+        frame = np.full((1080, 1920, 3), 128, np.uint8)
+        frame[y:y + portrait.shape[0], x:x + portrait.shape[1]] = portrait
+        frames.append(frame)
+    points, valid = track_landmarks(frames, source="wide.mp4")
+    assert valid.all()
+    error = np.linalg.norm(points[:, :, :2] - (portrait_landmarks[None, :, :2] + np.array(shifts)[:, None]), axis=2)
+    assert np.median(error, axis=1).max() < 0.02 * eye_corner_distance(portrait_landmarks)
+    monkeypatch.setattr(landmarks, "small_face_window", lambda frame: None)
+    with pytest.raises(NoFaceError, match="no face found in any of the 8 frames"):
+        track_landmarks(frames, source="wide.mp4")
+
+
 def test_search_windows_cover_the_image_half_a_window_apart_and_count_each_face_once(portrait_landmarks):
     assert window_starts(1000, 1000) == [0] and window_starts(600, 1000) == [0]
     assert window_starts(1000, 500) == [0, 250, 500]

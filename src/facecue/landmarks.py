@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import itertools
 import logging
 import os
 import sys
@@ -42,6 +43,9 @@ _NOISY_FIRST_FRAMES = 3  # frames whose native log output is silenced
 SEARCH_WINDOW_FRACTIONS = (0.5, 0.25, 0.125)
 MIN_SEARCH_WINDOW = 128  # px: smaller windows would hold faces too small to animate
 FACE_WINDOW_SIZES = 3.0
+# A video's face too small for the detector is tracked in a fixed window this many times its size
+# (the head moves within it; a quarter of the window, the face is well inside the detector's range).
+VIDEO_FACE_WINDOW_SIZES = 4.0
 
 
 @contextlib.contextmanager
@@ -268,11 +272,7 @@ def _fitted_in_window(image: np.ndarray, points: np.ndarray, faces: list[np.ndar
     image); ``points`` themselves where that fit finds no face."""
     if len(faces) > 1:
         warnings.warn(f"{source or 'image'}: {len(faces)} faces found; using the largest", stacklevel=3)
-    height, width = image.shape[:2]
-    box = face_bbox(points)
-    side = int(min(max(height, width), round(FACE_WINDOW_SIZES * float(np.max(box[2:] - box[:2])))))
-    x0, y0 = ((box[:2] + box[2:]) / 2 - side / 2).round().astype(int)
-    x0, y0 = int(np.clip(x0, 0, max(width - side, 0))), int(np.clip(y0, 0, max(height - side, 0)))
+    x0, y0, side = face_window(points, FACE_WINDOW_SIZES, image.shape[:2])
     try:
         fitted = detect_landmarks(image[y0:y0 + side, x0:x0 + side], source=source, refine_passes=refine_passes,
                                   search=False)
@@ -280,6 +280,17 @@ def _fitted_in_window(image: np.ndarray, points: np.ndarray, faces: list[np.ndar
         return points
     fitted[:, :2] += (x0, y0)
     return fitted
+
+
+def face_window(points: np.ndarray, sizes: float, image_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(x0, y0, side)`` pixels: a square window ``sizes`` times the larger side of the face's
+    mesh box (``points`` (478, 3) pixels), centred on it and moved inside the image (``image_shape``
+    (H, W, ...)); at most the image's longer side (then cut by the image on its shorter side)."""
+    height, width = image_shape[:2]
+    box = face_bbox(points)
+    side = int(min(max(height, width), round(sizes * float(np.max(box[2:] - box[:2])))))
+    x0, y0 = ((box[:2] + box[2:]) / 2 - side / 2).round().astype(int)
+    return int(np.clip(x0, 0, max(width - side, 0))), int(np.clip(y0, 0, max(height - side, 0))), side
 
 
 class FaceTracker:
@@ -335,13 +346,52 @@ class FaceTracker:
 
 
 def iter_tracked_landmarks(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
-    """Stream ``(478, 3)`` pixel landmarks (or ``None``) for each frame of an iterable."""
+    """Stream ``(478, 3)`` pixel landmarks (or ``None``) for each frame of an iterable.
+
+    A face too small for the detector in the first frame (a speaker in a wide shot; see
+    :data:`SEARCH_WINDOW_FRACTIONS`) is found there by :func:`detect_landmarks`' window search and
+    tracked in a fixed window :data:`VIDEO_FACE_WINDOW_SIZES` times its size around it."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return
     with FaceTracker() as tracker:
-        for index, frame in enumerate(frames):
-            if index == 0:  # a cold detection's fit can be off: let tracking converge first
-                for _ in range(FIRST_FRAME_PASSES - 1):
-                    tracker.track(frame)
-            yield tracker.track(frame)
+        points = _track_first_frame(tracker, first)
+        window = small_face_window(first) if points is None else None
+        if window is None:
+            yield points
+            for frame in frames:
+                yield tracker.track(frame)
+            return
+    x0, y0, side = window
+    with FaceTracker() as tracker:
+        points = _track_first_frame(tracker, first[y0:y0 + side, x0:x0 + side])
+        for frame in itertools.chain([None], frames):
+            if frame is not None:
+                points = tracker.track(frame[y0:y0 + side, x0:x0 + side])
+            if points is not None:
+                points[:, :2] += (x0, y0)
+            yield points
+
+
+def _track_first_frame(tracker: FaceTracker, frame: np.ndarray) -> np.ndarray | None:
+    """A video's first frame tracked :data:`FIRST_FRAME_PASSES` times: a cold detection's fit can
+    be off, so tracking converges first."""
+    for _ in range(FIRST_FRAME_PASSES - 1):
+        tracker.track(frame)
+    return tracker.track(frame)
+
+
+def small_face_window(frame: np.ndarray) -> tuple[int, int, int] | None:
+    """``(x0, y0, side)`` of the window to track a video's face in when the tracker finds none in
+    its first frame ``frame``: :data:`VIDEO_FACE_WINDOW_SIZES` times the face the window search
+    finds (:func:`face_window`); None when there is no face, or the window would be the frame."""
+    try:
+        points = detect_landmarks(frame, refine_passes=0)
+    except NoFaceError:
+        return None
+    x0, y0, side = face_window(points, VIDEO_FACE_WINDOW_SIZES, frame.shape)
+    return None if side >= max(frame.shape[:2]) else (x0, y0, side)
 
 
 def track_landmarks(
