@@ -418,25 +418,31 @@ def test_default_full_frame_output_is_capped_and_says_so(tmp_path, short_speech)
     assert "capped at 1024 px" in result.summary()
 
 
-def test_an_output_that_enlarges_the_portrait_past_3x_says_it_will_look_soft(portrait, portrait_landmarks):
+def test_an_output_that_enlarges_the_portrait_past_3x_or_shows_a_tiny_face_says_so(portrait, portrait_landmarks):
     """The bundled 512 px portrait (61 px between the eye corners): a 256 or 512 px face crop enlarges
-    it 1.4x / 2.8x (no note), 1024 px 5.5x; a full frame at its own size 1x, at 2048 px 4x."""
-    from facecue.generate import SOFT_ENLARGEMENT, enlargement_note
+    it 1.4x / 2.8x (no note), 1024 px 5.5x; a full frame at its own size 1x, at 2048 px 4x, at 128 px
+    its face is 15 px between the eye corners."""
+    from facecue.generate import SOFT_ENLARGEMENT, face_scale_note
     from facecue.render import output_transform
 
     size = (portrait.shape[1], portrait.shape[0])
-    assert enlargement_note(size, portrait_landmarks, 256, full=False) is None
-    assert enlargement_note(size, portrait_landmarks, 512, full=False) is None
-    assert enlargement_note(size, portrait_landmarks, None, full=True) is None
-    crop = enlargement_note(size, portrait_landmarks, 1024, full=False)
+    assert face_scale_note(size, portrait_landmarks, 256, full=False) is None
+    assert face_scale_note(size, portrait_landmarks, 512, full=False) is None
+    assert face_scale_note(size, portrait_landmarks, None, full=True) is None
+    crop = face_scale_note(size, portrait_landmarks, 1024, full=False)
     assert crop.startswith("the 1024 px face crop enlarges the portrait's face (61 px between the outer eye "
                            "corners) 5.5x")
-    assert enlargement_note(size, portrait_landmarks, 2048, full=True).startswith(
+    assert face_scale_note(size, portrait_landmarks, 2048, full=True).startswith(
         "the 2048x2048 output enlarges the 512x512 portrait 4.0x, so it will look soft")
+    # a full frame whose face is under 32 px between the eye corners: --crop is suggested (512 -> 128 px: 15 px)
+    assert face_scale_note(size, portrait_landmarks, 128, full=True) == (
+        "the face is small in the 128x128 output (15 px between the outer eye corners), so its mouth and eyes get "
+        "few pixels (--crop makes a video of the face)")
+    assert face_scale_note(size, portrait_landmarks, 128, full=False) is None  # a crop is the face
     # the note's threshold is the similarity's scale: a crop just past it has the note, one just under does not
     unit = np.sqrt(abs(np.linalg.det(output_transform(size, portrait_landmarks, 256, full=False)[0][:, :2]))) / 256
-    assert enlargement_note(size, portrait_landmarks, int(SOFT_ENLARGEMENT / unit) - 2, full=False) is None
-    assert enlargement_note(size, portrait_landmarks, int(SOFT_ENLARGEMENT / unit) + 2, full=False) is not None
+    assert face_scale_note(size, portrait_landmarks, int(SOFT_ENLARGEMENT / unit) - 2, full=False) is None
+    assert face_scale_note(size, portrait_landmarks, int(SOFT_ENLARGEMENT / unit) + 2, full=False) is not None
 
 
 def test_a_small_portrait_s_crop_is_made_and_the_user_told_it_looks_soft(tmp_path, short_speech, portrait):

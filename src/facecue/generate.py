@@ -232,11 +232,17 @@ def smiling_portrait_note(normalized: np.ndarray, emotion: str) -> str | None:
 # The 512 px close-ups of 256 px portraits (1.7-1.9x, docs/expressiveness/closeup_512.png) still
 # look sharp enough; a 64 px portrait's 256 px crop (11.5x) is a blur.
 SOFT_ENLARGEMENT = 3.0
+# A full-frame output whose face is smaller than this between the outer eye corners draws its
+# mouth and eyes with a few pixels (a face in a group photograph): the user is pointed to --crop.
+# Below it MediaPipe's landmarks also drift: 1.5-2.2 % of that distance at 32 px, 2-3 % at 24 px
+# (11 portraits scaled down, against their full-size fit).
+SMALL_OUTPUT_FACE = 32.0
 
 
-def enlargement_note(image_size: tuple[int, int], landmarks: np.ndarray, output_size, full: bool) -> str | None:
+def face_scale_note(image_size: tuple[int, int], landmarks: np.ndarray, output_size, full: bool) -> str | None:
     """What to tell the user when the output enlarges the portrait's pixels more than
-    :data:`SOFT_ENLARGEMENT` times (a small face crop, or ``--size`` beyond a small portrait);
+    :data:`SOFT_ENLARGEMENT` times (a small face crop, or ``--size`` beyond a small portrait), or
+    when a full-frame output's face is under :data:`SMALL_OUTPUT_FACE` px between the eye corners;
     None otherwise. ``image_size`` (W, H) and ``landmarks`` (478, 3) pixels of the working
     portrait, ``output_size`` and ``full`` as :func:`facecue.render.output_transform` takes them."""
     from .landmarks import eye_corner_distance
@@ -244,13 +250,16 @@ def enlargement_note(image_size: tuple[int, int], landmarks: np.ndarray, output_
 
     matrix, out = output_transform(image_size, landmarks, output_size, full=full)
     enlargement = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    if enlargement <= SOFT_ENLARGEMENT:
-        return None
-    what = (f"the {out[0]} px face crop enlarges the portrait's face ({eye_corner_distance(landmarks):.0f} px "
-            "between the outer eye corners)" if not full
-            else f"the {out[0]}x{out[1]} output enlarges the {image_size[0]}x{image_size[1]} portrait")
-    return (f"{what} {enlargement:.1f}x, so it will look soft (a larger portrait or a smaller --size keeps it "
-            f"sharp)")
+    eyes = eye_corner_distance(landmarks)
+    if enlargement > SOFT_ENLARGEMENT:
+        what = (f"the {out[0]} px face crop enlarges the portrait's face ({eyes:.0f} px between the outer eye "
+                "corners)" if not full
+                else f"the {out[0]}x{out[1]} output enlarges the {image_size[0]}x{image_size[1]} portrait")
+        return f"{what} {enlargement:.1f}x, so it will look soft (a larger portrait or a smaller --size keeps it sharp)"
+    if full and eyes * enlargement < SMALL_OUTPUT_FACE:
+        return (f"the face is small in the {out[0]}x{out[1]} output ({eyes * enlargement:.0f} px between the outer "
+                "eye corners), so its mouth and eyes get few pixels (--crop makes a video of the face)")
+    return None
 
 
 def cue_audio(samples: np.ndarray) -> np.ndarray:
@@ -437,10 +446,10 @@ def generate(
         smiling = smiling_portrait_note(portrait_cues.normalized[0], config.emotion)
         if smiling:
             notes.append(smiling)
-        enlarged = enlargement_note((image.shape[1], image.shape[0]), portrait_cues.landmarks()[0], output_size,
-                                    config.full)
-        if enlarged:
-            notes.append(enlarged)
+        scale_note = face_scale_note((image.shape[1], image.shape[0]), portrait_cues.landmarks()[0], output_size,
+                                     config.full)
+        if scale_note:
+            notes.append(scale_note)
         pose_angles = None
         if config.pose_from is not None:
             reference = extract_cues(config.pose_from, fps=config.fps, progress=progress)
