@@ -106,6 +106,23 @@ def test_mouth_rest_parts_the_lips_in_pauses_and_closes_them_on_bilabials(portra
         CueControls(mouth_rest=0.5)
 
 
+def test_the_network_holds_a_rest_gap_too_and_closes_it_on_bilabials(portrait_cues, bob_speech):
+    """The stage-1 network learnt closed lips at rest; with a rest gap its lips part in the pauses
+    by that gap and still close where the phones say m/b/p, as the phonetic model's do."""
+    from facecue.audio import recognize_phones
+    from facecue.stage1 import network_cues
+
+    audio, text = bob_speech
+    phones = recognize_phones(audio, text=text)
+    closed = network_cues(audio, portrait_cues, "neutral", 1.0, seed=3)
+    parted = network_cues(audio, portrait_cues, "neutral", 1.0, seed=3, controls=CueControls(mouth_rest=0.05),
+                          phones=phones)
+    added = opening(parted) - opening(closed)
+    assert np.allclose(added[:20], added[0], atol=2e-3) and 0.04 < added[0] < 0.065, "parted in the pause"
+    pp = visemes_to_frames(phones, 25, closed.n_frames) == VISEME_NAMES.index("PP")
+    assert pp.sum() >= 4 and np.median(added[pp]) < 0.5 * added[0], "the lips still close on m/b/p"
+
+
 def test_controls_blinks_pose_gaze(portrait_cues):
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(16000 * 30)).astype(np.float32)

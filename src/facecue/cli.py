@@ -124,7 +124,7 @@ def _add_generate_parser(sub) -> None:
     _add_cue_controls(g)
     g.add_argument("--mouth-rest", type=float, default=0.0, help="lip gap held between words and in pauses, in "
                    "eye-corner distances, 0..0.15 (some people rest with parted lips: 0.03-0.05 measured); the "
-                   "lips still close on m/b/p (default 0: closed; phonetic cue model)")
+                   "lips still close on m/b/p (default 0: closed)")
     g.add_argument("--mouth-from", metavar="VIDEO", help="speak with this person's mouth: a video of them talking "
                    "(any speech, 2 s or more; sound not needed). How far their lips part is measured, and the "
                    "mouth scale and rest are fitted so that the output matches it (the network's: its scale only)")

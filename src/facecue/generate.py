@@ -73,9 +73,6 @@ class GenerateConfig:
         if self.mouth_from is not None and (self.mouth_scale != 1.0 or self.mouth_rest != 0.0):
             raise InputError(None, "--mouth-from sets the mouth scale and rest itself; leave --mouth-scale and "
                              "--mouth-rest at their defaults")
-        if self.mouth_rest != 0.0 and resolve_cue_model(self)[0] != "phonetic":
-            raise InputError(None, "--mouth-rest needs the phonetic cue model (the default): the network has no "
-                             "phone timing to close the parted lips on m/b/p")
         inputs.check_blink_rate(self.blink_rate)
         inputs.parse_gaze(self.gaze)
         from .render import renderer_options
@@ -293,9 +290,15 @@ def speech_cues(audio_samples, portrait_cues, config: GenerateConfig, controls, 
                              seed=config.seed, controls=controls, text=config.text, phones=phones)
     from .stage1 import network_cues
 
+    phones = None
+    if controls.mouth_rest:
+        from .audio import recognize_phones
+
+        phones = recognition.result() if recognition is not None else recognize_phones(
+            audio_samples, text=config.text, progress=progress, helpers=phone_helpers)
     return network_cues(audio_samples, portrait_cues, schedule, config.intensity, checkpoint=checkpoint,
                         seed=config.seed, temperature=config.temperature, fps=config.fps, controls=controls,
-                        progress=progress, runs=network_runs)
+                        progress=progress, runs=network_runs, phones=phones)
 
 
 def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image, output_size, config: GenerateConfig,
@@ -303,9 +306,8 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
     """``controls`` with the mouth scale and rest gap that make the rendered video's inner-lip gap
     match ``style`` (a :class:`facecue.mouth_style.MouthStyle`), and a record of the fit for the
     settings file. The mesh renderer's frames are probed and read back
-    (:func:`facecue.mouth_style.fit_mouth_controls`); other renderers are fitted in cue units. The
-    network has no rest gap (its lips close where it learnt): only its mouth scale is fitted, on
-    ``network_runs`` (the network runs once)."""
+    (:func:`facecue.mouth_style.fit_mouth_controls`); other renderers are fitted in cue units. For
+    the network only its mouth scale is fitted, on ``network_runs`` (the network runs once)."""
     from .cues import relocate
     from .mouth_style import REST_STEPS, fit_mouth_controls, inner_lip_gap, read_gaps
 
@@ -332,8 +334,10 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
         return read_gaps(np.stack(list(frames)))
 
     probes = read_probes if config.renderer == "mesh" else None
-    rests = REST_STEPS if cue_model == "phonetic" else np.zeros(1)
-    fit = fit_mouth_controls(gap_of, style, probes, rests)
+    # the network's rest gap is not fitted: fitted, it held feifeili's lips open by the largest
+    # gap and all but stilled them (mouth scale 0.2, lip sync r 0.75 -> 0.22), for the bar's
+    # percentiles (benchmarks/mouth_from.py --cue-model network, 2026-12-06: 5 of 8 either way)
+    fit = fit_mouth_controls(gap_of, style, probes, REST_STEPS if cue_model == "phonetic" else np.zeros(1))
     record = {"reference": style.source, "reference_p10": round(style.p10, 4), "reference_p50": round(style.p50, 4),
               "reference_p90": round(style.p90, 4), "reference_frames": style.frames,
               "mouth_scale": round(fit.scale, 3), "mouth_rest": round(fit.rest, 4),
@@ -435,7 +439,8 @@ def generate(
     listened = cue_audio(samples)
     with contextlib.ExitStack() as phone_stack:
         recognition = None
-        if cue_model == "phonetic":
+        # the network needs the phones only for a rest gap: its lips still close on m/b/p
+        if cue_model == "phonetic" or config.mouth_rest:
             from .audio import PhoneRecognition
 
             # the helpers decode phones while this process finds the landmarks

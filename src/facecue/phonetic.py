@@ -255,18 +255,30 @@ def mouth_offsets(
     visemes = (mix @ shapes) * (loudness * SPEECH_MOUTH_GAIN * speech_gain)[:, None]
     # Running speech holds the jaw part-open between the visemes' peaks; lips still close where
     # bilabials, labiodentals or silence dominate.
-    lip_closing = mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")]
-    closing = lip_closing + mix[:, 0]
+    closing = lip_closing_weight(mix) + mix[:, 0]
     speaking = gaussian_filter1d((loudness > 0).astype(np.float64), 1.0, mode="nearest")
     held = speaking * np.clip(1.0 - closing, 0.0, 1.0)
     lips = np.asarray(jaw_opening * lip_share, np.float64) * held
     carrier = (SPEECH_JAW_OPENING + jaw_opening) * held - lips
     shapes = carrier[:, None] * jaw_shape().reshape(1, -1) + lips[:, None] * lip_parting_shape().reshape(1, -1)
     offsets = (visemes + shapes) * mouth_scale
-    if mouth_rest:  # held apart except where the lips close for a bilabial or labiodental
-        parted = mouth_rest * np.clip(1.0 - lip_closing, 0.0, 1.0)
-        offsets = offsets + parted[:, None] * lip_parting_shape().reshape(1, -1)
+    if mouth_rest:
+        offsets = offsets + rest_parting(mix, mouth_rest)
     return offsets.reshape(n_frames, N_LANDMARKS, 3)
+
+
+def lip_closing_weight(mix: np.ndarray) -> np.ndarray:
+    """(T,) 0..1, how much the lips close for a bilabial or labiodental in each frame of a
+    :func:`viseme_weights` mixture ``mix`` (T, 14)."""
+    return mix[:, VISEME_NAMES.index("PP")] + 0.6 * mix[:, VISEME_NAMES.index("FF")]
+
+
+def rest_parting(mix: np.ndarray, mouth_rest: float) -> np.ndarray:
+    """(T, 478 * 3) offsets, canonical units: the lips held ``mouth_rest`` apart (inner-lip gap)
+    except where they close for a bilabial or labiodental (``mix``: a :func:`viseme_weights`
+    mixture (T, 14)); some people rest with parted lips."""
+    parted = mouth_rest * np.clip(1.0 - lip_closing_weight(mix), 0.0, 1.0)
+    return parted[:, None] * lip_parting_shape().reshape(1, -1)
 
 
 @lru_cache(maxsize=1)

@@ -1334,6 +1334,7 @@ def network_cues(
     controls=None,
     progress: bool = False,
     runs: FaceCues | None = None,
+    phones: list | None = None,
 ) -> FaceCues:
     """The stage-1 network's cues for a portrait, ready to render: the single network path of
     ``facecue generate --cue-model network`` and ``facecue cues-from-speech``.
@@ -1356,6 +1357,8 @@ def network_cues(
     checkpoint : a stage-1 checkpoint; default: the bundled one
     runs : :func:`network_runs` of the same arguments, made before (the network is not run again:
         e.g. to try several mouth scales)
+    phones : the speech's phones (:func:`facecue.audio.recognize_phones`), for ``controls.mouth_rest``:
+        the lips held parted at rest still close where they say m/b/p or f/v (recognized when not given)
 
     Returns
     -------
@@ -1364,13 +1367,11 @@ def network_cues(
     from dataclasses import replace
 
     from .phonetic import (SPEECH_WIDENING, CueControls, apply_controls, default_blink_rate, emotion_weights,
-                           lift_thin_lips, limit_eye_narrowing, speech_widening, widen_with_opening)
+                           lift_thin_lips, limit_eye_narrowing, rest_parting, speech_widening, viseme_weights,
+                           widen_with_opening)
 
     schedule = parse_emotion_schedule(emotion)
     controls = controls or CueControls()
-    if controls.mouth_rest:
-        raise InputError(None, "a mouth rest gap needs the phonetic cue model: the network has no phone timing to "
-                         "close parted lips on m/b/p")
     cues = runs if runs is not None else network_runs(audio, portrait_cues, schedule, intensity, checkpoint=checkpoint,
                                                        seed=seed, temperature=temperature, fps=fps, progress=progress)
     # the speech's movement is scaled, not the emotion's own mouth (its width, corners, lip raise)
@@ -1380,6 +1381,12 @@ def network_cues(
     frame_weights = emotion_weights(schedule, cues.n_frames, cues.fps)
     rest = emotion_rest(cues.identity, frame_weights, intensity, settings=teacher)
     cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
+    if controls.mouth_rest:  # the network learnt closed lips at rest: the phones say where to keep them closed
+        from .audio import recognize_phones
+
+        phones = recognize_phones(audio) if phones is None else phones
+        parted = rest_parting(viseme_weights(phones, cues.n_frames, cues.fps), controls.mouth_rest)
+        cues = replace(cues, normalized=cues.normalized + parted.reshape(cues.normalized.shape).astype(np.float32))
     cues = add_expression_changes(cues, frame_weights, intensity, teacher)
     # neutral speech's mouth widens as it opens: by the widening set now less its teacher's (the
     # network's mouth already widens as its teacher's did)
