@@ -171,6 +171,7 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
         speech.append(path)
     saved = (phonetic.emotion_settings(), render.DETAIL_GAIN, render.EMOTION_DETAIL_EMPHASIS,
              render.EMOTION_TEETH_BARED, render.expression_detail_maps)
+    bundled_maps = saved[-1]
 
     def restore() -> None:
         phonetic.restore_emotion_settings(saved[0])
@@ -190,7 +191,7 @@ def recogniser(data: Path, tmp: Path, settings: list[dict]) -> list[dict]:
             render.EMOTION_TEETH_BARED = per_emotion_tuple(render.EMOTION_TEETH_BARED, setting.get("teeth_bared", {}))
             shrink = float(setting.get("detail_shrink", 0.0))
             if shrink > 0:  # the maps are laid onto the portrait in this process (prepare), workers get them so
-                shrunk = shrunk_detail_maps(saved[4](), shrink)
+                shrunk = shrunk_detail_maps(bundled_maps(), shrink)
                 render.expression_detail_maps = lambda: shrunk
             for emotion, factors in setting.get("emphasis", {}).items():
                 phonetic.set_emotion_emphasis(emotion, **factors)
