@@ -1,8 +1,9 @@
 """Expressiveness bars of facecue against real footage and an independent recogniser.
 
 Usage: python benchmarks/expressiveness.py [--data ../shared/data] [--out docs/expressiveness]
-                                           [--parts mouth emotion mead closeup second] [--cue-model phonetic]
+                                           [--parts mouth emotion mead closeup second third] [--cue-model phonetic]
                                            [--second-set DREAMTALK/data/src_img]
+                                           [--third-set SADTALKER/examples/source_image]
 
 Every number comes from facecue's own videos re-read from the pixels (MediaPipe landmarks, the
 FER2013 recogniser of ``facecue.expression``), never from the cues that drove them:
@@ -21,9 +22,10 @@ FER2013 recogniser of ``facecue.expression``), never from the cues that drove th
   and for scale the same recogniser on the real MEAD level-3 clips (``--parts mead``: per emotion,
   beside facecue's, with 95 % Wilson intervals on the totals; EAMM's MEAD clips of unstated actor
   and level apart).
-* **second** — the same for a second set of unseen portraits, fixed before any was rendered
-  (``SECOND_SET``: DreamTalk's other source portraits, 4 photographs, a painting, a sculpture and
-  a 3D cartoon; not in the shared data: ``--second-set`` takes the folder of a checkout, and the
+* **second**, **third** — the same for further sets of unseen portraits, each fixed before any was
+  rendered (``UNSEEN_SETS``: DreamTalk's other source portraits, 4 photographs, a painting, a
+  sculpture and a 3D cartoon; SadTalker's example photographs, 5 photographs and 4 generated ones;
+  not in the shared data: ``--second-set`` / ``--third-set`` take the folder of a checkout, and the
   files are checked by their git blob ids), with what the recogniser reads in each still portrait.
 * **eyes** — for the same videos and for contempt (which the recogniser has no class for), the
   rendered eye aperture outside blinks over the portrait's.
@@ -38,6 +40,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +70,61 @@ SECOND_SET = (("cropped/cut_img.png", "photograph", "327972e6cc3c431ac8774453c9d
               ("cropped/chpa5.png", "painting", "28d920861833df3281bb657da39991cd72ab7178"),
               ("cropped/nscu2.png", "sculpture", "4b16dc9c89286b7a5a116a25c696cd3280ad2187"),
               ("cropped/zt12.png", "3D cartoon", "998551d51e497862518d8b7bf2c6636a93cc98d8"))
+# A third, fixed on 2026-12-06 before any of them was rendered: every example source image SadTalker
+# ships that is not one of its art_* images (4 generated photographs, 5 photographs).
+THIRD_SET_SOURCE = "OpenTalker/SadTalker"
+THIRD_SET_COMMIT = "cd4c0465ae0b54a6f85af57f5c65fec9fe23e7f8"
+THIRD_SET_TERMS = "Apache-2.0 (repository); the images' own rights are not stated"
+THIRD_SET = (("full3.png", "generated photograph", "40cd6d6d3c5b95c29d6648c2ba7d7e27c9781970"),
+             ("full4.jpeg", "generated photograph", "79f17f52123e8d173600e0df138a30e98ba2c6f3"),
+             ("full_body_1.png", "generated photograph", "4fca65c949b7c7e7f7ed9459c473314a38be791f"),
+             ("full_body_2.png", "generated photograph", "b7bc6228cb2f4e8c01af8d2f52bbbf62540e2412"),
+             ("happy.png", "photograph", "9d194ba9a03dfda0867703d54ea6233819c46a73"),
+             ("happy1.png", "photograph", "b702974cca1a648ec70efee776e484284b527c90"),
+             ("people_0.png", "photograph", "8895eeb07a3e300b9bcfa3bb53e7a6a552182bc3"),
+             ("sad.png", "photograph", "6584467fdac971207883cdcd84b31da1dbc4dfa6"),
+             ("sad1.png", "photograph", "341e0cb70886995ecf72eebb4b8a4474ab7d287b"))
+
+
+@dataclass(frozen=True)
+class UnseenSet:
+    """A further set of portraits never used for calibration or any choice, fixed before any of them
+    was rendered: files of a public repository at one commit (not in the shared data: ``--<part>-set
+    DIR`` takes the folder of a checkout), checked by their git blob ids."""
+
+    part: str  # the --parts name
+    title: str  # the report section's heading
+    source: str  # GitHub owner/name
+    commit: str
+    folder: str  # the checkout's folder that DIR is
+    terms: str
+    rule: str  # which files, as fixed before rendering
+    files: tuple[tuple[str, str, str], ...]  # (path under folder, kind, git blob id)
+
+    @property
+    def results_key(self) -> str:
+        return f"emotion_{self.part}"
+
+    @property
+    def sheet_key(self) -> str:
+        return f"{self.part}_sheet"
+
+
+SECOND = UnseenSet("second", "A second unseen set: DreamTalk's other source portraits", SECOND_SET_SOURCE,
+                   SECOND_SET_COMMIT, "data/src_img", SECOND_SET_TERMS,
+                   "every source portrait that the report set above does not hold already (its zp1 and male "
+                   "portraits are DreamTalk's; `uncut_src_img.jpg` is `cut_img.png`'s photograph uncropped), "
+                   "whatever it shows", SECOND_SET)
+THIRD = UnseenSet("third", "A third unseen set: SadTalker's example photographs", THIRD_SET_SOURCE, THIRD_SET_COMMIT,
+                  "examples/source_image", THIRD_SET_TERMS,
+                  "every example source image that is not one of its `art_*` images (paintings and drawings), "
+                  "whatever it shows (two women appear twice: smiling in happy*.png, not in sad*.png)", THIRD_SET)
+UNSEEN_SETS = (SECOND, THIRD)
 JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
 # contempt is rendered too, for the eyes bar and the sheet; the recogniser has no class for it
 RENDERED = JUDGED + ("contempt",)
 PART_KEYS = {"mouth": "mouth", "emotion": "emotion", "closeup": "closeup", "mead": "mead_real",
-             "second": "emotion_second"}  # part -> results key
+             **{unseen.part: unseen.results_key for unseen in UNSEEN_SETS}}  # part -> results key
 CONTOUR_NOSE = tuple(range(0, 0))  # filled in main() from the mesh topology
 
 
@@ -154,21 +207,21 @@ def git_blob_id(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
-def second_set_part(data: Path, folder: Path, tmp: Path, cue_model: str) -> list[dict]:
-    """The second unseen set (``SECOND_SET``, from ``folder`` = a DreamTalk checkout's
-    data/src_img), with the report set's speech in turn; each row also says what the recogniser
-    reads in the still portrait (``at_rest``, ``p_neutral_at_rest``)."""
+def unseen_set_part(data: Path, unseen: UnseenSet, folder: Path, tmp: Path, cue_model: str) -> list[dict]:
+    """An unseen set (``unseen``, from ``folder`` = its checkout's ``unseen.folder``), with the
+    report set's speech in turn; each row also says what the recogniser reads in the still
+    portrait (``at_rest``, ``p_neutral_at_rest``)."""
     from facecue.expression import load_recogniser, recognise_faces, summarize_reading
     from facecue.io import read_image
 
     cases = []
-    for k, (rel, kind, blob) in enumerate(SECOND_SET):
+    for k, (rel, kind, blob) in enumerate(unseen.files):
         portrait = folder / rel
         if not portrait.is_file():
-            raise SystemExit(f"{portrait}: not found; --second-set takes the data/src_img folder of "
-                             f"{SECOND_SET_SOURCE} at commit {SECOND_SET_COMMIT[:7]}")
+            raise SystemExit(f"{portrait}: not found; --{unseen.part}-set takes the {unseen.folder} folder of "
+                             f"{unseen.source} at commit {unseen.commit[:7]}")
         if git_blob_id(portrait) != blob:
-            raise SystemExit(f"{portrait}: not the file of {SECOND_SET_SOURCE} at {SECOND_SET_COMMIT[:7]} "
+            raise SystemExit(f"{portrait}: not the file of {unseen.source} at {unseen.commit[:7]} "
                              f"(git blob {git_blob_id(portrait)[:12]}, expected {blob[:12]})")
         still = summarize_reading(portrait, recognise_faces([read_image(portrait)], model=load_recogniser()))
         cases.append((portrait, data / REPORT_SPEECH[k % len(REPORT_SPEECH)],
@@ -403,8 +456,9 @@ def write_report(out: Path, results: dict) -> None:
             lines.append(f"| {r['portrait']} | {r['emotion']} | {r['recognised']} | {pt} | {r['eyes_open_fraction']:.0%} | {ident} |")
         lines += ["", f"![report portraits x emotions, one frame each]({results['emotion_sheet']})", ""]
         lines += by_emotion_lines(results)
-    if "emotion_second" in results:
-        lines += second_set_lines(results)
+    measured = [unseen for unseen in UNSEEN_SETS if unseen.results_key in results]
+    for unseen in measured:
+        lines += unseen_set_lines(results, unseen, overall=unseen is measured[-1])
     if "closeup" in results:
         lines += ["## Up close (512 px crop): teeth and eyes", "",
                   "Rows: happy, angry, surprised; left: a typical opening, right: the widest (97th percentile).", "",
@@ -436,8 +490,9 @@ def by_emotion_lines(results: dict) -> list[str]:
         return sum(r["recognised"] == emotion for r in mine), len(mine)
 
     columns = [("facecue, report set", results["emotion"])]
-    if "emotion_second" in results:
-        columns.append(("facecue, both sets", results["emotion"] + results["emotion_second"]))
+    unseen_rows = unseen_set_rows(results)
+    if unseen_rows:
+        columns.append(("facecue, report and unseen sets", results["emotion"] + unseen_rows))
     unknown = {r["emotion"]: r for r in m.get("unknown_actor", [])}
     header = [name for name, _ in columns] + ["real MEAD level 3"] + (["real, with the clips of unknown actors"]
                                                                         if unknown else [])
@@ -482,36 +537,43 @@ def recogniser_hits(rows: list[dict]) -> tuple[int, int, int, int]:
             sum(r["recognised"] == "neutral" for r in neutral), len(neutral))
 
 
-def second_set_lines(results: dict) -> list[str]:
-    """The report's section on the second unseen set (``results["emotion_second"]``)."""
+def unseen_set_rows(results: dict) -> list[dict]:
+    """The rows of every unseen set measured (``UNSEEN_SETS`` in ``results``), in order."""
+    return [r for unseen in UNSEEN_SETS for r in results.get(unseen.results_key, [])]
+
+
+def unseen_set_lines(results: dict, unseen: UnseenSet, overall: bool = True) -> list[str]:
+    """The report's section on an unseen set (``results[unseen.results_key]``); ``overall``: with
+    the summary over the report set and every unseen set measured (the last section has it)."""
     from facecue.expression import confusion_markdown, confusion_matrix
 
-    rows = results["emotion_second"]
+    rows = results[unseen.results_key]
 
     def summary(label: str, subset: list[dict]) -> str:
         hits, n, neutral_hits, n_neutral = recogniser_hits(subset)
-        return (f"* {label}: **{hits}/{n} = {hits / max(n, 1):.0%}** top-1; neutral read as neutral "
-                f"{neutral_hits}/{n_neutral}")
+        return (f"* {label}: **{hits}/{n} = {hits / max(n, 1):.0%}** top-1{interval_text(hits, n)}; neutral read "
+                f"as neutral {neutral_hits}/{n_neutral}")
 
-    photos = [r for r in rows if r["kind"] == "photograph"]
-    others = [r for r in rows if r["kind"] != "photograph"]
-    lines = ["## A second unseen set: DreamTalk's other source portraits", "",
-             f"Fixed on 2026-12-06 before any of them was rendered: every source portrait of {SECOND_SET_SOURCE} "
-             f"(commit {SECOND_SET_COMMIT[:7]}, `data/src_img/`; {SECOND_SET_TERMS}) that the report set above does "
-             "not hold already (its zp1 and male portraits are DreamTalk's; `uncut_src_img.jpg` is `cut_img.png`'s "
-             "photograph uncropped), whatever it shows; never used for calibration or any choice. The same speech "
-             "(in turn), settings and recogniser as above (`--parts second --second-set DIR`, DIR = that commit's "
-             "`data/src_img`; the files are checked by their git blob ids). *At rest*: what the recogniser reads in "
-             "the still portrait.", "",
-             summary(f"photographs ({len(photos) // len(RENDERED)} portraits)", photos),
-             summary(f"painting, sculpture, 3D cartoon ({len(others) // len(RENDERED)})", others),
-             summary(f"all {len(rows) // len(RENDERED)}", rows)]
-    if "emotion" in results:  # the report set measured too
-        both = rows + [dict(r, kind=REPORT_SET_KINDS.get(r["portrait"], "?")) for r in results["emotion"]]
-        lines += [summary(f"both sets, {len(both) // len(RENDERED)} portraits", both),
-                  summary("both sets, photographs only ("
-                          f"{sum(r['kind'] == 'photograph' for r in both) // len(RENDERED)})",
-                          [r for r in both if r["kind"] == "photograph"])]
+    def portraits(subset: list[dict]) -> str:
+        count = len(subset) // len(RENDERED)
+        return f"{count} portrait{'s' if count != 1 else ''}"
+
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    lines = [f"## {unseen.title}", "",
+             f"From {unseen.source} (commit {unseen.commit[:7]}, `{unseen.folder}/`; {unseen.terms}), fixed on "
+             f"2026-12-06 before any of them was rendered: {unseen.rule}; never used for calibration or any choice. "
+             f"The same speech (in turn), settings and recogniser as above (`--parts {unseen.part} --{unseen.part}-set "
+             f"DIR`, DIR = that commit's `{unseen.folder}`; the files are checked by their git blob ids). *At rest*: "
+             "what the recogniser reads in the still portrait.", ""]
+    lines += [summary(f"{kind} ({portraits([r for r in rows if r['kind'] == kind])})",
+                      [r for r in rows if r["kind"] == kind]) for kind in kinds]
+    lines.append(summary(f"all ({portraits(rows)})", rows))
+    if overall and "emotion" in results:  # the report set measured too
+        everything = unseen_set_rows(results) + [dict(r, kind=REPORT_SET_KINDS.get(r["portrait"], "?"))
+                                                 for r in results["emotion"]]
+        photographs = [r for r in everything if r["kind"] == "photograph"]
+        lines += [summary(f"the report set and every unseen set measured ({portraits(everything)})", everything),
+                  summary(f"the same, photographs only ({portraits(photographs)})", photographs)]
     worst_eyes = min(rows, key=lambda r: r["eyes_open_fraction"])
     identity = [r["identity_error_pct"] for r in rows if "identity_error_pct" in r]
     lines += [f"* eyes open (all 8 emotions, as above): lowest {worst_eyes['eyes_open_fraction']:.1%} of frames "
@@ -533,7 +595,7 @@ def second_set_lines(results: dict) -> list[str]:
     matrix = confusion_matrix([r["recognised"] for r in judged], [r["emotion"] for r in judged])
     lines += ["", "Cells: what the recogniser reads (bold: the emotion asked for) and p(emotion asked for).", "",
               confusion_markdown(matrix), "",
-              f"![second set x emotions, one frame each]({results['second_sheet']})", ""]
+              f"![{unseen.part} set x emotions, one frame each]({results[unseen.sheet_key]})", ""]
     return lines
 
 
@@ -542,17 +604,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "expressiveness")
     parser.add_argument("--parts", nargs="+", default=["mouth", "emotion", "mead", "closeup"],
-                        choices=["mouth", "emotion", "mead", "closeup", "second"],
-                        help="what to measure (default: all but second); the others keep their stored results")
-    parser.add_argument("--second-set", type=Path, metavar="DIR",
-                        help=f"for --parts second: the data/src_img folder of {SECOND_SET_SOURCE} at commit "
-                             f"{SECOND_SET_COMMIT[:7]} (git clone https://github.com/{SECOND_SET_SOURCE})")
+                        choices=["mouth", "emotion", "mead", "closeup", *(u.part for u in UNSEEN_SETS)],
+                        help="what to measure (default: all but the unseen sets, whose portraits are not in the "
+                             "shared data); the others keep their stored results")
+    for unseen in UNSEEN_SETS:
+        parser.add_argument(f"--{unseen.part}-set", type=Path, metavar="DIR",
+                            help=f"for --parts {unseen.part}: the {unseen.folder} folder of {unseen.source} at commit "
+                                 f"{unseen.commit[:7]} (git clone https://github.com/{unseen.source})")
     parser.add_argument("--cue-model", default="phonetic", choices=["phonetic", "network"])
     args = parser.parse_args()
     if not (args.data / "talking").is_dir():
         raise SystemExit(f"{args.data}: the shared real data is needed")
-    if "second" in args.parts and args.second_set is None:
-        raise SystemExit(f"--parts second needs --second-set DIR (the data/src_img folder of {SECOND_SET_SOURCE})")
+    for unseen in UNSEEN_SETS:
+        if unseen.part in args.parts and getattr(args, f"{unseen.part}_set") is None:
+            raise SystemExit(f"--parts {unseen.part} needs --{unseen.part}-set DIR (the {unseen.folder} folder of "
+                             f"{unseen.source})")
     args.out.mkdir(parents=True, exist_ok=True)
     results = previous_results(args.out / "results.json", args.cue_model)
     today = time.strftime("%Y-%m-%d")
@@ -567,10 +633,12 @@ def main() -> None:
             results["closeup"] = closeup(args.data, Path(tmp), args.out, args.cue_model)
         if "mead" in args.parts:
             results["mead_real"] = mead_real_rate(args.data)
-        if "second" in args.parts:
-            results["emotion_second"] = second_set_part(args.data, args.second_set, Path(tmp), args.cue_model)
-            results["second_sheet"] = emotion_sheet(Path(tmp), args.out, [r for r, _, _ in SECOND_SET],
-                                                    "second_set_sheet.jpg")
+        for unseen in UNSEEN_SETS:
+            if unseen.part in args.parts:
+                folder = getattr(args, f"{unseen.part}_set")
+                results[unseen.results_key] = unseen_set_part(args.data, unseen, folder, Path(tmp), args.cue_model)
+                results[unseen.sheet_key] = emotion_sheet(Path(tmp), args.out, [r for r, _, _ in unseen.files],
+                                                          f"{unseen.part}_set_sheet.jpg")
     results["part_dates"].update({part: today for part in args.parts})
     write_report(args.out, results)
     print(f"wrote {args.out / 'README.md'}")

@@ -256,21 +256,26 @@ def test_recogniser_region_masks_cover_their_own_landmarks_and_no_other_region()
     assert widths[400] > 4 and widths[800] == pytest.approx(2 * widths[400], rel=0.2)
 
 
-def test_second_set_files_are_checked_by_their_git_blob_ids(tmp_path):
-    """`benchmarks/expressiveness.py`'s second unseen set is fixed file by file: the blob id is
-    git's (``git hash-object``: a known answer), and a folder holding another file under a listed
-    name is refused, naming it, before anything is rendered."""
+@pytest.mark.parametrize("part", ["second", "third"])
+def test_unseen_set_files_are_checked_by_their_git_blob_ids(tmp_path, part):
+    """`benchmarks/expressiveness.py`'s unseen sets are fixed file by file: the blob id is git's
+    (``git hash-object``: a known answer), and a folder holding another file under a listed name
+    (or missing one) is refused, naming it, before anything is rendered."""
     expressiveness = load_benchmark("expressiveness")
+    unseen = next(u for u in expressiveness.UNSEEN_SETS if u.part == part)
     sample = tmp_path / "hello.txt"
     sample.write_bytes(b"hello\n")
     assert expressiveness.git_blob_id(sample) == "ce013625030ba8dba906f756967f9e9ca394464a"
-    assert len({blob for _, _, blob in expressiveness.SECOND_SET}) == len(expressiveness.SECOND_SET)
-    first = tmp_path / expressiveness.SECOND_SET[0][0]
-    first.parent.mkdir(parents=True)
+    assert len({blob for _, _, blob in unseen.files}) == len(unseen.files)
+    with pytest.raises(SystemExit, match=f"not found; --{part}-set takes"):
+        expressiveness.unseen_set_part(tmp_path, unseen, tmp_path / "empty", tmp_path, "phonetic")
+    first = tmp_path / unseen.files[0][0]
+    first.parent.mkdir(parents=True, exist_ok=True)
     first.write_bytes(b"not the portrait")
-    with pytest.raises(SystemExit, match="not the file of ali-vilab/dreamtalk") as refused:
-        expressiveness.second_set_part(tmp_path, tmp_path, tmp_path, "phonetic")
+    with pytest.raises(SystemExit, match=f"not the file of {unseen.source}") as refused:
+        expressiveness.unseen_set_part(tmp_path, unseen, tmp_path, tmp_path, "phonetic")
     assert str(first) in str(refused.value)
+    assert expressiveness.PART_KEYS[part] == unseen.results_key == f"emotion_{part}"
 
 
 def test_recogniser_hits_count_emotions_and_neutral_apart():
@@ -295,6 +300,7 @@ def test_by_emotion_table_counts_each_source_and_adds_the_unknown_actors_clips()
             "unknown_actor": [{"emotion": "fear", "recognised": "fear"},
                               {"emotion": "disgusted", "recognised": "angry"}]}
     lines = expressiveness.by_emotion_lines({"emotion": report, "emotion_second": second, "mead_real": real})
+    assert "| emotion | facecue, report set | facecue, report and unseen sets |" in "\n".join(lines)
     rows = {line.split(" | ")[0].strip("| *"): line for line in lines if line.startswith("| ")}
     assert rows["fear"] == "| fear | 0/1 | 1/2 | 1/2 | 2/3 |"
     assert rows["disgusted"] == "| disgusted | 0/1 | 1/2 | 1/2 | 1/3 |"
