@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-import itertools
 import logging
 import os
 import sys
@@ -201,14 +200,14 @@ def detect_landmarks(
             all_points = _faces_in_windows(image, mesh)
     if not all_points:
         raise NoFaceError(source, "no face found in the image (a frontal, unoccluded face is needed)")
-    if searched:
-        return _fitted_in_window(image, max(all_points, key=face_size), all_points, source, refine_passes)
     if len(all_points) > 1:
         warnings.warn(
             f"{source or 'image'}: {len(all_points)} faces found; using the largest", stacklevel=2
         )
     areas = [np.prod(face_bbox(p)[2:] - face_bbox(p)[:2]) for p in all_points]
     points = all_points[int(np.argmax(areas))]
+    if searched:
+        return _fitted_in_window(image, points, source, refine_passes)
     if refine_passes <= 0 or len(all_points) > 1:
         return points
     with FaceTracker() as tracker:
@@ -265,13 +264,10 @@ def distinct_faces(faces: list[np.ndarray]) -> list[np.ndarray]:
     return kept
 
 
-def _fitted_in_window(image: np.ndarray, points: np.ndarray, faces: list[np.ndarray], source, refine_passes: int
-                      ) -> np.ndarray:
+def _fitted_in_window(image: np.ndarray, points: np.ndarray, source, refine_passes: int) -> np.ndarray:
     """``points`` (a face found by the window search) fitted again, as a usual portrait's face is,
     in a square window :data:`FACE_WINDOW_SIZES` times its mesh box around it (kept inside the
     image); ``points`` themselves where that fit finds no face."""
-    if len(faces) > 1:
-        warnings.warn(f"{source or 'image'}: {len(faces)} faces found; using the largest", stacklevel=3)
     x0, y0, side = face_window(points, FACE_WINDOW_SIZES, image.shape[:2])
     try:
         fitted = detect_landmarks(image[y0:y0 + side, x0:x0 + side], source=source, refine_passes=refine_passes,
@@ -364,14 +360,16 @@ def iter_tracked_landmarks(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray 
                 yield tracker.track(frame)
             return
     x0, y0, side = window
+
+    def in_frame(points: np.ndarray | None) -> np.ndarray | None:  # window pixels -> frame pixels
+        if points is not None:
+            points[:, :2] += (x0, y0)
+        return points
+
     with FaceTracker() as tracker:
-        points = _track_first_frame(tracker, first[y0:y0 + side, x0:x0 + side])
-        for frame in itertools.chain([None], frames):
-            if frame is not None:
-                points = tracker.track(frame[y0:y0 + side, x0:x0 + side])
-            if points is not None:
-                points[:, :2] += (x0, y0)
-            yield points
+        yield in_frame(_track_first_frame(tracker, first[y0:y0 + side, x0:x0 + side]))
+        for frame in frames:
+            yield in_frame(tracker.track(frame[y0:y0 + side, x0:x0 + side]))
 
 
 def _track_first_frame(tracker: FaceTracker, frame: np.ndarray) -> np.ndarray | None:
