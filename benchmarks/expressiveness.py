@@ -56,34 +56,6 @@ REPORT_PORTRAITS = ("portraits/nasa_eileen_collins_astronaut_512.png", "portrait
                     "peers/dreamtalk_male_portrait.png", "peers/edtalk_portrait.jpg", "peers/dreamtalk_zp1_portrait.png")
 REPORT_SPEECH = ("speech/librispeech_198-209-0000.wav", "speech/ljspeech_LJ050-0131.wav", "speech/whisper_jfk.wav",
                  "speech/librispeech_3436-172162-0000.wav")
-# A second set of unseen portraits, fixed on 2026-12-06 before any of them was rendered: every
-# source portrait DreamTalk ships that the report set above does not hold already (its zp1.png and
-# male_face.png are the report set's; uncut_src_img.jpg is cut_img.png's photograph uncropped).
-# (path under the DreamTalk checkout's data/src_img/, what it is, git blob id of the file)
-SECOND_SET_SOURCE = "ali-vilab/dreamtalk"
-SECOND_SET_COMMIT = "ba798b0e586d96a63f61050f7e8e17287ff3c859"
-SECOND_SET_TERMS = "MIT (repository); the images' own rights are not stated"
-SECOND_SET = (("cropped/cut_img.png", "photograph", "327972e6cc3c431ac8774453c9d06ffc9dda6830"),
-              ("cropped/f30.png", "photograph", "5c5118ef14e28d290a72ed4aaea25a7f19c6c16b"),
-              ("uncropped/face3.png", "photograph", "f9962172854227c47b7d572db0290eb9b3b5b974"),
-              ("cropped/menglu2.png", "photograph", "7c869aaac7a7f5e5aeded9dd8c248c61bc1eb9b6"),
-              ("cropped/chpa5.png", "painting", "28d920861833df3281bb657da39991cd72ab7178"),
-              ("cropped/nscu2.png", "sculpture", "4b16dc9c89286b7a5a116a25c696cd3280ad2187"),
-              ("cropped/zt12.png", "3D cartoon", "998551d51e497862518d8b7bf2c6636a93cc98d8"))
-# A third, fixed on 2026-12-06 before any of them was rendered: every example source image SadTalker
-# ships that is not one of its art_* images (4 generated photographs, 5 photographs).
-THIRD_SET_SOURCE = "OpenTalker/SadTalker"
-THIRD_SET_COMMIT = "cd4c0465ae0b54a6f85af57f5c65fec9fe23e7f8"
-THIRD_SET_TERMS = "Apache-2.0 (repository); the images' own rights are not stated"
-THIRD_SET = (("full3.png", "generated photograph", "40cd6d6d3c5b95c29d6648c2ba7d7e27c9781970"),
-             ("full4.jpeg", "generated photograph", "79f17f52123e8d173600e0df138a30e98ba2c6f3"),
-             ("full_body_1.png", "generated photograph", "4fca65c949b7c7e7f7ed9459c473314a38be791f"),
-             ("full_body_2.png", "generated photograph", "b7bc6228cb2f4e8c01af8d2f52bbbf62540e2412"),
-             ("happy.png", "photograph", "9d194ba9a03dfda0867703d54ea6233819c46a73"),
-             ("happy1.png", "photograph", "b702974cca1a648ec70efee776e484284b527c90"),
-             ("people_0.png", "photograph", "8895eeb07a3e300b9bcfa3bb53e7a6a552182bc3"),
-             ("sad.png", "photograph", "6584467fdac971207883cdcd84b31da1dbc4dfa6"),
-             ("sad1.png", "photograph", "341e0cb70886995ecf72eebb4b8a4474ab7d287b"))
 
 
 @dataclass(frozen=True)
@@ -110,15 +82,35 @@ class UnseenSet:
         return f"{self.part}_sheet"
 
 
-SECOND = UnseenSet("second", "A second unseen set: DreamTalk's other source portraits", SECOND_SET_SOURCE,
-                   SECOND_SET_COMMIT, "data/src_img", SECOND_SET_TERMS,
-                   "every source portrait that the report set above does not hold already (its zp1 and male "
-                   "portraits are DreamTalk's; `uncut_src_img.jpg` is `cut_img.png`'s photograph uncropped), "
-                   "whatever it shows", SECOND_SET)
-THIRD = UnseenSet("third", "A third unseen set: SadTalker's example photographs", THIRD_SET_SOURCE, THIRD_SET_COMMIT,
-                  "examples/source_image", THIRD_SET_TERMS,
-                  "every example source image that is not one of its `art_*` images (paintings and drawings), "
-                  "whatever it shows (two women appear twice: smiling in happy*.png, not in sad*.png)", THIRD_SET)
+# Both fixed on 2026-12-06 before any of their portraits was rendered.
+SECOND = UnseenSet(
+    part="second", title="A second unseen set: DreamTalk's other source portraits", source="ali-vilab/dreamtalk",
+    commit="ba798b0e586d96a63f61050f7e8e17287ff3c859", folder="data/src_img",
+    terms="MIT (repository); the images' own rights are not stated",
+    rule="every source portrait that the report set above does not hold already (its zp1 and male portraits are "
+         "DreamTalk's; `uncut_src_img.jpg` is `cut_img.png`'s photograph uncropped), whatever it shows",
+    files=(("cropped/cut_img.png", "photograph", "327972e6cc3c431ac8774453c9d06ffc9dda6830"),
+           ("cropped/f30.png", "photograph", "5c5118ef14e28d290a72ed4aaea25a7f19c6c16b"),
+           ("uncropped/face3.png", "photograph", "f9962172854227c47b7d572db0290eb9b3b5b974"),
+           ("cropped/menglu2.png", "photograph", "7c869aaac7a7f5e5aeded9dd8c248c61bc1eb9b6"),
+           ("cropped/chpa5.png", "painting", "28d920861833df3281bb657da39991cd72ab7178"),
+           ("cropped/nscu2.png", "sculpture", "4b16dc9c89286b7a5a116a25c696cd3280ad2187"),
+           ("cropped/zt12.png", "3D cartoon", "998551d51e497862518d8b7bf2c6636a93cc98d8")))
+THIRD = UnseenSet(
+    part="third", title="A third unseen set: SadTalker's example photographs", source="OpenTalker/SadTalker",
+    commit="cd4c0465ae0b54a6f85af57f5c65fec9fe23e7f8", folder="examples/source_image",
+    terms="Apache-2.0 (repository); the images' own rights are not stated",
+    rule="every example source image that is not one of its `art_*` images (paintings and drawings), whatever it "
+         "shows (two women appear twice: smiling in happy*.png, not in sad*.png)",
+    files=(("full3.png", "generated photograph", "40cd6d6d3c5b95c29d6648c2ba7d7e27c9781970"),
+           ("full4.jpeg", "generated photograph", "79f17f52123e8d173600e0df138a30e98ba2c6f3"),
+           ("full_body_1.png", "generated photograph", "4fca65c949b7c7e7f7ed9459c473314a38be791f"),
+           ("full_body_2.png", "generated photograph", "b7bc6228cb2f4e8c01af8d2f52bbbf62540e2412"),
+           ("happy.png", "photograph", "9d194ba9a03dfda0867703d54ea6233819c46a73"),
+           ("happy1.png", "photograph", "b702974cca1a648ec70efee776e484284b527c90"),
+           ("people_0.png", "photograph", "8895eeb07a3e300b9bcfa3bb53e7a6a552182bc3"),
+           ("sad.png", "photograph", "6584467fdac971207883cdcd84b31da1dbc4dfa6"),
+           ("sad1.png", "photograph", "341e0cb70886995ecf72eebb4b8a4474ab7d287b")))
 UNSEEN_SETS = (SECOND, THIRD)
 JUDGED = ("neutral", "angry", "disgusted", "fear", "happy", "sad", "surprised")
 # contempt is rendered too, for the eyes bar and the sheet; the recogniser has no class for it
