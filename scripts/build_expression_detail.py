@@ -34,7 +34,8 @@ disgust). Following the expression-ratio-image idea (Liu, Shan & Zhang 2001), fo
    face oval left at 1; a band above the oval's upper arc, where MediaPipe's mesh stops below
    the hairline, is kept, fading out: forehead lines are there, ``render.forehead_band``);
 4. the log-ratio is warped to a canonical face layout (facecue's template) and averaged over the
-   three actors.
+   three actors (above the brows, a clip in which the actor's fringe falls over the forehead
+   counts as no change: ``FRINGE_OVER_FOREHEAD``).
 
 The renderer warps each emotion's map onto the portrait's face once and multiplies the frame's
 skin by ``exp(sum_e w_e * log_ratio_e)`` with the frame's emotion weights ``w_e`` (intensity
@@ -114,6 +115,18 @@ PEAK_EMOTIONS = ("angry", "disgusted")
 PEAK_FRAME_STEP = 2
 PEAK_KEEP_ONE_IN = 3  # the strongest third of the frames is kept
 PEAK_CREASE_PERCENTILE = 10
+# Clips in which the actor's fringe falls over the forehead while it is combed back in the neutral
+# clip: the strands' movement is no wrinkle, and it drew thin grey streaks down the forehead of
+# every happy and contempt rendering (both white-skinned third-set portraits at 256 px, the report
+# sheet's too). Above the brows (:func:`forehead_mask`), such a clip counts as no change: the
+# map there is the other actors' sum over 3, not their mean (their mean drew their faint forehead
+# shading 1.5 x as dark, grey veins over disgust's brows at 256 px). Found by looking at each actor's maps
+# (M030's happy, contempt and disgust: dark diagonal streaks from the hairline to the brows; the
+# other clips' foreheads carry horizontal lines or nothing).
+FRINGE_OVER_FOREHEAD = {"M030": ("contempt", "disgusted", "happy")}
+FOREHEAD_MARGIN = 0.0  # x eye distance above the brows' upper edge where the forehead starts
+FOREHEAD_FEATHER = 0.02  # x eye distance (sigma): the forehead mask fades in over about twice this
+UPPER_BROW_POINTS = tuple(brow[:5] for brow in BROW_POINTS)  # each brow's upper edge, outer to inner
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -223,6 +236,21 @@ def register_brows(aligned: np.ndarray, neutral: np.ndarray, reference_landmarks
                      borderMode=cv2.BORDER_REPLICATE)
 
 
+def forehead_mask(landmarks: np.ndarray, shape: tuple[int, int], margin: float = FOREHEAD_MARGIN,
+                  feather: float = FOREHEAD_FEATHER) -> np.ndarray:
+    """(H, W) float32, 1 above the line through both brows' upper edges (``UPPER_BROW_POINTS``,
+    straight across the glabella, level beyond the outer brow ends) raised by ``margin`` eye
+    distances, 0 below it, blurred by ``feather`` eye distances (sigma)."""
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    unit = eye_corner_distance(pts)
+    edge = sorted((float(pts[i, 0]), float(pts[i, 1]) - margin * unit) for brow in UPPER_BROW_POINTS for i in brow)
+    width = shape[1]
+    polygon = [(-1.0, edge[0][1]), *edge, (float(width), edge[-1][1]), (float(width), -1.0), (-1.0, -1.0)]
+    mask = np.zeros(shape, np.float32)
+    cv2.fillPoly(mask, [np.round(np.array(polygon) * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
+    return cv2.GaussianBlur(mask, (0, 0), feather * unit)
+
+
 def soften_brows(canvas_map: np.ndarray, sigma: float) -> np.ndarray:
     """A (C, C) map on the canonical canvas blurred by ``sigma`` eye distances on the brows
     (:func:`brow_hair_mask` with ``BROW_SOFTEN_REACH``, feathered over the reach), as it was
@@ -292,6 +320,7 @@ def main() -> None:
     if not clips.is_dir():
         raise SystemExit(f"{args.data}: the shared real data (mead_clips/) is needed")
     maps = np.zeros((len(EMOTIONS), DETAIL_CANVAS, DETAIL_CANVAS), np.float32)
+    forehead = forehead_mask(canonical_detail_landmarks(), maps.shape[1:])
     for actor in ("M030", "W009", "W011"):
         frames_n, lm_n = clip_landmarks(next(clips.glob(f"{actor}_neutral_level*_001.mp4")))
         reference, ref_lm = frames_n[0], lm_n[0]
@@ -316,6 +345,8 @@ def main() -> None:
             canvas = to_canvas(detail, ref_lm)
             if emotion == "contempt" and corner_lift(lm) - corner_lift(lm_n) < 0:
                 canvas = canvas[:, ::-1]  # one-sided: as in the cue priors, the subject's left corner (291) rises
+            if emotion in FRINGE_OVER_FOREHEAD.get(actor, ()):
+                canvas = canvas * (1.0 - forehead)
             maps[e] += canvas / 3.0
             print(f"{actor} {emotion}: log-ratio p1 {np.percentile(detail[mask > 0.5], 1):+.3f} "
                   f"p99 {np.percentile(detail[mask > 0.5], 99):+.3f}", flush=True)

@@ -1734,3 +1734,41 @@ def test_teeth_colour_follows_the_eye_whites_where_no_teeth_show(portrait, portr
         colour = teeth_colour(closed, portrait_landmarks, topo, 200.0, whites)
         assert abs(float(colour @ LUMA_WEIGHTS) - luma) < 1e-2
         assert np.all(np.abs(colour / luma - 1.0) <= TEETH_CHROMA_LIMIT + 1e-5)
+
+
+def test_forehead_mask_covers_the_forehead_above_the_brows():
+    """``forehead_mask`` (the detail maps' build) on facecue's canonical canvas: 1 on the forehead
+    (MediaPipe 10, 151), 0 on the glabella and nose below the brows (8, 6), 0 on the brows' lower
+    edge, about one half on their upper edge."""
+    build = _build_expression_detail()
+    from facecue.render import DETAIL_CANVAS, canonical_detail_landmarks
+
+    landmarks = canonical_detail_landmarks()
+    mask = build.forehead_mask(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS))
+
+    def at(point: int) -> float:
+        x, y = np.round(landmarks[point, :2]).astype(int)
+        return float(mask[y, x])
+
+    assert at(10) > 0.99 and at(151) > 0.99
+    assert at(8) < 0.01 and at(6) < 0.01
+    assert max(at(p) for p in (46, 53, 52, 65, 55)) < 0.05  # the right brow's lower edge
+    assert all(0.3 < at(p) < 0.7 for p in (63, 105, 66))  # its upper edge, where the mask fades in
+
+
+def test_bundled_detail_maps_carry_no_hair_strands_down_the_forehead():
+    """The actors' fringe falling over the forehead (M030's happy clip) drew thin dark streaks from
+    the hairline to the brows; forehead lines run across. Above the brows the rebuilt maps
+    (``FRINGE_OVER_FOREHEAD``) change more down the forehead than across it, as the other
+    emotions' do: with the streaks, happiness' map changed 1.07 x as much across as down."""
+    build = _build_expression_detail()
+    from facecue.constants import EMOTIONS
+    from facecue.render import DETAIL_CANVAS
+
+    maps, landmarks = _bundled_maps_and_brows()[:2]
+    forehead = build.forehead_mask(landmarks, (DETAIL_CANVAS, DETAIL_CANVAS), margin=0.05)[:-1, :-1] > 0.99
+    for emotion in sorted({e for emotions in build.FRINGE_OVER_FOREHEAD.values() for e in emotions}):
+        detail = maps[EMOTIONS.index(emotion)]
+        across = np.abs(np.diff(detail, axis=1))[:-1][forehead].mean()
+        down = np.abs(np.diff(detail, axis=0))[:, :-1][forehead].mean()
+        assert across < 0.9 * down, (emotion, across / down)
