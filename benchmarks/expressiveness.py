@@ -289,6 +289,7 @@ def emotion_sheet(tmp: Path, out: Path, portraits=REPORT_PORTRAITS, name: str = 
     emotions (columns), one frame each, written to ``out / name``."""
     import cv2
 
+    from facecue.draw import labelled
     from facecue.io import iter_video_frames, write_image
 
     rows = []
@@ -297,8 +298,7 @@ def emotion_sheet(tmp: Path, out: Path, portraits=REPORT_PORTRAITS, name: str = 
         for emotion in RENDERED:
             frames = list(iter_video_frames(tmp / f"{Path(portrait_rel).stem}_{emotion}.mp4"))
             tile = cv2.resize(frames[int(0.4 * len(frames))], (160, 160), interpolation=cv2.INTER_AREA)
-            cv2.putText(tile, emotion, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-            tiles.append(tile)
+            tiles.append(labelled(tile, emotion))
         rows.append(np.concatenate(tiles, axis=1))
     write_image(out / name, np.concatenate(rows, axis=0))
     return name

@@ -43,6 +43,7 @@ MOMENTS = (0.2, 0.45, 0.7)
 def sheet_row(peer: Path, ours: Path, title: str, size: int = 192) -> np.ndarray:
     import cv2
 
+    from facecue.draw import labelled
     from facecue.io import iter_video_frames
 
     tiles = []
@@ -50,10 +51,7 @@ def sheet_row(peer: Path, ours: Path, title: str, size: int = 192) -> np.ndarray
         frames = list(iter_video_frames(path))
         for k, f in enumerate(MOMENTS):
             tile = cv2.resize(frames[min(int(f * len(frames)), len(frames) - 1)], (size, size), interpolation=cv2.INTER_AREA)
-            if k == 0:
-                cv2.putText(tile, name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3, cv2.LINE_AA)
-                cv2.putText(tile, name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-            tiles.append(tile)
+            tiles.append(labelled(tile, name) if k == 0 else tile)
     return np.concatenate(tiles, axis=1)
 
 

@@ -25,15 +25,6 @@ sys.path.insert(0, str(ROOT / "src"))
 FRACTIONS = (0.25, 0.5, 0.75)
 
 
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    import cv2
-
-    out = image.copy()
-    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
-
-
 def pick(frames: list[np.ndarray], size: int) -> list[np.ndarray]:
     import cv2
 
@@ -43,6 +34,7 @@ def pick(frames: list[np.ndarray], size: int) -> list[np.ndarray]:
 
 def main() -> None:
     from facecue.constants import EMOTIONS
+    from facecue.draw import labelled
     from facecue.generate import generate
     from facecue.io import iter_video_frames, write_image
 
@@ -69,8 +61,8 @@ def main() -> None:
                 out = Path(tmp) / f"{actor}_{emotion}.mp4"
                 generate(portrait, audio, out, emotion=emotion, intensity=1.0, cue_model=args.cue_model, seed=0)
                 fake = list(iter_video_frames(out))
-                tiles = [label(t, f"real {actor} {emotion}" if i == 0 else "") for i, t in enumerate(pick(real, args.size))]
-                tiles += [label(t, "facecue" if i == 0 else "") for i, t in enumerate(pick(fake, args.size))]
+                tiles = [labelled(t, f"real {actor} {emotion}" if i == 0 else "") for i, t in enumerate(pick(real, args.size))]
+                tiles += [labelled(t, "facecue" if i == 0 else "") for i, t in enumerate(pick(fake, args.size))]
                 rows.append(np.concatenate(tiles, axis=1))
                 print(f"{actor} {emotion}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

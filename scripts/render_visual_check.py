@@ -32,6 +32,7 @@ from facecue.cues import (
     place_iris,
     rotation_to_angles,
 )
+from facecue.draw import labelled
 from facecue.landmarks import face_bbox
 from facecue.constants import N_MESH_POINTS
 from facecue.motion import close_eyes
@@ -123,13 +124,6 @@ def face_crop_box(landmarks: np.ndarray, width: int, height: int, margin: float 
     return bx, by, bx + int(side), by + int(side)
 
 
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    out = image.copy()
-    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/render_check", help="output folder")
@@ -162,7 +156,7 @@ def main() -> None:
                     io.write_image(folder / f"frame_{index:03d}.png", frame)
                     crop = frame[box[1] : box[3], box[0] : box[2]]
                     tile = cv2.resize(crop, (args.tile, args.tile), interpolation=cv2.INTER_AREA)
-                    tiles.append(label(tile, MOMENT_NAMES[moment_frames.index(index)]))
+                    tiles.append(labelled(tile, MOMENT_NAMES[moment_frames.index(index)], scale=0.38))
         elapsed = time.perf_counter() - started
         print(f"{path.name}: {width}x{height}, {n_frames} frames in {elapsed:.1f} s "
               f"({n_frames / elapsed:.1f} frames/s incl. encoding) -> {folder}")

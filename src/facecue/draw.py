@@ -69,6 +69,15 @@ def draw_cues(
     return out
 
 
+def labelled(image: np.ndarray, text: str, scale: float = 0.42) -> np.ndarray:
+    """A copy of ``image`` (H, W, 3) uint8 with ``text`` at its top-left corner, white outlined in
+    black so that it reads on light and dark backgrounds alike (contact sheets' tiles)."""
+    out = np.ascontiguousarray(image.copy())
+    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+    return out
+
+
 def _pt(p: np.ndarray) -> tuple[int, int]:
     return int(round(float(p[0]))), int(round(float(p[1])))
 
