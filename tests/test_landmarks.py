@@ -92,9 +92,36 @@ def test_a_video_s_face_too_small_for_the_detector_is_tracked_in_a_window(portra
     assert valid.all()
     error = np.linalg.norm(points[:, :, :2] - (portrait_landmarks[None, :, :2] + np.array(shifts)[:, None]), axis=2)
     assert np.median(error, axis=1).max() < 0.02 * eye_corner_distance(portrait_landmarks)
-    monkeypatch.setattr(landmarks, "small_face_window", lambda frame: None)
+    monkeypatch.setattr(landmarks, "_search_face", lambda frame: (False, None))
     with pytest.raises(NoFaceError, match="no face found in any of the 8 frames"):
         track_landmarks(frames, source="wide.mp4")
+
+
+def test_a_small_face_that_enters_later_or_leaves_its_window_is_searched_for_again(portrait, portrait_landmarks,
+                                                                                    monkeypatch):
+    """A wide shot that opens on an empty 1920x1080 frame, then shows the portrait (its face 93 px
+    wide, too small for the tracker alone), then cuts to it elsewhere, outside the window it was
+    tracked in. With a search after every 4th frame in a row without a face, it is found at the
+    search after it enters and after the cut, and from then on tracked within 2 % of the
+    eye-corner distance of the portrait's own landmarks."""
+    import facecue.landmarks as landmarks
+
+    monkeypatch.setattr(landmarks, "FACE_SEARCH_EVERY", 4)
+    places = [None] * 6 + [(200, 300)] * 7 + [(1300, 500)] * 7
+    frames = []
+    for place in places:
+        frame = np.full((1080, 1920, 3), 128, np.uint8)
+        if place is not None:
+            x, y = place
+            frame[y:y + portrait.shape[0], x:x + portrait.shape[1]] = portrait
+        frames.append(frame)
+    points, valid = track_landmarks(frames, source="wide.mp4")
+    # searched at frames 0 and 3 (empty), 7 (found at the first place), 16 (lost at 13: found again)
+    assert valid.tolist() == [False] * 7 + [True] * 6 + [False] * 3 + [True] * 4
+    unit = eye_corner_distance(portrait_landmarks)
+    for t in np.flatnonzero(valid):
+        error = np.linalg.norm(points[t, :, :2] - (portrait_landmarks[:, :2] + places[t]), axis=1)
+        assert np.median(error) < 0.02 * unit, t
 
 
 def test_search_windows_cover_the_image_half_a_window_apart_and_count_each_face_once(portrait_landmarks):

@@ -45,6 +45,10 @@ FACE_WINDOW_SIZES = 3.0
 # A video's face too small for the detector is tracked in a fixed window this many times its size
 # (the head moves within it; a quarter of the window, the face is well inside the detector's range).
 VIDEO_FACE_WINDOW_SIZES = 4.0
+# A video's face lost for this many frames in a row is searched for again in the whole frame (the
+# window search above): a small face that enters the shot later, or leaves its tracking window, is
+# found within about a second at 25 fps. The search costs 0.1-2 s a time, so not every frame.
+FACE_SEARCH_EVERY = 25
 
 
 @contextlib.contextmanager
@@ -344,52 +348,62 @@ class FaceTracker:
 def iter_tracked_landmarks(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
     """Stream ``(478, 3)`` pixel landmarks (or ``None``) for each frame of an iterable.
 
-    A face too small for the detector in the first frame (a speaker in a wide shot; see
-    :data:`SEARCH_WINDOW_FRACTIONS`) is found there by :func:`detect_landmarks`' window search and
-    tracked in a fixed window :data:`VIDEO_FACE_WINDOW_SIZES` times its size around it."""
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        return
-    with FaceTracker() as tracker:
-        points = _track_first_frame(tracker, first)
-        window = small_face_window(first) if points is None else None
-        if window is None:
+    A face too small for the detector (a speaker in a wide shot; see
+    :data:`SEARCH_WINDOW_FRACTIONS`) is found by :func:`detect_landmarks`' window search and
+    tracked in a fixed window :data:`VIDEO_FACE_WINDOW_SIZES` times its size around it. The search
+    runs on the first frame when the tracker finds no face there, and again after every
+    :data:`FACE_SEARCH_EVERY` frames in a row without one: a small face that enters the shot later,
+    or one that leaves its window, is found again (and a face grown large enough is tracked in the
+    whole frame again)."""
+    window: tuple[int, int, int] | None = None  # (x0, y0, side) the tracker sees; None: the whole frame
+    lost = 0
+    with contextlib.ExitStack() as stack:
+        tracker = stack.enter_context(FaceTracker())
+        for index, frame in enumerate(frames):
+            view = _window_view(frame, window)
+            points = _track_first_frame(tracker, view) if index == 0 else tracker.track(view)
+            lost = 0 if points is not None else lost + 1
+            if points is None and (index == 0 or lost % FACE_SEARCH_EVERY == 0):
+                found, moved_to = _search_face(frame)
+                if found and moved_to != window:
+                    window = moved_to
+                    stack.close()
+                    tracker = stack.enter_context(FaceTracker())
+                    points = _track_first_frame(tracker, _window_view(frame, window))
+                    lost = 0 if points is not None else lost
+            if points is not None and window is not None:  # window pixels -> frame pixels
+                points[:, :2] += window[:2]
             yield points
-            for frame in frames:
-                yield tracker.track(frame)
-            return
+
+
+def _window_view(frame: np.ndarray, window: tuple[int, int, int] | None) -> np.ndarray:
+    """The part of ``frame`` inside ``window`` ``(x0, y0, side)`` (cut by the frame), or all of it."""
+    if window is None:
+        return frame
     x0, y0, side = window
-
-    def in_frame(points: np.ndarray | None) -> np.ndarray | None:  # window pixels -> frame pixels
-        if points is not None:
-            points[:, :2] += (x0, y0)
-        return points
-
-    with FaceTracker() as tracker:
-        yield in_frame(_track_first_frame(tracker, first[y0:y0 + side, x0:x0 + side]))
-        for frame in frames:
-            yield in_frame(tracker.track(frame[y0:y0 + side, x0:x0 + side]))
+    return frame[y0:y0 + side, x0:x0 + side]
 
 
 def _track_first_frame(tracker: FaceTracker, frame: np.ndarray) -> np.ndarray | None:
-    """A video's first frame tracked :data:`FIRST_FRAME_PASSES` times: a cold detection's fit can
-    be off, so tracking converges first."""
+    """A video's first frame (or the first in a new tracking window) tracked
+    :data:`FIRST_FRAME_PASSES` times: a cold detection's fit can be off, so tracking converges
+    first."""
     for _ in range(FIRST_FRAME_PASSES - 1):
         tracker.track(frame)
     return tracker.track(frame)
 
 
-def small_face_window(frame: np.ndarray) -> tuple[int, int, int] | None:
-    """``(x0, y0, side)`` of the window to track a video's face in when the tracker finds none in
-    its first frame ``frame``: :data:`VIDEO_FACE_WINDOW_SIZES` times the face the window search
-    finds (:func:`face_window`); None when there is no face, or the window would be the frame."""
+def _search_face(frame: np.ndarray) -> tuple[bool, tuple[int, int, int] | None]:
+    """Whether :func:`detect_landmarks` (with its window search) finds a face in a video frame the
+    tracker found none in, and where to track it: ``(x0, y0, side)``, a window
+    :data:`VIDEO_FACE_WINDOW_SIZES` times the face's size (:func:`face_window`), or None for the
+    whole frame (when the window would be the frame)."""
     try:
         points = detect_landmarks(frame, refine_passes=0)
     except NoFaceError:
-        return None
+        return False, None
     x0, y0, side = face_window(points, VIDEO_FACE_WINDOW_SIZES, frame.shape)
-    return None if side >= max(frame.shape[:2]) else (x0, y0, side)
+    return True, (None if side >= max(frame.shape[:2]) else (x0, y0, side))
 
 
 def track_landmarks(
