@@ -52,8 +52,12 @@ from facecue.constants import MOUTH_CORNERS  # noqa: E402
 
 CALIBRATION_TALKING = ("styletalk_KristiNoem", "styletalk_Obama_clip3", "styletalk_andrew_clip_1",
                        "styletalk_feifeili_clip2_short")
-REPORT_PORTRAITS = ("portraits/nasa_eileen_collins_astronaut_512.png", "portraits/whitehouse_obama_official_2012_910x1137.jpg",
-                    "peers/dreamtalk_male_portrait.png", "peers/edtalk_portrait.jpg", "peers/dreamtalk_zp1_portrait.png")
+# The report set's portraits (paths under the shared data) and what each shows
+REPORT_PORTRAIT_KINDS = {"portraits/nasa_eileen_collins_astronaut_512.png": "photograph",
+                         "portraits/whitehouse_obama_official_2012_910x1137.jpg": "photograph",
+                         "peers/dreamtalk_male_portrait.png": "photograph", "peers/edtalk_portrait.jpg": "photograph",
+                         "peers/dreamtalk_zp1_portrait.png": "painting"}
+REPORT_PORTRAITS = tuple(REPORT_PORTRAIT_KINDS)
 REPORT_SPEECH = ("speech/librispeech_198-209-0000.wav", "speech/ljspeech_LJ050-0131.wav", "speech/whisper_jfk.wav",
                  "speech/librispeech_3436-172162-0000.wav")
 
@@ -515,11 +519,6 @@ def by_emotion_lines(results: dict) -> list[str]:
     return lines + [""] + table + [""]
 
 
-REPORT_SET_KINDS = {"nasa_eileen_collins_astronaut_512": "photograph",
-                    "whitehouse_obama_official_2012_910x1137": "photograph", "dreamtalk_male_portrait": "photograph",
-                    "edtalk_portrait": "photograph", "dreamtalk_zp1_portrait": "painting"}
-
-
 def recogniser_hits(rows: list[dict]) -> tuple[int, int, int, int]:
     """(emotions read right, emotion videos, neutral read as neutral, neutral videos) of emotion rows."""
     judged = [r for r in rows if r["emotion"] in JUDGED]
@@ -561,7 +560,8 @@ def unseen_set_lines(results: dict, unseen: UnseenSet, overall: bool = True) -> 
                       [r for r in rows if r["kind"] == kind]) for kind in kinds]
     lines.append(summary(f"all ({portraits(rows)})", rows))
     if overall and "emotion" in results:  # the report set measured too
-        everything = unseen_set_rows(results) + [dict(r, kind=REPORT_SET_KINDS.get(r["portrait"], "?"))
+        report_kinds = {Path(path).stem: kind for path, kind in REPORT_PORTRAIT_KINDS.items()}
+        everything = unseen_set_rows(results) + [dict(r, kind=report_kinds.get(r["portrait"], "?"))
                                                  for r in results["emotion"]]
         photographs = [r for r in everything if r["kind"] == "photograph"]
         lines += [summary(f"the report set and every unseen set measured ({portraits(everything)})", everything),
