@@ -145,6 +145,38 @@ def test_other_containers_count_frames(tmp_path, suffix):
     assert [decode_index(f) for f in frames] == list(range(37))
 
 
+def test_flash_video_frames_and_audio(tmp_path):
+    """An .flv (Flash video, as CREMA-D ships its clips) is read like any video: every frame in
+    order, and its audio track for speech."""
+    sr, n = SAMPLE_RATE, 30
+    path = tmp_path / "clip.flv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("flv", rate=25)  # Sorenson H.263, the encoder every FFmpeg build has for FLV
+        v.width, v.height, v.pix_fmt = SIZE, SIZE, "yuv420p"
+        a = c.add_stream("aac", rate=sr)
+        a.layout = "mono"
+        for k in range(n):
+            f = av.VideoFrame.from_ndarray(make_frame(k), format="rgb24")
+            f.pts = k
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+        tone = sine(int(sr * n / 25), sr)
+        for i in range(0, len(tone), 1024):
+            f = av.AudioFrame.from_ndarray(tone[None, i : i + 1024], format="fltp", layout="mono")
+            f.sample_rate, f.pts = sr, i
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode(None):
+            c.mux(p)
+    assert fio.media_kind(path) == "video"
+    frames = list(fio.iter_video_frames(path))
+    assert [decode_index(f) for f in frames] == list(range(n))
+    audio = fio.read_audio(path)
+    assert abs(len(audio) / sr - n / 25) < 0.1
+    assert peak_hz(audio, sr) == pytest.approx(440, abs=2.0)
+
 def test_odd_size_is_padded_right_bottom(tmp_path):
     frames = [make_frame(k, width=63, height=47) for k in range(5)]
     path = fio.write_video(tmp_path / "odd.mp4", frames, 25)

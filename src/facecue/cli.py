@@ -676,6 +676,8 @@ _positive_int = _int_at_least(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .io import SUPPORTED_VIDEO
+
     parser = argparse.ArgumentParser(
         prog="facecue",
         description="Emotional talking faces from a portrait, speech and an emotion (offline, CPU).",
@@ -692,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract per-frame facial cues from an image or video: normalized 3D landmarks, head pose, "
         "gaze and eye aperture, saved as a versioned .npz (load with facecue.FaceCues.load).",
     )
-    p.add_argument("input", help="image (png/jpg/...) or video (mp4/mov/avi/webm/mkv)")
+    p.add_argument("input", help=f"image (png/jpg/...) or video ({'/'.join(s[1:] for s in SUPPORTED_VIDEO)})")
     p.add_argument("-o", "--output", required=True, help="cue file to write (.npz)")
     p.add_argument("--preview", help="also write a preview with landmarks, iris, gaze arrows and pose axes "
                    "(.mp4 with the input's audio; .png for an image)")

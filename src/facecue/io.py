@@ -66,7 +66,8 @@ __all__ = [
     "write_video",
 ]
 
-SUPPORTED_VIDEO = (".mp4", ".mov", ".avi", ".webm", ".mkv")
+# .flv: Flash video, as datasets of real speech such as CREMA-D ship it (PyAV reads it)
+SUPPORTED_VIDEO = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".flv")
 SUPPORTED_AUDIO = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".aac")
 SUPPORTED_IMAGE = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 #: Containers :class:`VideoWriter` can hold H.264 + AAC in.
