@@ -376,7 +376,9 @@ def write_report(out: Path, results: dict) -> None:
              "parts not run keep their stored results (`--parts`). What the recogniser reads as the mouth opens, "
              "real videos beside facecue's re-drives: [by_opening.md](by_opening.md) "
              "(`benchmarks/recogniser_by_opening.py`). Which face regions carry the recogniser's reading, real MEAD "
-             "beside facecue rendering the same actors: [regions.md](regions.md) (`benchmarks/recogniser_regions.py`).",
+             "beside facecue rendering the same actors: [regions.md](regions.md) (`benchmarks/recogniser_regions.py`). "
+             "A person never used for calibration speaking each emotion with their own voice, real clips beside "
+             "facecue's: [same_person.md](same_person.md) (`benchmarks/same_person.py`).",
              ""]
     if "mouth" in results:
         lines += ["## Mouth opening (MediaPipe on the rendered video)", "",

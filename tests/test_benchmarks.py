@@ -278,6 +278,34 @@ def test_unseen_set_files_are_checked_by_their_git_blob_ids(tmp_path, part):
     assert expressiveness.PART_KEYS[part] == unseen.results_key == f"emotion_{part}"
 
 
+def test_same_person_clips_are_checked_and_counted(tmp_path):
+    """`benchmarks/same_person.py`: the person's clips are fixed by git blob id (a missing or other
+    file is refused, naming it, before anything is rendered; the neutral clip, whose first frame is
+    the portrait, comes first), and the page counts each side's readings of the emotions acted,
+    neutral apart, and the clips within the mouth bar."""
+    same_person = load_benchmark("same_person")
+    person = same_person.PERSON
+    assert person.files[0][1] == "neutral" and len({blob for _, _, blob in person.files}) == len(person.files)
+    with pytest.raises(SystemExit, match="not found; --clips takes"):
+        same_person.checked_clips(tmp_path)
+    for name, _, _ in person.files:
+        (tmp_path / name).write_bytes(b"not the clip")
+    with pytest.raises(SystemExit, match=f"not the file of {person.source}") as refused:
+        same_person.checked_clips(tmp_path)
+    assert str(tmp_path / person.files[0][0]) in str(refused.value)
+
+    def row(emotion, real, fake, bar):
+        return {"clip": f"{emotion}.flv", "emotion": emotion, "real_read": real, "real_p_target": 0.4,
+                "facecue_read": fake, "facecue_p_target": 0.5, "real_p50": 0.05, "real_p90": 0.2, "facecue_p50": 0.05,
+                "facecue_p90": 0.2, "ratio_p50": 1.0, "ratio_p90": 1.0, "mouth_bar": bar}
+
+    rows = [row("neutral", "neutral", "happy", True), row("angry", "neutral", "angry", False),
+            row("fear", "fear", "fear", True), row("sad", "sad", "neutral", True)]
+    text = same_person.report(rows, "phonetic")
+    assert "real clips **2/3**, facecue **2/3**" in text
+    assert "neutral read as neutral: real 1/1, facecue 0/1" in text
+    assert "3 of 4 clips" in text and text.count("| neutral.flv |") == 1
+
 def test_recogniser_hits_count_emotions_and_neutral_apart():
     """`benchmarks/expressiveness.py`'s top-1 counts: the 6 emotions' hits over their videos and
     neutral read as neutral over the neutral videos; contempt (no recogniser class) is left out."""
