@@ -88,6 +88,34 @@ def encode_audio_with_pyav(path: Path, codec: str, audio: np.ndarray, sr: int, l
     container.close()
 
 
+def mux_frames_and_tone(path: Path, video_codec: str, n_frames: int, tone_samples: int, audio_start: int = 0) -> None:
+    """Write ``n_frames`` :func:`make_frame` frames at 25 fps with ``video_codec`` and an AAC track of
+    a 440 Hz tone ``tone_samples`` long starting ``audio_start`` samples in (``SAMPLE_RATE``), by hand
+    with PyAV (not facecue's writer)."""
+    sr = SAMPLE_RATE
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(video_codec, rate=25)
+        v.width, v.height, v.pix_fmt = SIZE, SIZE, "yuv420p"
+        a = c.add_stream("aac", rate=sr)
+        a.layout = "mono"
+        for k in range(n_frames):
+            f = av.VideoFrame.from_ndarray(make_frame(k), format="rgb24")
+            f.pts = k
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+        tone = sine(tone_samples, sr)
+        for i in range(0, tone_samples, 1024):
+            f = av.AudioFrame.from_ndarray(tone[None, i : i + 1024], format="fltp", layout="mono")
+            f.sample_rate = sr
+            f.pts = audio_start + i
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode(None):
+            c.mux(p)
+
+
 def has_encoder(name: str) -> bool:
     try:
         av.codec.Codec(name, "w")
@@ -150,26 +178,7 @@ def test_flash_video_frames_and_audio(tmp_path):
     order, and its audio track for speech."""
     sr, n = SAMPLE_RATE, 30
     path = tmp_path / "clip.flv"
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("flv", rate=25)  # Sorenson H.263, the encoder every FFmpeg build has for FLV
-        v.width, v.height, v.pix_fmt = SIZE, SIZE, "yuv420p"
-        a = c.add_stream("aac", rate=sr)
-        a.layout = "mono"
-        for k in range(n):
-            f = av.VideoFrame.from_ndarray(make_frame(k), format="rgb24")
-            f.pts = k
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
-        tone = sine(int(sr * n / 25), sr)
-        for i in range(0, len(tone), 1024):
-            f = av.AudioFrame.from_ndarray(tone[None, i : i + 1024], format="fltp", layout="mono")
-            f.sample_rate, f.pts = sr, i
-            for p in a.encode(f):
-                c.mux(p)
-        for p in a.encode(None):
-            c.mux(p)
+    mux_frames_and_tone(path, "flv", n, int(sr * n / 25))  # Sorenson H.263: every FFmpeg build encodes FLV with it
     assert fio.media_kind(path) == "video"
     frames = list(fio.iter_video_frames(path))
     assert [decode_index(f) for f in frames] == list(range(n))
@@ -346,27 +355,7 @@ def test_late_audio_start_is_kept_in_sync(tmp_path, suffix):
     """An audio track starting 0.5 s after the video comes back with 0.5 s of leading silence."""
     sr = SAMPLE_RATE
     path = tmp_path / f"late{suffix}"
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = SIZE, SIZE, "yuv420p"
-        a = c.add_stream("aac", rate=sr)
-        a.layout = "mono"
-        for k in range(50):
-            f = av.VideoFrame.from_ndarray(make_frame(k), format="rgb24")
-            f.pts = k
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
-        tone = sine(sr, sr)
-        for i in range(0, sr, 1024):
-            f = av.AudioFrame.from_ndarray(tone[None, i : i + 1024], format="fltp", layout="mono")
-            f.sample_rate = sr
-            f.pts = sr // 2 + i
-            for p in a.encode(f):
-                c.mux(p)
-        for p in a.encode(None):
-            c.mux(p)
+    mux_frames_and_tone(path, "libx264", 50, sr, audio_start=sr // 2)
     y = fio.read_audio(path)
     onset = int(np.argmax(np.abs(y) > 0.25))
     assert abs(onset - sr // 2) <= sr // 1000, onset
