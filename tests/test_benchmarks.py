@@ -294,17 +294,24 @@ def test_same_person_clips_are_checked_and_counted(tmp_path):
         same_person.checked_clips(tmp_path)
     assert str(tmp_path / person.files[0][0]) in str(refused.value)
 
-    def row(emotion, real, fake, bar):
-        return {"clip": f"{emotion}.flv", "emotion": emotion, "real_read": real, "real_p_target": 0.4,
-                "facecue_read": fake, "facecue_p_target": 0.5, "real_p50": 0.05, "real_p90": 0.2, "facecue_p50": 0.05,
-                "facecue_p90": 0.2, "ratio_p50": 1.0, "ratio_p90": 1.0, "mouth_bar": bar}
+    def row(emotion, real, fake, bar, matched_bar=None):
+        out = {"clip": f"{emotion}.flv", "emotion": emotion, "real_read": real, "real_p_target": 0.4,
+               "facecue_read": fake, "facecue_p_target": 0.5, "real_p50": 0.05, "real_p90": 0.2, "facecue_p50": 0.05,
+               "facecue_p90": 0.2, "ratio_p50": 1.0, "ratio_p90": 1.0, "mouth_bar": bar}
+        if matched_bar is not None:
+            out.update(mouth_from_ratio_p50=1.0, mouth_from_ratio_p90=1.0, mouth_from_bar=matched_bar)
+        return out
 
-    rows = [row("neutral", "neutral", "happy", True), row("angry", "neutral", "angry", False),
-            row("fear", "fear", "fear", True), row("sad", "sad", "neutral", True)]
+    rows = [row("neutral", "neutral", "happy", True), row("angry", "neutral", "angry", False, True),
+            row("fear", "fear", "fear", True, False), row("sad", "sad", "neutral", False, True)]
     text = same_person.report(rows, "phonetic")
     assert "real clips **2/3**, facecue **2/3**" in text
     assert "neutral read as neutral: real 1/1, facecue 0/1" in text
-    assert "3 of 4 clips" in text and text.count("| neutral.flv |") == 1
+    assert "2 of 4 clips by default; with the neutral clip as `--mouth-from` reference, 2 of the 3 emotion clips " \
+           "(1 by default)" in text
+    assert text.count("| neutral.flv |") == 1 and "| 1.00 | 1.00 | - | - |" in text
+    assert same_person.within_mouth_bar(0.71, 1.19) and not same_person.within_mouth_bar(0.69, 1.0)
+    assert not same_person.within_mouth_bar(1.0, 1.21)
 
 def test_recogniser_hits_count_emotions_and_neutral_apart():
     """`benchmarks/expressiveness.py`'s top-1 counts: the 6 emotions' hits over their videos and
