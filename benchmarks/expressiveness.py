@@ -63,19 +63,42 @@ REPORT_SPEECH = ("speech/librispeech_198-209-0000.wav", "speech/ljspeech_LJ050-0
 
 
 @dataclass(frozen=True)
-class UnseenSet:
-    """A further set of portraits never used for calibration or any choice, fixed before any of them
-    was rendered: files of a public repository at one commit (not in the shared data: ``--<part>-set
-    DIR`` takes the folder of a checkout), checked by their git blob ids."""
+class PinnedFiles:
+    """Files of a public repository at one commit, fixed before any of them was rendered and
+    checked by their git blob ids (not in the shared data: a command-line option takes the folder
+    of a checkout)."""
 
-    part: str  # the --parts name
-    title: str  # the report section's heading
+    title: str  # the report's heading
     source: str  # GitHub owner/name
     commit: str
-    folder: str  # the checkout's folder that DIR is
+    folder: str  # the checkout's folder that the option takes
     terms: str
+    files: tuple[tuple[str, str, str], ...]  # (path under folder, label, git blob id)
+
+    def checked(self, folder: Path, option: str) -> list[tuple[Path, str]]:
+        """``(path, label)`` of each of ``files`` in ``folder`` (given as ``option``); exits with a
+        one-line message naming the first one missing or not the file of that commit."""
+        found = []
+        for rel, label, blob in self.files:
+            path = folder / rel
+            if not path.is_file():
+                raise SystemExit(f"{path}: not found; {option} takes the {self.folder} folder of {self.source} at "
+                                 f"commit {self.commit[:7]}")
+            actual = git_blob_id(path)
+            if actual != blob:
+                raise SystemExit(f"{path}: not the file of {self.source} at {self.commit[:7]} "
+                                 f"(git blob {actual[:12]}, expected {blob[:12]})")
+            found.append((path, label))
+        return found
+
+
+@dataclass(frozen=True)
+class UnseenSet(PinnedFiles):
+    """A further set of portraits never used for calibration or any choice (``--<part>-set DIR``);
+    each file's label is what it shows (photograph, painting...)."""
+
+    part: str  # the --parts name
     rule: str  # which files, as fixed before rendering
-    files: tuple[tuple[str, str, str], ...]  # (path under folder, kind, git blob id)
 
     @property
     def results_key(self) -> str:
@@ -211,14 +234,7 @@ def unseen_set_part(data: Path, unseen: UnseenSet, folder: Path, tmp: Path, cue_
     from facecue.io import read_image
 
     cases = []
-    for k, (rel, kind, blob) in enumerate(unseen.files):
-        portrait = folder / rel
-        if not portrait.is_file():
-            raise SystemExit(f"{portrait}: not found; --{unseen.part}-set takes the {unseen.folder} folder of "
-                             f"{unseen.source} at commit {unseen.commit[:7]}")
-        if git_blob_id(portrait) != blob:
-            raise SystemExit(f"{portrait}: not the file of {unseen.source} at {unseen.commit[:7]} "
-                             f"(git blob {git_blob_id(portrait)[:12]}, expected {blob[:12]})")
+    for k, (portrait, kind) in enumerate(unseen.checked(folder, f"--{unseen.part}-set")):
         still = summarize_reading(portrait, recognise_faces([read_image(portrait)], model=load_recogniser()))
         cases.append((portrait, data / REPORT_SPEECH[k % len(REPORT_SPEECH)],
                       {"kind": kind, "at_rest": still.label, "p_neutral_at_rest": still.mean_probability("neutral")}))

@@ -33,7 +33,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,26 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from expressiveness import JUDGED, git_blob_id, lip_gap  # noqa: E402
+from expressiveness import JUDGED, PinnedFiles, lip_gap  # noqa: E402
 
 SHEET_SIZE = 256  # px, each tile of the sheet
 SHEET_MOMENTS = (0.35, 0.65)  # fractions of each clip shown
 
 
-@dataclass(frozen=True)
-class PersonClips:
-    """One person's real clips, one per emotion with its own speech, fixed before any was rendered:
-    files of a public repository at one commit, checked by their git blob ids."""
-
-    title: str
-    source: str  # GitHub owner/name
-    commit: str
-    folder: str  # the checkout's folder that --clips is
-    terms: str
-    files: tuple[tuple[str, str, str], ...]  # (file name, facecue emotion, git blob id); the neutral one first
-
-
-PERSON = PersonClips(
+# One person's real clips, one per emotion with its own speech; each file's label is its emotion, the
+# neutral one first (its first frame is the portrait).
+PERSON = PinnedFiles(
     title="CREMA-D actor 1001", source="Strong-AI-Lab/emotion", commit="30815b104356146498a067627425be845c03591a",
     folder="tests/test_data/data",
     terms="MIT (repository); the clips are CREMA-D's (Cao et al. 2014, CheyneyComputerScience/CREMA-D), "
@@ -74,20 +62,9 @@ PERSON = PersonClips(
            ("1001_DFA_SAD_XX.flv", "sad", "6a74e3f2c72f0fe08db94acf1eb2b879326111d0")))
 
 
-def checked_clips(folder: Path, person: PersonClips = PERSON) -> list[tuple[Path, str]]:
-    """``(clip path, emotion)`` of each of ``person.files`` in ``folder``; exits with a one-line
-    message when one is missing or not the file of that commit."""
-    clips = []
-    for name, emotion, blob in person.files:
-        path = folder / name
-        if not path.is_file():
-            raise SystemExit(f"{path}: not found; --clips takes the {person.folder} folder of {person.source} at "
-                             f"commit {person.commit[:7]}")
-        if git_blob_id(path) != blob:
-            raise SystemExit(f"{path}: not the file of {person.source} at {person.commit[:7]} "
-                             f"(git blob {git_blob_id(path)[:12]}, expected {blob[:12]})")
-        clips.append((path, emotion))
-    return clips
+def checked_clips(folder: Path, person: PinnedFiles = PERSON) -> list[tuple[Path, str]]:
+    """``(clip path, emotion)`` of each of ``person.files`` in ``folder`` (:meth:`PinnedFiles.checked`)."""
+    return person.checked(folder, "--clips")
 
 
 def within_mouth_bar(ratio_p50: float, ratio_p90: float) -> bool:
@@ -151,7 +128,7 @@ def measure(clips: list[tuple[Path, str]], tmp: Path, cue_model: str) -> tuple[l
     return rows, sheet
 
 
-def report(rows: list[dict], cue_model: str, person: PersonClips = PERSON) -> str:
+def report(rows: list[dict], cue_model: str, person: PinnedFiles = PERSON) -> str:
     """The markdown page for ``rows`` (:func:`measure`)."""
     from facecue.expression import RECOGNISER_SOURCE
 
