@@ -241,10 +241,11 @@ def unseen_set_part(data: Path, unseen: UnseenSet, folder: Path, tmp: Path, cue_
     return emotion_rows(cases, tmp, cue_model)
 
 
-def emotion_rows(cases: list[tuple[Path, Path, dict]], tmp: Path, cue_model: str) -> list[dict]:
-    """Each ``(portrait, speech, extra fields)`` of ``cases`` speaking each of ``RENDERED`` (256
-    px crops): what the recogniser reads, the eyes' opening outside blinks, and for neutral the
-    identity error; one row a video."""
+def emotion_rows(cases: list[tuple[Path, Path, dict]], tmp: Path, cue_model: str, *,
+                 emotions: tuple[str, ...] = RENDERED, wrinkles: float = 1.0) -> list[dict]:
+    """Each ``(portrait, speech, extra fields)`` of ``cases`` speaking each of ``emotions`` (256
+    px crops, the wrinkles at ``wrinkles``): what the recogniser reads, the eyes' opening outside
+    blinks, and for neutral the identity error; one row a video."""
     from facecue.cues import FaceCues, extract_cues
     from facecue.expression import load_recogniser, read_video_emotion
     from facecue.generate import generate
@@ -256,9 +257,10 @@ def emotion_rows(cases: list[tuple[Path, Path, dict]], tmp: Path, cue_model: str
     for portrait, speech, extra in cases:
         image = read_image(portrait)
         reference = FaceCues.from_landmarks(detect_landmarks(image)[None], 25.0, (image.shape[1], image.shape[0]))
-        for emotion in RENDERED:
+        for emotion in emotions:
             out = tmp / f"{portrait.stem}_{emotion}.mp4"
-            generate(portrait, speech, out, emotion=emotion, cue_model=cue_model, full=False, size=256)
+            generate(portrait, speech, out, emotion=emotion, cue_model=cue_model, full=False, size=256,
+                     wrinkles=wrinkles)
             reading = read_video_emotion(out, model=model)
             judged = emotion in JUDGED
             cues = extract_cues(out, fps=25)
@@ -394,7 +396,9 @@ def write_report(out: Path, results: dict) -> None:
              "(`benchmarks/recogniser_by_opening.py`). Which face regions carry the recogniser's reading, real MEAD "
              "beside facecue rendering the same actors: [regions.md](regions.md) (`benchmarks/recogniser_regions.py`). "
              "A person never used for calibration speaking each emotion with their own voice, real clips beside "
-             "facecue's: [same_person.md](same_person.md) (`benchmarks/same_person.py`).",
+             "facecue's: [same_person.md](same_person.md) (`benchmarks/same_person.py`). How many of the readings "
+             "below rest on the emotion's wrinkles and folds (`--wrinkles` 1, 0.75, 0.5, 0): [wrinkles.md](wrinkles.md) "
+             "(`benchmarks/wrinkles.py`).",
              ""]
     if "mouth" in results:
         lines += ["## Mouth opening (MediaPipe on the rendered video)", "",

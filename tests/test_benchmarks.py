@@ -313,6 +313,31 @@ def test_same_person_clips_are_checked_and_counted(tmp_path):
     assert same_person.within_mouth_bar(0.71, 1.19) and not same_person.within_mouth_bar(0.69, 1.0)
     assert not same_person.within_mouth_bar(1.0, 1.21)
 
+
+def test_wrinkles_trade_table_counts_each_strength(tmp_path):
+    """`benchmarks/wrinkles.py`: per strength, the videos read as the emotion asked for (all and
+    per emotion), mean p(target) and the lowest eyes-open share; the page has a row per strength
+    and each video's reading at every strength, hits in bold."""
+    wrinkles = load_benchmark("wrinkles")
+    emotions = wrinkles.EMOTIONS_JUDGED
+    assert "neutral" not in emotions and len(emotions) == 6
+
+    def rows(read_as_asked: set[str], p: float, eyes: float) -> list[dict]:
+        return [{"portrait": "face", "emotion": e, "recognised": e if e in read_as_asked else "neutral",
+                 "p_target": p, "eyes_open_fraction": eyes} for e in emotions]
+
+    results = {"date": "2026-12-06", "strengths": ["1", "0"],
+               "rows": {"1": rows({"angry", "sad", "happy"}, 0.5, 0.98), "0": rows({"happy"}, 0.2, 1.0)}}
+    results["summary"] = {k: wrinkles.summary(v) for k, v in results["rows"].items()}
+    full, none = results["summary"]["1"], results["summary"]["0"]
+    assert (full["hits"], full["videos"], none["hits"]) == (3, 6, 1)
+    assert full["by_emotion"]["sad"] == 1 and none["by_emotion"]["sad"] == 0 and none["by_emotion"]["happy"] == 1
+    assert full["mean_p_target"] == pytest.approx(0.5) and full["eyes_open_lowest"] == pytest.approx(0.98)
+    wrinkles.write_report(tmp_path, results, [], 60.0)
+    text = (tmp_path / "wrinkles.md").read_text()
+    assert "| 1 | 3/6 = 50% (95 % interval" in text and "| 0 | 1/6 = 17% (95 % interval" in text
+    assert "| face | sad | **sad** 0.50 | neutral 0.20 |" in text
+
 def test_recogniser_hits_count_emotions_and_neutral_apart():
     """`benchmarks/expressiveness.py`'s top-1 counts: the 6 emotions' hits over their videos and
     neutral read as neutral over the neutral videos; contempt (no recogniser class) is left out."""

@@ -56,6 +56,7 @@ def test_controls_reach_the_cues(tmp_path, short_speech):
     lip_gap = lambda cues: cues.normalized[:, 14, 1] - cues.normalized[:, 13, 1]  # noqa: E731
     assert np.ptp(lip_gap(still.cues)) < 1e-4  # mouth scale 0: the lips stay where they rest
     assert still.cues.meta["config"]["mouth_scale"] == 0  # saved with the output
+    assert json.loads((tmp_path / "still.json").read_text())["facecue_config"]["wrinkles"] == 1.0
     # neutral on the bundled portrait (a broad smile): the user is told, on screen and in the settings file
     assert "the portrait smiles broadly" in still.summary() and "so neutral may still look" in still.summary()
     assert json.loads((tmp_path / "still.json").read_text())["notes"] == still.notes
@@ -256,6 +257,7 @@ BAD_CASES = [  # (id, arguments without -o, words of the one-line error, output 
     ("temperature negative", [*P, *A, "--temperature", "-1"], "temperature", "out.mp4"),
     ("mouth scale too high", [*P, *A, "--mouth-scale", "9"], "mouth scale", "out.mp4"),
     ("mouth rest too high", [*P, *A, "--mouth-rest", "0.5"], "mouth rest must be within", "out.mp4"),
+    ("wrinkles above 1", [*P, *A, "--wrinkles", "1.5"], "wrinkles must be within 0..1", "out.mp4"),
     ("mouth from an image", [*P, *A, "--mouth-from", "{portrait}"], "needs a video of the person talking", "out.mp4"),
     ("mouth from a missing video", [*P, *A, "--mouth-from", "{folder}/../talk.mp4"], "file not found", "out.mp4"),
     ("mouth from with a mouth scale", [*P, *A, "--mouth-from", "{folder}/../talk.mp4", "--mouth-scale", "0.5"],
@@ -491,3 +493,16 @@ def test_render_workers_make_the_same_video(tmp_path, short_speech):
     a, b = read_video(tmp_path / "here.mp4").frames, read_video(tmp_path / "there.mp4").frames
     assert a.shape == b.shape and a.shape[0] == here.n_frames
     assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_wrinkles_change_the_pixels_not_the_cues(tmp_path, short_speech):
+    """``--wrinkles`` reaches the renderer, in worker processes too, and leaves stage 1 alone:
+    the same cues, a frame drawn with fewer creases."""
+    from facecue.io import read_video
+
+    runs = {w: generate(asset_path("portrait.png"), short_speech, tmp_path / f"w{w}.mp4", emotion="angry", size=128,
+                        full=False, workers=2, wrinkles=w) for w in (0.0, 1.0)}
+    assert np.array_equal(runs[0.0].cues.normalized, runs[1.0].cues.normalized)
+    plain, creased = (read_video(tmp_path / f"w{w}.mp4").frames.astype(np.float64) for w in (0.0, 1.0))
+    assert np.abs(plain - creased).mean() > 0.5
+    assert runs[0.0].cues.meta["config"]["wrinkles"] == 0.0

@@ -905,6 +905,38 @@ def test_surprise_draws_forehead_lines_above_the_mesh(portrait, portrait_landmar
     assert mask[outer[:, 1], outer[:, 0]].max() < 0.05  # nothing at the band's outer edge
 
 
+def test_wrinkles_scale_the_emotions_creases_and_nothing_else(portrait, portrait_landmarks):
+    """``--wrinkles`` (the mesh renderer's ``expression_detail``): 0 draws the emotion's shape
+    without its creases, as a renderer without the maps does, bit for bit; 0.5 darkens each crease
+    by half as much (in log-luminance) as 1 does, so the frame moves half as far or less from the
+    crease-free one; out of 0..1 is refused, by the renderer and by the shared input rules."""
+    from facecue.constants import EMOTIONS
+    from facecue.render import expression_detail_maps, renderer_options
+
+    if expression_detail_maps() is None:
+        pytest.skip("this build has no expression-detail maps (scripts/build_expression_detail.py)")
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[EMOTIONS.index("angry")] = 1.0
+    frames, factors = {}, {}
+    for strength in (False, 0.0, 0.5, 1.0):
+        engine = MeshRenderer(expression_detail=strength)
+        engine.prepare(portrait, portrait_landmarks)
+        engine.set_expression(weights)
+        frames[strength] = engine.render_frame(portrait_landmarks).astype(np.float64)
+        factors[strength] = engine._detail_factor()
+    assert np.array_equal(frames[0.0], frames[False]) and factors[0.0] is None
+    creases = factors[1.0] < 0
+    assert creases.mean() > 0.05
+    assert np.allclose(factors[0.5][creases], 0.5 * factors[1.0][creases], atol=1e-6)
+    moved = {s: np.abs(frames[s] - frames[0.0]).mean() for s in (0.5, 1.0)}
+    assert 0 < moved[0.5] <= 0.6 * moved[1.0], moved
+    with pytest.raises(ValueError, match="expression_detail"):
+        MeshRenderer(expression_detail=1.5)
+    assert renderer_options("mesh", wrinkles=0.5) == {"expression_detail": 0.5}
+    with pytest.raises(InputError, match="wrinkles must be within 0..1"):
+        renderer_options("mesh", wrinkles=-0.1)
+
+
 def test_crop_past_the_portrait_edge_is_not_a_mirror_image():
     """A face crop that reaches past the image border must not show a mirrored copy of what is
     inside (duplicated shoulders and objects); it continues the edge, blurred."""

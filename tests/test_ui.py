@@ -54,12 +54,13 @@ def test_widget_values_become_the_config():
     config = config_from_widgets(**widgets(emotion="sad", schedule=" neutral@0,happy@1.5 ", gaze_mode="custom",
                                            gaze_yaw=12, gaze_pitch=-5.5, blink_rate="20", seed=3.0, size="256",
                                            framing=FRAMINGS[1], intensity=0.4, pose_scale=0.5, cue_model="phonetic",
-                                           mouth_scale=0.6))
+                                           mouth_scale=0.6, wrinkles=0.5))
     assert config.emotion == "neutral@0,happy@1.5", "a schedule replaces the dropdown's emotion"
     assert config.gaze == "12,-5.5" and config.blink_rate == 20.0 and config.seed == 3 and isinstance(config.seed, int)
     assert config.size == 256 and config.full is False and config.intensity == 0.4 and config.pose_scale == 0.5
     assert config.cue_model == "phonetic" and config.max_seconds is not None and config.mouth_scale == 0.6
-    assert config.mouth_from is None
+    assert config.mouth_from is None and config.wrinkles == 0.5
+    assert config_from_widgets(**widgets()).wrinkles == 1.0, "the creases as calibrated unless asked"
     config = config_from_widgets(**widgets(mouth_scale=0.6, mouth_from="/uploads/them_talking.mp4"))
     assert config.mouth_from == "/uploads/them_talking.mp4" and config.mouth_scale == 1.0, "the video sets the mouth"
 
@@ -72,6 +73,7 @@ def test_widget_values_become_the_config():
     (dict(blink_rate="often"), "blink rate"),
     (dict(gaze_mode="custom", gaze_yaw=0, gaze_pitch=35), "gaze"),
     (dict(seed=1.5), "seed"),
+    (dict(wrinkles=1.5), "wrinkles"),
 ])
 def test_bad_widget_values_are_facecue_errors(change, message):
     with pytest.raises(InputError, match=message):

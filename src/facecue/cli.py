@@ -66,8 +66,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .generate import GenerateConfig, generate
 
     config = GenerateConfig(
-        emotion=args.emotion, intensity=args.intensity, cue_model=args.cue_model, checkpoint=args.checkpoint,
-        seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale, mouth_scale=args.mouth_scale,
+        emotion=args.emotion, intensity=args.intensity, wrinkles=args.wrinkles, cue_model=args.cue_model,
+        checkpoint=args.checkpoint, seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale,
+        mouth_scale=args.mouth_scale,
         mouth_rest=args.mouth_rest, mouth_from=args.mouth_from, pose_from=args.pose_from, gaze=args.gaze,
         blink_rate=args.blink_rate, renderer=args.renderer,
         renderer_checkpoint=args.renderer_checkpoint, device=args.device, size=args.size, fps=args.fps,
@@ -120,6 +121,9 @@ def _add_generate_parser(sub) -> None:
                    "surprised (also: anger, disgust, fearful, happiness, sadness, surprise); or a schedule "
                    "'neutral@0,happy@2.5,sad@6' (changes at those seconds, blended)")
     g.add_argument("--intensity", type=float, default=1.0, help="emotion strength 0..1 (default 1)")
+    g.add_argument("--wrinkles", type=float, default=1.0, help="strength of the emotion's wrinkles and folds "
+                   "0..1, apart from its shape (default 1, as calibrated on real MEAD faces; on bright, smooth skin "
+                   "their creases can show as grey lines: 0.5 softens them; 0 = none; mesh renderer)")
     g = p.add_argument_group("motion controls")
     _add_cue_controls(g)
     g.add_argument("--mouth-rest", type=float, default=0.0, help="lip gap held between words and in pauses, in "

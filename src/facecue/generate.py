@@ -35,6 +35,7 @@ class GenerateConfig:
 
     emotion: str = "neutral"  # a name, or a schedule "neutral@0,happy@2.5,sad@6" (seconds)
     intensity: float = 1.0  # 0..1 strength of the emotion
+    wrinkles: float = 1.0  # 0..1 strength of the emotion's wrinkles and folds (mesh renderer); 0: its shape only
     cue_model: str = "auto"  # "network" (stage-1 checkpoint), "phonetic" (no network); auto = phonetic unless a checkpoint is given
     checkpoint: str | None = None  # a stage-1 checkpoint instead of the bundled one
     seed: int = 0
@@ -61,6 +62,7 @@ class GenerateConfig:
 
         inputs.parse_emotion_schedule(self.emotion)
         inputs.check_intensity(self.intensity)
+        inputs.check_wrinkles(self.wrinkles)
         if self.cue_model not in CUE_MODELS:
             raise InputError(None, f"unknown cue model {self.cue_model!r}; choose one of: {', '.join(CUE_MODELS)}")
         inputs.check_fps(self.fps)
@@ -327,7 +329,8 @@ def matched_mouth_controls(style, controls, audio_samples, portrait_cues, image,
         cues = cues_with(scale, rest)
         points = relocate(cues.normalized[picks], cues.scale[picks], cues.rotation[picks], cues.translation[picks])
         expression = emotion_weights(parse_emotion_schedule(config.emotion), cues.n_frames, config.fps)[picks]
-        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize")
+        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize",
+                                   wrinkles=config.wrinkles)
         frames = render(image, portrait_cues.landmarks()[0], points, renderer=config.renderer,
                         output_size=output_size, full=config.full, expression=expression * config.intensity,
                         rest_landmarks=rest_face_landmarks(portrait_cues, cues), **options)
@@ -520,7 +523,8 @@ def generate(
 
         # the mouth starts closed here: an open portrait's own teeth would be stretched between lip
         # positions they were never seen at (render's module doc)
-        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize")
+        options = renderer_options(config.renderer, config.renderer_checkpoint, config.device, mouth="synthesize",
+                                   wrinkles=config.wrinkles)
         from .constants import EMOTIONS
         from .inputs import parse_emotion_schedule
         from .phonetic import emotion_weights

@@ -31,6 +31,7 @@ POSE_SCALE_RANGE = (0.0, 5.0)  # head-motion amplitude; 0 = still head
 BLINK_RATE_RANGE = (0.0, 120.0)  # blinks per minute
 MOUTH_SCALE_RANGE = (0.0, 3.0)  # multiplier of mouth movement
 MOUTH_REST_RANGE = (0.0, 0.15)  # lip gap held at rest, eye-corner distances (real talkers: 0 to ~0.05)
+WRINKLES_RANGE = (0.0, 1.0)  # strength of the emotion's wrinkles and folds, x the calibrated (0: none)
 GAZE_LIMITS = (40.0, 30.0)  # degrees: |yaw|, |pitch| the eyes can turn
 DEFAULT_MAX_SECONDS = 900.0  # longer audio needs an explicit --max-seconds (a typo guard, not a limit)
 MIN_PORTRAIT_SIDE = 32  # px: smaller images cannot hold a detectable face
@@ -174,6 +175,11 @@ def check_blink_rate(value) -> float | None:
 
 def check_mouth_scale(value) -> float:
     return _in_range(value, "mouth scale", MOUTH_SCALE_RANGE)
+
+
+def check_wrinkles(value) -> float:
+    """Strength of the emotion's wrinkles and folds, 0..1 (1: as calibrated on real MEAD faces)."""
+    return _in_range(value, "wrinkles", WRINKLES_RANGE)
 
 
 def check_mouth_rest(value) -> float:

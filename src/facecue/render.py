@@ -88,6 +88,7 @@ from .constants import (
     RIGHT_UPPER_LID,
 )
 from .errors import InputError
+from .inputs import check_wrinkles
 from .landmarks import eye_corner_distance
 
 # --- tunables of the mesh renderer ---------------------------------------------------------
@@ -318,7 +319,7 @@ NETWORK_RENDERERS = ("neural",)
 
 
 def renderer_options(renderer: str, checkpoint: str | Path | None = None, device: str = "auto",
-                     mouth: str | None = None) -> dict:
+                     mouth: str | None = None, wrinkles: float | None = None) -> dict:
     """Check the user's renderer choices (CLI, UI, batch, :func:`facecue.generate`) before any
     model is loaded, and return them as :func:`get_renderer` keyword options.
 
@@ -326,6 +327,8 @@ def renderer_options(renderer: str, checkpoint: str | Path | None = None, device
     checkpoint : trained weights; required by the renderers in :data:`NETWORK_RENDERERS`
     device : one of :data:`RENDER_DEVICES`; passed on only to :data:`NETWORK_RENDERERS`
     mouth : the mesh renderer's mouth interior (:class:`MeshRenderer`); None: its default
+    wrinkles : strength of the emotions' wrinkles and folds, 0..1, for the mesh renderer
+        (:class:`MeshRenderer`'s ``expression_detail``); None: its default (1)
     """
     if renderer not in _RENDERERS:
         raise InputError(None, f"unknown renderer {renderer!r}; available: {', '.join(available_renderers())}")
@@ -346,8 +349,12 @@ def renderer_options(renderer: str, checkpoint: str | Path | None = None, device
             if not torch.cuda.is_available():
                 raise InputError(None, "device cuda was asked for, but torch sees no CUDA GPU here: use cpu or auto")
         options["device"] = device
+    if wrinkles is not None:
+        check_wrinkles(wrinkles)
     if mouth is not None and renderer == "mesh":
         options["mouth"] = mouth
+    if wrinkles is not None and renderer == "mesh":
+        options["expression_detail"] = float(wrinkles)
     return options
 
 
@@ -2252,15 +2259,17 @@ class MeshRenderer(Renderer):
     map_step : compute the warp's coordinate maps every ``map_step`` pixels and interpolate
         (1: exact; ``None``: :func:`default_map_step`). The portrait itself is always sampled
         at full resolution.
-    expression_detail : draw the emotions' wrinkles and folds (measured on real MEAD faces,
-        ``assets/expression_detail.npz``) with the weights given by :meth:`set_expression`
+    expression_detail : how strongly to draw the emotions' wrinkles and folds (measured on real
+        MEAD faces, ``assets/expression_detail.npz``) with the weights given by
+        :meth:`set_expression`: 1 (or True) as calibrated, 0 (or False) none, in between fainter
+        (``--wrinkles``: their creases show as grey lines on bright, smooth skin)
     """
 
     name = "mesh"
     parallel = True
 
     def __init__(self, *, rings=RINGS, redraw_eyes: bool = True, mouth: str = "auto", feather: float = 0.6,
-                 map_step: int | None = None, expression_detail: bool = True) -> None:
+                 map_step: int | None = None, expression_detail: float = 1.0) -> None:
         if mouth not in ("auto", "synthesize", "warp"):
             raise ValueError(f"mouth must be 'auto', 'synthesize' or 'warp', got {mouth!r}")
         self.rings = tuple((float(d), float(f)) for d, f in rings)
@@ -2268,7 +2277,9 @@ class MeshRenderer(Renderer):
         self.mouth_mode = mouth
         self.feather = float(feather)
         self.map_step = map_step
-        self.expression_detail = bool(expression_detail)
+        self.expression_detail = float(expression_detail)
+        if not 0.0 <= self.expression_detail <= 1.0:
+            raise ValueError(f"expression_detail must be in 0..1, got {expression_detail!r}")
         self._prepared = False
 
     # -- portrait-only work ---------------------------------------------------------------
@@ -2362,7 +2373,7 @@ class MeshRenderer(Renderer):
         self._expression = np.zeros(0, np.float32)
         self._detail_cache: tuple[bytes, np.ndarray] | None = None
         self._forehead_arc = _forehead_arc()
-        if self.expression_detail:
+        if self.expression_detail > 0.0:
             support = np.vstack([pts[:N_MESH_POINTS, :2], forehead_band(pts)])
             fx0, fy0 = np.maximum(np.floor(support.min(axis=0)).astype(int) - 2, 0)
             fx1, fy1 = np.minimum(np.ceil(support.max(axis=0)).astype(int) + 3, [width, height])
@@ -2409,7 +2420,7 @@ class MeshRenderer(Renderer):
             return None
         maps, _ = self._detail
         n = min(len(maps), len(self._expression))
-        weights = np.round(self._expression[:n] * DETAIL_GAIN, 3)
+        weights = np.round(self._expression[:n] * (DETAIL_GAIN * self.expression_detail), 3)
         extra = np.round(weights * (np.asarray(EMOTION_DETAIL_EMPHASIS[:n], np.float32) - 1.0), 3)  # brows only
         key = weights.tobytes() + extra.tobytes()
         if self._detail_cache is None or self._detail_cache[0] != key:

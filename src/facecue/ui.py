@@ -78,13 +78,15 @@ def config_from_widgets(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     mouth_scale: float = 1.0,
     mouth_from: str | None = None,
+    wrinkles: float = 1.0,
 ):
     """The :class:`GenerateConfig` the page's widgets describe; raises :class:`InputError`.
 
     ``schedule`` (e.g. ``"neutral@0,happy@2.5"``), when not blank, replaces ``emotion``. ``size`` is
     :data:`SIZE_AUTO` (the portrait's own size) or a number of pixels. ``blink_rate`` ``"auto"`` (or
     ``None``) is the emotion's typical rate. ``mouth_from``, a video of the person talking, sets the
-    mouth's amplitude and rest itself (the mouth-scale slider is then not used).
+    mouth's amplitude and rest itself (the mouth-scale slider is then not used). ``wrinkles`` is the
+    strength of the emotion's wrinkles and folds, 0..1.
     """
     from .generate import GenerateConfig
 
@@ -96,6 +98,7 @@ def config_from_widgets(
     config = GenerateConfig(
         emotion=(schedule or "").strip() or emotion,
         intensity=float(intensity),
+        wrinkles=float(wrinkles),
         cue_model=cue_model,
         seed=_parse_seed(seed),
         pose_scale=float(pose_scale),
@@ -293,12 +296,12 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
         return gr.update(visible=custom), gr.update(visible=custom)
 
     def generate_video(portrait, audio, emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch,
-                       blink_rate, seed, size, framing, cue_model, mouth_scale, mouth_from,
+                       blink_rate, seed, size, framing, cue_model, mouth_scale, mouth_from, wrinkles,
                        progress=gr.Progress(track_tqdm=True)):
         try:
             config = config_from_widgets(emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch,
                                          blink_rate, seed, size, framing, cue_model, max_seconds=max_seconds,
-                                         mouth_scale=mouth_scale, mouth_from=mouth_from)
+                                         mouth_scale=mouth_scale, mouth_from=mouth_from, wrinkles=wrinkles)
             result, preview = run_job(portrait, audio, config, jobs, progress=True)
         except FacecueError as exc:
             log.info("job refused: %s", exc)
@@ -327,6 +330,9 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
                 with gr.Row():
                     emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion", elem_id="emotion")
                     intensity = gr.Slider(0, 1, value=1.0, step=0.05, label="Intensity", elem_id="intensity")
+                    wrinkles = gr.Slider(0, 1, value=1.0, step=0.05, label="Wrinkles",
+                                         info="the emotion's creases and folds; lower on bright, smooth skin",
+                                         elem_id="wrinkles")
                 schedule = gr.Textbox(label="Emotion schedule (optional; replaces the emotion above)",
                                       placeholder="neutral@0,happy@2.5,sad@6   (emotion@seconds, blended)",
                                       elem_id="schedule")
@@ -373,7 +379,7 @@ def build_app(jobs: Jobs | None = None, *, max_seconds: float = DEFAULT_MAX_SECO
         generate_button.click(
             generate_video,
             [portrait, audio, emotion, schedule, intensity, pose_scale, gaze_mode, gaze_yaw, gaze_pitch, blink_rate,
-             seed, size, framing, cue_model, mouth_scale, mouth_from],
+             seed, size, framing, cue_model, mouth_scale, mouth_from, wrinkles],
             [result, landmarks_video, status],
             concurrency_limit=1, concurrency_id="generate", api_name="generate",
         )
