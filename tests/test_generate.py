@@ -506,3 +506,26 @@ def test_wrinkles_change_the_pixels_not_the_cues(tmp_path, short_speech):
     plain, creased = (read_video(tmp_path / f"w{w}.mp4").frames.astype(np.float64) for w in (0.0, 1.0))
     assert np.abs(plain - creased).mean() > 0.5
     assert runs[0.0].cues.meta["config"]["wrinkles"] == 0.0
+
+
+def test_render_of_generates_cues_draws_the_same_video(tmp_path, short_speech, capsys):
+    """Stage 2 alone on the cues generate saved, same portrait and framing: the same frames as
+    generate's, the emotion's wrinkles and bared teeth included (cues made from speech say their
+    emotion and wrinkle strength); ``--wrinkles`` overrides the strength they were made with."""
+    from facecue.io import read_video
+
+    portrait = asset_path("portrait.png")
+    made = generate(portrait, short_speech, tmp_path / "made.mp4", emotion="neutral@0,angry@1", wrinkles=0.5,
+                    size=128, full=False, workers=0, save_cues=tmp_path / "made.npz")
+    common = ["render", "--portrait", str(portrait), "--cues", str(tmp_path / "made.npz"), "--crop", "--size", "128",
+              "-q"]
+    assert main([*common, "-o", str(tmp_path / "again.mp4")]) == 0
+    assert "emotion neutral@0,angry@1" in capsys.readouterr().out
+    frames = {name: read_video(tmp_path / f"{name}.mp4", with_audio=False).frames.astype(np.int16)
+              for name in ("made", "again")}
+    assert frames["made"].shape[0] == made.n_frames and np.array_equal(frames["made"], frames["again"])
+    assert main([*common, "--wrinkles", "1", "-o", str(tmp_path / "creased.mp4")]) == 0
+    creased = read_video(tmp_path / "creased.mp4", with_audio=False).frames.astype(np.int16)
+    angry = slice(made.n_frames // 2, None)  # after the change to anger: deeper creases
+    assert np.abs(creased[angry] - frames["made"][angry]).mean() > 0.3
+    assert np.array_equal(creased[:5], frames["made"][:5])  # neutral: no wrinkles at any strength

@@ -676,3 +676,20 @@ def test_gaussian_filter1d_equals_scipys(mode):
                 got = gaussian_filter1d(x, sigma, axis=0, mode=mode)
                 assert got.dtype == expected.dtype and got.shape == expected.shape
                 assert np.allclose(got, expected, rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)
+
+
+def test_cue_emotion_weights_read_the_emotion_that_speech_made_cues_say():
+    """What ``facecue render`` draws for a cue file: the emotion (a name, a schedule, or the
+    ``(seconds, name)`` pairs the phonetic model stores) times the intensity, as generate does;
+    nothing for cues that say no emotion (a real video's)."""
+    from facecue.constants import EMOTIONS
+    from facecue.phonetic import cue_emotion_weights, emotion_weights
+
+    assert cue_emotion_weights({"source": "talk.mp4"}, 10, 25.0) is None
+    sad = cue_emotion_weights({"emotion": "sad", "intensity": 0.5}, 10, 25.0)
+    assert sad.shape == (10, len(EMOTIONS)) and np.allclose(sad[:, EMOTIONS.index("sad")], 0.5)
+    assert np.allclose(sad.sum(axis=1), 0.5)
+    stored = cue_emotion_weights({"emotion": [[0.0, "neutral"], [1.0, "happy"]]}, 75, 25.0)
+    assert np.array_equal(stored, emotion_weights("neutral@0,happy@1", 75, 25.0))
+    with pytest.raises(InputError, match="intensity"):
+        cue_emotion_weights({"emotion": "sad", "intensity": 3}, 10, 25.0)

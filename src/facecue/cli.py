@@ -186,8 +186,20 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     check_size(args.size)
     io.image_size(portrait)
-    options = renderer_options(args.renderer, args.renderer_checkpoint, args.device)
+    renderer_options(args.renderer, args.renderer_checkpoint, args.device, wrinkles=args.wrinkles)  # names, weights
     cues = FaceCues.load(args.cues)  # checks kind, version and the landmark count
+    from .phonetic import cue_emotion_weights
+
+    try:  # cues made from speech say their emotion: drawn as generate draws it (wrinkles, bared teeth)
+        expression = cue_emotion_weights(cues.meta, cues.n_frames, cues.fps)
+    except InputError as exc:
+        raise InputError(args.cues, f"its emotion cannot be read ({exc})") from None
+    made_with = cues.meta.get("config") if isinstance(cues.meta.get("config"), dict) else {}
+    wrinkles = args.wrinkles if args.wrinkles is not None else made_with.get("wrinkles")
+    # generate always draws the mouth interior: an open portrait's own teeth would be stretched over
+    # the closed lips that speech starts from (render's module doc)
+    options = renderer_options(args.renderer, args.renderer_checkpoint, args.device,
+                               mouth="synthesize" if expression is not None else None, wrinkles=wrinkles)
     audio = io.read_audio(args.audio) if args.audio else None
     image = io.read_image(portrait)
     started = time.perf_counter()
@@ -204,14 +216,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     # cues made on this portrait rest as they say (a smiling portrait's lips closed): the teeth hang there
     rest = rest_face_landmarks(portrait_cues, cues) if as_is else None
     frames = progress_bar(render(image, points, landmarks, renderer=args.renderer, output_size=args.size,
-                                 full=args.full, progress=False, rest_landmarks=rest, **options),
+                                 full=args.full, progress=False, expression=expression, rest_landmarks=rest,
+                                 **options),
                           enabled=not args.quiet, total=cues.n_frames, desc="render", unit="frame", leave=False)
     with io.VideoWriter(args.output, cues.fps, audio=audio) as writer:
         for frame in frames:
             writer.write(frame)
     w, h = writer.size
+    from .inputs import parse_emotion_schedule, schedule_text
+
+    drawn = f", emotion {schedule_text(parse_emotion_schedule(cues.meta['emotion']))}" if expression is not None else ""
     print(f"{args.output}: {writer.n_frames} frames ({writer.n_frames / cues.fps:.2f} s) at {cues.fps:g} fps, {w}x{h}, "
-          f"renderer {args.renderer}{', with audio' if audio is not None else ''} ({time.perf_counter() - started:.1f} s)")
+          f"renderer {args.renderer}{drawn}{', with audio' if audio is not None else ''} "
+          f"({time.perf_counter() - started:.1f} s)")
     return 0
 
 
@@ -221,7 +238,9 @@ def _add_render_parser(sub) -> None:
         help="render a portrait driven by a cue file (stage 2 alone)",
         description="Animate a portrait with the facial cues of a .npz cue file (facecue cues, generate\n"
         "--save-cues). Cues made on this portrait drive it as they are; cues of another face are\n"
-        "retargeted: their expression and pose changes are applied to the portrait's own face and pose.",
+        "retargeted: their expression and pose changes are applied to the portrait's own face and pose.\n"
+        "Cues made from speech (generate --save-cues, cues-from-speech) say their emotion, and the\n"
+        "portrait gets its wrinkles and bared teeth as generate draws them.",
         epilog="examples:\n  facecue cues talk.mp4 -o talk.npz\n"
         "  facecue render --portrait me.jpg --cues talk.npz --audio talk.mp4 -o me_talking.mp4\n"
         "  facecue render --portrait me.jpg --cues talk.npz --crop --size 256 -o me_256.mp4",
@@ -244,6 +263,9 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--retarget", choices=("auto", "always", "never"), default="auto",
                    help="map the cues onto the portrait's face and pose: auto (when they come from another "
                    "face or image), always, never")
+    p.add_argument("--wrinkles", type=float, help="strength of the emotion's wrinkles and folds 0..1, for cues "
+                   "made from speech (generate --save-cues, cues-from-speech), which say their emotion (default: "
+                   "the strength they were made with, else 1; mesh renderer)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_render)
 

@@ -182,6 +182,18 @@ def emotion_weights(schedule: list[tuple[float, str]] | str, n_frames: int, fps:
     return weights
 
 
+
+def cue_emotion_weights(meta: dict, n_frames: int, fps: float) -> np.ndarray | None:
+    """(T, 8) float32 emotion weights, intensity included, that cues made from speech carry in
+    their ``meta`` (``emotion``: a name, a schedule or ``(seconds, name)`` pairs; ``intensity``,
+    default 1), as :func:`facecue.generate.generate` gives them to the renderer; None for cues
+    that say no emotion (a real video's, whose expression is all in its landmarks)."""
+    emotion = meta.get("emotion")
+    if emotion is None or (isinstance(emotion, (list, tuple)) and not emotion):
+        return None
+    intensity = check_intensity(meta.get("intensity", 1.0))
+    return emotion_weights(parse_emotion_schedule(emotion), n_frames, fps) * intensity
+
 # --- mouth ---------------------------------------------------------------------------------
 
 
