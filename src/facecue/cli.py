@@ -68,9 +68,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GenerateConfig(
         emotion=args.emotion, intensity=args.intensity, wrinkles=args.wrinkles, cue_model=args.cue_model,
         checkpoint=args.checkpoint, seed=args.seed, temperature=args.temperature, pose_scale=args.pose_scale,
-        mouth_scale=args.mouth_scale,
-        mouth_rest=args.mouth_rest, mouth_from=args.mouth_from, pose_from=args.pose_from, gaze=args.gaze,
-        blink_rate=args.blink_rate, renderer=args.renderer,
+        mouth_scale=args.mouth_scale, mouth_rest=args.mouth_rest, mouth_from=args.mouth_from,
+        pose_from=args.pose_from, gaze=args.gaze, blink_rate=args.blink_rate, renderer=args.renderer,
         renderer_checkpoint=args.renderer_checkpoint, device=args.device, size=args.size, fps=args.fps,
         full=args.full, max_seconds=args.max_seconds, text=args.text,
     )
@@ -225,7 +224,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     w, h = writer.size
     from .inputs import parse_emotion_schedule, schedule_text
 
-    drawn = f", emotion {schedule_text(parse_emotion_schedule(cues.meta['emotion']))}" if expression is not None else ""
+    drawn = "" if expression is None else f", emotion {schedule_text(parse_emotion_schedule(cues.meta['emotion']))}"
     print(f"{args.output}: {writer.n_frames} frames ({writer.n_frames / cues.fps:.2f} s) at {cues.fps:g} fps, {w}x{h}, "
           f"renderer {args.renderer}{drawn}{', with audio' if audio is not None else ''} "
           f"({time.perf_counter() - started:.1f} s)")

@@ -182,7 +182,6 @@ def emotion_weights(schedule: list[tuple[float, str]] | str, n_frames: int, fps:
     return weights
 
 
-
 def cue_emotion_weights(meta: dict, n_frames: int, fps: float) -> np.ndarray | None:
     """(T, 8) float32 emotion weights, intensity included, that cues made from speech carry in
     their ``meta`` (``emotion``: a name, a schedule or ``(seconds, name)`` pairs; ``intensity``,
@@ -193,6 +192,7 @@ def cue_emotion_weights(meta: dict, n_frames: int, fps: float) -> np.ndarray | N
         return None
     intensity = check_intensity(meta.get("intensity", 1.0))
     return emotion_weights(parse_emotion_schedule(emotion), n_frames, fps) * intensity
+
 
 # --- mouth ---------------------------------------------------------------------------------
 
