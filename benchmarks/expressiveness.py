@@ -397,8 +397,8 @@ def write_report(out: Path, results: dict) -> None:
              "beside facecue rendering the same actors: [regions.md](regions.md) (`benchmarks/recogniser_regions.py`). "
              "A person never used for calibration speaking each emotion with their own voice, real clips beside "
              "facecue's: [same_person.md](same_person.md) (`benchmarks/same_person.py`). How many of the readings "
-             "below rest on the emotion's wrinkles and folds (`--wrinkles` 1, 0.75, 0.5, 0): [wrinkles.md](wrinkles.md) "
-             "(`benchmarks/wrinkles.py`).",
+             "below rest on the emotion's wrinkles and folds (`--wrinkles` 1, 0.75, 0.5, 0): "
+             "[wrinkles.md](wrinkles.md) (`benchmarks/wrinkles.py`).",
              ""]
     if "mouth" in results:
         lines += ["## Mouth opening (MediaPipe on the rendered video)", "",
