@@ -3,6 +3,8 @@
 
 Usage: python benchmarks/wrinkles.py [--data ../shared/data] [--out docs/expressiveness]
                                      [--strengths 1 0.75 0.5 0] [--look PORTRAIT ...]
+                                     [--second-set DREAMTALK/data/src_img]
+                                     [--third-set SADTALKER/examples/source_image] [--unseen-strengths 1 0.5]
 
 The mesh renderer lays each emotion's wrinkles and folds (measured on the real MEAD faces) over the
 warped portrait; ``--wrinkles`` scales them apart from the face's shape. On bright, smooth skin
@@ -11,7 +13,10 @@ measures the trade on the report set of ``benchmarks/expressiveness.py`` (5 port
 for calibration, unseen speech in turn, 256 px crops, phonetic model): for each strength, the
 FER2013 recogniser's top-1 and mean p(emotion asked for) over the 6 judged emotions, and the eyes
 bar (aperture >= 50 % of the portrait's outside blinks). Neutral is not rendered: it has no
-wrinkles, so it is the same video at every strength.
+wrinkles, so it is the same video at every strength. With ``--second-set`` / ``--third-set`` (the
+further unseen sets of ``benchmarks/expressiveness.py``, checked by their git blob ids, the report
+set's speech in turn) the same is measured on them at ``--unseen-strengths``, and over all the
+portraits.
 
 Writes ``wrinkles.md``, ``wrinkles.json`` and ``wrinkles_sheet.jpg`` to ``--out``: the sheet shows
 the middle frame of happy and angry at each strength, for the report portraits and any ``--look``
@@ -33,22 +38,34 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from expressiveness import JUDGED, REPORT_PORTRAITS, REPORT_SPEECH, emotion_rows, interval_text  # noqa: E402
+from expressiveness import (JUDGED, REPORT_PORTRAITS, REPORT_SPEECH, SECOND, THIRD, emotion_rows,  # noqa: E402
+                            interval_text)
 
 EMOTIONS_JUDGED = tuple(e for e in JUDGED if e != "neutral")
 SHEET_EMOTIONS = ("happy", "angry")
 
 
-def measure(data: Path, tmp: Path, strengths: list[float]) -> dict[str, list[dict]]:
-    """Rows of :func:`expressiveness.emotion_rows` for each strength (key: the strength as text)."""
-    cases = [(data / rel, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {}) for k, rel in enumerate(REPORT_PORTRAITS)]
+def measure(data: Path, tmp: Path, strengths: list[float], cases: list | None = None,
+            name: str = "report") -> dict[str, list[dict]]:
+    """Rows of :func:`expressiveness.emotion_rows` for each strength (key: the strength as text), on
+    ``cases`` (default: the report set), rendered into ``tmp / "<name>_w<strength>"``."""
+    if cases is None:
+        cases = [(data / rel, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {})
+                 for k, rel in enumerate(REPORT_PORTRAITS)]
     results = {}
     for strength in strengths:
-        folder = tmp / f"w{strength:g}"
+        folder = tmp / f"{name}_w{strength:g}"
         folder.mkdir()
-        print(f"wrinkles {strength:g}", flush=True)
+        print(f"{name} set, wrinkles {strength:g}", flush=True)
         results[f"{strength:g}"] = emotion_rows(cases, folder, "phonetic", emotions=EMOTIONS_JUDGED, wrinkles=strength)
     return results
+
+
+def unseen_cases(data: Path, unseen, folder: Path) -> list:
+    """An unseen set's portraits (checked by git blob id), each with the report set's speech in turn
+    (as ``benchmarks/expressiveness.py`` renders them)."""
+    return [(path, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {"set": unseen.part, "kind": kind})
+            for k, (path, kind) in enumerate(unseen.checked(folder, f"--{unseen.part}-set"))]
 
 
 def summary(rows: list[dict]) -> dict:
@@ -77,7 +94,7 @@ def look_sheet(data: Path, tmp: Path, strengths: list[float], looks: list[Path],
         for emotion in SHEET_EMOTIONS:
             tiles = []
             for strength in strengths:
-                video = tmp / f"w{strength:g}" / f"{portrait.stem}_{emotion}.mp4"
+                video = tmp / f"report_w{strength:g}" / f"{portrait.stem}_{emotion}.mp4"
                 if not video.is_file():  # a --look portrait
                     generate(portrait, data / REPORT_SPEECH[0], video, emotion=emotion, cue_model="phonetic",
                              full=False, size=256, wrinkles=strength)
@@ -118,11 +135,36 @@ def write_report(out: Path, results: dict, looks: list[str], seconds: float) -> 
             mark = "**" if r["recognised"] == r["emotion"] else ""
             cells.append(f"{mark}{r['recognised']}{mark} {r['p_target']:.2f}")
         lines.append(f"| {row['portrait']} | {row['emotion']} | " + " | ".join(cells) + " |")
+    if "unseen" in results:
+        lines += unseen_lines(results)
     look_text = f" and {', '.join(looks)} (not judged)" if looks else ""
     lines += ["", f"Middle frames of happy and angry at each strength, the report portraits{look_text}:", "",
               "![happy and angry at each wrinkle strength](wrinkles_sheet.jpg)", "",
               f"Measured in {seconds / 60:.1f} minutes."]
     (out / "wrinkles.md").write_text("\n".join(lines) + "\n")
+
+
+def unseen_lines(results: dict) -> list[str]:
+    """The further unseen sets' table: per strength, each set's top-1, and all portraits together
+    (the report set's rows at the same strength added)."""
+    unseen = results["unseen"]
+    sets = unseen["sets"]
+    lines = ["", "## The further unseen sets",
+             "", f"The {' and '.join(sets)} sets of [README.md](README.md) (each fixed before it was rendered; the "
+             "report set's speech in turn), at fewer strengths; *all*: these and the report set together.", "",
+             "| wrinkles | " + " | ".join(f"{name} set" for name in sets) + " | all | " + " | ".join(EMOTIONS_JUDGED)
+             + " | eyes open, lowest |",
+             "|---|" + "--:|" * (len(sets) + 1) + "--:|" * len(EMOTIONS_JUDGED) + "--:|"]
+    for strength, rows in unseen["rows"].items():
+        per_set = [summary([r for r in rows if r["set"] == name]) for name in sets]
+        everything = summary(rows + results["rows"].get(strength, []))
+        cells = " | ".join(f"{s['hits']}/{s['videos']}" for s in per_set)
+        by_emotion = " | ".join(str(everything["by_emotion"][e]) for e in EMOTIONS_JUDGED)
+        hits, videos = everything["hits"], everything["videos"]
+        lines.append(f"| {strength} | {cells} | **{hits}/{videos} = {hits / videos:.0%}**{interval_text(hits, videos)}"
+                     f" | {by_emotion} | {everything['eyes_open_lowest']:.1%} |")
+    lines += ["", "Per emotion: videos read as the emotion asked for over all the portraits measured at that strength."]
+    return lines
 
 
 def main() -> None:
@@ -133,11 +175,19 @@ def main() -> None:
                         help="--wrinkles values to measure, 0..1 (default 1 0.75 0.5 0)")
     parser.add_argument("--look", type=Path, nargs="*", default=[],
                         help="further portraits shown on the sheet only (not judged)")
+    for unseen in (SECOND, THIRD):
+        parser.add_argument(f"--{unseen.part}-set", type=Path, metavar="DIR",
+                            help=f"the {unseen.folder} folder of {unseen.source} at commit {unseen.commit[:7]}")
+    parser.add_argument("--unseen-strengths", type=float, nargs="+", default=[1.0, 0.5],
+                        help="strengths for the further unseen sets (default 1 0.5)")
     args = parser.parse_args()
     from facecue.inputs import check_wrinkles
 
-    for strength in args.strengths:
+    for strength in args.strengths + args.unseen_strengths:
         check_wrinkles(strength)
+    further = [(unseen, getattr(args, f"{unseen.part}_set")) for unseen in (SECOND, THIRD)]
+    further_cases = [case for unseen, folder in further if folder is not None
+                     for case in unseen_cases(args.data, unseen, folder)]  # checked before anything is rendered
     missing = [p for p in [args.data / rel for rel in REPORT_PORTRAITS] + args.look if not p.is_file()]
     if missing:
         raise SystemExit(f"{missing[0]}: not found (--data takes the shared data folder)")
@@ -146,9 +196,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         rows = measure(args.data, tmp, args.strengths)
+        further_rows = measure(args.data, tmp, args.unseen_strengths, further_cases, "unseen") if further_cases else {}
         look_sheet(args.data, tmp, args.strengths, args.look, args.out / "wrinkles_sheet.jpg")
     results = {"date": time.strftime("%Y-%m-%d"), "strengths": list(rows), "rows": rows,
                "summary": {k: summary(v) for k, v in rows.items()}, "looks": [p.stem for p in args.look]}
+    if further_rows:
+        results["unseen"] = {"sets": [unseen.part for unseen, folder in further if folder is not None],
+                             "rows": further_rows}
     (args.out / "wrinkles.json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(args.out, results, results["looks"], time.perf_counter() - started)
     for strength, s in results["summary"].items():

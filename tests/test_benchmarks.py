@@ -337,6 +337,14 @@ def test_wrinkles_trade_table_counts_each_strength(tmp_path):
     text = (tmp_path / "wrinkles.md").read_text()
     assert "| 1 | 3/6 = 50% (95 % interval" in text and "| 0 | 1/6 = 17% (95 % interval" in text
     assert "| face | sad | **sad** 0.50 | neutral 0.20 |" in text
+    assert "further unseen sets" not in text
+    unseen_rows = [{**r, "set": name} for name in ("second", "third") for r in rows({"happy", "sad"}, 0.4, 0.99)]
+    results["unseen"] = {"sets": ["second", "third"], "rows": {"1": unseen_rows}}
+    table = "\n".join(wrinkles.unseen_lines(results))
+    # each set 2 of 6; all portraits: 3 of 6 in the report set + 4 of 12 = 7 of 18
+    assert "| 1 | 2/6 | 2/6 | **7/18 = 39%** (95 % interval" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("| 1 |")]
+    assert row.endswith("| 1 | 0 | 0 | 3 | 3 | 0 | 98.0% |"), row  # angry .. surprised, lowest eyes-open share
 
 def test_recogniser_hits_count_emotions_and_neutral_apart():
     """`benchmarks/expressiveness.py`'s top-1 counts: the 6 emotions' hits over their videos and
