@@ -212,10 +212,22 @@ def mouth_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
     return rows
 
 
+def report_cases(data: Path) -> list[tuple[Path, Path, dict]]:
+    """``(portrait, speech, {})`` of the report set for :func:`emotion_rows`: each of
+    ``REPORT_PORTRAITS`` with ``REPORT_SPEECH`` in turn."""
+    return [(data / rel, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {}) for k, rel in enumerate(REPORT_PORTRAITS)]
+
+
+def unseen_cases(data: Path, unseen: UnseenSet, folder: Path) -> list[tuple[Path, Path, dict]]:
+    """``(portrait, speech, {"kind": ...})`` of an unseen set (``unseen``, from ``folder`` = its
+    checkout's ``unseen.folder``, checked by git blob id) with the report set's speech in turn."""
+    return [(portrait, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {"kind": kind})
+            for k, (portrait, kind) in enumerate(unseen.checked(folder, f"--{unseen.part}-set"))]
+
+
 def emotion_part(data: Path, tmp: Path, cue_model: str) -> list[dict]:
     """The report set: each of ``REPORT_PORTRAITS`` speaking each emotion (:func:`emotion_rows`)."""
-    return emotion_rows([(data / rel, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {})
-                         for k, rel in enumerate(REPORT_PORTRAITS)], tmp, cue_model)
+    return emotion_rows(report_cases(data), tmp, cue_model)
 
 
 def git_blob_id(path: Path) -> str:
@@ -234,10 +246,10 @@ def unseen_set_part(data: Path, unseen: UnseenSet, folder: Path, tmp: Path, cue_
     from facecue.io import read_image
 
     cases = []
-    for k, (portrait, kind) in enumerate(unseen.checked(folder, f"--{unseen.part}-set")):
+    for portrait, speech, extra in unseen_cases(data, unseen, folder):
         still = summarize_reading(portrait, recognise_faces([read_image(portrait)], model=load_recogniser()))
-        cases.append((portrait, data / REPORT_SPEECH[k % len(REPORT_SPEECH)],
-                      {"kind": kind, "at_rest": still.label, "p_neutral_at_rest": still.mean_probability("neutral")}))
+        cases.append((portrait, speech,
+                      {**extra, "at_rest": still.label, "p_neutral_at_rest": still.mean_probability("neutral")}))
     return emotion_rows(cases, tmp, cue_model)
 
 

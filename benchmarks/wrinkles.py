@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from expressiveness import (JUDGED, REPORT_PORTRAITS, REPORT_SPEECH, SECOND, THIRD, emotion_rows,  # noqa: E402
-                            interval_text)
+                            interval_text, report_cases, unseen_cases)
 
 EMOTIONS_JUDGED = tuple(e for e in JUDGED if e != "neutral")
 SHEET_EMOTIONS = ("happy", "angry")
@@ -50,8 +50,7 @@ def measure(data: Path, tmp: Path, strengths: list[float], cases: list | None = 
     """Rows of :func:`expressiveness.emotion_rows` for each strength (key: the strength as text), on
     ``cases`` (default: the report set), rendered into ``tmp / "<name>_w<strength>"``."""
     if cases is None:
-        cases = [(data / rel, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {})
-                 for k, rel in enumerate(REPORT_PORTRAITS)]
+        cases = report_cases(data)
     results = {}
     for strength in strengths:
         folder = tmp / f"{name}_w{strength:g}"
@@ -59,13 +58,6 @@ def measure(data: Path, tmp: Path, strengths: list[float], cases: list | None = 
         print(f"{name} set, wrinkles {strength:g}", flush=True)
         results[f"{strength:g}"] = emotion_rows(cases, folder, "phonetic", emotions=EMOTIONS_JUDGED, wrinkles=strength)
     return results
-
-
-def unseen_cases(data: Path, unseen, folder: Path) -> list:
-    """An unseen set's portraits (checked by git blob id), each with the report set's speech in turn
-    (as ``benchmarks/expressiveness.py`` renders them)."""
-    return [(path, data / REPORT_SPEECH[k % len(REPORT_SPEECH)], {"set": unseen.part, "kind": kind})
-            for k, (path, kind) in enumerate(unseen.checked(folder, f"--{unseen.part}-set"))]
 
 
 def summary(rows: list[dict]) -> dict:
@@ -186,8 +178,9 @@ def main() -> None:
     for strength in args.strengths + args.unseen_strengths:
         check_wrinkles(strength)
     further = [(unseen, getattr(args, f"{unseen.part}_set")) for unseen in (SECOND, THIRD)]
-    further_cases = [case for unseen, folder in further if folder is not None
-                     for case in unseen_cases(args.data, unseen, folder)]  # checked before anything is rendered
+    further_cases = [(portrait, speech, {"set": unseen.part, **extra}) for unseen, folder in further
+                     if folder is not None  # checked before anything is rendered
+                     for portrait, speech, extra in unseen_cases(args.data, unseen, folder)]
     missing = [p for p in [args.data / rel for rel in REPORT_PORTRAITS] + args.look if not p.is_file()]
     if missing:
         raise SystemExit(f"{missing[0]}: not found (--data takes the shared data folder)")
