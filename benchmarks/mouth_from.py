@@ -33,6 +33,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from expressiveness import within_mouth_bar  # noqa: E402
 
 OTHER_CLIP = {  # judged clip -> the reference clip of the same person
     "styletalk_Obama_clip1": "talking/styletalk_Obama_clip3.mp4",
@@ -63,7 +66,7 @@ def ratio_row(real: np.ndarray, fake: np.ndarray) -> dict:
     row = {"real_p50": float(np.percentile(real, 50)), "real_p90": float(np.percentile(real, 90)),
            "p50": float(np.percentile(fake, 50)), "p90": float(np.percentile(fake, 90))}
     row["ratio_p50"], row["ratio_p90"] = row["p50"] / row["real_p50"], row["p90"] / row["real_p90"]
-    row["met"] = bool(abs(row["ratio_p90"] - 1) <= 0.2 and abs(row["ratio_p50"] - 1) <= 0.3)
+    row["met"] = within_mouth_bar(row["ratio_p50"], row["ratio_p90"])
     return row
 
 

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from expressiveness import JUDGED, PinnedFiles, lip_gap  # noqa: E402
+from expressiveness import JUDGED, PinnedFiles, lip_gap, within_mouth_bar  # noqa: E402
 
 SHEET_SIZE = 256  # px, each tile of the sheet
 SHEET_MOMENTS = (0.35, 0.65)  # fractions of each clip shown
@@ -65,11 +65,6 @@ PERSON = PinnedFiles(
 def checked_clips(folder: Path, person: PinnedFiles = PERSON) -> list[tuple[Path, str]]:
     """``(clip path, emotion)`` of each of ``person.files`` in ``folder`` (:meth:`PinnedFiles.checked`)."""
     return person.checked(folder, "--clips")
-
-
-def within_mouth_bar(ratio_p50: float, ratio_p90: float) -> bool:
-    """Issue 11's mouth bar on facecue's gap percentiles over the real clip's: p90 within 20 %, p50 within 30 %."""
-    return abs(ratio_p90 - 1) <= 0.2 and abs(ratio_p50 - 1) <= 0.3
 
 
 def face_crop(frame: np.ndarray, size: int = SHEET_SIZE) -> np.ndarray:
