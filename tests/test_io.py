@@ -186,6 +186,7 @@ def test_flash_video_frames_and_audio(tmp_path):
     assert abs(len(audio) / sr - n / 25) < 0.1
     assert peak_hz(audio, sr) == pytest.approx(440, abs=2.0)
 
+
 def test_odd_size_is_padded_right_bottom(tmp_path):
     frames = [make_frame(k, width=63, height=47) for k in range(5)]
     path = fio.write_video(tmp_path / "odd.mp4", frames, 25)
