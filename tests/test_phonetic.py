@@ -21,6 +21,7 @@ from facecue.phonetic import (
     load_priors,
     parse_emotion_schedule,
     phonetic_cues,
+    silent_frames,
     viseme_weights,
 )
 
@@ -82,6 +83,32 @@ def test_lips_close_on_bilabials_round_on_u_and_rest_in_silence(portrait_cues, b
     assert open_[:20].max() < 0.02 and open_[-20:].max() < 0.02, "mouth rests closed in silence"
     rms = loudness_envelope(audio, 25, cues.n_frames)
     assert np.corrcoef(open_, rms)[0, 1] > 0.5
+
+
+def test_background_noise_in_the_pauses_does_not_move_the_mouth(portrait_cues, bob_speech):
+    """Steady hiss 30 dB below the speech (the phone decoder reads it as fricatives) leaves the
+    pauses closed, as in the clean recording; the speech still opens the mouth."""
+    audio, _ = bob_speech
+    rms = loudness_envelope(audio, 25)
+    noise = np.random.default_rng(0).standard_normal(len(audio)) * np.percentile(rms[rms > 0], 95) * 10 ** (-30 / 20)
+    noisy = (audio + noise).astype(np.float32)
+    assert 20 * np.log10(np.median(loudness_envelope(noisy, 25)[:20]) / np.percentile(rms[rms > 0], 95)) > -32
+    cues = phonetic_cues(noisy, portrait_cues, "angry", 1.0, seed=0)
+    open_ = opening(cues)
+    assert open_[:20].max() < 0.02 and open_[-20:].max() < 0.02, "mouth rests closed in the noisy pauses"
+    assert np.percentile(open_[25:-25], 90) > 0.1, "the speech between them still opens it"
+
+
+def test_silent_frames_follow_the_noise_floor_but_keep_quiet_syllables():
+    rng = np.random.default_rng(1)
+    frames = 200
+    levels_db = rng.uniform(-22, 0, frames)  # speech without a pause: quietest syllables at -22 dB
+    assert not silent_frames(10 ** (levels_db / 20)).any()
+    levels_db[50:80] = -29 + rng.uniform(-1, 1, 30)  # a pause in noise 29 dB down
+    levels_db[60:62] = -10  # a 2-frame click inside it
+    silent = silent_frames(10 ** (levels_db / 20))
+    assert silent[50:80].all() and silent.sum() == 30
+    assert silent_frames(np.zeros(10)).all()
 
 
 def test_silence_keeps_the_mouth_closed(portrait_cues):
