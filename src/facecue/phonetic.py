@@ -272,6 +272,14 @@ def loudness_gain(audio: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
     return gaussian_filter1d(gain, 0.8, mode="nearest").astype(np.float32)
 
 
+def speaking_weight(loudness: np.ndarray) -> np.ndarray:
+    """(T,) float64 0..1, how far each frame is inside speech rather than a pause, from a
+    :func:`loudness_gain` (T,): 1 in speech, 0 a few frames into a pause, smooth between. The
+    jaw is held part-open while speaking, and the stage-1 network's speech movement is let go of
+    in the pauses, by this weight."""
+    return gaussian_filter1d((np.asarray(loudness) > 0).astype(np.float64), 1.0, mode="nearest")
+
+
 def mouth_offsets(
     audio: np.ndarray,
     phones: list[Phone],
@@ -302,7 +310,7 @@ def mouth_offsets(
     # Running speech holds the jaw part-open between the visemes' peaks; lips still close where
     # bilabials, labiodentals or silence dominate.
     closing = lip_closing_weight(mix) + mix[:, 0]
-    speaking = gaussian_filter1d((loudness > 0).astype(np.float64), 1.0, mode="nearest")
+    speaking = speaking_weight(loudness)
     held = speaking * np.clip(1.0 - closing, 0.0, 1.0)
     lips = np.asarray(jaw_opening * lip_share, np.float64) * held
     carrier = (SPEECH_JAW_OPENING + jaw_opening) * held - lips

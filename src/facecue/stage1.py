@@ -1205,14 +1205,16 @@ def teacher_head_and_gaze(head: np.ndarray, gaze_target: np.ndarray, frame_weigh
     return head - own_mean(head) + teacher_head, gaze_target - own_mean(gaze_target) + teacher_target
 
 
-def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> FaceCues:
-    """Scale the lower face's movement away from its rest by ``gain``.
+def scale_mouth(cues: FaceCues, gain: float | np.ndarray, rest: np.ndarray | None = None) -> FaceCues:
+    """Scale the lower face's movement away from its rest by ``gain`` (a scalar, or (T,) per frame:
+    0 puts the lower face at rest).
 
     rest : (478, 3) or (T, 478, 3) the closed-lip shape(s) the speech moves away from (the
         emotion's own mouth included, so that only the speech is scaled); default
         ``cues.identity``
     """
-    if gain == 1.0:
+    gain = np.asarray(gain, np.float64)
+    if np.all(gain == 1.0):
         return cues
     from dataclasses import replace
 
@@ -1221,6 +1223,7 @@ def scale_mouth(cues: FaceCues, gain: float, rest: np.ndarray | None = None) -> 
     weight = load_priors().lower_face_weight.astype(np.float64)[None, :, None]
     rest = (cues.identity if rest is None else rest).astype(np.float64)
     rest = rest[None] if rest.ndim == 2 else rest
+    gain = gain.reshape(-1, 1, 1) if gain.ndim else gain
     normalized = rest + (cues.normalized - rest) * (1.0 + (gain - 1.0) * weight)
     return replace(cues, normalized=normalized.astype(np.float32))
 
@@ -1367,8 +1370,8 @@ def network_cues(
     from dataclasses import replace
 
     from .phonetic import (SPEECH_WIDENING, CueControls, apply_controls, default_blink_rate, emotion_weights,
-                           lift_thin_lips, limit_eye_narrowing, rest_parting, speech_widening, viseme_weights,
-                           widen_with_opening)
+                           lift_thin_lips, limit_eye_narrowing, loudness_gain, rest_parting, speaking_weight,
+                           speech_widening, viseme_weights, widen_with_opening)
 
     schedule = parse_emotion_schedule(emotion)
     controls = controls or CueControls()
@@ -1380,7 +1383,10 @@ def network_cues(
     teacher = _cached(stage1_checkpoint(checkpoint), load_stage1).teacher_expression
     frame_weights = emotion_weights(schedule, cues.n_frames, cues.fps)
     rest = emotion_rest(cues.identity, frame_weights, intensity, settings=teacher)
-    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale, rest)
+    # the pauses close as the teacher's do: the network keeps moving the mouth in a noisy
+    # recording's pauses (JFK's, 28-30 dB down), which the teacher now treats as silence
+    speaking = speaking_weight(loudness_gain(audio, cues.n_frames, cues.fps))
+    cues = scale_mouth(cues, NETWORK_MOUTH_GAIN * controls.mouth_scale * speaking, rest)
     if controls.mouth_rest:  # the network learnt closed lips at rest: the phones say where to keep them closed
         from .audio import recognize_phones
 
