@@ -509,6 +509,27 @@ def test_network_head_and_gaze_are_moved_onto_the_teachers_means():
     np.testing.assert_allclose(new_head[-80:].mean(axis=0), priors.pose_mean[happy], atol=0.6)
 
 
+def test_network_mouth_rests_in_the_pauses_of_a_noisy_recording(portrait_cues):
+    """A 1.5 s pause under steady hiss 30 dB below the speech: the network's mouth rests there as
+    in the clean recording (before, its angry mouth stood 0.02-0.05 open in it, clean or noisy);
+    the speech around it still opens the mouth."""
+    from facecue.audio import loudness_envelope
+    from facecue.cli import asset_path
+    from facecue.constants import INNER_LIP_MID
+    from facecue.stage1 import network_cues
+
+    speech = io.read_audio(asset_path("speech.wav"))[: SAMPLE_RATE * 4]
+    audio = np.concatenate([speech, np.zeros(int(SAMPLE_RATE * 1.5), np.float32), speech])
+    rms = loudness_envelope(audio, 25)
+    hiss = np.random.default_rng(0).standard_normal(len(audio)) * np.percentile(rms[rms > 0], 95) * 10 ** (-30 / 20)
+    pause = slice(100 + 8, 137 - 8)  # the inserted pause (frames 100-137), away from its edges
+    for recording in (audio, (audio + hiss).astype(np.float32)):
+        cues = network_cues(recording, portrait_cues, "angry", 1.0, seed=3)
+        gap = cues.normalized[:, INNER_LIP_MID[1], 1] - cues.normalized[:, INNER_LIP_MID[0], 1]
+        assert gap[pause].max() < 0.015, "the mouth rests in the pause"
+        assert np.percentile(gap[:100], 90) > 0.1, "and speaks around it"
+
+
 def test_network_path_holds_the_head_where_its_teacher_does(portrait_cues):
     """With the bundled network, the head's mean offset from the portrait is the teacher's for the
     emotion (not the network's drift); a head copied from a reference (``pose_angles``) is left as
