@@ -172,8 +172,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .constants import SAMPLE_RATE
     from .cues import FaceCues
     from .errors import InputError
-    from .render import (detect_portrait_landmarks, drives_as_is, driving_landmarks, render, renderer_options,
-                         rest_face_landmarks)
+    from .render import (detect_portrait_landmarks, drives_as_is, driving_landmarks, portrait_at_cue_size, render,
+                         renderer_options, rest_face_landmarks)
 
     portrait = Path(args.portrait)
     if io.media_kind(portrait) != "image":
@@ -203,6 +203,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     image = io.read_image(portrait)
     started = time.perf_counter()
     points = detect_portrait_landmarks(image, source=portrait)
+    image, points = portrait_at_cue_size(image, points, cues, source=portrait)  # generate --full --size's cues
     height, width = image.shape[:2]
     portrait_cues = FaceCues.from_landmarks(points[None], cues.fps, (width, height), meta={"source": str(portrait)})
     as_is = drives_as_is(portrait_cues, cues, args.retarget)  # decided once: the rest face follows it
@@ -236,7 +237,8 @@ def _add_render_parser(sub) -> None:
         "render",
         help="render a portrait driven by a cue file (stage 2 alone)",
         description="Animate a portrait with the facial cues of a .npz cue file (facecue cues, generate\n"
-        "--save-cues). Cues made on this portrait drive it as they are; cues of another face are\n"
+        "--save-cues). Cues made on this portrait drive it as they are (at the size they were made at:\n"
+        "generate --full --size makes them on the portrait scaled down); cues of another face are\n"
         "retargeted: their expression and pose changes are applied to the portrait's own face and pose.\n"
         "Cues made from speech (generate --save-cues, cues-from-speech) say their emotion, and the\n"
         "portrait gets its wrinkles and bared teeth as generate draws them.",
