@@ -1804,3 +1804,23 @@ def test_bundled_detail_maps_carry_no_hair_strands_down_the_forehead():
         across = np.abs(np.diff(detail, axis=1))[:-1][forehead].mean()
         down = np.abs(np.diff(detail, axis=0))[:, :-1][forehead].mean()
         assert across < 0.9 * down, (emotion, across / down)
+
+
+def test_portrait_is_scaled_down_only_to_its_own_cues_size(portrait):
+    """``portrait_at_cue_size``: the portrait's own cues made at half its size scale it down (and
+    its landmarks are found again there); another face's cues, or cues larger than the portrait,
+    leave it as it is."""
+    from facecue.render import detect_portrait_landmarks, portrait_at_cue_size
+
+    height, width = portrait.shape[:2]
+    points = detect_portrait_landmarks(portrait)
+    half = (width // 2, height // 2)
+    own = FaceCues.from_landmarks(points[None] * 0.5, 25.0, half)
+    image, found = portrait_at_cue_size(portrait, points, own)
+    assert image.shape[:2] == (half[1], half[0])
+    assert np.median(np.linalg.norm(found[:, :2] - points[:, :2] * 0.5, axis=1)) < 0.02 * half[0]
+    moved = points * 0.5 + np.float32([0.3 * half[0], 0.0, 0.0])  # another face, elsewhere in the frame
+    for cues in (FaceCues.from_landmarks(moved[None], 25.0, half),
+                 FaceCues.from_landmarks(points[None] * 2.0, 25.0, (width * 2, height * 2))):
+        image, found = portrait_at_cue_size(portrait, points, cues)
+        assert image is portrait and found is points
