@@ -1819,6 +1819,13 @@ def test_portrait_is_scaled_down_only_to_its_own_cues_size(portrait):
     image, found = portrait_at_cue_size(portrait, points, own)
     assert image.shape[:2] == (half[1], half[0])
     assert np.median(np.linalg.norm(found[:, :2] - points[:, :2] * 0.5, axis=1)) < 0.02 * half[0]
+    # a tall portrait (400 x 1500) scaled as generate scales it, by its longer side to 302 px: its
+    # short side rounds to 81 px, 1.75 px off that side's own factor
+    tall = np.pad(portrait[:, 56:456], ((0, 1500 - height), (0, 0), (0, 0)), mode="edge")
+    tall_points = detect_portrait_landmarks(tall)
+    factor = 302 / 1500
+    tall_cues = FaceCues.from_landmarks(tall_points[None] * factor, 25.0, (round(400 * factor), 302))
+    assert portrait_at_cue_size(tall, tall_points, tall_cues)[0].shape[:2] == (302, 81)
     moved = points * 0.5 + np.float32([0.3 * half[0], 0.0, 0.0])  # another face, elsewhere in the frame
     for cues in (FaceCues.from_landmarks(moved[None], 25.0, half),
                  FaceCues.from_landmarks(points[None] * 2.0, 25.0, (width * 2, height * 2))):

@@ -2822,8 +2822,8 @@ def portrait_at_cue_size(image: np.ndarray, points: np.ndarray, cues, *, source=
     """The portrait at the size its own cues were made at: ``generate --full --size`` makes its
     cues on the portrait scaled down to the output size, and rendering those cues on the original
     would take them for another face's and retarget them. When ``cues`` (FaceCues) have a smaller
-    image than ``image`` (H, W, 3) of the same shape (each side within a pixel of one scale
-    factor) and its face (``points`` (478, 3) pixels), scaled by that factor, is where their first
+    image than ``image`` (H, W, 3) of the same shape (scaled by its longer side, as generate scales
+    it, the other side within a pixel) and its face (``points`` (478, 3) pixels), scaled by that factor, is where their first
     frame's is (:func:`same_face`), the image is scaled down to their size (the output too, unless
     a size is asked for) and its landmarks found again; otherwise both are returned as they are
     (another face's cues are retargeted at full resolution, and a portrait is never enlarged)."""
@@ -2835,8 +2835,8 @@ def portrait_at_cue_size(image: np.ndarray, points: np.ndarray, cues, *, source=
     cue_width, cue_height = (int(v) for v in cues.image_size)
     if (cue_width, cue_height) == (width, height):
         return image, points
-    factor = cue_width / width
-    if factor >= 1 or abs(height * factor - cue_height) > 1.0 or abs(cue_height / height * width - cue_width) > 1.0:
+    factor = max(cue_width, cue_height) / max(width, height)
+    if factor >= 1 or abs(width * factor - cue_width) > 1.0 or abs(height * factor - cue_height) > 1.0:
         return image, points
     scaled = points * np.float32(factor)
     if not same_face(FaceCues.from_landmarks(scaled[None], cues.fps, (cue_width, cue_height)), cues):
